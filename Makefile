@@ -1,0 +1,47 @@
+# make setup : virtual environment with llmpipe and its dev extras, plus Debian's fortune corpora
+# make repro : setup, compose conf/ into params.yaml, then `dvc repro`
+# make test  : setup, then the test suite
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+# The CPU build of torch by default; e.g. `make setup TORCH=torch` for your platform's CUDA build.
+TORCH ?= torch==2.13.0
+FORTUNE_DIR := /usr/share/games/fortunes
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# This project keeps MLflow telemetry and DVC analytics off: machines may be offline or private.
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+
+.PHONY: help setup system-packages repro test
+
+help:
+	@echo "make repro   set up, then run the whole pipeline (dvc repro) on the embedded corpus"
+	@echo "make test    set up, then run the test suite"
+	@echo "make setup   only set up: .venv, llmpipe and Debian's fortunes / fortunes-zh"
+
+setup: $(VENV)/.installed system-packages
+
+# Re-installs only when pyproject.toml changes; a finished set-up costs a file-date check.
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"llmpipe needs Python 3.11, found {sys.version.split()[0]} at {sys.executable}"'
+	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check "$(TORCH)"
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+system-packages:
+	@if [ ! -f $(FORTUNE_DIR)/fortunes ] || [ ! -f $(FORTUNE_DIR)/tang300 ]; then \
+		echo "installing Debian's fortunes and fortunes-zh"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes fortunes-zh; \
+	fi
+
+repro: setup
+	llmpipe compose
+	dvc repro
+
+test: setup
+	python -m pytest

@@ -1,0 +1,52 @@
+"""Compose conf/ into params.yaml, and read params.yaml back.
+
+conf/ is the source of truth. `dvc exp run` composes it itself (hydra.enabled in .dvc/config);
+`llmpipe compose` does the same thing the same way (compose, resolve, dump with OmegaConf), so the
+file is byte for byte what DVC would write and plain `dvc repro` sees the same parameters.
+"""
+
+from pathlib import Path
+
+import yaml
+
+PARAMS_FILE = "params.yaml"
+CONF_DIR = "conf"
+
+
+def compose(overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR) -> str:
+    """The YAML text that conf/ composes to with the given Hydra overrides."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+
+    conf_dir = Path(conf_dir).resolve()
+    if not (conf_dir / "config.yaml").is_file():
+        raise ValueError(f"no Hydra config found: {conf_dir / 'config.yaml'} does not exist")
+    try:
+        with initialize_config_dir(str(conf_dir), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
+    except HydraException as err:
+        raise ValueError(f"cannot compose {conf_dir} with overrides {overrides}: {err}") from err
+    OmegaConf.resolve(cfg)
+    return OmegaConf.to_yaml(cfg)
+
+
+def write_params(overrides: list[str] | None = None, output: str | Path = PARAMS_FILE, conf_dir: str | Path = CONF_DIR) -> Path:
+    output = Path(output)
+    output.write_text(compose(overrides, conf_dir), encoding="utf-8")
+    return output
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path} not found: run `llmpipe compose` in the project root first")
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def section(params: dict, name: str) -> dict:
+    """One top-level section of params, with a clear error when it is missing."""
+    if name not in params:
+        raise ValueError(f"params.yaml has no section `{name}`; it has {sorted(params)}")
+    return params[name]

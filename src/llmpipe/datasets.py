@@ -1,0 +1,153 @@
+"""Splits, token files and the torch datasets that read them.
+
+Token files are flat arrays of token ids (uint16 while the vocabulary fits), one per split, with
+every document followed by the end-of-text token, read back as memory maps (as nanoGPT does).
+"""
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+SPLITS = ("train", "val", "test")
+
+
+def split_of(doc_id: str, val_fraction: float, test_fraction: float) -> str:
+    """The split of a document, from a hash of its id: stable across runs, machines and corpus edits."""
+    u = int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big") / 2**64
+    if u < val_fraction:
+        return "val"
+    if u < val_fraction + test_fraction:
+        return "test"
+    return "train"
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_jsonl(path: str | Path, records: list[dict]):
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def token_dtype(vocab_size: int):
+    return np.uint16 if vocab_size <= 65535 else np.uint32
+
+
+def write_tokens(path: str | Path, docs_ids: list[list[int]], eot_id: int, vocab_size: int) -> int:
+    """Concatenate documents, each followed by eot, into a flat token file; returns its length."""
+    flat = np.fromiter((t for ids in docs_ids for t in (*ids, eot_id)), dtype=token_dtype(vocab_size))
+    flat.tofile(path)
+    return len(flat)
+
+
+def load_tokens(tokens_dir: str | Path, split: str) -> np.ndarray:
+    tokens_dir = Path(tokens_dir)
+    meta = json.loads((tokens_dir / "meta.json").read_text())
+    return np.memmap(tokens_dir / f"{split}.bin", dtype=token_dtype(meta["vocab_size"]), mode="r")
+
+
+class RandomWindows(Dataset):
+    """num_samples windows at random offsets; item i is the same window in every run (seed, i)."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, num_samples: int, seed: int):
+        if len(tokens) <= block_size + 1:
+            raise ValueError(f"{len(tokens)} training tokens are too few for block_size {block_size}")
+        self.tokens, self.block_size, self.num_samples, self.seed = tokens, block_size, num_samples, seed
+
+    def __len__(self):
+        return self.num_samples
+
+    def __getitem__(self, i):
+        start = int(np.random.default_rng([self.seed, i]).integers(0, len(self.tokens) - self.block_size - 1))
+        chunk = torch.from_numpy(self.tokens[start : start + self.block_size + 1].astype(np.int64))
+        return chunk[:-1], chunk[1:]
+
+
+class SequentialWindows(Dataset):
+    """Consecutive windows that predict every token of the split except the first, each once."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, max_windows: int | None = None):
+        self.tokens, self.block_size = tokens, block_size
+        self.n = max(0, (len(tokens) - 2) // block_size + 1) if len(tokens) > 1 else 0
+        if max_windows is not None:
+            self.n = min(self.n, max_windows)
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        start = i * self.block_size
+        chunk = torch.from_numpy(self.tokens[start : start + self.block_size + 1].astype(np.int64))
+        return chunk[:-1], chunk[1:]  # the last window may be shorter
+
+
+def pad_windows(batch: list[tuple[torch.Tensor, torch.Tensor]]):
+    """Collate windows of unequal length: targets of padding are -100, which the loss ignores."""
+    T = max(len(x) for x, _ in batch)
+    xs = torch.zeros(len(batch), T, dtype=torch.long)
+    ys = torch.full((len(batch), T), -100, dtype=torch.long)
+    for row, (x, y) in enumerate(batch):
+        xs[row, : len(x)], ys[row, : len(y)] = x, y
+    return xs, ys
+
+
+class LabeledSequences(Dataset):
+    """Token id lists with an integer label each, for sequence classification."""
+
+    def __init__(self, ids: list[list[int]], labels: list[int]):
+        assert len(ids) == len(labels)
+        self.ids, self.labels = ids, labels
+
+    def __len__(self):
+        return len(self.ids)
+
+    def __getitem__(self, i):
+        return self.ids[i], self.labels[i]
+
+
+def collate_labeled(pad_id: int):
+    def collate(batch):
+        lengths = torch.tensor([len(ids) for ids, _ in batch])
+        idx = torch.full((len(batch), int(lengths.max())), pad_id, dtype=torch.long)
+        for row, (ids, _) in enumerate(batch):
+            idx[row, : len(ids)] = torch.tensor(ids)
+        return idx, lengths, torch.tensor([label for _, label in batch])
+
+    return collate
+
+
+def choose_labels(train_docs: list[dict], wanted: list[str] | None, min_examples: int, max_labels: int | None) -> list[str]:
+    """The classification labels: `wanted` if given (each must occur in train), else every label
+    with at least min_examples training documents, the most frequent first, at most max_labels."""
+    counts: dict[str, int] = {}
+    for doc in train_docs:
+        if doc.get("label") is not None:
+            counts[doc["label"]] = counts.get(doc["label"], 0) + 1
+    if wanted:
+        missing = [label for label in wanted if label not in counts]
+        if missing:
+            raise ValueError(f"finetune.labels {missing} have no training documents; labels present: {sorted(counts)}")
+        return list(wanted)
+    ranked = sorted((label for label, n in counts.items() if n >= min_examples), key=lambda label: (-counts[label], label))
+    labels = ranked[:max_labels] if max_labels else ranked
+    if len(labels) < 2:
+        raise ValueError(
+            f"fewer than 2 labels have finetune.min_examples_per_label={min_examples} training documents "
+            f"(counts: {dict(sorted(counts.items(), key=lambda kv: -kv[1])[:10])})"
+        )
+    return sorted(labels)
+
+
+def labeled_examples(docs: list[dict], labels: list[str], tokenizer, max_tokens: int) -> LabeledSequences:
+    """Documents whose label is in `labels`, tokenized and truncated to max_tokens."""
+    index = {label: i for i, label in enumerate(labels)}
+    kept = [d for d in docs if d.get("label") in index]
+    ids = [enc.ids[:max_tokens] for enc in tokenizer.encode_batch([d["text"] for d in kept])]
+    return LabeledSequences(ids, [index[d["label"]] for d in kept])

@@ -1,0 +1,50 @@
+"""ingest: read the source corpus into data/raw/<file>.jsonl, one JSON document per line.
+
+Reads: the folder `ingest.source` (by default Debian's fortune files in /usr/share/games/fortunes).
+Writes: data/raw/*.jsonl with {id, text, source, lang, label}; metrics/ingest.json.
+Run: python -m llmpipe.stages.ingest
+"""
+
+import shutil
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tqdm import tqdm
+
+from llmpipe.corpus import read_corpus
+from llmpipe.datasets import write_jsonl
+from llmpipe.runner import stage_main
+
+STAGE = "ingest"
+SECTIONS = [STAGE]
+LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
+
+
+def run(params: dict, root: Path) -> dict:
+    cfg = params[STAGE]
+    docs = read_corpus(cfg["source"], cfg["format"], cfg.get("zh_files", []), cfg.get("exclude_files", []))
+    by_file: dict[str, list[dict]] = defaultdict(list)
+    for doc in tqdm(docs, desc="ingest", unit=" docs", leave=False):
+        group = doc["label"] or "unlabeled"
+        if cfg.get("max_docs_per_file") is None or len(by_file[group]) < cfg["max_docs_per_file"]:
+            by_file[group].append(doc)
+    if not by_file:
+        raise ValueError(f"ingest.source={cfg['source']!r} holds no documents of format {cfg['format']!r}")
+    out = root / "data" / "raw"
+    tmp = out.with_name("raw.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for group, group_docs in by_file.items():
+        write_jsonl(tmp / f"{group}.jsonl", group_docs)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    langs = Counter(doc["lang"] for group_docs in by_file.values() for doc in group_docs)
+    return {"docs": sum(langs.values()), "files": len(by_file), "docs_per_lang": dict(langs)}
+
+
+def main():
+    stage_main(STAGE, run, SECTIONS, LOGGED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""pretrain: train the decoder-only Transformer on next-token prediction.
+
+Reads: data/tokens/{train,val}.bin, meta.json, tokenizer.json.
+Writes: models/pretrain/ (model.safetensors, config.json, tokenizer.json, params.json);
+  metrics/pretrain.json; per-step metrics to MLflow; resume checkpoints under checkpoints/pretrain/.
+Run: python -m llmpipe.stages.pretrain
+"""
+
+import json
+import math
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from llmpipe import training
+from llmpipe.datasets import RandomWindows, SequentialWindows, load_tokens, pad_windows
+from llmpipe.export import save_model_dir
+from llmpipe.lit_module import LitLM, OptimConfig
+from llmpipe.model import GPT, GPTConfig
+from llmpipe.runner import stage_main
+
+STAGE = "pretrain"
+SECTIONS = ["seed", "model", STAGE]
+LOGGED = ["trainer"]  # hardware: logged to MLflow, not a DVC param
+
+
+def run(params: dict, root: Path) -> dict:
+    cfg, hardware, seed = params[STAGE], params["trainer"], params["seed"]
+    tokens_dir = root / "data" / "tokens"
+    meta = json.loads((tokens_dir / "meta.json").read_text())
+    model_cfg = GPTConfig(vocab_size=meta["vocab_size"], **params["model"])
+    micro_batch, accumulate = training.batch_split(cfg["batch_size"], hardware["micro_batch_size"], hardware["devices"])
+    L.seed_everything(seed, workers=True, verbose=False)
+
+    net = GPT(model_cfg)
+    val = meta["splits"]["val"]
+    module = LitLM(net, OptimConfig.from_section(cfg), task="lm", tokens_per_byte=val["tokens"] / val["bytes"])
+    train_set = RandomWindows(load_tokens(tokens_dir, "train"), model_cfg.block_size, cfg["max_steps"] * cfg["batch_size"], seed)
+    loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"]}
+    train_loader = DataLoader(train_set, shuffle=False, **loader_args)  # the randomness is in the windows
+    val_loader = DataLoader(SequentialWindows(load_tokens(tokens_dir, "val"), model_cfg.block_size), collate_fn=pad_windows, **loader_args)
+
+    checkpoint_dir = root / "checkpoints" / STAGE / training.fingerprint({k: params[k] for k in SECTIONS}, meta)
+    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg["val_every"])
+    trainer = training.build_trainer(hardware, cfg["max_steps"], accumulate, cfg["val_every"], cfg["log_every"], cfg["grad_clip"],
+                                     checkpoint, limit_val_batches=cfg["val_batches"])
+    training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
+    train_loss = float(trainer.callback_metrics["train/loss"])
+    final = trainer.validate(module, val_loader, verbose=False)[0]
+
+    save_model_dir(root / "models" / STAGE, net, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS})
+    return {
+        "train_loss": train_loss,
+        "val_loss": final["val/loss"],
+        "val_bpb": final["val/bpb"],
+        "val_ppl": math.exp(final["val/loss"]),
+        "params": net.num_params(non_embedding=False),
+        "params_non_embedding": net.num_params(),
+        "tokens_seen": cfg["max_steps"] * cfg["batch_size"] * model_cfg.block_size,
+    }
+
+
+def main():
+    stage_main(STAGE, run, SECTIONS, LOGGED)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""tokenize: split documents into train/val/test, train a byte-level BPE tokenizer on train only,
+and write each split as a flat file of token ids.
+
+Reads: data/clean/docs.jsonl.
+Writes: data/tokens/{tokenizer.json, meta.json, <split>.bin, <split>.jsonl}; metrics/tokenize.json.
+  <split>.bin    uint16 token ids, every document followed by <|endoftext|>
+  <split>.jsonl  the split's documents, for the stages that need text and labels
+  meta.json      vocab size, special token ids, and docs / tokens / UTF-8 bytes per split
+Run: python -m llmpipe.stages.tokenize
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+from tqdm import tqdm
+
+from llmpipe.datasets import SPLITS, read_jsonl, split_of, write_jsonl, write_tokens
+from llmpipe.runner import stage_main
+from llmpipe.tokenizer import EOT, PAD, special_id, train_bpe
+
+STAGE = "tokenize"
+SECTIONS = [STAGE]
+LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
+
+
+def run(params: dict, root: Path) -> dict:
+    cfg = params[STAGE]
+    docs = read_jsonl(root / "data" / "clean" / "docs.jsonl")
+    splits = {name: [] for name in SPLITS}
+    for doc in docs:
+        splits[split_of(doc["id"], cfg["val_fraction"], cfg["test_fraction"])].append(doc)
+    empty = [name for name, split_docs in splits.items() if not split_docs]
+    if empty:
+        raise ValueError(f"splits {empty} are empty: {len(docs)} documents are too few for tokenize.val_fraction / test_fraction")
+    tokenizer = train_bpe((d["text"] for d in splits["train"]), cfg["vocab_size"], cfg["min_frequency"])
+    vocab_size = tokenizer.get_vocab_size()
+    out = root / "data" / "tokens"
+    tmp = out.with_name("tokens.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    meta = {"vocab_size": vocab_size, "eot_id": special_id(tokenizer, EOT), "pad_id": special_id(tokenizer, PAD), "splits": {}}
+    for name in tqdm(SPLITS, desc="tokenize", leave=False):
+        split_docs = splits[name]
+        ids = [enc.ids for enc in tokenizer.encode_batch([d["text"] for d in split_docs])]
+        n_tokens = write_tokens(tmp / f"{name}.bin", ids, meta["eot_id"], vocab_size)
+        n_bytes = sum(len(d["text"].encode("utf-8")) for d in split_docs)
+        meta["splits"][name] = {"docs": len(split_docs), "tokens": n_tokens, "bytes": n_bytes}
+        write_jsonl(tmp / f"{name}.jsonl", split_docs)
+    tokenizer.save(str(tmp / "tokenizer.json"))
+    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    train = meta["splits"]["train"]
+    return {"vocab_size": vocab_size, "train_bytes_per_token": train["bytes"] / train["tokens"], "splits": meta["splits"]}
+
+
+def main():
+    stage_main(STAGE, run, SECTIONS, LOGGED)
+
+
+if __name__ == "__main__":
+    main()

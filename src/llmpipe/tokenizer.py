@@ -1,0 +1,48 @@
+"""Byte-level BPE tokenizer, trained with Hugging Face `tokenizers`.
+
+Byte-level means every string encodes, whatever its script: Chinese characters that the merges did
+not cover fall back to their UTF-8 bytes, so nothing is ever mapped to an unknown token.
+"""
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+EOT = "<|endoftext|>"  # ends every document in the token stream
+PAD = "<|pad|>"  # right-padding for classification batches; never predicted
+SPECIAL_TOKENS = [EOT, PAD]
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
+    if vocab_size < 256 + len(SPECIAL_TOKENS):
+        raise ValueError(f"tokenize.vocab_size={vocab_size} is below the 256 byte tokens plus {len(SPECIAL_TOKENS)} special tokens")
+    if vocab_size > 65535:
+        raise ValueError(f"tokenize.vocab_size={vocab_size} does not fit the uint16 token files (at most 65535)")
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=min_frequency,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    return tokenizer
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "tokenizer.json"
+    if not path.is_file():
+        raise ValueError(f"no tokenizer at {path}")
+    return Tokenizer.from_file(str(path))
+
+
+def special_id(tokenizer: Tokenizer, token: str) -> int:
+    token_id = tokenizer.token_to_id(token)
+    assert token_id is not None, f"tokenizer lacks special token {token}"
+    return token_id

@@ -1,0 +1,86 @@
+"""MLflow tracking: where the store is, and one run per stage execution.
+
+The default store is a SQLite file `mlflow.db` in the project root with artifacts in `mlartifacts/`
+beside it, both set explicitly: MLflow otherwise picks a store relative to whatever the working
+directory is. MLFLOW_TRACKING_URI overrides the store.
+"""
+
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+# Off by default: users' machines may be offline or private. Set before mlflow is imported.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+EXPERIMENT = "llmpipe"
+STAGE_TAG = "llmpipe.stage"
+# A tracking server that does not answer must fail a stage quickly rather than hang it.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def tracking_uri(root: str | Path = ".") -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """For a local SQLite store, artifacts live in mlartifacts/ beside the database file."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    return None  # a tracking server decides for itself
+
+
+def setup(root: str | Path = ".") -> str:
+    """Point MLflow at the project's store and make sure the experiment exists; returns its id."""
+    import mlflow
+
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri))
+    return experiment.experiment_id
+
+
+def git_commit(root: str | Path = ".") -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def flatten(d: dict, sep: str = ".", prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}: params are dotted, metric keys use sep='/'."""
+    flat = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, sep, f"{name}{sep}"))
+        else:
+            flat[name] = value
+    return flat
+
+
+@contextmanager
+def stage_run(stage: str, params: dict, root: str | Path = "."):
+    """An MLflow run for one stage execution, with its params and provenance tags."""
+    import mlflow
+
+    experiment_id = setup(root)
+    tags = {STAGE_TAG: stage, "dvc.stage": stage, "mlflow.source.git.commit": git_commit(root)}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
+        flat = flatten(params)
+        for start in range(0, len(flat), 100):  # MLflow takes at most 100 params per batch
+            mlflow.log_params(dict(list(flat.items())[start : start + 100]))
+        yield run
+
+
+def log_metrics(metrics: dict, prefix: str = "", step: int | None = None):
+    """Log the numbers of a nested metrics dict as `prefix/a/b` keys to the active run."""
+    import mlflow
+
+    flat = flatten(metrics, sep="/", prefix=f"{prefix}/" if prefix else "")
+    mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, (int, float))}, step=step)

@@ -1,0 +1,81 @@
+"""Every config composes and builds what it describes; params.yaml is exactly what conf/ composes to."""
+
+
+import lightning as L
+import pytest
+import yaml
+
+from llmpipe.config import compose
+from llmpipe.lit_module import OptimConfig
+from llmpipe.model import GPT, GPTConfig
+from llmpipe.stages import STAGES
+from llmpipe.training import batch_split
+
+from .conftest import REPO
+
+CONF = REPO / "conf"
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_committed_params_yaml_is_what_conf_composes_to():
+    committed = (REPO / "params.yaml").read_text(encoding="utf-8")
+    assert committed == compose(conf_dir=CONF), "params.yaml is stale: run `llmpipe compose` and commit it"
+
+
+@pytest.mark.parametrize("group", [g for g in GROUPS if g != "experiment"])
+def test_every_group_has_a_tiny_option(group):
+    assert "tiny" in options(group)
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_instantiates(group, option):
+    params = yaml.safe_load(compose([f"{group}={option}"], conf_dir=CONF))
+    assert set(STAGES) - {"ingest"} <= set(params) | {"ingest"}
+    cfg = GPTConfig(vocab_size=params["tokenize"]["vocab_size"], **params["model"])
+    assert GPT(cfg).num_params() > 0
+    for stage in ("pretrain", "finetune"):
+        OptimConfig.from_section(params[stage])
+        micro, accumulate = batch_split(params[stage]["batch_size"], params["trainer"]["micro_batch_size"], params["trainer"]["devices"])
+        assert micro * accumulate * params["trainer"]["devices"] == params[stage]["batch_size"]
+    if params["trainer"]["accelerator"] == "cpu":
+        L.Trainer(**{k: params["trainer"][k] for k in ("accelerator", "devices", "precision")}, logger=False)
+
+
+def test_dvc_yaml_params_and_deps_exist():
+    params = yaml.safe_load(compose(conf_dir=CONF))
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    assert list(dvc["stages"]) == list(STAGES)
+    for name, stage in dvc["stages"].items():
+        assert stage["cmd"] == f"python -m llmpipe.stages.{name}"
+        for key in stage.get("params", []):
+            assert key in params, f"stage {name} depends on missing param section {key}"
+        for dep in stage["deps"]:
+            if dep.startswith("src/"):
+                assert (REPO / dep).is_file(), dep
+        assert "trainer" not in stage.get("params", []), "hardware settings must not invalidate finished runs"
+
+
+def test_a_bad_override_is_a_clear_error():
+    with pytest.raises(ValueError, match="model=nope"):
+        compose(["model=nope"], conf_dir=CONF)
+
+
+def test_tiny_experiment_switches_every_group():
+    tiny = yaml.safe_load(compose(["experiment=tiny"], conf_dir=CONF))
+    default = yaml.safe_load(compose(conf_dir=CONF))
+    assert tiny["model"]["d_model"] < default["model"]["d_model"]
+    assert tiny["ingest"]["max_docs_per_file"] is not None
+    assert tiny["pretrain"]["max_steps"] < default["pretrain"]["max_steps"]
+
+
+def test_dvc_params_are_what_each_stage_reads():
+    import importlib
+
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        module = importlib.import_module(f"llmpipe.stages.{name}")
+        assert stage["params"] == module.SECTIONS, name

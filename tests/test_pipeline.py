@@ -1,0 +1,60 @@
+"""End to end: `dvc repro` on the tiny config in a copy of the repository, as a user would run it."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import copy_repo
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["ingest", "clean", "tokenize", "pretrain", "finetune", "evaluate", "register"]
+
+
+def sh(cwd: Path, *cmd: str) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own default store
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return done.stdout + done.stderr
+
+
+def ran_stages(output: str) -> list[str]:
+    return [s for s in STAGES if f"Running stage '{s}'" in output]
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory, fortunes_installed):
+    root = copy_repo(tmp_path_factory.mktemp("clone"))
+    for path in ("mlflow.db", "mlartifacts", "data", "models", "metrics", "checkpoints"):
+        shutil.rmtree(root / path, ignore_errors=True) if (root / path).is_dir() else (root / path).unlink(missing_ok=True)
+    sh(root, "git", "init", "-q")
+    sh(root, "llmpipe", "compose", "experiment=tiny")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny")
+    return root
+
+
+def test_dvc_repro_runs_every_stage_then_nothing(repo):
+    first = sh(repo, "dvc", "repro")
+    assert ran_stages(first) == STAGES
+    evaluation = json.loads((repo / "metrics" / "evaluate.json").read_text())
+    assert evaluation["lm"]["val_bpb"] < evaluation["lm"]["unigram_val_bpb"]
+    assert json.loads((repo / "metrics" / "register.json").read_text())["alias"] == "challenger"
+    assert (repo / "mlflow.db").is_file() and (repo / "mlartifacts").is_dir()
+    shown = sh(repo, "dvc", "metrics", "show", "--json")
+    for key in ("val_ppl", "val_bpb", "test_acc", "test_macro_f1"):
+        assert key in shown
+    second = sh(repo, "dvc", "repro")
+    assert ran_stages(second) == [] and "Data and pipelines are up to date" in second
+
+
+def test_exp_run_with_a_finetune_override_skips_pretraining(repo):
+    out = sh(repo, "dvc", "exp", "run", "-S", "experiment=tiny", "-S", "finetune.lr=0.002")
+    assert ran_stages(out) == ["finetune", "evaluate", "register"]
+    assert "lr: 0.002" in (repo / "params.yaml").read_text()

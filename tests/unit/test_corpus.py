@@ -1,0 +1,45 @@
+import json
+
+import pytest
+
+from llmpipe.corpus import guess_lang, read_corpus, split_fortunes
+
+
+def test_split_fortunes_drops_separators_and_empty_entries():
+    assert split_fortunes("one\nline\n%\ntwo\n%\n%\nthree\n") == ["one\nline", "two", "three"]
+
+
+def test_guess_lang():
+    assert guess_lang("床前明月光，疑是地上霜。") == "zh"
+    assert guess_lang("The quick brown fox.") == "en"
+    assert guess_lang("12345") == "en"
+
+
+def test_fortune_folder_skips_index_files_links_and_subfolders(tmp_path):
+    (tmp_path / "computers").write_text("Bugs are features.\n%\nRTFM.\n")
+    (tmp_path / "computers.dat").write_bytes(b"\x00\x01binary index")
+    (tmp_path / "computers.u8").symlink_to(tmp_path / "computers")
+    (tmp_path / "tang300").write_text("\x1b[32m《静夜思》\x1b[m\n床前明月光\n%\n")
+    (tmp_path / "off").mkdir()
+    docs = list(read_corpus(tmp_path, "fortune", zh_files=["tang300"]))
+    assert [(d["id"], d["lang"], d["label"]) for d in docs] == [
+        ("computers:00000", "en", "computers"),
+        ("computers:00001", "en", "computers"),
+        ("tang300:00000", "zh", "tang300"),
+    ]
+
+
+def test_jsonl_folder_and_bad_line_named(tmp_path):
+    (tmp_path / "a.jsonl").write_text(json.dumps({"text": "你好世界", "label": "x"}) + "\n" + json.dumps({"id": "k", "text": "hi"}) + "\n")
+    docs = list(read_corpus(tmp_path, "jsonl"))
+    assert [(d["id"], d["lang"], d["label"]) for d in docs] == [("a:0000001", "zh", "x"), ("k", "en", "a")]
+    (tmp_path / "b.jsonl").write_text('{"text": 1}\n')
+    with pytest.raises(ValueError, match=r"b.jsonl:1"):
+        list(read_corpus(tmp_path, "jsonl"))
+
+
+def test_missing_source_and_unknown_format_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="not a readable folder"):
+        read_corpus(tmp_path / "nope", "txt")
+    with pytest.raises(ValueError, match="ingest.format"):
+        read_corpus(tmp_path, "csv")

@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+from llmpipe.datasets import RandomWindows, SequentialWindows, choose_labels, pad_windows, split_of, write_tokens
+
+
+def test_split_of_is_stable_and_close_to_the_fractions():
+    ids = [f"doc:{i}" for i in range(20000)]
+    splits = [split_of(i, 0.1, 0.05) for i in ids]
+    assert splits == [split_of(i, 0.1, 0.05) for i in ids]
+    assert abs(splits.count("val") / len(ids) - 0.1) < 0.01
+    assert abs(splits.count("test") / len(ids) - 0.05) < 0.01
+
+
+def test_token_file_ends_every_document_with_eot(tmp_path):
+    n = write_tokens(tmp_path / "t.bin", [[5, 6], [7]], eot_id=0, vocab_size=100)
+    assert n == 5
+    assert np.fromfile(tmp_path / "t.bin", dtype=np.uint16).tolist() == [5, 6, 0, 7, 0]
+
+
+def test_random_windows_are_reproducible_and_shifted_by_one():
+    tokens = np.arange(1000, dtype=np.uint16)
+    a, b = RandomWindows(tokens, 16, 10, seed=3), RandomWindows(tokens, 16, 10, seed=3)
+    x, y = a[4]
+    assert (x == b[4][0]).all() and (y == x + 1).all() and len(x) == 16
+    assert not (RandomWindows(tokens, 16, 10, seed=4)[4][0] == x).all()
+
+
+def test_sequential_windows_predict_every_token_but_the_first_once():
+    tokens = np.arange(50, dtype=np.uint16)
+    ds = SequentialWindows(tokens, 8)
+    xs, ys = pad_windows([ds[i] for i in range(len(ds))])
+    targets = ys[ys != -100].tolist()
+    assert targets == list(range(1, 50))
+
+
+def test_choose_labels_by_count_and_explicit_list():
+    docs = [{"label": "a"}] * 5 + [{"label": "b"}] * 3 + [{"label": "c"}] * 1
+    assert choose_labels(docs, None, min_examples=2, max_labels=None) == ["a", "b"]
+    assert choose_labels(docs, None, min_examples=1, max_labels=2) == ["a", "b"]
+    assert choose_labels(docs, ["c", "a"], min_examples=100, max_labels=None) == ["c", "a"]
+    with pytest.raises(ValueError, match="'z'"):
+        choose_labels(docs, ["z"], 1, None)
+    with pytest.raises(ValueError, match="fewer than 2 labels"):
+        choose_labels(docs, None, min_examples=4, max_labels=None)
