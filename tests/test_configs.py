@@ -1,6 +1,5 @@
 """Every config composes and builds what it describes; params.yaml is exactly what conf/ composes to."""
 
-
 import lightning as L
 import pytest
 import yaml
@@ -39,7 +38,9 @@ def test_every_option_composes_and_instantiates(group, option):
     assert GPT(cfg).num_params() > 0
     for stage in ("pretrain", "finetune"):
         OptimConfig.from_section(params[stage])
-        micro, accumulate = batch_split(params[stage]["batch_size"], params["trainer"]["micro_batch_size"], params["trainer"]["devices"])
+        micro, accumulate = batch_split(
+            params[stage]["batch_size"], params["trainer"]["micro_batch_size"], params["trainer"]["devices"]
+        )
         assert micro * accumulate * params["trainer"]["devices"] == params[stage]["batch_size"]
     if params["trainer"]["accelerator"] == "cpu":
         L.Trainer(**{k: params["trainer"][k] for k in ("accelerator", "devices", "precision")}, logger=False)

@@ -32,7 +32,9 @@ def ran_stages(output: str) -> list[str]:
 def repo(tmp_path_factory, fortunes_installed):
     root = copy_repo(tmp_path_factory.mktemp("clone"))
     for path in ("mlflow.db", "mlartifacts", "data", "models", "metrics", "checkpoints"):
-        shutil.rmtree(root / path, ignore_errors=True) if (root / path).is_dir() else (root / path).unlink(missing_ok=True)
+        shutil.rmtree(root / path, ignore_errors=True) if (root / path).is_dir() else (root / path).unlink(
+            missing_ok=True
+        )
     sh(root, "git", "init", "-q")
     sh(root, "llmpipe", "compose", "experiment=tiny")
     sh(root, "git", "add", "-A")

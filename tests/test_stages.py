@@ -81,7 +81,9 @@ def test_evaluate_reports_models_next_to_baselines(project):
     assert lm["val_bpb"] < lm["unigram_val_bpb"]
     val_bytes = json.loads((root / "data" / "tokens" / "meta.json").read_text())["splits"]["val"]["bytes"]
     # the same total log-likelihood, per token (perplexity) and per byte (bits per byte)
-    assert math.log(lm["val_ppl"]) * lm["val_tokens"] == pytest.approx(lm["val_bpb"] * math.log(2) * val_bytes, rel=1e-6)
+    assert math.log(lm["val_ppl"]) * lm["val_tokens"] == pytest.approx(
+        lm["val_bpb"] * math.log(2) * val_bytes, rel=1e-6
+    )
     assert cls["test_examples"] > 0 and 0 <= cls["test_acc"] <= 1
     assert json.loads((root / "metrics" / "evaluate.json").read_text()) == metrics["evaluate"]
     assert "| 床前明月光，" in (root / "reports" / "samples.md").read_text()

@@ -65,7 +65,9 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def clean_documents(docs: Iterable[dict], unicode_form: str, min_chars: int, max_chars: int, dedup: bool) -> tuple[list[dict], Counter]:
+def clean_documents(
+    docs: Iterable[dict], unicode_form: str, min_chars: int, max_chars: int, dedup: bool
+) -> tuple[list[dict], Counter]:
     """Clean every document; return the kept ones (sorted by id) and counts per rule and drop reason.
 
     Documents are sorted by id before deduplication so the kept copy of a duplicate does not depend

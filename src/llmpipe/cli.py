@@ -37,7 +37,9 @@ def cmd_generate(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="llmpipe", description="Raw text to a trained, evaluated, registered language model.")
+    parser = argparse.ArgumentParser(
+        prog="llmpipe", description="Raw text to a trained, evaluated, registered language model."
+    )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     compose = verbs.add_parser("compose", help="compose conf/ into params.yaml (what `dvc repro` reads)")

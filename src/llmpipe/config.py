@@ -32,7 +32,9 @@ def compose(overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR)
     return OmegaConf.to_yaml(cfg)
 
 
-def write_params(overrides: list[str] | None = None, output: str | Path = PARAMS_FILE, conf_dir: str | Path = CONF_DIR) -> Path:
+def write_params(
+    overrides: list[str] | None = None, output: str | Path = PARAMS_FILE, conf_dir: str | Path = CONF_DIR
+) -> Path:
     output = Path(output)
     output.write_text(compose(overrides, conf_dir), encoding="utf-8")
     return output

@@ -123,7 +123,9 @@ def collate_labeled(pad_id: int):
     return collate
 
 
-def choose_labels(train_docs: list[dict], wanted: list[str] | None, min_examples: int, max_labels: int | None) -> list[str]:
+def choose_labels(
+    train_docs: list[dict], wanted: list[str] | None, min_examples: int, max_labels: int | None
+) -> list[str]:
     """The classification labels: `wanted` if given (each must occur in train), else every label
     with at least min_examples training documents, the most frequent first, at most max_labels."""
     counts: dict[str, int] = {}
@@ -135,7 +137,9 @@ def choose_labels(train_docs: list[dict], wanted: list[str] | None, min_examples
         if missing:
             raise ValueError(f"finetune.labels {missing} have no training documents; labels present: {sorted(counts)}")
         return list(wanted)
-    ranked = sorted((label for label, n in counts.items() if n >= min_examples), key=lambda label: (-counts[label], label))
+    ranked = sorted(
+        (label for label, n in counts.items() if n >= min_examples), key=lambda label: (-counts[label], label)
+    )
     labels = ranked[:max_labels] if max_labels else ranked
     if len(labels) < 2:
         raise ValueError(

@@ -14,7 +14,9 @@ from llmpipe.datasets import SequentialWindows, pad_windows
 
 
 @torch.no_grad()
-def lm_nats(net, tokens: np.ndarray, block_size: int, batch_size: int = 16, progress: bool = False) -> tuple[float, int]:
+def lm_nats(
+    net, tokens: np.ndarray, block_size: int, batch_size: int = 16, progress: bool = False
+) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of every token of `tokens` but the first, and their count."""
     loader = DataLoader(SequentialWindows(tokens, block_size), batch_size=batch_size, collate_fn=pad_windows)
     total, count = 0.0, 0

@@ -17,8 +17,14 @@ from llmpipe.tokenizer import load_tokenizer
 KINDS = ("causal_lm", "classifier")
 
 
-def save_model_dir(out_dir: str | Path, net: nn.Module, cfg: GPTConfig, tokenizer_file: str | Path, params: dict,
-                   extra: dict | None = None) -> Path:
+def save_model_dir(
+    out_dir: str | Path,
+    net: nn.Module,
+    cfg: GPTConfig,
+    tokenizer_file: str | Path,
+    params: dict,
+    extra: dict | None = None,
+) -> Path:
     """extra: more fields for config.json, e.g. a classifier's labels and max_tokens."""
     out_dir = Path(out_dir)
     kind = "classifier" if isinstance(net, GPTClassifier) else "causal_lm"

@@ -101,6 +101,11 @@ class LitLM(L.LightningModule):
         groups = [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         fused = self.device.type == "cuda"
         optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas, fused=fused)
-        schedule = partial(warmup_cosine, warmup_steps=self.optim.warmup_steps, max_steps=self.optim.max_steps, min_ratio=self.optim.min_lr_ratio)
+        schedule = partial(
+            warmup_cosine,
+            warmup_steps=self.optim.warmup_steps,
+            max_steps=self.optim.max_steps,
+            min_ratio=self.optim.min_lr_ratio,
+        )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -152,7 +152,9 @@ class GPT(nn.Module):
         for name, p in self.named_parameters():
             if p.dim() < 2:
                 continue  # norm gains stay at one
-            scale = 1 / math.sqrt(2 * self.config.n_layer) if name.endswith(("o_proj.weight", "down_proj.weight")) else 1.0
+            scale = (
+                1 / math.sqrt(2 * self.config.n_layer) if name.endswith(("o_proj.weight", "down_proj.weight")) else 1.0
+            )
             nn.init.normal_(p, mean=0.0, std=std * scale)
 
     def num_params(self, non_embedding: bool = True) -> int:

@@ -17,7 +17,9 @@ log = logging.getLogger("llmpipe")
 
 def setup_logging():
     verbose = os.environ.get("LLMPIPE_VERBOSE", "") not in ("", "0")
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
 
 
 def write_metrics(stage: str, metrics: dict, root: Path) -> Path:
@@ -29,8 +31,13 @@ def write_metrics(stage: str, metrics: dict, root: Path) -> Path:
     return path
 
 
-def run_stage(stage: str, run: Callable[[dict, Path], dict], sections: list[str], root: Path = Path("."),
-              logged_sections: list[str] = ()) -> dict:
+def run_stage(
+    stage: str,
+    run: Callable[[dict, Path], dict],
+    sections: list[str],
+    root: Path = Path("."),
+    logged_sections: list[str] = (),
+) -> dict:
     """Run one stage as DVC does. `sections` are the params it depends on; `logged_sections` are
     logged to MLflow beside them without being dependencies (hardware settings)."""
     setup_logging()

@@ -16,7 +16,9 @@ SPECIAL_TOKENS = [EOT, PAD]
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
     if vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"tokenize.vocab_size={vocab_size} is below the 256 byte tokens plus {len(SPECIAL_TOKENS)} special tokens")
+        raise ValueError(
+            f"tokenize.vocab_size={vocab_size} is below the 256 byte tokens plus {len(SPECIAL_TOKENS)} special tokens"
+        )
     if vocab_size > 65535:
         raise ValueError(f"tokenize.vocab_size={vocab_size} does not fit the uint16 token files (at most 65535)")
     tokenizer = Tokenizer(models.BPE())

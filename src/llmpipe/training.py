@@ -27,7 +27,11 @@ def batch_split(batch_size: int, micro_batch_size: int, devices: int) -> tuple[i
 
 
 def fingerprint(*parts) -> str:
-    blob = json.dumps(parts, sort_keys=True, default=str).encode("utf-8")
+    """Hash of the parts and of llmpipe's own source: a code change must not resume an old run."""
+    code = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.rglob("*.py")):
+        code.update(path.read_bytes())
+    blob = json.dumps([code.hexdigest(), *parts], sort_keys=True, default=str).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
@@ -51,19 +55,22 @@ def mlflow_logger():
     return MLFlowLogger(run_id=active.info.run_id, tracking_uri=mlflow.get_tracking_uri(), log_model=False)
 
 
-def build_trainer(hardware: dict, max_steps: int, accumulate: int, val_every: int, log_every: int, grad_clip: float,
-                  checkpoint: ModelCheckpoint, limit_val_batches: int | float = 1.0) -> L.Trainer:
+def build_trainer(
+    hardware: dict, run: dict, accumulate: int, checkpoint: ModelCheckpoint, limit_val_batches: int | float = 1.0
+) -> L.Trainer:
+    """A Trainer from the hardware section and a training stage's section (max_steps, val_every,
+    log_every, grad_clip), with step counts in optimizer steps."""
     return L.Trainer(
         accelerator=hardware["accelerator"],
         devices=hardware["devices"],
         precision=hardware["precision"],
-        max_steps=max_steps,
+        max_steps=run["max_steps"],
         accumulate_grad_batches=accumulate,
-        gradient_clip_val=grad_clip,
-        val_check_interval=val_every * accumulate,  # counted in micro-batches
+        gradient_clip_val=run["grad_clip"],
+        val_check_interval=run["val_every"] * accumulate,  # Lightning counts this in micro-batches
         check_val_every_n_epoch=None,
         limit_val_batches=limit_val_batches,
-        log_every_n_steps=log_every,
+        log_every_n_steps=run["log_every"],
         num_sanity_val_steps=0,
         logger=mlflow_logger(),
         callbacks=[checkpoint],

@@ -30,7 +30,9 @@ def test_fortune_folder_skips_index_files_links_and_subfolders(tmp_path):
 
 
 def test_jsonl_folder_and_bad_line_named(tmp_path):
-    (tmp_path / "a.jsonl").write_text(json.dumps({"text": "你好世界", "label": "x"}) + "\n" + json.dumps({"id": "k", "text": "hi"}) + "\n")
+    (tmp_path / "a.jsonl").write_text(
+        json.dumps({"text": "你好世界", "label": "x"}) + "\n" + json.dumps({"id": "k", "text": "hi"}) + "\n"
+    )
     docs = list(read_corpus(tmp_path, "jsonl"))
     assert [(d["id"], d["lang"], d["label"]) for d in docs] == [("a:0000001", "zh", "x"), ("k", "en", "a")]
     (tmp_path / "b.jsonl").write_text('{"text": 1}\n')

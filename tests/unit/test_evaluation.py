@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from llmpipe.evaluation import bits_per_byte, classification_metrics, lm_nats, majority_baseline, perplexity, unigram_nats
+from llmpipe.evaluation import (
+    bits_per_byte,
+    classification_metrics,
+    lm_nats,
+    majority_baseline,
+    perplexity,
+    unigram_nats,
+)
 
 
 class Uniform(torch.nn.Module):

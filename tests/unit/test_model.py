@@ -5,7 +5,9 @@ from llmpipe.model import GPT, GPTClassifier, GPTConfig, apply_rope, rope_tables
 
 
 def small(**overrides) -> GPTConfig:
-    return GPTConfig(**{"vocab_size": 97, "block_size": 16, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_model": 32, **overrides})
+    return GPTConfig(
+        **{"vocab_size": 97, "block_size": 16, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_model": 32, **overrides}
+    )
 
 
 def test_logits_shape_and_causality():

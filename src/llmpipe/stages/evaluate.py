@@ -36,8 +36,10 @@ def evaluate_lm(net, block_size: int, tokens_dir: Path, batch_size: int) -> dict
 
 def evaluate_classifier(net, config: dict, tokenizer, tokens_dir: Path) -> dict:
     labels, lang, max_tokens = config["labels"], config["lang"], config["max_tokens"]
-    train, test = ([d for d in read_jsonl(tokens_dir / f"{s}.jsonl") if d["lang"] == lang and d.get("label") in labels]
-                   for s in ("train", "test"))
+    train, test = (
+        [d for d in read_jsonl(tokens_dir / f"{s}.jsonl") if d["lang"] == lang and d.get("label") in labels]
+        for s in ("train", "test")
+    )
     target = [labels.index(d["label"]) for d in test]
     pred = evaluation.classify_texts(net, tokenizer, [d["text"] for d in test], max_tokens)
     scores = evaluation.classification_metrics(pred, target, len(labels))
@@ -54,7 +56,9 @@ def evaluate_classifier(net, config: dict, tokenizer, tokens_dir: Path) -> dict:
 def samples_markdown(net, tokenizer, cfg: dict, seed: int) -> str:
     rows = ["| prompt | continuation |", "| --- | --- |"]
     for i, prompt in enumerate(cfg["prompts"]):
-        text = evaluation.sample(net, tokenizer, prompt, cfg["max_new_tokens"], cfg["temperature"], cfg["top_k"], seed + i)
+        text = evaluation.sample(
+            net, tokenizer, prompt, cfg["max_new_tokens"], cfg["temperature"], cfg["top_k"], seed + i
+        )
         cell = text.replace("|", "\\|").replace("\n", "<br>")
         rows.append(f"| {prompt} | {cell} |")
     return "\n".join(rows) + "\n"

@@ -40,7 +40,9 @@ def run(params: dict, root: Path) -> dict:
     model_cfg = GPTConfig(**pretrain_config["model"])
     max_tokens = min(cfg["max_tokens"], model_cfg.block_size)  # the model sees no further
     tokens_dir = root / "data" / "tokens"
-    train_docs, val_docs = ([d for d in read_jsonl(tokens_dir / f"{s}.jsonl") if d["lang"] == cfg["lang"]] for s in ("train", "val"))
+    train_docs, val_docs = (
+        [d for d in read_jsonl(tokens_dir / f"{s}.jsonl") if d["lang"] == cfg["lang"]] for s in ("train", "val")
+    )
     labels = choose_labels(train_docs, cfg["labels"], cfg["min_examples_per_label"], cfg["max_labels"])
     train_set = labeled_examples(train_docs, labels, tokenizer, max_tokens)
     val_set = labeled_examples(val_docs, labels, tokenizer, max_tokens)
@@ -57,16 +59,25 @@ def run(params: dict, root: Path) -> dict:
     train_loader = DataLoader(train_set, shuffle=True, generator=shuffle, drop_last=True, **loader_args)
     val_loader = DataLoader(val_set, **loader_args)
 
-    checkpoint_dir = root / "checkpoints" / STAGE / training.fingerprint({k: params[k] for k in SECTIONS}, training.file_digest(root / "models" / "pretrain" / "model.safetensors"))
-    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor="val/macro_f1", mode="max", save_top_k=1, save_last=True)
-    trainer = training.build_trainer(hardware, cfg["max_steps"], accumulate, cfg["val_every"], cfg["log_every"], cfg["grad_clip"], checkpoint)
+    pretrained = training.file_digest(root / "models" / "pretrain" / "model.safetensors")
+    checkpoint_dir = root / "checkpoints" / STAGE / training.fingerprint({k: params[k] for k in SECTIONS}, pretrained)
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoint_dir, filename="best", monitor="val/macro_f1", mode="max", save_top_k=1, save_last=True
+    )
+    trainer = training.build_trainer(hardware, cfg, accumulate, checkpoint)
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
-    save_model_dir(root / "models" / STAGE, net, model_cfg, root / "models" / "pretrain" / "tokenizer.json",
-                   {k: params[k] for k in SECTIONS}, extra={"labels": labels, "max_tokens": max_tokens, "lang": cfg["lang"]})
+    save_model_dir(
+        root / "models" / STAGE,
+        net,
+        model_cfg,
+        root / "models" / "pretrain" / "tokenizer.json",
+        {k: params[k] for k in SECTIONS},
+        extra={"labels": labels, "max_tokens": max_tokens, "lang": cfg["lang"]},
+    )
     return {
         "val_acc": final["val/acc"],
         "val_macro_f1": final["val/macro_f1"],

@@ -5,6 +5,7 @@ Writes: data/raw/*.jsonl with {id, text, source, lang, label}; metrics/ingest.js
 Run: python -m llmpipe.stages.ingest
 """
 
+import re
 import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -25,7 +26,7 @@ def run(params: dict, root: Path) -> dict:
     docs = read_corpus(cfg["source"], cfg["format"], cfg.get("zh_files", []), cfg.get("exclude_files", []))
     by_file: dict[str, list[dict]] = defaultdict(list)
     for doc in tqdm(docs, desc="ingest", unit=" docs", leave=False):
-        group = doc["label"] or "unlabeled"
+        group = re.sub(r"[^\w.-]+", "_", str(doc["label"] or "unlabeled"))  # a safe file name
         if cfg.get("max_docs_per_file") is None or len(by_file[group]) < cfg["max_docs_per_file"]:
             by_file[group].append(doc)
     if not by_file:

@@ -37,20 +37,33 @@ def run(params: dict, root: Path) -> dict:
     net = GPT(model_cfg)
     val = meta["splits"]["val"]
     module = LitLM(net, OptimConfig.from_section(cfg), task="lm", tokens_per_byte=val["tokens"] / val["bytes"])
-    train_set = RandomWindows(load_tokens(tokens_dir, "train"), model_cfg.block_size, cfg["max_steps"] * cfg["batch_size"], seed)
+    train_set = RandomWindows(
+        load_tokens(tokens_dir, "train"), model_cfg.block_size, cfg["max_steps"] * cfg["batch_size"], seed
+    )
     loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"]}
     train_loader = DataLoader(train_set, shuffle=False, **loader_args)  # the randomness is in the windows
-    val_loader = DataLoader(SequentialWindows(load_tokens(tokens_dir, "val"), model_cfg.block_size), collate_fn=pad_windows, **loader_args)
+    val_loader = DataLoader(
+        SequentialWindows(load_tokens(tokens_dir, "val"), model_cfg.block_size), collate_fn=pad_windows, **loader_args
+    )
 
-    checkpoint_dir = root / "checkpoints" / STAGE / training.fingerprint({k: params[k] for k in SECTIONS}, meta)
-    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg["val_every"])
-    trainer = training.build_trainer(hardware, cfg["max_steps"], accumulate, cfg["val_every"], cfg["log_every"], cfg["grad_clip"],
-                                     checkpoint, limit_val_batches=cfg["val_batches"])
+    checkpoint_dir = (
+        root
+        / "checkpoints"
+        / STAGE
+        / training.fingerprint({k: params[k] for k in SECTIONS}, training.file_digest(tokens_dir / "train.bin"))
+    )
+    checkpoint = ModelCheckpoint(
+        dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg["val_every"]
+    )
+    trainer = training.build_trainer(hardware, cfg, accumulate, checkpoint, limit_val_batches=cfg["val_batches"])
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
-    train_loss = float(trainer.callback_metrics["train/loss"])
+    train_loss = trainer.callback_metrics.get("train/loss")  # absent when resuming a finished run
+    train_loss = float(train_loss) if train_loss is not None else None
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
-    save_model_dir(root / "models" / STAGE, net, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS})
+    save_model_dir(
+        root / "models" / STAGE, net, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS}
+    )
     return {
         "train_loss": train_loss,
         "val_loss": final["val/loss"],

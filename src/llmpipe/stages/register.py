@@ -27,7 +27,13 @@ def run(params: dict, root: Path) -> dict:
     tags = {f"eval/{key}": value for key, value in tracking.flatten(evaluation, sep="/").items()}
     tags["git_commit"] = tracking.git_commit(root)
     version, uri = registry.log_and_register(str(root / "models" / "finetune"), cfg["model_name"], cfg["alias"], tags)
-    return {"model_name": cfg["model_name"], "version": int(version), "alias": cfg["alias"], "run_id": active.info.run_id, "model_uri": uri}
+    return {
+        "model_name": cfg["model_name"],
+        "version": int(version),
+        "alias": cfg["alias"],
+        "run_id": active.info.run_id,
+        "model_uri": uri,
+    }
 
 
 def main():

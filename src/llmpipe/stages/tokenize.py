@@ -32,14 +32,21 @@ def run(params: dict, root: Path) -> dict:
         splits[split_of(doc["id"], cfg["val_fraction"], cfg["test_fraction"])].append(doc)
     empty = [name for name, split_docs in splits.items() if not split_docs]
     if empty:
-        raise ValueError(f"splits {empty} are empty: {len(docs)} documents are too few for tokenize.val_fraction / test_fraction")
+        raise ValueError(
+            f"splits {empty} are empty: {len(docs)} documents are too few for tokenize.val_fraction / test_fraction"
+        )
     tokenizer = train_bpe((d["text"] for d in splits["train"]), cfg["vocab_size"], cfg["min_frequency"])
     vocab_size = tokenizer.get_vocab_size()
     out = root / "data" / "tokens"
     tmp = out.with_name("tokens.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    meta = {"vocab_size": vocab_size, "eot_id": special_id(tokenizer, EOT), "pad_id": special_id(tokenizer, PAD), "splits": {}}
+    meta = {
+        "vocab_size": vocab_size,
+        "eot_id": special_id(tokenizer, EOT),
+        "pad_id": special_id(tokenizer, PAD),
+        "splits": {},
+    }
     for name in tqdm(SPLITS, desc="tokenize", leave=False):
         split_docs = splits[name]
         ids = [enc.ids for enc in tokenizer.encode_batch([d["text"] for d in split_docs])]
@@ -52,7 +59,11 @@ def run(params: dict, root: Path) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     train = meta["splits"]["train"]
-    return {"vocab_size": vocab_size, "train_bytes_per_token": train["bytes"] / train["tokens"], "splits": meta["splits"]}
+    return {
+        "vocab_size": vocab_size,
+        "train_bytes_per_token": train["bytes"] / train["tokens"],
+        "splits": meta["splits"],
+    }
 
 
 def main():
