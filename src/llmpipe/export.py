@@ -11,6 +11,7 @@ from pathlib import Path
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from llmpipe.atomic import replace_dir
 from llmpipe.model import GPT, GPTClassifier, GPTConfig
 from llmpipe.tokenizer import load_tokenizer
 
@@ -28,17 +29,12 @@ def save_model_dir(
     """extra: more fields for config.json, e.g. a classifier's labels and max_tokens."""
     out_dir = Path(out_dir)
     kind = "classifier" if isinstance(net, GPTClassifier) else "causal_lm"
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(net, str(tmp / "model.safetensors"))  # handles the tied embedding / head weight
-    config = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict()}
-    config.update(extra or {})
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-    (tmp / "params.json").write_text(json.dumps(params, indent=2, ensure_ascii=False) + "\n")
-    shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
-    shutil.rmtree(out_dir, ignore_errors=True)
-    tmp.rename(out_dir)
+    config = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict(), **(extra or {})}
+    with replace_dir(out_dir) as tmp:
+        save_model(net, str(tmp / "model.safetensors"))  # handles the tied embedding / head weight
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        (tmp / "params.json").write_text(json.dumps(params, indent=2, ensure_ascii=False) + "\n")
+        shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
     return out_dir
 
 

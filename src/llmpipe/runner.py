@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from llmpipe import tracking
+from llmpipe.atomic import replace_file
 from llmpipe.config import load_params, section
 
 log = logging.getLogger("llmpipe")
@@ -24,10 +25,8 @@ def setup_logging():
 
 def write_metrics(stage: str, metrics: dict, root: Path) -> Path:
     path = root / "metrics" / f"{stage}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(metrics, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
-    tmp.replace(path)
+    with replace_file(path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2, ensure_ascii=False, sort_keys=True) + "\n")
     return path
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from llmpipe.atomic import replace_file
 from llmpipe.cleaning import clean_documents
 from llmpipe.datasets import read_jsonl, write_jsonl
 from llmpipe.runner import stage_main
@@ -25,11 +26,8 @@ def run(params: dict, root: Path) -> dict:
         raise ValueError(f"no input: {root / 'data' / 'raw'} holds no .jsonl files (run ingest first)")
     docs = [doc for path in tqdm(files, desc="clean: read", leave=False) for doc in read_jsonl(path)]
     kept, counts = clean_documents(docs, cfg["unicode_form"], cfg["min_chars"], cfg["max_chars"], cfg["dedup"])
-    out = root / "data" / "clean"
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "docs.jsonl.tmp"
-    write_jsonl(tmp, kept)
-    tmp.replace(out / "docs.jsonl")
+    with replace_file(root / "data" / "clean" / "docs.jsonl") as tmp:
+        write_jsonl(tmp, kept)
     return dict(sorted(counts.items()))
 
 

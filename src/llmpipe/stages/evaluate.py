@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from llmpipe import evaluation
+from llmpipe.atomic import replace_file
 from llmpipe.datasets import load_tokens, read_jsonl
 from llmpipe.export import load_model_dir
 from llmpipe.runner import stage_main
@@ -74,8 +75,8 @@ def run(params: dict, root: Path) -> dict:
         "classify": evaluate_classifier(classifier, classifier_config, classifier_tokenizer, tokens_dir),
     }
     samples = samples_markdown(lm, tokenizer, cfg["samples"], params["seed"])
-    (root / "reports").mkdir(exist_ok=True)
-    (root / "reports" / "samples.md").write_text("# Samples from the pretrained model\n\n" + samples, encoding="utf-8")
+    with replace_file(root / "reports" / "samples.md") as tmp:
+        tmp.write_text("# Samples from the pretrained model\n\n" + samples, encoding="utf-8")
     import mlflow
 
     if mlflow.active_run():

@@ -6,12 +6,12 @@ Run: python -m llmpipe.stages.ingest
 """
 
 import re
-import shutil
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from tqdm import tqdm
 
+from llmpipe.atomic import replace_dir
 from llmpipe.corpus import read_corpus
 from llmpipe.datasets import write_jsonl
 from llmpipe.runner import stage_main
@@ -31,14 +31,9 @@ def run(params: dict, root: Path) -> dict:
             by_file[group].append(doc)
     if not by_file:
         raise ValueError(f"ingest.source={cfg['source']!r} holds no documents of format {cfg['format']!r}")
-    out = root / "data" / "raw"
-    tmp = out.with_name("raw.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for group, group_docs in by_file.items():
-        write_jsonl(tmp / f"{group}.jsonl", group_docs)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with replace_dir(root / "data" / "raw") as tmp:
+        for group, group_docs in by_file.items():
+            write_jsonl(tmp / f"{group}.jsonl", group_docs)
     langs = Counter(doc["lang"] for group_docs in by_file.values() for doc in group_docs)
     return {"docs": sum(langs.values()), "files": len(by_file), "docs_per_lang": dict(langs)}
 

@@ -10,11 +10,11 @@ Run: python -m llmpipe.stages.tokenize
 """
 
 import json
-import shutil
 from pathlib import Path
 
 from tqdm import tqdm
 
+from llmpipe.atomic import replace_dir
 from llmpipe.datasets import SPLITS, read_jsonl, split_of, write_jsonl, write_tokens
 from llmpipe.runner import stage_main
 from llmpipe.tokenizer import EOT, PAD, special_id, train_bpe
@@ -37,27 +37,22 @@ def run(params: dict, root: Path) -> dict:
         )
     tokenizer = train_bpe((d["text"] for d in splits["train"]), cfg["vocab_size"], cfg["min_frequency"])
     vocab_size = tokenizer.get_vocab_size()
-    out = root / "data" / "tokens"
-    tmp = out.with_name("tokens.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     meta = {
         "vocab_size": vocab_size,
         "eot_id": special_id(tokenizer, EOT),
         "pad_id": special_id(tokenizer, PAD),
         "splits": {},
     }
-    for name in tqdm(SPLITS, desc="tokenize", leave=False):
-        split_docs = splits[name]
-        ids = [enc.ids for enc in tokenizer.encode_batch([d["text"] for d in split_docs])]
-        n_tokens = write_tokens(tmp / f"{name}.bin", ids, meta["eot_id"], vocab_size)
-        n_bytes = sum(len(d["text"].encode("utf-8")) for d in split_docs)
-        meta["splits"][name] = {"docs": len(split_docs), "tokens": n_tokens, "bytes": n_bytes}
-        write_jsonl(tmp / f"{name}.jsonl", split_docs)
-    tokenizer.save(str(tmp / "tokenizer.json"))
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    with replace_dir(root / "data" / "tokens") as tmp:
+        for name in tqdm(SPLITS, desc="tokenize", leave=False):
+            split_docs = splits[name]
+            ids = [enc.ids for enc in tokenizer.encode_batch([d["text"] for d in split_docs])]
+            n_tokens = write_tokens(tmp / f"{name}.bin", ids, meta["eot_id"], vocab_size)
+            n_bytes = sum(len(d["text"].encode("utf-8")) for d in split_docs)
+            meta["splits"][name] = {"docs": len(split_docs), "tokens": n_tokens, "bytes": n_bytes}
+            write_jsonl(tmp / f"{name}.jsonl", split_docs)
+        tokenizer.save(str(tmp / "tokenizer.json"))
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     train = meta["splits"]["train"]
     return {
         "vocab_size": vocab_size,
