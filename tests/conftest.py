@@ -1,3 +1,4 @@
+import importlib
 import os
 import shutil
 import subprocess
@@ -48,3 +49,29 @@ def copy_repo(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     return dest
+
+
+@pytest.fixture(scope="session")
+def tiny_project(tmp_path_factory, fortunes_installed):
+    """Every stage run once, in order, on the tiny config in a temporary project with its own MLflow
+    store: (root, metrics per stage, params). Tests read it; tests that register more versions
+    build on what is there."""
+    import yaml
+
+    from llmpipe.config import compose
+    from llmpipe.runner import run_stage
+    from llmpipe.stages import STAGES
+
+    root = tmp_path_factory.mktemp("project")
+    (root / "params.yaml").write_text(compose(["experiment=tiny"], conf_dir=REPO / "conf"))
+    old = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
+    metrics = {}
+    for name in STAGES:
+        module = importlib.import_module(f"llmpipe.stages.{name}")
+        metrics[name] = run_stage(name, module.run, module.SECTIONS, root, module.LOGGED)
+    yield root, metrics, yaml.safe_load((root / "params.yaml").read_text())
+    if old is None:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = old

@@ -54,6 +54,9 @@ def test_dvc_repro_runs_every_stage_then_nothing(repo):
         assert key in shown
     second = sh(repo, "dvc", "repro")
     assert ran_stages(second) == [] and "Data and pipelines are up to date" in second
+    promoted = sh(repo, "llmpipe", "promote")
+    assert "llmpipe-lm: version 1 promoted" in promoted and "no champion yet" in promoted
+    assert "champion" in sh(repo, "llmpipe", "models")
 
 
 def test_exp_run_with_a_finetune_override_skips_pretraining(repo):

@@ -2,56 +2,31 @@
 
 import json
 import math
-import os
 
 import mlflow
 import pytest
-import yaml
 
-from llmpipe import tracking
-from llmpipe.config import compose
-from llmpipe.runner import run_stage
-from llmpipe.stages import STAGES, clean, evaluate, finetune, ingest, pretrain, register, tokenize
-
-from .conftest import REPO
-
-MODULES = {m.STAGE: m for m in (ingest, clean, tokenize, pretrain, finetune, evaluate, register)}
+from llmpipe import registry, tracking
+from llmpipe.stages import STAGES
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, fortunes_installed):
-    root = tmp_path_factory.mktemp("project")
-    (root / "params.yaml").write_text(compose(["experiment=tiny"], conf_dir=REPO / "conf"))
-    old = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-    metrics = {}
-    for name in STAGES:
-        m = MODULES[name]
-        metrics[name] = run_stage(name, m.run, m.SECTIONS, root, m.LOGGED)
-    yield root, metrics, yaml.safe_load((root / "params.yaml").read_text())
-    if old is None:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = old
-
-
-def test_ingest_reads_both_languages_with_labels(project):
-    root, metrics, _ = project
+def test_ingest_reads_both_languages_with_labels(tiny_project):
+    root, metrics, _ = tiny_project
     assert metrics["ingest"]["docs_per_lang"]["en"] > 0 and metrics["ingest"]["docs_per_lang"]["zh"] > 0
     tang = [json.loads(line) for line in (root / "data" / "raw" / "tang300.jsonl").open()]
     assert tang[0]["lang"] == "zh" and tang[0]["label"] == "tang300" and "\x1b[" in tang[0]["text"]
 
 
-def test_clean_removes_the_colour_codes(project):
-    root, metrics, _ = project
+def test_clean_removes_the_colour_codes(tiny_project):
+    root, metrics, _ = tiny_project
     assert metrics["clean"]["fixed_ansi_escapes"] > 0
     assert metrics["clean"]["docs_out"] <= metrics["clean"]["docs_in"]
     text = (root / "data" / "clean" / "docs.jsonl").read_text()
     assert "\\u001b" not in text and "\x1b" not in text
 
 
-def test_tokenize_splits_and_counts(project):
-    root, metrics, params = project
+def test_tokenize_splits_and_counts(tiny_project):
+    root, metrics, params = tiny_project
     meta = json.loads((root / "data" / "tokens" / "meta.json").read_text())
     assert meta["vocab_size"] <= params["tokenize"]["vocab_size"]
     for split in ("train", "val", "test"):
@@ -60,23 +35,47 @@ def test_tokenize_splits_and_counts(project):
     assert metrics["tokenize"]["splits"] == meta["splits"]
 
 
-def test_pretrain_learns_and_exports(project):
-    root, metrics, _ = project
+def test_pretrain_learns_and_exports(tiny_project):
+    root, metrics, _ = tiny_project
     vocab = json.loads((root / "data" / "tokens" / "meta.json").read_text())["vocab_size"]
     assert metrics["pretrain"]["val_loss"] < math.log(vocab) - 1.0  # well below a uniform guess
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "params.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "llmpipe.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "params.json",
+    ):
         assert (root / "models" / "pretrain" / name).is_file()
 
 
-def test_finetune_exports_a_classifier_with_its_labels(project):
-    root, metrics, params = project
-    config = json.loads((root / "models" / "finetune" / "config.json").read_text())
+def test_finetune_exports_a_classifier_with_its_labels(tiny_project):
+    root, metrics, params = tiny_project
+    config = json.loads((root / "models" / "finetune" / "llmpipe.json").read_text())
     assert config["kind"] == "classifier" and len(config["labels"]) == params["finetune"]["max_labels"]
     assert 0.0 <= metrics["finetune"]["val_macro_f1"] <= 1.0
 
 
-def test_evaluate_reports_models_next_to_baselines(project):
-    root, metrics, _ = project
+def test_exports_load_in_transformers_auto_classes(tiny_project):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    root, _, _ = tiny_project
+    tokenizer = AutoTokenizer.from_pretrained(root / "models" / "pretrain")
+    lm = AutoModelForCausalLM.from_pretrained(root / "models" / "pretrain")
+    ids = tokenizer("The computer", return_tensors="pt")["input_ids"]
+    out = lm.generate(ids, max_new_tokens=5, do_sample=False)
+    assert out.shape == (1, ids.shape[1] + 5) or out[0, -1] == tokenizer.eos_token_id
+    classifier = AutoModelForSequenceClassification.from_pretrained(root / "models" / "finetune")
+    with torch.no_grad():
+        logits = classifier(ids).logits
+    labels = json.loads((root / "models" / "finetune" / "llmpipe.json").read_text())["labels"]
+    assert logits.shape == (1, len(labels)) and classifier.config.id2label[0] == labels[0]
+
+
+def test_evaluate_reports_models_next_to_baselines(tiny_project):
+    root, metrics, _ = tiny_project
     lm, cls = metrics["evaluate"]["lm"], metrics["evaluate"]["classify"]
     assert lm["val_bpb"] < lm["unigram_val_bpb"]
     val_bytes = json.loads((root / "data" / "tokens" / "meta.json").read_text())["splits"]["val"]["bytes"]
@@ -89,26 +88,38 @@ def test_evaluate_reports_models_next_to_baselines(project):
     assert "| 床前明月光，" in (root / "reports" / "samples.md").read_text()
 
 
-def test_register_sets_challenger_and_the_model_answers(project):
-    root, metrics, params = project
+def test_register_sets_challenger_on_both_models_and_they_answer(tiny_project):
+    root, metrics, params = tiny_project
     mlflow.set_tracking_uri(tracking.tracking_uri(root))
     client = mlflow.MlflowClient()
-    version = client.get_model_version_by_alias(params["register"]["model_name"], "challenger")
-    assert int(version.version) == metrics["register"]["version"]
-    assert "eval/lm/val_bpb" in version.tags
-    model = mlflow.pyfunc.load_model(f"models:/{params['register']['model_name']}@challenger")
-    labels = json.loads((root / "models" / "finetune" / "config.json").read_text())["labels"]
+    for kind in ("lm", "classifier"):
+        name = params["register"][f"{kind}_name"]
+        version = client.get_model_version(name, str(metrics["register"][kind]["version"]))
+        assert "challenger" in client.get_registered_model(name).aliases  # later tests may move it on
+        assert float(version.tags["eval/lm/val_bpb"]) == metrics["evaluate"]["lm"]["val_bpb"]
+        assert "eval/classify/test_macro_f1" in version.tags
     import pandas as pd
 
-    out = model.predict(pd.DataFrame({"text": ["My computer crashed again.", "Love conquers all."]}))
+    versions = {kind: metrics["register"][kind]["version"] for kind in ("lm", "classifier")}
+    classifier = mlflow.pyfunc.load_model(f"models:/{params['register']['classifier_name']}/{versions['classifier']}")
+    labels = json.loads((root / "models" / "finetune" / "llmpipe.json").read_text())["labels"]
+    out = classifier.predict(pd.DataFrame({"text": ["My computer crashed again.", "Love conquers all."]}))
     assert list(out.columns) == ["label"] and set(out["label"]) <= set(labels)
+    for name in (params["register"]["lm_name"], params["register"]["classifier_name"]):
+        logged = registry.download_model_dir(f"models:/{name}@challenger").parents[1]
+        assert (logged / "MLmodel").is_file() and not list(logged.rglob("*.pkl"))  # models from code: no pickle
+    lm = mlflow.pyfunc.load_model(f"models:/{params['register']['lm_name']}/{versions['lm']}")
+    out = lm.predict(pd.DataFrame({"prompt": ["The computer"]}), params={"max_new_tokens": 8, "temperature": 0.0})
+    assert list(out.columns) == ["text"] and isinstance(out["text"][0], str)
 
 
-def test_one_mlflow_run_per_stage_with_params_and_tags(project):
-    root, _, _ = project
+def test_one_mlflow_run_per_stage_with_params_and_tags(tiny_project):
+    root, _, _ = tiny_project
     mlflow.set_tracking_uri(tracking.tracking_uri(root))
     runs = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT], output_format="list")
-    assert sorted(r.data.tags[tracking.STAGE_TAG] for r in runs) == sorted(STAGES)
+    stages = [r.data.tags[tracking.STAGE_TAG] for r in runs]
+    assert set(stages) == set(STAGES)
+    assert all(stages.count(s) == 1 for s in STAGES if s != "register")  # registry tests register again
     pretrain_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "pretrain")
     assert "pretrain.lr" in pretrain_run.data.params and "trainer.precision" in pretrain_run.data.params
     history = mlflow.MlflowClient().get_metric_history(pretrain_run.info.run_id, "train/loss")

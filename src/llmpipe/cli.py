@@ -20,19 +20,71 @@ def cmd_run(args) -> int:
     return 0
 
 
+def resolve_model_dir(model: str):
+    """A local export directory, or one downloaded from the registry for a models:/ or runs:/ URI."""
+    if model.startswith(("models:/", "runs:/")):
+        from llmpipe import registry, tracking
+
+        tracking.setup()
+        return registry.download_model_dir(model)
+    return model
+
+
 def cmd_generate(args) -> int:
-    import torch
-
     from llmpipe.export import load_model_dir
-    from llmpipe.tokenizer import EOT, special_id
+    from llmpipe.generation import stream_text
 
-    net, config, tokenizer = load_model_dir(args.model)
+    net, config, tokenizer = load_model_dir(resolve_model_dir(args.model))
     if config["kind"] != "causal_lm":
         raise ValueError(f"{args.model} holds a {config['kind']}, not a language model")
-    ids = torch.tensor([tokenizer.encode(args.prompt).ids])
-    generator = torch.Generator().manual_seed(args.seed)
-    out = net.generate(ids, args.max_new_tokens, args.temperature, args.top_k, special_id(tokenizer, EOT), generator)
-    print(args.prompt + tokenizer.decode(out[0, ids.shape[1] :].tolist()))
+    sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k}
+    print(args.prompt, end="", flush=True)
+    for piece in stream_text(net, tokenizer, args.prompt, top_p=args.top_p, seed=args.seed, **sampling):
+        print(piece, end="", flush=True)
+    print()
+    return 0
+
+
+def registered_models(params: dict) -> dict[str, str]:
+    """kind -> registered model name, from the register section."""
+    return {kind: params["register"][f"{kind}_name"] for kind in ("lm", "classifier")}
+
+
+def cmd_promote(args) -> int:
+    from llmpipe import registry, tracking
+    from llmpipe.config import load_params
+
+    params = load_params()
+    tracking.setup()
+    refused = 0
+    for kind, name in registered_models(params).items():
+        if args.model and name not in args.model:
+            continue
+        gates = params["promote"]["gates"].get(kind, {})
+        d = registry.promote(name, gates, params["register"]["alias"], params["promote"]["champion_alias"], args.force)
+        verdict = "promoted" if d.promoted else "refused"
+        print(f"{name}: version {d.challenger} {verdict} (champion was {d.champion or 'none'}): {d.reason}")
+        for metric, figures in d.compared.items():
+            print(
+                f"    {metric} ({figures['goal']}): challenger {figures['challenger']}, champion {figures['champion']}"
+            )
+        refused += not d.promoted
+    return 1 if refused else 0
+
+
+def cmd_models(args) -> int:
+    from llmpipe import registry, tracking
+    from llmpipe.config import load_params
+
+    params = load_params()
+    tracking.setup()
+    for kind, name in registered_models(params).items():
+        metrics = list(params["promote"]["gates"].get(kind, {}))
+        rows = registry.list_versions(name, metrics)
+        print(f"{name}: {len(rows)} version(s)")
+        for row in rows:
+            figures = ", ".join(f"{m}={row[m]:.4g}" for m in metrics if row[m] is not None)
+            print(f"    v{row['version']:<4} {','.join(row['aliases']) or '-':<22} {figures}")
     return 0
 
 
@@ -53,13 +105,24 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     generate = verbs.add_parser("generate", help="sample text from an exported language model directory")
-    generate.add_argument("model", help="model directory, e.g. models/pretrain")
+    generate.add_argument(
+        "model", help="model directory (models/pretrain) or registry URI (models:/llmpipe-lm@champion)"
+    )
     generate.add_argument("prompt")
     generate.add_argument("--max-new-tokens", type=int, default=100)
     generate.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
-    generate.add_argument("--top-k", type=int, default=50)
+    generate.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens (0: all)")
+    generate.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling: smallest set with this mass")
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(func=cmd_generate)
+
+    promote = verbs.add_parser("promote", help="make each challenger champion if it beats the champion on the gates")
+    promote.add_argument("--model", action="append", help="registered model name (repeatable; default: all)")
+    promote.add_argument("--force", action="store_true", help="promote even when the gates refuse, and say so")
+    promote.set_defaults(func=cmd_promote)
+
+    models = verbs.add_parser("models", help="list registered versions with their aliases and gate metrics")
+    models.set_defaults(func=cmd_models)
     return parser
 
 

@@ -71,13 +71,3 @@ def majority_baseline(train_labels: list[int], target: list[int], num_labels: in
     """Metrics of always answering the most frequent training label."""
     majority = int(np.bincount(train_labels, minlength=num_labels).argmax())
     return classification_metrics([majority] * len(target), target, num_labels)
-
-
-@torch.no_grad()
-def sample(net, tokenizer, prompt: str, max_new_tokens: int, temperature: float, top_k: int | None, seed: int) -> str:
-    from llmpipe.tokenizer import EOT, special_id
-
-    ids = torch.tensor([tokenizer.encode(prompt).ids])
-    generator = torch.Generator().manual_seed(seed)
-    out = net.generate(ids, max_new_tokens, temperature, top_k, eos_id=special_id(tokenizer, EOT), generator=generator)
-    return tokenizer.decode(out[0, ids.shape[1] :].tolist())

@@ -1,5 +1,14 @@
-"""Self-describing model directories: safetensors weights, config.json, tokenizer.json, params.json.
+"""Self-describing model directories that Hugging Face transformers loads as they are.
 
+A directory holds:
+  model.safetensors      weights under the Hugging Face Llama names (`model.layers.0.self_attn.q_proj.weight`)
+  config.json            a transformers LlamaConfig (LlamaForCausalLM or LlamaForSequenceClassification)
+  tokenizer.json         the BPE tokenizer, with tokenizer_config.json naming its special tokens
+  llmpipe.json           what llmpipe needs to rebuild the model: kind, GPTConfig, labels, ...
+  params.json            the params.yaml sections that made it
+
+Our architecture is Llama's (RMSNorm, RoPE in the rotate-half layout, SwiGLU, grouped-query
+attention, no biases), so the mapping is a rename: `model.` in front of the backbone's names.
 A directory is written next to its destination and renamed into place, so a reader never sees a
 half-written model.
 """
@@ -8,14 +17,68 @@ import json
 import shutil
 from pathlib import Path
 
-from safetensors.torch import load_model, save_model
+import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmpipe.atomic import replace_dir
 from llmpipe.model import GPT, GPTClassifier, GPTConfig
-from llmpipe.tokenizer import load_tokenizer
+from llmpipe.tokenizer import EOT, PAD, load_tokenizer, special_id
 
 KINDS = ("causal_lm", "classifier")
+HF_PREFIX = "model."
+
+
+def hf_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Our parameters under the Hugging Face Llama names (a tied lm_head is stored once, as the embedding)."""
+    backbone = net.backbone if isinstance(net, GPTClassifier) else net
+    tensors = {HF_PREFIX + k: v for k, v in backbone.state_dict().items() if not k.startswith("lm_head.")}
+    if isinstance(net, GPTClassifier):
+        tensors["score.weight"] = net.score.weight
+    elif not backbone.config.tie_embeddings:
+        tensors["lm_head.weight"] = backbone.lm_head.weight
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def from_hf_state_dict(net: nn.Module, tensors: dict[str, torch.Tensor]):
+    """Load Hugging Face-named tensors into our network (the inverse of hf_state_dict)."""
+    backbone = net.backbone if isinstance(net, GPTClassifier) else net
+    ours = {k.removeprefix(HF_PREFIX): v for k, v in tensors.items() if k.startswith(HF_PREFIX)}
+    if "lm_head.weight" in tensors:
+        ours["lm_head.weight"] = tensors["lm_head.weight"]
+    missing, unexpected = backbone.load_state_dict(ours, strict=False)
+    # a tied head is the embedding; a classifier has no use for the language-model head
+    tied = ["lm_head.weight"] if backbone.config.tie_embeddings or isinstance(net, GPTClassifier) else []
+    assert set(missing) <= set(tied) and not unexpected, f"weights do not match the model: {missing} {unexpected}"
+    if isinstance(net, GPTClassifier):
+        net.score.weight.data.copy_(tensors["score.weight"])
+
+
+def hf_config(cfg: GPTConfig, kind: str, eot_id: int, pad_id: int, labels: list[str] | None) -> dict:
+    """The transformers LlamaConfig that computes what our GPTConfig computes."""
+    from transformers import LlamaConfig
+
+    hf = LlamaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.ffn_hidden,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.n_kv_head,
+        head_dim=cfg.head_dim,
+        max_position_embeddings=cfg.block_size,
+        rms_norm_eps=cfg.norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        tie_word_embeddings=cfg.tie_embeddings,
+        bos_token_id=None,  # documents are not prefixed; <|endoftext|> ends them
+        eos_token_id=eot_id,
+        pad_token_id=pad_id,
+        architectures=["LlamaForSequenceClassification" if kind == "classifier" else "LlamaForCausalLM"],
+    )
+    if labels is not None:
+        hf.id2label = dict(enumerate(labels))
+        hf.label2id = {label: i for i, label in enumerate(labels)}
+    return hf.to_dict()
 
 
 def save_model_dir(
@@ -26,22 +89,36 @@ def save_model_dir(
     params: dict,
     extra: dict | None = None,
 ) -> Path:
-    """extra: more fields for config.json, e.g. a classifier's labels and max_tokens."""
-    out_dir = Path(out_dir)
+    """extra: more fields for llmpipe.json, e.g. a classifier's labels and max_tokens."""
     kind = "classifier" if isinstance(net, GPTClassifier) else "causal_lm"
-    config = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict(), **(extra or {})}
+    tokenizer = load_tokenizer(tokenizer_file)
+    eot_id, pad_id = special_id(tokenizer, EOT), special_id(tokenizer, PAD)
+    ours = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict(), **(extra or {})}
+    tokenizer_config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "eos_token": EOT,
+        "pad_token": PAD,
+        "model_max_length": cfg.block_size,
+        "clean_up_tokenization_spaces": False,
+    }
     with replace_dir(out_dir) as tmp:
-        save_model(net, str(tmp / "model.safetensors"))  # handles the tied embedding / head weight
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-        (tmp / "params.json").write_text(json.dumps(params, indent=2, ensure_ascii=False) + "\n")
+        save_file(hf_state_dict(net), str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        write_json(tmp / "config.json", hf_config(cfg, kind, eot_id, pad_id, ours.get("labels")))
+        write_json(tmp / "llmpipe.json", ours)
+        write_json(tmp / "params.json", params)
+        write_json(tmp / "tokenizer_config.json", tokenizer_config)
         shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
-    return out_dir
+    return Path(out_dir)
+
+
+def write_json(path: Path, data: dict):
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def read_config(model_dir: str | Path) -> dict:
-    path = Path(model_dir) / "config.json"
+    path = Path(model_dir) / "llmpipe.json"
     if not path.is_file():
-        raise ValueError(f"{model_dir} is not a model directory: {path.name} is missing")
+        raise ValueError(f"{model_dir} is not an llmpipe model directory: {path.name} is missing")
     config = json.loads(path.read_text())
     if config.get("format") != "llmpipe" or config.get("kind") not in KINDS:
         raise ValueError(f"{path} does not describe an llmpipe model")
@@ -49,9 +126,9 @@ def read_config(model_dir: str | Path) -> dict:
 
 
 def load_model_dir(model_dir: str | Path):
-    """(network in eval mode, config dict, tokenizer) from a directory written by save_model_dir."""
+    """(network in eval mode, llmpipe.json as a dict, tokenizer) from a directory written by save_model_dir."""
     config = read_config(model_dir)
     cfg = GPTConfig(**config["model"])
     net = GPTClassifier(cfg, len(config["labels"])) if config["kind"] == "classifier" else GPT(cfg)
-    load_model(net, str(Path(model_dir) / "model.safetensors"))
+    from_hf_state_dict(net, load_file(str(Path(model_dir) / "model.safetensors")))
     return net.eval(), config, load_tokenizer(model_dir)

@@ -174,32 +174,6 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         return self.lm_head(self.hidden_states(idx))
 
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        eos_id: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Append up to max_new_tokens sampled tokens to idx (1, T); temperature 0 means greedy."""
-        for _ in range(max_new_tokens):
-            logits = self(idx[:, -self.config.block_size :])[:, -1, :]  # (1, V)
-            if temperature == 0:
-                next_id = logits.argmax(dim=-1, keepdim=True)
-            else:
-                logits = logits / temperature
-                if top_k is not None:
-                    kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[:, -1:]
-                    logits = logits.masked_fill(logits < kth, float("-inf"))
-                next_id = torch.multinomial(F.softmax(logits, dim=-1), 1, generator=generator)
-            idx = torch.cat([idx, next_id], dim=1)
-            if eos_id is not None and next_id.item() == eos_id:
-                break
-        return idx
-
 
 class GPTClassifier(nn.Module):
     """A GPT backbone with a linear head on the hidden state of each sequence's last real token.

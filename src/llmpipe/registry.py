@@ -1,27 +1,50 @@
-"""The only module that talks to the MLflow model registry.
+"""The only module that talks to the MLflow model registry: log and register, promote, list.
 
-Models are logged as an MLflow pyfunc that wraps the safetensors export directory: loading it never
-unpickles weights, and `mlflow.pyfunc.load_model` gives back something that answers text.
+Models are logged as MLflow pyfuncs "from code" that wrap the safetensors export directory and carry
+llmpipe's own code: loading one unpickles nothing, and `mlflow.pyfunc.load_model` (or `mlflow models
+serve`) gives back something that answers text. A language model answers a `prompt` column with a
+`text` column; a classifier answers a `text` column with a `label` column.
 """
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import torch
+from mlflow.models import infer_signature
 
 import llmpipe
 
-CHALLENGER = "challenger"
+MODEL_DIR_ARTIFACT = "model_dir"  # the export directory, inside the logged model's artifacts
+EVAL_TAG_PREFIX = "eval/"  # version tags holding the evaluation metrics a version was judged by
+DEFAULT_SAMPLING = {"max_new_tokens": 100, "temperature": 0.8, "top_k": 50, "top_p": 0.95, "seed": 0}
 
 
-class TextClassifier(mlflow.pyfunc.PythonModel):
-    """pyfunc over a classifier export: a `text` column in, a `label` column out."""
+class TextGenerator(mlflow.pyfunc.PythonModel):
+    """pyfunc over a causal language model export: `prompt` in, generated `text` out."""
 
     def load_context(self, context):
         from llmpipe.export import load_model_dir
 
-        self.net, self.config, self.tokenizer = load_model_dir(context.artifacts["model_dir"])
+        self.net, self.config, self.tokenizer = load_model_dir(context.artifacts[MODEL_DIR_ARTIFACT])
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        from llmpipe.generation import generate_text
+
+        sampling = {**DEFAULT_SAMPLING, **(params or {})}
+        texts = [generate_text(self.net, self.tokenizer, str(p), **sampling) for p in model_input["prompt"]]
+        return pd.DataFrame({"text": texts})
+
+
+class TextClassifier(mlflow.pyfunc.PythonModel):
+    """pyfunc over a classifier export: `text` in, `label` out."""
+
+    def load_context(self, context):
+        from llmpipe.export import load_model_dir
+
+        self.net, self.config, self.tokenizer = load_model_dir(context.artifacts[MODEL_DIR_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from llmpipe.evaluation import classify_texts
@@ -31,19 +54,31 @@ class TextClassifier(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"label": [self.config["labels"][i] for i in pred]})
 
 
-def log_and_register(model_dir: str, name: str, alias: str, tags: dict[str, str]) -> tuple[str, str]:
-    """Log model_dir to the active run, register it as a new version of `name`, point `alias` at it.
+def pyfunc_for(model_dir: str | Path):
+    """(model-from-code file, signature, input example) for an export directory, by its kind."""
+    from llmpipe.export import read_config
 
-    Returns (version, model URI).
-    """
-    examples = pd.DataFrame({"text": ["I think, therefore I am.", "The computer is down again."]})
-    signature = mlflow.models.infer_signature(examples, pd.DataFrame({"label": ["some-topic", "other-topic"]}))
+    config = read_config(model_dir)
+    package = Path(llmpipe.__file__).parent
+    if config["kind"] == "classifier":
+        example = pd.DataFrame({"text": ["I think, therefore I am.", "The computer is down again."]})
+        signature = infer_signature(example, pd.DataFrame({"label": config["labels"][:2]}))
+        return package / "pyfunc_classifier.py", signature, example
+    example = pd.DataFrame({"prompt": ["The computer", "床前明月光，"]})
+    signature = infer_signature(example, pd.DataFrame({"text": ["...", "..."]}), params=DEFAULT_SAMPLING)
+    return package / "pyfunc_generator.py", signature, example
+
+
+def log_and_register(model_dir: str | Path, name: str, alias: str, tags: dict[str, str]) -> tuple[str, str]:
+    """Log model_dir to the active run, register it as a new version of `name`, point `alias` at it,
+    and tag the version. Returns (version, model URI)."""
+    model_code, signature, example = pyfunc_for(model_dir)
     info = mlflow.pyfunc.log_model(
-        name="model",
-        python_model=TextClassifier(),
-        artifacts={"model_dir": model_dir},
+        name=name,
+        python_model=str(model_code),
+        artifacts={MODEL_DIR_ARTIFACT: str(model_dir)},
         signature=signature,
-        input_example=examples,
+        input_example=example,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "tokenizers", "safetensors", "pandas"],
         code_paths=[str(Path(llmpipe.__file__).parent)],  # the model carries the code that reads it
         registered_model_name=name,
@@ -54,3 +89,99 @@ def log_and_register(model_dir: str, name: str, alias: str, tags: dict[str, str]
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, str(value))
     return version, info.model_uri
+
+
+def download_model_dir(uri: str) -> Path:
+    """The export directory inside a registered model, e.g. models:/llmpipe-lm@champion."""
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    artifacts = mlflow.models.Model.load(str(local / "MLmodel")).flavors.get("python_function", {}).get("artifacts", {})
+    if MODEL_DIR_ARTIFACT not in artifacts:
+        raise ValueError(f"{uri} is not an llmpipe model (no {MODEL_DIR_ARTIFACT} among its artifacts)")
+    return local / artifacts[MODEL_DIR_ARTIFACT]["path"]
+
+
+@dataclass
+class Decision:
+    model: str
+    challenger: str | None
+    champion: str | None
+    promoted: bool
+    reason: str
+    compared: dict = field(default_factory=dict)  # metric -> {"challenger": x, "champion": y, "goal": "min"|"max"}
+
+
+def version_metric(version, metric: str) -> float | None:
+    value = version.tags.get(EVAL_TAG_PREFIX + metric)
+    return float(value) if value is not None else None
+
+
+def compare(challenger, champion, gates: dict[str, str]) -> tuple[bool, str, dict]:
+    """Does the challenger beat the champion on every gated metric? (verdict, reason, figures)."""
+    compared, failures = {}, []
+    for metric, goal in gates.items():
+        if goal not in ("min", "max"):
+            raise ValueError(f"promote gate {metric}: goal {goal!r} must be 'min' or 'max'")
+        new, old = version_metric(challenger, metric), version_metric(champion, metric)
+        compared[metric] = {"challenger": new, "champion": old, "goal": goal}
+        if new is None or old is None:
+            failures.append(f"{metric} is missing on the {'challenger' if new is None else 'champion'}")
+        elif not (new < old if goal == "min" else new > old):
+            failures.append(f"{metric}: {new:.4g} is not {'lower' if goal == 'min' else 'higher'} than {old:.4g}")
+    if failures:
+        return False, "; ".join(failures), compared
+    return True, "better on " + ", ".join(gates), compared
+
+
+def promote(
+    name: str, gates: dict[str, str], challenger_alias: str, champion_alias: str, force: bool = False
+) -> Decision:
+    """Move `champion_alias` to the version under `challenger_alias` when it beats the current
+    champion on every gate (or when forced), recording the decision as tags on the challenger."""
+    client = mlflow.MlflowClient()
+    challenger = alias_version(client, name, challenger_alias)
+    if challenger is None:
+        raise ValueError(f"model {name!r} has no version with alias {challenger_alias!r}: run `dvc repro` first")
+    champion = alias_version(client, name, champion_alias)
+    if champion is None:
+        promoted, reason, compared = True, "no champion yet", {}
+    elif champion.version == challenger.version:
+        promoted, reason, compared = False, f"version {challenger.version} already is {champion_alias}", {}
+    else:
+        promoted, reason, compared = compare(challenger, champion, gates)
+    if force and not promoted:
+        promoted, reason = True, f"forced over: {reason}"
+    decision = Decision(name, challenger.version, champion.version if champion else None, promoted, reason, compared)
+    if promoted:
+        client.set_registered_model_alias(name, champion_alias, challenger.version)
+    client.set_model_version_tag(name, challenger.version, "promotion.decision", "promoted" if promoted else "refused")
+    client.set_model_version_tag(name, challenger.version, "promotion.reason", reason)
+    client.set_model_version_tag(name, challenger.version, "promotion.compared", json.dumps(compared))
+    return decision
+
+
+def alias_version(client, name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def list_versions(name: str, metrics: list[str]) -> list[dict]:
+    """Every version of a registered model, newest first, with its aliases and the given metrics."""
+    client = mlflow.MlflowClient()
+    try:
+        aliases = client.get_registered_model(name).aliases  # alias -> version
+    except mlflow.exceptions.MlflowException:
+        return []
+    rows = []
+    for version in client.search_model_versions(f"name='{name}'"):
+        rows.append(
+            {
+                "model": name,
+                "version": int(version.version),
+                "aliases": sorted(a for a, v in aliases.items() if str(v) == str(version.version)),
+                "created": version.creation_timestamp,
+                **{m: version_metric(version, m) for m in metrics},
+            }
+        )
+    return sorted(rows, key=lambda r: -r["version"])

@@ -14,6 +14,7 @@ from llmpipe import evaluation
 from llmpipe.atomic import replace_file
 from llmpipe.datasets import load_tokens, read_jsonl
 from llmpipe.export import load_model_dir
+from llmpipe.generation import generate_text
 from llmpipe.runner import stage_main
 
 STAGE = "evaluate"
@@ -57,8 +58,15 @@ def evaluate_classifier(net, config: dict, tokenizer, tokens_dir: Path) -> dict:
 def samples_markdown(net, tokenizer, cfg: dict, seed: int) -> str:
     rows = ["| prompt | continuation |", "| --- | --- |"]
     for i, prompt in enumerate(cfg["prompts"]):
-        text = evaluation.sample(
-            net, tokenizer, prompt, cfg["max_new_tokens"], cfg["temperature"], cfg["top_k"], seed + i
+        text = generate_text(
+            net,
+            tokenizer,
+            prompt,
+            max_new_tokens=cfg["max_new_tokens"],
+            temperature=cfg["temperature"],
+            top_k=cfg["top_k"],
+            top_p=cfg["top_p"],
+            seed=seed + i,
         )
         cell = text.replace("|", "\\|").replace("\n", "<br>")
         rows.append(f"| {prompt} | {cell} |")

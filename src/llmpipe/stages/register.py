@@ -1,7 +1,9 @@
-"""register: log the fine-tuned classifier to MLflow, register a new version, point the
-`challenger` alias at it, and tag the version with the evaluation metrics it was judged by.
+"""register: log the pretrained language model and the fine-tuned classifier to MLflow, register a new
+version of each, point the `challenger` alias at them, and tag each version with the evaluation
+metrics it was judged by (what `llmpipe promote` compares).
 
-Reads: models/finetune/, metrics/evaluate.json. Writes: metrics/register.json (name, version, run id).
+Reads: models/pretrain/, models/finetune/, metrics/evaluate.json.
+Writes: metrics/register.json (model names, versions, URIs, run id).
 Run: python -m llmpipe.stages.register
 """
 
@@ -16,6 +18,7 @@ from llmpipe.runner import stage_main
 STAGE = "register"
 SECTIONS = [STAGE]
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
+EXPORTS = {"lm": "models/pretrain", "classifier": "models/finetune"}
 
 
 def run(params: dict, root: Path) -> dict:
@@ -24,16 +27,14 @@ def run(params: dict, root: Path) -> dict:
     active = mlflow.active_run()
     if active is None:
         raise ValueError("register needs an active MLflow run: run it through `python -m llmpipe.stages.register`")
-    tags = {f"eval/{key}": value for key, value in tracking.flatten(evaluation, sep="/").items()}
+    tags = {registry.EVAL_TAG_PREFIX + key: value for key, value in tracking.flatten(evaluation, sep="/").items()}
     tags["git_commit"] = tracking.git_commit(root)
-    version, uri = registry.log_and_register(str(root / "models" / "finetune"), cfg["model_name"], cfg["alias"], tags)
-    return {
-        "model_name": cfg["model_name"],
-        "version": int(version),
-        "alias": cfg["alias"],
-        "run_id": active.info.run_id,
-        "model_uri": uri,
-    }
+    metrics = {"alias": cfg["alias"], "run_id": active.info.run_id}
+    for kind, export in EXPORTS.items():
+        name = cfg[f"{kind}_name"]
+        version, uri = registry.log_and_register(root / export, name, cfg["alias"], tags)
+        metrics[kind] = {"model_name": name, "version": int(version), "model_uri": uri}
+    return metrics
 
 
 def main():

@@ -1,0 +1,65 @@
+"""Sampling text from a language model: temperature, top-k and nucleus (top-p), streamed token by token."""
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Keep the top_k most likely tokens, then the smallest set whose probability reaches top_p."""
+    if top_k is not None and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        cumulative = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+        drop = cumulative - F.softmax(sorted_logits, dim=-1) >= top_p  # mass before this token already enough
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def stream_tokens(
+    net,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    seed: int = 0,
+) -> Iterator[int]:
+    """Yield sampled token ids one at a time; temperature 0 is greedy decoding."""
+    generator = torch.Generator().manual_seed(seed)
+    idx = torch.tensor([prompt_ids])
+    for _ in range(max_new_tokens):
+        logits = net(idx[:, -net.config.block_size :])[0, -1].float()
+        if temperature == 0:
+            next_id = int(logits.argmax())
+        else:
+            probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+            next_id = int(torch.multinomial(probs, 1, generator=generator))
+        if next_id == eos_id:
+            return
+        yield next_id
+        idx = torch.cat([idx, torch.tensor([[next_id]])], dim=1)
+
+
+def stream_text(net, tokenizer, prompt: str, **sampling) -> Iterator[str]:
+    """Yield the generated text in pieces as it grows. A piece is emitted once its bytes decode whole,
+    so a Chinese character split across byte-level tokens never shows up half-written."""
+    from llmpipe.tokenizer import EOT, special_id
+
+    ids, shown = [], ""
+    for token in stream_tokens(net, tokenizer.encode(prompt).ids, eos_id=special_id(tokenizer, EOT), **sampling):
+        ids.append(token)
+        text = tokenizer.decode(ids)
+        if text.endswith("\ufffd"):
+            continue  # an incomplete UTF-8 sequence: wait for its remaining bytes
+        yield text[len(shown) :]
+        shown = text
+
+
+def generate_text(net, tokenizer, prompt: str, **sampling) -> str:
+    return "".join(stream_text(net, tokenizer, prompt, **sampling))

@@ -1,0 +1,136 @@
+"""Promotion gates, loading by alias, `llmpipe generate` from the registry, and serving over HTTP."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from llmpipe import registry, tracking
+from llmpipe.runner import run_stage
+from llmpipe.stages import register
+
+
+def register_again(root: Path, lm_bpb: float, macro_f1: float) -> dict:
+    """Register a new version of both models whose evaluation says lm_bpb and macro_f1."""
+    path = root / "metrics" / "evaluate.json"
+    original = path.read_text()
+    evaluation = json.loads(original)
+    evaluation["lm"]["val_bpb"], evaluation["classify"]["test_macro_f1"] = lm_bpb, macro_f1
+    path.write_text(json.dumps(evaluation))
+    try:
+        return run_stage(register.STAGE, register.run, register.SECTIONS, root, register.LOGGED)
+    finally:
+        path.write_text(original)  # other tests read the project's real evaluation
+
+
+def aliases(client, name: str) -> dict:
+    return {alias: str(version) for alias, version in client.get_registered_model(name).aliases.items()}
+
+
+def test_promotion_accepts_refuses_and_can_be_forced(tiny_project):
+    root, metrics, params = tiny_project
+    mlflow.set_tracking_uri(tracking.tracking_uri(root))
+    client = mlflow.MlflowClient()
+    lm = params["register"]["lm_name"]
+    gates = params["promote"]["gates"]["lm"]
+    first = registry.promote(lm, gates, "challenger", "champion")
+    assert first.promoted and first.reason == "no champion yet"
+    champion = aliases(client, lm)["champion"]
+    again = registry.promote(lm, gates, "challenger", "champion")
+    assert not again.promoted and "already is champion" in again.reason
+
+    bpb = metrics["evaluate"]["lm"]["val_bpb"]
+    register_again(root, lm_bpb=bpb + 0.5, macro_f1=0.0)  # a worse language model
+    refused = registry.promote(lm, gates, "challenger", "champion")
+    assert not refused.promoted and "lm/val_bpb" in refused.reason and "not lower" in refused.reason
+    assert aliases(client, lm)["champion"] == champion
+    tags = client.get_model_version(lm, refused.challenger).tags
+    assert tags["promotion.decision"] == "refused"
+    assert json.loads(tags["promotion.compared"])["lm/val_bpb"]["challenger"] == pytest.approx(bpb + 0.5)
+
+    forced = registry.promote(lm, gates, "challenger", "champion", force=True)
+    assert forced.promoted and forced.reason.startswith("forced over:")
+
+    better = register_again(root, lm_bpb=bpb - 0.5, macro_f1=1.0)
+    accepted = registry.promote(lm, gates, "challenger", "champion")
+    assert accepted.promoted and aliases(client, lm)["champion"] == str(better["lm"]["version"])
+    rows = registry.list_versions(lm, ["lm/val_bpb"])
+    assert rows[0]["version"] == better["lm"]["version"] and "champion" in rows[0]["aliases"]
+
+    model = mlflow.pyfunc.load_model(f"models:/{lm}@champion")
+    out = model.predict(pd.DataFrame({"prompt": ["床前明月光，"]}), params={"max_new_tokens": 5, "temperature": 0.0})
+    assert isinstance(out["text"][0], str)
+
+
+def llmpipe(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(root)}
+    cli = [sys.executable, "-m", "llmpipe.cli", *args]
+    return subprocess.run(cli, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cli_generate_from_the_registry_and_models_listing(tiny_project):
+    root, _, params = tiny_project
+    out = llmpipe(
+        root, "generate", f"models:/{params['register']['lm_name']}@challenger", "The", "--max-new-tokens", "5"
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("The")
+    listing = llmpipe(root, "models")
+    assert (
+        listing.returncode == 0 and "challenger" in listing.stdout and params["register"]["lm_name"] in listing.stdout
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_models_serve_answers_a_prompt_on_loopback(tiny_project):
+    root, _, params = tiny_project
+    port = free_port()
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    uri = f"models:/{params['register']['lm_name']}@challenger"
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(root)}
+    env["PATH"] = f"{mlflow_cli.parent}{os.pathsep}{env['PATH']}"  # as in an activated venv: it runs uvicorn
+    server = subprocess.Popen(
+        [str(mlflow_cli), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert server.poll() is None, f"server exited: {server.stderr.read().decode()[-2000:]}"
+            assert time.monotonic() < deadline, "server did not come up within 120 s"
+            time.sleep(1)
+        body = json.dumps(
+            {"dataframe_records": [{"prompt": "The"}], "params": {"max_new_tokens": 6, "temperature": 0.0}}
+        )
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", body.encode(), {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=60) as r:
+            answer = json.loads(r.read())
+        assert isinstance(answer["predictions"][0]["text"], str)
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
