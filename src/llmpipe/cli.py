@@ -68,7 +68,7 @@ def cmd_promote(args) -> int:
             print(
                 f"    {metric} ({figures['goal']}): challenger {figures['challenger']}, champion {figures['champion']}"
             )
-        refused += not d.promoted
+        refused += not d.promoted and d.champion != d.challenger  # already champion is nothing to refuse
     return 1 if refused else 0
 
 
