@@ -62,7 +62,7 @@ def cmd_promote(args) -> int:
             continue
         gates = params["promote"]["gates"].get(kind, {})
         d = registry.promote(name, gates, params["register"]["alias"], params["promote"]["champion_alias"], args.force)
-        verdict = "promoted" if d.promoted else "refused"
+        verdict = "promoted" if d.promoted else "unchanged" if d.champion == d.challenger else "refused"
         print(f"{name}: version {d.challenger} {verdict} (champion was {d.champion or 'none'}): {d.reason}")
         for metric, figures in d.compared.items():
             print(
