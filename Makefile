@@ -33,10 +33,15 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	touch $@
 
+# The corpora, and Chromium for the test that opens the MLflow UI in a real browser.
 system-packages:
-	@if [ ! -f $(FORTUNE_DIR)/fortunes ] || [ ! -f $(FORTUNE_DIR)/tang300 ]; then \
-		echo "installing Debian's fortunes and fortunes-zh"; \
-		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fortunes fortunes-zh; \
+	@missing=""; \
+	[ -f $(FORTUNE_DIR)/fortunes ] || missing="$$missing fortunes"; \
+	[ -f $(FORTUNE_DIR)/tang300 ] || missing="$$missing fortunes-zh"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 repro: setup

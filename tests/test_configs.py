@@ -38,12 +38,12 @@ def test_every_option_composes_and_instantiates(group, option):
     assert GPT(cfg).num_params() > 0
     for stage in ("pretrain", "finetune"):
         OptimConfig.from_section(params[stage])
-        micro, accumulate = batch_split(
-            params[stage]["batch_size"], params["trainer"]["micro_batch_size"], params["trainer"]["devices"]
-        )
-        assert micro * accumulate * params["trainer"]["devices"] == params[stage]["batch_size"]
+        hardware = params["trainer"]
+        micro, accumulate = batch_split(params[stage]["batch_size"], hardware)
+        assert micro * accumulate * hardware["devices"] * hardware["num_nodes"] == params[stage]["batch_size"]
     if params["trainer"]["accelerator"] == "cpu":
-        L.Trainer(**{k: params["trainer"][k] for k in ("accelerator", "devices", "precision")}, logger=False)
+        keys = ("accelerator", "devices", "num_nodes", "strategy", "precision")
+        L.Trainer(**{k: params["trainer"][k] for k in keys}, logger=False)
 
 
 def test_dvc_yaml_params_and_deps_exist():

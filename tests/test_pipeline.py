@@ -1,10 +1,13 @@
 """End to end: `dvc repro` on the tiny config in a copy of the repository, as a user would run it."""
 
+import csv
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -52,6 +55,9 @@ def test_dvc_repro_runs_every_stage_then_nothing(repo):
     shown = sh(repo, "dvc", "metrics", "show", "--json")
     for key in ("val_ppl", "val_bpb", "test_acc", "test_macro_f1"):
         assert key in shown
+    sh(repo, "dvc", "plots", "show", "-o", "plots-html")
+    page = (repo / "plots-html" / "index.html").read_text()
+    assert "pretrain validation bits per byte" in page and "finetune validation macro-F1" in page
     second = sh(repo, "dvc", "repro")
     assert ran_stages(second) == [] and "Data and pipelines are up to date" in second
     promoted = sh(repo, "llmpipe", "promote")
@@ -63,3 +69,26 @@ def test_exp_run_with_a_finetune_override_skips_pretraining(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "experiment=tiny", "-S", "finetune.lr=0.002")
     assert ran_stages(out) == ["finetune", "evaluate", "register"]
     assert "lr: 0.002" in (repo / "params.yaml").read_text()
+
+
+def test_a_queued_sweep_runs_every_point_and_tracks_it_in_the_project_store(repo):
+    sh(repo, "dvc", "exp", "run", "--queue", "-S", "experiment=tiny", "-S", "finetune.lr=choice(0.0005,0.004)")
+    sh(repo, "dvc", "queue", "start")
+    deadline = time.monotonic() + 900
+    while True:
+        status = sh(repo, "dvc", "queue", "status")
+        if "Queued" not in status and "Running" not in status:
+            break
+        assert time.monotonic() < deadline, f"the queue did not finish:\n{status}"
+        time.sleep(5)
+    assert "Failed" not in status, status
+    shown = sh(repo, "dvc", "exp", "show", "--csv")
+    points = {row["finetune.lr"]: row for row in csv.DictReader(io.StringIO(shown))}
+    assert {"0.0005", "0.004"} <= set(points)
+    assert all(points[lr]["classify.test_macro_f1"] for lr in ("0.0005", "0.004"))
+    # the queued runs ran in temporary copies, but their MLflow runs landed in the project's store
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["llmpipe"], filter_string="tags.`llmpipe.stage` = 'finetune'")
+    assert {"0.0005", "0.004"} <= set(runs["params.finetune.lr"])

@@ -50,6 +50,15 @@ def test_pretrain_learns_and_exports(tiny_project):
         assert (root / "models" / "pretrain" / name).is_file()
 
 
+def test_training_curves_for_dvc_plots(tiny_project):
+    root, _, params = tiny_project
+    train = (root / "plots" / "pretrain" / "train.csv").read_text().splitlines()
+    val = (root / "plots" / "pretrain" / "val.csv").read_text().splitlines()
+    assert train[0] == "step,loss,lr" and val[0] == "step,loss,bpb"
+    assert len(train) - 1 == params["pretrain"]["max_steps"] // params["pretrain"]["log_every"]
+    assert (root / "plots" / "finetune" / "val.csv").read_text().startswith("step,loss,acc,macro_f1")
+
+
 def test_finetune_exports_a_classifier_with_its_labels(tiny_project):
     root, metrics, params = tiny_project
     config = json.loads((root / "models" / "finetune" / "llmpipe.json").read_text())

@@ -1,11 +1,14 @@
-"""Read a text corpus from disk into documents: {id, text, source, lang, label}.
+"""Read a text corpus into documents: {id, text, source, lang, label}.
 
-Formats:
+Formats (`ingest.format`):
   fortune  a folder of fortune files (Debian's `fortunes`, `fortunes-zh`): entries are separated by
            lines holding only `%`; the file name is the label (the topic or poem collection).
-  jsonl    a folder of .jsonl files, one JSON object per line with at least `text`; `id`, `lang`
-           and `label` are used when present.
+  jsonl    a folder of .jsonl files, one JSON object per line with a text field (`ingest.text_field`);
+           `id`, `lang` and `label` are used when present, the file's stem is the default label.
+  parquet  a folder of .parquet files with the same columns as jsonl.
   txt      a folder of .txt files, one document per file; the label is the file's stem.
+  hf       a Hugging Face dataset: `ingest.source` is its name on the Hub (needs a network) or a
+           builder such as `json` / `parquet` with `ingest.hf_data_files`; streamed, never held whole.
 """
 
 import json
@@ -14,7 +17,7 @@ import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
-FORMATS = ("fortune", "jsonl", "txt")
+FORMATS = ("fortune", "jsonl", "parquet", "txt", "hf")
 FORTUNE_SEPARATOR = re.compile(r"^%\s*$", re.MULTILINE)
 
 
@@ -51,7 +54,24 @@ def read_fortunes(folder: Path, zh_files: list[str], exclude: list[str]) -> Iter
             yield {"id": f"{path.name}:{i:05d}", "text": entry, "source": str(path), "lang": lang, "label": path.name}
 
 
-def read_jsonl(folder: Path) -> Iterator[dict]:
+def document(record: dict, text_field: str, default_id: str, source: str, default_label: str | None) -> dict:
+    """A document from one record of a jsonl / parquet / Hugging Face corpus."""
+    text = record.get(text_field)
+    if not isinstance(text, str):
+        raise ValueError(f"{source}: a record needs a string field `{text_field}` (ingest.text_field)")
+    label = record.get("label")
+    if label is None:  # absent, or a null in a column that other rows fill
+        label = default_label
+    return {
+        "id": str(record.get("id") or default_id),
+        "text": text,
+        "source": source,
+        "lang": record.get("lang") or guess_lang(text),
+        "label": None if label is None else str(label),
+    }
+
+
+def read_jsonl(folder: Path, text_field: str) -> Iterator[dict]:
     for path in sorted(folder.glob("*.jsonl")):
         with path.open("rb") as f:
             for lineno, raw in enumerate(f, start=1):
@@ -60,16 +80,40 @@ def read_jsonl(folder: Path) -> Iterator[dict]:
                     record = json.loads(raw.decode("utf-8"))
                 except (UnicodeDecodeError, json.JSONDecodeError) as err:
                     raise ValueError(f"{where}: not a JSON line ({err})") from err
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise ValueError(f"{where}: a record needs a string field `text`")
-                text = record["text"]
-                yield {
-                    "id": str(record.get("id", f"{path.stem}:{lineno:07d}")),
-                    "text": text,
-                    "source": where,
-                    "lang": record.get("lang") or guess_lang(text),
-                    "label": record.get("label", path.stem),
-                }
+                if not isinstance(record, dict):
+                    raise ValueError(f"{where}: a line must hold a JSON object")
+                yield document(record, text_field, f"{path.stem}:{lineno:07d}", where, path.stem)
+
+
+def read_parquet(folder: Path, text_field: str) -> Iterator[dict]:
+    import pyarrow.parquet as pq
+
+    for path in sorted(folder.glob("*.parquet")):
+        row = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):  # never the whole file in memory
+            for record in batch.to_pylist():
+                row += 1
+                yield document(record, text_field, f"{path.stem}:{row:07d}", f"{path}:{row}", path.stem)
+
+
+def read_hf(cfg: dict) -> Iterator[dict]:
+    import datasets
+
+    name = cfg["source"]
+    try:
+        stream = datasets.load_dataset(
+            name,
+            cfg.get("hf_config"),
+            split=cfg.get("hf_split", "train"),
+            data_files=cfg.get("hf_data_files"),
+            streaming=True,
+        )
+    except Exception as err:  # datasets raises many types: a missing dataset, no network, a bad split
+        raise ValueError(
+            f"ingest.source={name!r}: cannot open the Hugging Face dataset ({type(err).__name__}: {err})"
+        ) from err
+    for row, record in enumerate(stream, start=1):
+        yield document(record, cfg.get("text_field", "text"), f"{name}:{row:09d}", f"{name}:{row}", None)
 
 
 def read_txt(folder: Path) -> Iterator[dict]:
@@ -78,15 +122,21 @@ def read_txt(folder: Path) -> Iterator[dict]:
         yield {"id": path.stem, "text": text, "source": str(path), "lang": guess_lang(text), "label": path.stem}
 
 
-def read_corpus(source: str | Path, fmt: str, zh_files: list[str] = (), exclude: list[str] = ()) -> Iterator[dict]:
-    folder = Path(source)
+def read_corpus(cfg: dict) -> Iterator[dict]:
+    """Documents of the corpus that the ingest section describes."""
+    fmt, text_field = cfg["format"], cfg.get("text_field", "text")
     if fmt not in FORMATS:
         raise ValueError(f"ingest.format={fmt!r} is not one of {FORMATS}")
+    if fmt == "hf":
+        return read_hf(cfg)
+    folder = Path(cfg["source"])
     if not folder.is_dir():
         hint = " (install Debian's `fortunes` and `fortunes-zh`: make setup)" if fmt == "fortune" else ""
-        raise ValueError(f"ingest.source={str(source)!r} is not a readable folder{hint}")
+        raise ValueError(f"ingest.source={str(folder)!r} is not a readable folder{hint}")
     if fmt == "fortune":
-        return read_fortunes(folder, list(zh_files), list(exclude))
+        return read_fortunes(folder, list(cfg.get("zh_files", [])), list(cfg.get("exclude_files", [])))
     if fmt == "jsonl":
-        return read_jsonl(folder)
+        return read_jsonl(folder, text_field)
+    if fmt == "parquet":
+        return read_parquet(folder, text_field)
     return read_txt(folder)

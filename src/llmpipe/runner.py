@@ -21,6 +21,9 @@ def setup_logging():
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+    if not verbose:  # Lightning's hardware report and tips, MLflow's notices: on request only
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def write_metrics(stage: str, metrics: dict, root: Path) -> Path:
@@ -42,6 +45,8 @@ def run_stage(
     setup_logging()
     started = time.perf_counter()
     params = load_params(root / "params.yaml")
+    if not is_rank_zero():  # a worker process of distributed training: rank zero tracks and writes metrics
+        return run(params, root)
     stage_params = {name: section(params, name) for name in [*sections, *logged_sections]}
     with tracking.stage_run(stage, stage_params, root):
         metrics = run(params, root)
@@ -49,6 +54,13 @@ def run_stage(
     write_metrics(stage, metrics, root)
     log.info("%s done in %.1fs: %s", stage, time.perf_counter() - started, summary(metrics))
     return metrics
+
+
+def is_rank_zero() -> bool:
+    """False in the extra processes of distributed training (RANK, LOCAL_RANK or SLURM_PROCID > 0)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return getattr(rank_zero_only, "rank", 0) == 0
 
 
 def summary(metrics: dict, limit: int = 6) -> str:

@@ -22,7 +22,11 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 
 def tracking_uri(root: str | Path = ".") -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path(root).resolve() / 'mlflow.db'}"
+    """MLFLOW_TRACKING_URI, else mlflow.db in the project root. DVC runs a queued experiment in a
+    temporary copy of the project and names the real root in DVC_ROOT: its runs belong there too."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{Path(os.environ.get('DVC_ROOT') or root).resolve() / 'mlflow.db'}"
 
 
 def artifact_location(uri: str) -> str | None:

@@ -10,18 +10,21 @@ import logging
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from llmpipe.atomic import replace_file
 
 log = logging.getLogger(__name__)
 
 
-def batch_split(batch_size: int, micro_batch_size: int, devices: int) -> tuple[int, int]:
+def batch_split(batch_size: int, hardware: dict) -> tuple[int, int]:
     """(sequences per forward pass, micro-batches per optimizer step) so that one optimizer step
     sees exactly batch_size sequences on any hardware: the largest micro-batch that divides each
-    device's share and fits in micro_batch_size."""
-    if batch_size % devices:
-        raise ValueError(f"batch_size={batch_size} is not divisible by trainer.devices={devices}")
-    per_device = batch_size // devices
+    device's share and fits in trainer.micro_batch_size."""
+    world = hardware["devices"] * hardware["num_nodes"]
+    if batch_size % world:
+        raise ValueError(f"batch_size={batch_size} is not divisible by trainer.devices x trainer.num_nodes = {world}")
+    per_device, micro_batch_size = batch_size // world, hardware["micro_batch_size"]
     micro = max(m for m in range(1, min(micro_batch_size, per_device) + 1) if per_device % m == 0)
     return micro, per_device // micro
 
@@ -55,14 +58,55 @@ def mlflow_logger():
     return MLFlowLogger(run_id=active.info.run_id, tracking_uri=mlflow.get_tracking_uri(), log_model=False)
 
 
+class CurveWriter(Callback):
+    """Writes the training curves as CSV for `dvc plots`: <folder>/train.csv (step, loss, lr) at
+    every logging step, <folder>/val.csv (step and every val/ metric) at every validation."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.train, self.val = Path(folder), [], []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        metrics = trainer.callback_metrics
+        if trainer.is_global_zero and "train/loss" in metrics and trainer.global_step % trainer.log_every_n_steps == 0:
+            row = {"step": trainer.global_step, "loss": float(metrics["train/loss"]), "lr": float(metrics["train/lr"])}
+            if not self.train or self.train[-1]["step"] != row["step"]:  # once per optimizer step
+                self.train.append(row)
+
+    def on_validation_end(self, trainer, module):
+        if trainer.is_global_zero and not trainer.sanity_checking and trainer.state.fn == "fit":
+            values = {
+                k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
+            }
+            self.val.append({"step": trainer.global_step, **values})
+
+    def on_fit_end(self, trainer, module):
+        if trainer.is_global_zero:
+            write_csv(self.folder / "train.csv", self.train)
+            write_csv(self.folder / "val.csv", self.val)
+
+
+def write_csv(path: Path, rows: list[dict]):
+    columns = list(dict.fromkeys(k for row in rows for k in row)) or ["step"]
+    with replace_file(path) as tmp:
+        lines = [",".join(columns)] + [",".join(f"{row.get(c, '')}" for c in columns) for row in rows]
+        tmp.write_text("\n".join(lines) + "\n")
+
+
 def build_trainer(
-    hardware: dict, run: dict, accumulate: int, checkpoint: ModelCheckpoint, limit_val_batches: int | float = 1.0
+    hardware: dict,
+    run: dict,
+    accumulate: int,
+    checkpoint: ModelCheckpoint,
+    curves: Path,
+    limit_val_batches: int | float = 1.0,
 ) -> L.Trainer:
     """A Trainer from the hardware section and a training stage's section (max_steps, val_every,
     log_every, grad_clip), with step counts in optimizer steps."""
     return L.Trainer(
         accelerator=hardware["accelerator"],
         devices=hardware["devices"],
+        num_nodes=hardware["num_nodes"],
+        strategy=hardware["strategy"],
         precision=hardware["precision"],
         max_steps=run["max_steps"],
         accumulate_grad_batches=accumulate,
@@ -73,7 +117,7 @@ def build_trainer(
         log_every_n_steps=run["log_every"],
         num_sanity_val_steps=0,
         logger=mlflow_logger(),
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, CurveWriter(curves)],
         enable_model_summary=False,
         default_root_dir=checkpoint.dirpath,  # nothing lands in the working directory
     )

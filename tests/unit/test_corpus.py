@@ -21,7 +21,7 @@ def test_fortune_folder_skips_index_files_links_and_subfolders(tmp_path):
     (tmp_path / "computers.u8").symlink_to(tmp_path / "computers")
     (tmp_path / "tang300").write_text("\x1b[32m《静夜思》\x1b[m\n床前明月光\n%\n")
     (tmp_path / "off").mkdir()
-    docs = list(read_corpus(tmp_path, "fortune", zh_files=["tang300"]))
+    docs = list(read_corpus({"source": tmp_path, "format": "fortune", "zh_files": ["tang300"]}))
     assert [(d["id"], d["lang"], d["label"]) for d in docs] == [
         ("computers:00000", "en", "computers"),
         ("computers:00001", "en", "computers"),
@@ -33,15 +33,42 @@ def test_jsonl_folder_and_bad_line_named(tmp_path):
     (tmp_path / "a.jsonl").write_text(
         json.dumps({"text": "你好世界", "label": "x"}) + "\n" + json.dumps({"id": "k", "text": "hi"}) + "\n"
     )
-    docs = list(read_corpus(tmp_path, "jsonl"))
+    docs = list(read_corpus({"source": tmp_path, "format": "jsonl"}))
     assert [(d["id"], d["lang"], d["label"]) for d in docs] == [("a:0000001", "zh", "x"), ("k", "en", "a")]
     (tmp_path / "b.jsonl").write_text('{"text": 1}\n')
     with pytest.raises(ValueError, match=r"b.jsonl:1"):
-        list(read_corpus(tmp_path, "jsonl"))
+        list(read_corpus({"source": tmp_path, "format": "jsonl"}))
 
 
 def test_missing_source_and_unknown_format_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a readable folder"):
-        read_corpus(tmp_path / "nope", "txt")
+        read_corpus({"source": tmp_path / "nope", "format": "txt"})
     with pytest.raises(ValueError, match="ingest.format"):
-        read_corpus(tmp_path, "csv")
+        read_corpus({"source": tmp_path, "format": "csv"})
+
+
+def test_parquet_folder_with_a_custom_text_field(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({"body": ["床前明月光", "A fortune."], "label": ["poem", None]})
+    pq.write_table(table, tmp_path / "part.parquet")
+    docs = list(read_corpus({"source": tmp_path, "format": "parquet", "text_field": "body"}))
+    assert [(d["id"], d["text"], d["lang"], d["label"]) for d in docs] == [
+        ("part:0000001", "床前明月光", "zh", "poem"),
+        ("part:0000002", "A fortune.", "en", "part"),
+    ]
+
+
+def test_hugging_face_dataset_through_a_local_builder(tmp_path):
+    # The same code path as a dataset on the Hub, offline: the `json` builder over local files.
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"text": "hello world", "label": 3}) + "\n" + json.dumps({"text": "你好世界"}) + "\n")
+    cfg = {"source": "json", "format": "hf", "hf_data_files": str(data), "hf_split": "train"}
+    docs = list(read_corpus(cfg))
+    assert [(d["id"], d["text"], d["lang"], d["label"]) for d in docs] == [
+        ("json:000000001", "hello world", "en", "3"),
+        ("json:000000002", "你好世界", "zh", None),
+    ]
+    with pytest.raises(ValueError, match="cannot open the Hugging Face dataset"):
+        list(read_corpus({**cfg, "hf_data_files": str(tmp_path / "missing.jsonl")}))

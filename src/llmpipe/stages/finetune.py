@@ -53,7 +53,7 @@ def run(params: dict, root: Path) -> dict:
     weights = class_weights(train_set.labels, len(labels)) if cfg["class_weighted_loss"] else None
     module = LitLM(net, OptimConfig.from_section(cfg), task="classify", num_labels=len(labels), class_weights=weights)
     collate = collate_labeled(special_id(tokenizer, PAD))
-    micro_batch, accumulate = training.batch_split(cfg["batch_size"], hardware["micro_batch_size"], hardware["devices"])
+    micro_batch, accumulate = training.batch_split(cfg["batch_size"], hardware)
     shuffle = torch.Generator().manual_seed(seed)
     loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"], "collate_fn": collate}
     train_loader = DataLoader(train_set, shuffle=True, generator=shuffle, drop_last=True, **loader_args)
@@ -64,20 +64,22 @@ def run(params: dict, root: Path) -> dict:
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, filename="best", monitor="val/macro_f1", mode="max", save_top_k=1, save_last=True
     )
-    trainer = training.build_trainer(hardware, cfg, accumulate, checkpoint)
+    trainer = training.build_trainer(hardware, cfg, accumulate, checkpoint, root / "plots" / STAGE)
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
-    save_model_dir(
-        root / "models" / STAGE,
-        net,
-        model_cfg,
-        root / "models" / "pretrain" / "tokenizer.json",
-        {k: params[k] for k in SECTIONS},
-        extra={"labels": labels, "max_tokens": max_tokens, "lang": cfg["lang"]},
-    )
+    if trainer.is_global_zero:  # one process writes the export
+        save_model_dir(
+            root / "models" / STAGE,
+            net,
+            model_cfg,
+            root / "models" / "pretrain" / "tokenizer.json",
+            {k: params[k] for k in SECTIONS},
+            extra={"labels": labels, "max_tokens": max_tokens, "lang": cfg["lang"]},
+        )
+
     return {
         "val_acc": final["val/acc"],
         "val_macro_f1": final["val/macro_f1"],

@@ -23,7 +23,7 @@ LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 
 def run(params: dict, root: Path) -> dict:
     cfg = params[STAGE]
-    docs = read_corpus(cfg["source"], cfg["format"], cfg.get("zh_files", []), cfg.get("exclude_files", []))
+    docs = read_corpus(cfg)
     by_file: dict[str, list[dict]] = defaultdict(list)
     for doc in tqdm(docs, desc="ingest", unit=" docs", leave=False):
         group = re.sub(r"[^\w.-]+", "_", str(doc["label"] or "unlabeled"))  # a safe file name

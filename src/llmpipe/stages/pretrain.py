@@ -31,7 +31,7 @@ def run(params: dict, root: Path) -> dict:
     tokens_dir = root / "data" / "tokens"
     meta = json.loads((tokens_dir / "meta.json").read_text())
     model_cfg = GPTConfig(vocab_size=meta["vocab_size"], **params["model"])
-    micro_batch, accumulate = training.batch_split(cfg["batch_size"], hardware["micro_batch_size"], hardware["devices"])
+    micro_batch, accumulate = training.batch_split(cfg["batch_size"], hardware)
     L.seed_everything(seed, workers=True, verbose=False)
 
     net = GPT(model_cfg)
@@ -55,15 +55,20 @@ def run(params: dict, root: Path) -> dict:
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg["val_every"]
     )
-    trainer = training.build_trainer(hardware, cfg, accumulate, checkpoint, limit_val_batches=cfg["val_batches"])
+    curves = root / "plots" / STAGE
+    trainer = training.build_trainer(
+        hardware, cfg, accumulate, checkpoint, curves, limit_val_batches=cfg["val_batches"]
+    )
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
     train_loss = trainer.callback_metrics.get("train/loss")  # absent when resuming a finished run
     train_loss = float(train_loss) if train_loss is not None else None
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
-    save_model_dir(
-        root / "models" / STAGE, net, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS}
-    )
+    if trainer.is_global_zero:  # one process writes the export
+        save_model_dir(
+            root / "models" / STAGE, net, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS}
+        )
+
     return {
         "train_loss": train_loss,
         "val_loss": final["val/loss"],
