@@ -6,11 +6,12 @@ every document followed by the end-of-text token, read back as memory maps (as n
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 SPLITS = ("train", "val", "test")
 
@@ -68,6 +69,40 @@ class RandomWindows(Dataset):
         start = int(np.random.default_rng([self.seed, i]).integers(0, len(self.tokens) - self.block_size - 1))
         chunk = torch.from_numpy(self.tokens[start : start + self.block_size + 1].astype(np.int64))
         return chunk[:-1], chunk[1:]
+
+
+class SkipSampler(Sampler[int]):
+    """Indices 0..n-1 in order; the first pass after a resume skips the ones already trained on."""
+
+    def __init__(self, n: int):
+        self.n, self.skip = n, 0
+
+    def __iter__(self):
+        start, self.skip = self.skip, 0
+        return iter(range(start, self.n))
+
+    def __len__(self):
+        return self.n
+
+
+class ResumableLoader(DataLoader):
+    """An in-order DataLoader whose position goes into Lightning's checkpoints (Lightning saves the
+    state_dict of a loader that has one), so a resumed run continues with the batch an uninterrupted
+    run would have taken next, not with the first.
+
+    `consumed` tells how many batches training has used so far; Lightning prefetches, so the loader's
+    own count of batches handed out would run ahead of it.
+    """
+
+    def __init__(self, dataset: Dataset, batch_size: int, consumed: Callable[[], int], **kwargs):
+        self.skip_sampler, self.consumed = SkipSampler(len(dataset)), consumed
+        super().__init__(dataset, batch_size=batch_size, sampler=self.skip_sampler, **kwargs)
+
+    def state_dict(self) -> dict:
+        return {"batches": self.consumed()}
+
+    def load_state_dict(self, state: dict):
+        self.skip_sampler.skip = state["batches"] * self.batch_size
 
 
 class SequentialWindows(Dataset):

@@ -7,10 +7,12 @@ setting that changes what the run computes: a checkpoint is only ever resumed by
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from llmpipe.atomic import replace_file
 
@@ -85,6 +87,16 @@ class CurveWriter(Callback):
             write_csv(self.folder / "val.csv", self.val)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written beside their path and renamed into place: a kill during the write
+    leaves the previous checkpoint, never a truncated one."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None):
+        tmp = Path(f"{path}.tmp")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)
+
+
 def write_csv(path: Path, rows: list[dict]):
     columns = list(dict.fromkeys(k for row in rows for k in row)) or ["step"]
     with replace_file(path) as tmp:
@@ -118,6 +130,7 @@ def build_trainer(
         num_sanity_val_steps=0,
         logger=mlflow_logger(),
         callbacks=[checkpoint, CurveWriter(curves)],
+        plugins=[AtomicCheckpointIO()],
         enable_model_summary=False,
         default_root_dir=checkpoint.dirpath,  # nothing lands in the working directory
     )
@@ -127,4 +140,4 @@ def fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_loader,
     last = checkpoint_dir / "last.ckpt"
     if last.is_file():
         log.info("resuming from %s", last)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None, weights_only=True)

@@ -15,7 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from llmpipe import training
-from llmpipe.datasets import RandomWindows, SequentialWindows, load_tokens, pad_windows
+from llmpipe.datasets import RandomWindows, ResumableLoader, SequentialWindows, load_tokens, pad_windows
 from llmpipe.export import save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
 from llmpipe.model import GPT, GPTConfig
@@ -41,7 +41,9 @@ def run(params: dict, root: Path) -> dict:
         load_tokens(tokens_dir, "train"), model_cfg.block_size, cfg["max_steps"] * cfg["batch_size"], seed
     )
     loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"]}
-    train_loader = DataLoader(train_set, shuffle=False, **loader_args)  # the randomness is in the windows
+    # The randomness is in the windows; the loader's position is saved in checkpoints. Checkpoints
+    # are taken after optimizer steps, when global_step * accumulate micro-batches have been used.
+    train_loader = ResumableLoader(train_set, consumed=lambda: trainer.global_step * accumulate, **loader_args)
     val_loader = DataLoader(
         SequentialWindows(load_tokens(tokens_dir, "val"), model_cfg.block_size), collate_fn=pad_windows, **loader_args
     )

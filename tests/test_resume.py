@@ -1,0 +1,77 @@
+"""Kill pretraining after a checkpoint, run it again, and get the same weights, bit for bit, as a run
+that was never interrupted (CPU, same seed)."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from llmpipe.config import compose
+from llmpipe.stages import clean, ingest, tokenize
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def start_pretrain(root: Path) -> subprocess.Popen:
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    cmd = [sys.executable, "-m", "llmpipe.stages.pretrain"]
+    return subprocess.Popen(
+        cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+
+
+def finish(process: subprocess.Popen):
+    _, err = process.communicate(timeout=600)
+    assert process.returncode == 0, err.decode()[-3000:]
+
+
+@pytest.fixture(scope="module")
+def projects(tmp_path_factory, fortunes_installed):
+    """Two projects with the same tokens and params: 200 steps, a checkpoint every 20."""
+    first = tmp_path_factory.mktemp("uninterrupted")
+    text = compose(
+        ["experiment=tiny", "pretrain.max_steps=200", "pretrain.val_every=20", "pretrain.val_batches=2"], REPO / "conf"
+    )
+    (first / "params.yaml").write_text(text)
+    params = yaml.safe_load(text)
+    for stage in (ingest, clean, tokenize):
+        stage.run(params, first)
+    second = tmp_path_factory.mktemp("killed")
+    shutil.copy(first / "params.yaml", second / "params.yaml")
+    shutil.copytree(first / "data", second / "data")
+    return first, second
+
+
+def test_killed_pretraining_resumes_to_bit_identical_weights(projects):
+    uninterrupted, killed = projects
+    finish(start_pretrain(uninterrupted))
+
+    process = start_pretrain(killed)
+    deadline = time.monotonic() + 300
+    while not list((killed / "checkpoints" / "pretrain").glob("*/last.ckpt")):
+        assert process.poll() is None, "pretraining ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    (last,) = (killed / "checkpoints" / "pretrain").glob("*/last.ckpt")
+    step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert 0 < step < 200, f"killed at step {step}: nothing left to resume"
+    assert not (killed / "models" / "pretrain").exists()
+
+    finish(start_pretrain(killed))
+    a = load_file(uninterrupted / "models" / "pretrain" / "model.safetensors")
+    b = load_file(killed / "models" / "pretrain" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), f"{name} differs after resuming from step {step}"
