@@ -80,3 +80,35 @@ def test_dvc_params_are_what_each_stage_reads():
     for name, stage in dvc["stages"].items():
         module = importlib.import_module(f"llmpipe.stages.{name}")
         assert stage["params"] == module.SECTIONS, name
+
+
+PLUMBING = {"runner", "tracking", "config", "atomic", "__init__"}  # cannot change what a stage computes
+
+
+def llmpipe_imports(module: str, seen: set[str] | None = None) -> set[str]:
+    """The llmpipe modules that `module` (e.g. 'stages/pretrain') imports, transitively."""
+    import ast
+
+    seen = set() if seen is None else seen
+    tree = ast.parse((REPO / "src" / "llmpipe" / f"{module}.py").read_text())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmpipe"):
+            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("llmpipe")]
+        for name in names:
+            path = name.removeprefix("llmpipe").lstrip(".").replace(".", "/")
+            if path and (REPO / "src" / "llmpipe" / f"{path}.py").is_file() and path not in seen:
+                seen.add(path)
+                llmpipe_imports(path, seen)
+    return seen
+
+
+def test_every_stage_depends_on_the_library_modules_it_imports():
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for name, stage in dvc["stages"].items():
+        needed = {f"src/llmpipe/{m}.py" for m in llmpipe_imports(f"stages/{name}") if m.split("/")[-1] not in PLUMBING}
+        needed.add(f"src/llmpipe/stages/{name}.py")
+        missing = needed - set(stage["deps"])
+        assert not missing, f"stage {name} imports {sorted(missing)} but does not list them as deps"
