@@ -75,3 +75,7 @@ def test_killed_pretraining_resumes_to_bit_identical_weights(projects):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), f"{name} differs after resuming from step {step}"
+    for curve in ("train.csv", "val.csv"):  # the curves before the kill survive in the checkpoint
+        assert (killed / "plots" / "pretrain" / curve).read_text() == (
+            uninterrupted / "plots" / "pretrain" / curve
+        ).read_text()

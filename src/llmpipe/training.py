@@ -67,6 +67,13 @@ class CurveWriter(Callback):
     def __init__(self, folder: Path):
         self.folder, self.train, self.val = Path(folder), [], []
 
+    # The rows ride in Lightning's checkpoints, so a resumed run writes the whole curve.
+    def state_dict(self) -> dict:
+        return {"train": self.train, "val": self.val}
+
+    def load_state_dict(self, state: dict):
+        self.train, self.val = list(state["train"]), list(state["val"])
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         metrics = trainer.callback_metrics
         if trainer.is_global_zero and "train/loss" in metrics and trainer.global_step % trainer.log_every_n_steps == 0:
@@ -109,7 +116,7 @@ def build_trainer(
     run: dict,
     accumulate: int,
     checkpoint: ModelCheckpoint,
-    curves: Path,
+    curves: CurveWriter,
     limit_val_batches: int | float = 1.0,
 ) -> L.Trainer:
     """A Trainer from the hardware section and a training stage's section (max_steps, val_every,
@@ -129,7 +136,7 @@ def build_trainer(
         log_every_n_steps=run["log_every"],
         num_sanity_val_steps=0,
         logger=mlflow_logger(),
-        callbacks=[checkpoint, CurveWriter(curves)],
+        callbacks=[checkpoint, curves],
         plugins=[AtomicCheckpointIO()],
         enable_model_summary=False,
         default_root_dir=checkpoint.dirpath,  # nothing lands in the working directory

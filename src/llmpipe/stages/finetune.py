@@ -64,7 +64,9 @@ def run(params: dict, root: Path) -> dict:
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, filename="best", monitor="val/macro_f1", mode="max", save_top_k=1, save_last=True
     )
-    trainer = training.build_trainer(hardware, cfg, accumulate, checkpoint, root / "plots" / STAGE)
+    trainer = training.build_trainer(
+        hardware, cfg, accumulate, checkpoint, training.CurveWriter(root / "plots" / STAGE)
+    )
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])

@@ -54,16 +54,14 @@ def run(params: dict, root: Path) -> dict:
         / STAGE
         / training.fingerprint({k: params[k] for k in SECTIONS}, training.file_digest(tokens_dir / "train.bin"))
     )
-    checkpoint = ModelCheckpoint(
-        dirpath=checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=cfg["val_every"]
-    )
-    curves = root / "plots" / STAGE
+    # Saved after each validation (every val_every steps), so a checkpoint holds that validation too.
+    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=1)  # top 1 = the latest
+    curves = training.CurveWriter(root / "plots" / STAGE)
     trainer = training.build_trainer(
         hardware, cfg, accumulate, checkpoint, curves, limit_val_batches=cfg["val_batches"]
     )
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
-    train_loss = trainer.callback_metrics.get("train/loss")  # absent when resuming a finished run
-    train_loss = float(train_loss) if train_loss is not None else None
+    train_loss = curves.train[-1]["loss"]  # the last logged step's, also when resuming a finished run
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
     if trainer.is_global_zero:  # one process writes the export
