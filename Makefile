@@ -23,7 +23,7 @@ help:
 	@echo "make test    set up, then run the test suite"
 	@echo "make setup   only set up: .venv, llmpipe and Debian's fortunes / fortunes-zh"
 
-setup: $(VENV)/.installed system-packages
+setup: system-packages $(VENV)/.installed
 
 # Re-installs only when pyproject.toml changes; a finished set-up costs a file-date check.
 $(VENV)/.installed: pyproject.toml
@@ -33,9 +33,10 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
 	touch $@
 
-# The corpora, and Chromium for the test that opens the MLflow UI in a real browser.
+# The corpora, Chromium for the test that opens the MLflow UI in a real browser, and venv support.
 system-packages:
 	@missing=""; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
 	[ -f $(FORTUNE_DIR)/fortunes ] || missing="$$missing fortunes"; \
 	[ -f $(FORTUNE_DIR)/tang300 ] || missing="$$missing fortunes-zh"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
