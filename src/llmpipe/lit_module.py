@@ -73,6 +73,11 @@ class LitLM(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self.loss(batch)
+        if not torch.isfinite(loss):  # stop before the optimizer spreads it into the weights
+            raise FloatingPointError(
+                f"training loss is {loss.item()} at step {self.global_step}; stopped, and the last checkpoint"
+                " holds the last good state (try a lower learning rate or more warmup)"
+            )
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
         return loss

@@ -75,6 +75,6 @@ def stage_main(stage: str, run: Callable[[dict, Path], dict], sections: list[str
     """Entry point of `python -m llmpipe.stages.<stage>`: a user error ends with one clear line."""
     try:
         run_stage(stage, run, sections, logged_sections=logged_sections)
-    except ValueError as err:
+    except (ValueError, FloatingPointError) as err:
         log.error("%s failed: %s", stage, err)
         sys.exit(2)

@@ -36,11 +36,28 @@ def artifact_location(uri: str) -> str | None:
     return None  # a tracking server decides for itself
 
 
+def check_reachable(uri: str, timeout: float = 5.0):
+    """Fail fast, naming the URI, when a tracking server does not answer: MLflow's own client would
+    retry for minutes and leave the stage hanging."""
+    if not uri.startswith(("http://", "https://")):
+        return  # a local store
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered: a server without /health, or one that wants credentials, is still there
+    except (OSError, ValueError) as err:
+        raise ValueError(f"MLflow tracking server {uri} is unreachable ({err}); set MLFLOW_TRACKING_URI") from err
+
+
 def setup(root: str | Path = ".") -> str:
     """Point MLflow at the project's store and make sure the experiment exists; returns its id."""
     import mlflow
 
     uri = tracking_uri(root)
+    check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
