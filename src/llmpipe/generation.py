@@ -13,8 +13,8 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
         logits = logits.masked_fill(logits < kth, float("-inf"))
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
-        cumulative = F.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
-        drop = cumulative - F.softmax(sorted_logits, dim=-1) >= top_p  # mass before this token already enough
+        probs = F.softmax(sorted_logits, dim=-1)
+        drop = probs.cumsum(dim=-1) - probs >= top_p  # the mass before this token is already enough
         logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
     return logits
 

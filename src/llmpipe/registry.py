@@ -20,15 +20,20 @@ import llmpipe
 MODEL_DIR_ARTIFACT = "model_dir"  # the export directory, inside the logged model's artifacts
 EVAL_TAG_PREFIX = "eval/"  # version tags holding the evaluation metrics a version was judged by
 DEFAULT_SAMPLING = {"max_new_tokens": 100, "temperature": 0.8, "top_k": 50, "top_p": 0.95, "seed": 0}
+PACKAGE_DIR = Path(llmpipe.__file__).parent  # logged with every model, which needs it to load
 
 
-class TextGenerator(mlflow.pyfunc.PythonModel):
-    """pyfunc over a causal language model export: `prompt` in, generated `text` out."""
+class ExportModel(mlflow.pyfunc.PythonModel):
+    """A pyfunc that loads the llmpipe export directory logged as its artifact."""
 
     def load_context(self, context):
         from llmpipe.export import load_model_dir
 
         self.net, self.config, self.tokenizer = load_model_dir(context.artifacts[MODEL_DIR_ARTIFACT])
+
+
+class TextGenerator(ExportModel):
+    """pyfunc over a causal language model export: `prompt` in, generated `text` out."""
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from llmpipe.generation import generate_text
@@ -38,13 +43,8 @@ class TextGenerator(mlflow.pyfunc.PythonModel):
         return pd.DataFrame({"text": texts})
 
 
-class TextClassifier(mlflow.pyfunc.PythonModel):
+class TextClassifier(ExportModel):
     """pyfunc over a classifier export: `text` in, `label` out."""
-
-    def load_context(self, context):
-        from llmpipe.export import load_model_dir
-
-        self.net, self.config, self.tokenizer = load_model_dir(context.artifacts[MODEL_DIR_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         from llmpipe.evaluation import classify_texts
@@ -59,14 +59,13 @@ def pyfunc_for(model_dir: str | Path):
     from llmpipe.export import read_config
 
     config = read_config(model_dir)
-    package = Path(llmpipe.__file__).parent
     if config["kind"] == "classifier":
         example = pd.DataFrame({"text": ["I think, therefore I am.", "The computer is down again."]})
         signature = infer_signature(example, pd.DataFrame({"label": config["labels"][:2]}))
-        return package / "pyfunc_classifier.py", signature, example
+        return PACKAGE_DIR / "pyfunc_classifier.py", signature, example
     example = pd.DataFrame({"prompt": ["The computer", "床前明月光，"]})
     signature = infer_signature(example, pd.DataFrame({"text": ["...", "..."]}), params=DEFAULT_SAMPLING)
-    return package / "pyfunc_generator.py", signature, example
+    return PACKAGE_DIR / "pyfunc_generator.py", signature, example
 
 
 def log_and_register(model_dir: str | Path, name: str, alias: str, tags: dict[str, str]) -> tuple[str, str]:
@@ -80,7 +79,7 @@ def log_and_register(model_dir: str | Path, name: str, alias: str, tags: dict[st
         signature=signature,
         input_example=example,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "tokenizers", "safetensors", "pandas"],
-        code_paths=[str(Path(llmpipe.__file__).parent)],  # the model carries the code that reads it
+        code_paths=[str(PACKAGE_DIR)],
         registered_model_name=name,
     )
     version = str(info.registered_model_version)
