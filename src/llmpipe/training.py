@@ -7,7 +7,6 @@ setting that changes what the run computes: a checkpoint is only ever resumed by
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import lightning as L
@@ -99,9 +98,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     leaves the previous checkpoint, never a truncated one."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None):
-        tmp = Path(f"{path}.tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        os.replace(tmp, path)
+        with replace_file(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 def write_csv(path: Path, rows: list[dict]):
