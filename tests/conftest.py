@@ -1,7 +1,13 @@
 import importlib
 import os
 import shutil
+import socket
 import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,3 +81,46 @@ def tiny_project(tmp_path_factory, fortunes_installed):
         os.environ.pop("MLFLOW_TRACKING_URI")
     else:
         os.environ["MLFLOW_TRACKING_URI"] = old
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (until someone binds it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_on_loopback(args: list[str], ready: str, cwd: Path, env: dict | None = None):
+    """Run `mlflow <args> --port P` bound to 127.0.0.1 with the venv's tools on PATH (as in an
+    activated venv), wait until GET <ready> answers, yield the base URL, and stop it afterwards."""
+    port = free_port()
+    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    env = {**(env or os.environ), "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ['PATH']}"}
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen(
+        [str(mlflow_cli), *args, "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}{ready}", timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    log.seek(0)
+                    raise AssertionError(f"mlflow {args[0]} exited: {log.read().decode()[-2000:]}") from None
+                assert time.monotonic() < deadline, f"mlflow {args[0]} did not come up within 120 s"
+                time.sleep(1)
+        yield base
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=30)
+        log.close()

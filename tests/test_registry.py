@@ -2,10 +2,8 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +14,8 @@ import pytest
 from llmpipe import registry, tracking
 from llmpipe.runner import run_stage
 from llmpipe.stages import register
+
+from .conftest import mlflow_on_loopback
 
 
 def register_again(root: Path, lm_bpb: float, macro_f1: float) -> dict:
@@ -89,48 +89,16 @@ def test_cli_generate_from_the_registry_and_models_listing(tiny_project):
     )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_mlflow_models_serve_answers_a_prompt_on_loopback(tiny_project):
     root, _, params = tiny_project
-    port = free_port()
-    mlflow_cli = Path(sys.executable).parent / "mlflow"
     uri = f"models:/{params['register']['lm_name']}@challenger"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(root)}
-    env["PATH"] = f"{mlflow_cli.parent}{os.pathsep}{env['PATH']}"  # as in an activated venv: it runs uvicorn
-    server = subprocess.Popen(
-        [str(mlflow_cli), "models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=root,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None, f"server exited: {server.stderr.read().decode()[-2000:]}"
-            assert time.monotonic() < deadline, "server did not come up within 120 s"
-            time.sleep(1)
+    serve = ["models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]
+    with mlflow_on_loopback(serve, "/ping", root, env) as base:
         body = json.dumps(
             {"dataframe_records": [{"prompt": "The"}], "params": {"max_new_tokens": 6, "temperature": 0.0}}
         )
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/invocations", body.encode(), {"Content-Type": "application/json"}
-        )
+        request = urllib.request.Request(f"{base}/invocations", body.encode(), {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=60) as r:
             answer = json.loads(r.read())
         assert isinstance(answer["predictions"][0]["text"], str)
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)

@@ -3,12 +3,8 @@ served by `mlflow server` from the tiny pipeline's store, and finds the runs and
 Skipped where Debian's chromium is missing (`make setup` installs it)."""
 
 import json
-import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -16,18 +12,12 @@ import pytest
 
 from llmpipe import tracking
 
-from .conftest import REPO
+from .conftest import REPO, mlflow_on_loopback
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "test-artifacts"  # screenshots, kept for a person to look at (gitignored)
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make setup installs it)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str) -> dict:
@@ -51,40 +41,9 @@ def browse(url: str, profile: Path, screenshot: Path | None = None) -> str:
 @pytest.fixture
 def mlflow_ui(tiny_project):
     root, _, _ = tiny_project
-    port = free_port()
-    mlflow_cli = Path(sys.executable).parent / "mlflow"
-    server = subprocess.Popen(
-        [
-            str(mlflow_cli),
-            "server",
-            "--backend-store-uri",
-            tracking.tracking_uri(root),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=root,
-        env={**os.environ, "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ['PATH']}"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, "mlflow server exited"
-                assert time.monotonic() < deadline, "mlflow server did not come up within 120 s"
-                time.sleep(1)
+    server = ["server", "--backend-store-uri", tracking.tracking_uri(root), "--host", "127.0.0.1"]
+    with mlflow_on_loopback(server, "/health", root) as base:
         yield base
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=30)
 
 
 def test_runs_and_a_metric_show_in_the_mlflow_ui(mlflow_ui, tmp_path):

@@ -1,4 +1,3 @@
-import socket
 import time
 
 import pytest
@@ -6,15 +5,11 @@ import pytest
 from llmpipe import tracking
 from llmpipe.runner import run_stage
 
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens once the socket is closed
+from ..conftest import free_port
 
 
 def test_an_unreachable_tracking_server_fails_the_stage_fast_naming_the_uri(tmp_path, monkeypatch):
-    uri = f"http://127.0.0.1:{closed_port()}"
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     (tmp_path / "params.yaml").write_text("clean: {}\n")
     started = time.monotonic()
