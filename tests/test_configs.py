@@ -8,7 +8,7 @@ from llmpipe.config import compose
 from llmpipe.lit_module import OptimConfig
 from llmpipe.model import GPT, GPTConfig
 from llmpipe.stages import STAGES
-from llmpipe.training import batch_split
+from llmpipe.training import batch_split, strategy, token_budget
 
 from .conftest import REPO
 
@@ -36,14 +36,16 @@ def test_every_option_composes_and_instantiates(group, option):
     assert set(STAGES) - {"ingest"} <= set(params) | {"ingest"}
     cfg = GPTConfig(vocab_size=params["tokenize"]["vocab_size"], **params["model"])
     assert GPT(cfg).num_params() > 0
-    for stage in ("pretrain", "finetune"):
-        OptimConfig.from_section(params[stage])
-        hardware = params["trainer"]
-        micro, accumulate = batch_split(params[stage]["batch_size"], hardware)
-        assert micro * accumulate * hardware["devices"] * hardware["num_nodes"] == params[stage]["batch_size"]
-    if params["trainer"]["accelerator"] == "cpu":
-        keys = ("accelerator", "devices", "num_nodes", "strategy", "precision")
-        L.Trainer(**{k: params["trainer"][k] for k in keys}, logger=False)
+    hardware = params["trainer"]
+    pretrain_batch, pretrain_steps = token_budget(params["pretrain"], cfg.block_size)
+    runs = {"pretrain": (pretrain_batch, pretrain_steps), "finetune": (params["finetune"]["batch_size"], None)}
+    for stage, (batch_size, max_steps) in runs.items():
+        OptimConfig.from_section(params[stage], max_steps=max_steps)
+        micro, accumulate = batch_split(batch_size, hardware)
+        assert micro * accumulate * hardware["devices"] * hardware["num_nodes"] == batch_size
+    if hardware["accelerator"] == "cpu":
+        keys = ("accelerator", "devices", "num_nodes", "precision")
+        L.Trainer(**{k: hardware[k] for k in keys}, strategy=strategy(hardware), logger=False)
 
 
 def test_dvc_yaml_params_and_deps_exist():
@@ -70,7 +72,7 @@ def test_tiny_experiment_switches_every_group():
     default = yaml.safe_load(compose(conf_dir=CONF))
     assert tiny["model"]["d_model"] < default["model"]["d_model"]
     assert tiny["ingest"]["max_docs_per_file"] is not None
-    assert tiny["pretrain"]["max_steps"] < default["pretrain"]["max_steps"]
+    assert tiny["pretrain"]["max_tokens"] < default["pretrain"]["max_tokens"]
 
 
 def test_dvc_params_are_what_each_stage_reads():
@@ -82,7 +84,7 @@ def test_dvc_params_are_what_each_stage_reads():
         assert stage["params"] == module.SECTIONS, name
 
 
-PLUMBING = {"runner", "tracking", "config", "atomic", "__init__"}  # cannot change what a stage computes
+PLUMBING = {"runner", "tracking", "config", "atomic", "throughput", "__init__"}  # cannot change what a stage computes
 
 
 def llmpipe_imports(module: str, seen: set[str] | None = None) -> set[str]:

@@ -40,7 +40,8 @@ def projects(tmp_path_factory, fortunes_installed):
     """Two projects with the same tokens and params: 200 steps, a checkpoint every 20."""
     first = tmp_path_factory.mktemp("uninterrupted")
     text = compose(
-        ["experiment=tiny", "pretrain.max_steps=200", "pretrain.val_every=20", "pretrain.val_batches=2"], REPO / "conf"
+        ["experiment=tiny", "pretrain.max_tokens=102400", "pretrain.val_every=20", "pretrain.val_batches=2"],
+        REPO / "conf",
     )
     (first / "params.yaml").write_text(text)
     params = yaml.safe_load(text)

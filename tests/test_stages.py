@@ -55,7 +55,8 @@ def test_training_curves_for_dvc_plots(tiny_project):
     train = (root / "plots" / "pretrain" / "train.csv").read_text().splitlines()
     val = (root / "plots" / "pretrain" / "val.csv").read_text().splitlines()
     assert train[0] == "step,loss,lr" and val[0] == "step,loss,bpb"
-    assert len(train) - 1 == params["pretrain"]["max_steps"] // params["pretrain"]["log_every"]
+    steps = params["pretrain"]["max_tokens"] // params["pretrain"]["batch_tokens"]
+    assert len(train) - 1 == steps // params["pretrain"]["log_every"]
     assert (root / "plots" / "finetune" / "val.csv").read_text().startswith("step,loss,acc,macro_f1")
 
 

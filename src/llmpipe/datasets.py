@@ -71,18 +71,54 @@ class RandomWindows(Dataset):
         return chunk[:-1], chunk[1:]
 
 
+def data_parallel_rank() -> tuple[int, int]:
+    """(this process's rank, number of ranks) once torch.distributed is up, else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 class SkipSampler(Sampler[int]):
-    """Indices 0..n-1 in order; the first pass after a resume skips the ones already trained on."""
+    """This rank's share of indices 0..n-1, in order: rank r of w takes r, r + w, r + 2w, ... So
+    whatever the number of ranks, optimizer step k trains on the same global indices, and a loss
+    curve does not depend on how many processes computed it. The first pass after a resume skips
+    the positions already trained on.
+
+    The rank is read when iteration starts, not at construction: Lightning starts the other
+    processes and the process group after the stage has built its loaders.
+    """
 
     def __init__(self, n: int):
         self.n, self.skip = n, 0
 
     def __iter__(self):
+        rank, world = data_parallel_rank()
         start, self.skip = self.skip, 0
-        return iter(range(start, self.n))
+        return iter(range(start * world + rank, self.n, world))
 
     def __len__(self):
-        return self.n
+        rank, world = data_parallel_rank()
+        return len(range(rank, self.n, world))
+
+
+class Epochs(Dataset):
+    """num_samples items taken from a dataset epoch after epoch, each epoch in its own shuffled
+    order; item i is the same example in every run (seed, i), so a loader over it can resume and
+    shard exactly like one over RandomWindows."""
+
+    def __init__(self, dataset: Dataset, num_samples: int, seed: int):
+        assert len(dataset) > 0
+        self.dataset, self.num_samples, self.seed = dataset, num_samples, seed
+        self._epoch, self._order = None, None
+
+    def __len__(self):
+        return self.num_samples
+
+    def __getitem__(self, i):
+        epoch, position = divmod(i, len(self.dataset))
+        if epoch != self._epoch:  # items are read in order, so one cached permutation suffices
+            self._epoch, self._order = epoch, np.random.default_rng([self.seed, epoch]).permutation(len(self.dataset))
+        return self.dataset[int(self._order[position])]
 
 
 class ResumableLoader(DataLoader):

@@ -4,9 +4,9 @@ The network, the optimizer settings and the task come in from outside; this modu
 to compute the loss of a batch, what to log, and how to build the optimizer and its schedule.
 """
 
+import logging
 import math
 from dataclasses import dataclass
-from functools import partial
 
 import lightning as L
 import torch
@@ -14,9 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from llmpipe.schedules import warmup_cosine
+from llmpipe.schedules import SCHEDULES, warmup_cosine, warmup_stable_decay
+from llmpipe.training import is_logging_step
 
 TASKS = ("lm", "classify")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,17 +29,34 @@ class OptimConfig:
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
+    schedule: str = "cosine"  # one of schedules.SCHEDULES
+    decay_fraction: float = 0.2  # wsd only: the share of steps spent decaying
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule={self.schedule!r} is not one of {SCHEDULES}")
+        if self.max_steps <= 0:
+            raise ValueError(f"the run has max_steps={self.max_steps}; it must train at least one step")
 
     @classmethod
-    def from_section(cls, section: dict) -> "OptimConfig":
+    def from_section(cls, section: dict, max_steps: int | None = None) -> "OptimConfig":
+        """From a training stage's section; max_steps from the section unless given (pretraining
+        derives it from a token budget)."""
         return cls(
             lr=section["lr"],
-            max_steps=section["max_steps"],
+            max_steps=section["max_steps"] if max_steps is None else max_steps,
             warmup_steps=section["warmup_steps"],
             min_lr_ratio=section["min_lr_ratio"],
             weight_decay=section["weight_decay"],
             betas=tuple(section["betas"]),
+            schedule=section["schedule"],
+            decay_fraction=section["decay_fraction"],
         )
+
+    def lr_multiplier(self, step: int) -> float:
+        if self.schedule == "wsd":
+            return warmup_stable_decay(step, self.warmup_steps, self.max_steps, self.min_lr_ratio, self.decay_fraction)
+        return warmup_cosine(step, self.warmup_steps, self.max_steps, self.min_lr_ratio)
 
 
 class LitLM(L.LightningModule):
@@ -66,21 +85,89 @@ class LitLM(L.LightningModule):
     def loss(self, batch) -> torch.Tensor:
         if self.task == "lm":
             x, y = batch
-            logits = self.net(x)  # (B, T, V)
-            return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100)
+            return self.net(x, targets=y)  # inside the network, so torch.compile fuses head and loss
         idx, lengths, labels = batch
         return F.cross_entropy(self.net(idx, lengths).float(), labels, weight=self.class_weights)
 
     def training_step(self, batch, batch_idx):
         loss = self.loss(batch)
-        if not torch.isfinite(loss):  # stop before the optimizer spreads it into the weights
+        self.watch_for_non_finite(loss)
+        # sync_dist: under data parallelism the logged loss is the mean over all ranks' batches.
+        # Not on Lightning's progress bar, which would read it back (a GPU sync) after every step;
+        # training.progress_bar shows it at refreshes. The learning rate is logged by a callback:
+        # logging a Python number here would copy it to the GPU, which also waits.
+        self.log("train/loss", loss, sync_dist=True)
+        return loss
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
+        # Lightning calls this once per optimizer step, after gradients are accumulated and reduced
+        # across ranks. We clip here rather than in Lightning's mixed-precision plugin, which
+        # refuses fused optimizers (they could unscale fp16 gradients themselves); in bf16 and fp32
+        # there is nothing to unscale, and configure_optimizers uses no fused optimizer for fp16.
+        norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), gradient_clip_val or float("inf"))
+        if is_logging_step(self.trainer):  # reading the norm waits for the GPU
+            if hasattr(norm, "full_tensor"):  # sharded (FSDP2) gradients give a distributed tensor
+                norm = norm.full_tensor()
+            self.log("train/grad_norm", norm)  # before clipping
+            self.watch_for_spike(float(norm))
+
+    def watch_for_non_finite(self, loss: torch.Tensor):
+        """Record the first step whose loss is NaN or infinite, and stop training there. On a GPU,
+        reading a value back waits for all queued work, so the record stays on the device and is
+        read at logging steps and before every validation, which precedes every checkpoint: a
+        checkpoint never holds weights that a bad step touched."""
+        step = self.global_step  # a Python number: a host-to-device copy would wait for the GPU
+        first = getattr(self, "_first_bad_step", None)
+        if first is None:
+            first = torch.full((), -1, device=loss.device, dtype=torch.long)
+        self._first_bad_step = torch.where(~torch.isfinite(loss.detach()) & (first < 0), step, first)
+        self._bad_loss = torch.where(
+            self._first_bad_step == step, loss.detach(), getattr(self, "_bad_loss", loss.detach())
+        )
+        if loss.device.type == "cpu" or self._trainer is None or is_logging_step(self.trainer):
+            self.raise_if_non_finite()
+
+    def raise_if_non_finite(self):
+        first = getattr(self, "_first_bad_step", None)
+        if first is not None and int(first) >= 0:
             raise FloatingPointError(
-                f"training loss is {loss.item()} at step {self.global_step}; stopped, and the last checkpoint"
+                f"training loss is {float(self._bad_loss)} at step {int(first)}; stopped, and the last checkpoint"
                 " holds the last good state (try a lower learning rate or more warmup)"
             )
-        self.log("train/loss", loss, prog_bar=True)
-        self.log("train/lr", self.lr_schedulers().get_last_lr()[0])
-        return loss
+
+    def on_validation_start(self):
+        self.raise_if_non_finite()
+
+    def on_train_end(self):
+        self.raise_if_non_finite()
+
+    def watch_for_spike(self, norm: float, factor: float = 5.0):
+        """Log a warning when the gradient norm jumps above `factor` times its running mean: the
+        usual first sign of a loss spike (too high a learning rate, a bad batch)."""
+        mean = getattr(self, "_grad_norm_mean", None)
+        if mean is not None and norm > factor * mean:
+            log.warning(
+                "gradient-norm spike at step %d: %.3g against a running mean of %.3g", self.global_step, norm, mean
+            )
+            self.log("train/grad_norm_spike", 1.0)
+        self._grad_norm_mean = norm if mean is None else 0.9 * mean + 0.1 * norm
+
+    def configure_model(self):
+        """Shard the network when Lightning's ModelParallelStrategy runs it (FSDP2): each
+        Transformer block is one unit, gathered just before its forward and freed after, and the
+        root holds what is left (embeddings, final norm, head)."""
+        mesh = self.device_mesh
+        if mesh is None or any(hasattr(p, "device_mesh") for p in self.net.parameters()):
+            return  # not sharded training, or sharded already (Lightning calls this for fit and validate)
+        from torch.distributed.fsdp import fully_shard
+
+        from llmpipe.model import Block
+
+        data_parallel = mesh["data_parallel"]
+        for block in self.net.modules():
+            if isinstance(block, Block):
+                fully_shard(block, mesh=data_parallel)
+        fully_shard(self.net, mesh=data_parallel)
 
     def validation_step(self, batch, batch_idx):
         if self.task == "lm":
@@ -104,13 +191,18 @@ class LitLM(L.LightningModule):
         decay = [p for p in self.net.parameters() if p.requires_grad and p.dim() >= 2]
         no_decay = [p for p in self.net.parameters() if p.requires_grad and p.dim() < 2]
         groups = [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        fused = self.device.type == "cuda"
-        optimizer = torch.optim.AdamW(groups, lr=self.optim.lr, betas=self.optim.betas, fused=fused)
-        schedule = partial(
-            warmup_cosine,
-            warmup_steps=self.optim.warmup_steps,
-            max_steps=self.optim.max_steps,
-            min_ratio=self.optim.min_lr_ratio,
+        # Fused: one kernel updates every parameter of a group, on CPU and GPU alike; a loop over
+        # the parameters costs more than the arithmetic for small models. Sharded (DTensor)
+        # parameters take the multi-tensor path instead, which supports them everywhere, and so
+        # does fp16, whose loss scaling Lightning undoes only for unfused optimizers.
+        sharded = any(hasattr(p, "device_mesh") for p in decay + no_decay)
+        fp16 = self._trainer is not None and self.trainer.precision == "16-mixed"
+        fused = not (sharded or fp16)
+        optimizer = torch.optim.AdamW(
+            groups, lr=self.optim.lr, betas=self.optim.betas, fused=fused, foreach=None if fused else True
         )
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.optim.lr_multiplier)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
+        }

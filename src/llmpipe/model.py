@@ -62,6 +62,25 @@ class GPTConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def num_params(self) -> int:
+        """Parameter count from the shapes alone (GPT.num_params counts the real tensors)."""
+        C, D, V = self.d_model, self.head_dim, self.vocab_size
+        attention = C * self.n_head * D * 2 + C * self.n_kv_head * D * 2  # q and o, k and v
+        block = attention + 3 * C * self.ffn_hidden + 2 * C  # SwiGLU's three matrices, two RMSNorm gains
+        head = 0 if self.tie_embeddings else V * C
+        return V * C + self.n_layer * block + C + head  # embeddings, blocks, final norm, head
+
+    def flops_per_token(self, seq_len: int | None = None) -> int:
+        """Training FLOPs per token (forward and backward): 6 per weight that multiplies an
+        activation, 2 for each multiply-add of the forward pass and 4 for the backward's two
+        products, plus attention's score and weighted-sum products, 12 * n_layer * d_model * T
+        (PaLM, appendix B; nanoGPT's estimate_mfu). The embedding lookup does no arithmetic, but a
+        tied head does, so its V * C weights count once either way."""
+        T = seq_len or self.block_size
+        matmul_weights = self.num_params() - self.vocab_size * self.d_model * (0 if self.tie_embeddings else 1)
+        norm_gains = (2 * self.n_layer + 1) * self.d_model
+        return 6 * (matmul_weights - norm_gains) + 12 * self.n_layer * self.d_model * T
+
 
 def rope_tables(cfg: GPTConfig, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sin tables of shape (block_size, D) for rotary embeddings."""
@@ -75,6 +94,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     """Rotate each (x_i, x_{i+D/2}) pair of x (B, heads, T, D) by a position-dependent angle."""
     half = x.shape[-1] // 2
     rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # under autocast x is bf16: keep it so
     return x * cos + rotated * sin
 
 
@@ -166,13 +186,19 @@ class GPT(nn.Module):
         T = idx.shape[1]
         assert T <= self.config.block_size, f"sequence of {T} tokens exceeds block_size {self.config.block_size}"
         x = self.embed_tokens(idx)
-        cos, sin = self.rope_cos[:T].to(x.dtype), self.rope_sin[:T].to(x.dtype)
+        cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         for layer in self.layers:
             x = layer(x, cos, sin)
         return self.norm(x)
 
-    def forward(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.lm_head(self.hidden_states(idx))
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, V); or, given targets (B, T) with -100 where there is nothing to predict,
+        the mean cross-entropy over the targets. Computing the loss here puts it in the same
+        compiled graph as the head, so the (B, T, V) float32 logits need never be written out."""
+        logits = self.lm_head(self.hidden_states(idx))
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 
 class GPTClassifier(nn.Module):

@@ -7,10 +7,11 @@ setting that changes what the run computes: a checkpoint is only ever resumed by
 import hashlib
 import json
 import logging
+import sys
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from llmpipe.atomic import replace_file
@@ -28,6 +29,21 @@ def batch_split(batch_size: int, hardware: dict) -> tuple[int, int]:
     per_device, micro_batch_size = batch_size // world, hardware["micro_batch_size"]
     micro = max(m for m in range(1, min(micro_batch_size, per_device) + 1) if per_device % m == 0)
     return micro, per_device // micro
+
+
+def token_budget(section: dict, block_size: int) -> tuple[int, int]:
+    """(sequences per optimizer step, optimizer steps) for a pretraining section that gives its
+    global batch and its run length in tokens (batch_tokens, max_tokens)."""
+    batch_tokens, max_tokens = section["batch_tokens"], section["max_tokens"]
+    if batch_tokens <= 0 or batch_tokens % block_size:
+        raise ValueError(
+            f"pretrain.batch_tokens={batch_tokens} must be a positive multiple of model.block_size={block_size}"
+        )
+    if max_tokens < batch_tokens:
+        raise ValueError(
+            f"pretrain.max_tokens={max_tokens} is less than one batch (pretrain.batch_tokens={batch_tokens})"
+        )
+    return batch_tokens // block_size, max_tokens // batch_tokens
 
 
 def fingerprint(*parts) -> str:
@@ -50,6 +66,8 @@ def file_digest(path: Path) -> str:
 
 def mlflow_logger():
     """Lightning's MLflow logger attached to the stage's active MLflow run, if there is one."""
+    if "mlflow" not in sys.modules:  # nothing has started a run (benchmarks, library use)
+        return False
     import mlflow
     from lightning.pytorch.loggers import MLFlowLogger
 
@@ -61,7 +79,8 @@ def mlflow_logger():
 
 class CurveWriter(Callback):
     """Writes the training curves as CSV for `dvc plots`: <folder>/train.csv (step, loss, lr) at
-    every logging step, <folder>/val.csv (step and every val/ metric) at every validation."""
+    every logging step, <folder>/val.csv (step and every val/ metric) at every validation. Every
+    rank keeps the rows (the logged values are the same on all), rank zero writes the files."""
 
     def __init__(self, folder: Path):
         self.folder, self.train, self.val = Path(folder), [], []
@@ -73,15 +92,18 @@ class CurveWriter(Callback):
     def load_state_dict(self, state: dict):
         self.train, self.val = list(state["train"]), list(state["val"])
 
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate this step trains with
+
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         metrics = trainer.callback_metrics
-        if trainer.is_global_zero and "train/loss" in metrics and trainer.global_step % trainer.log_every_n_steps == 0:
-            row = {"step": trainer.global_step, "loss": float(metrics["train/loss"]), "lr": float(metrics["train/lr"])}
+        if "train/loss" in metrics and trainer.global_step % trainer.log_every_n_steps == 0:
+            row = {"step": trainer.global_step, "loss": float(metrics["train/loss"]), "lr": self.lr}
             if not self.train or self.train[-1]["step"] != row["step"]:  # once per optimizer step
                 self.train.append(row)
 
     def on_validation_end(self, trainer, module):
-        if trainer.is_global_zero and not trainer.sanity_checking and trainer.state.fn == "fit":
+        if not trainer.sanity_checking and trainer.state.fn == "fit":
             values = {
                 k.removeprefix("val/"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
             }
@@ -109,23 +131,90 @@ def write_csv(path: Path, rows: list[dict]):
         tmp.write_text("\n".join(lines) + "\n")
 
 
+def strategy(hardware: dict):
+    """trainer.strategy as Lightning takes it. 'fsdp2' is Lightning's ModelParallelStrategy with
+    data-parallel sharding only (LitLM.configure_model applies fully_shard); it runs on CPU too,
+    where Lightning's own 'fsdp' (FSDP1) refuses to. Its checkpoints are one file, like DDP's."""
+    if hardware["strategy"] == "fsdp2":
+        from lightning.pytorch.strategies import ModelParallelStrategy
+
+        return ModelParallelStrategy(
+            data_parallel_size=hardware["devices"] * hardware["num_nodes"],
+            tensor_parallel_size=1,
+            save_distributed_checkpoint=False,
+        )
+    return hardware["strategy"]
+
+
+def compile_model(net, hardware: dict):
+    """trainer.compile: torch.compile the network in place (parameter names stay the same, so
+    checkpoints and exports do not change)."""
+    if hardware["compile"]:
+        net.compile()
+    return net
+
+
+def gathered(net, build):
+    """The trained network as a plain module: `net` itself, or, when FSDP2 has sharded it, a new
+    module from `build()` holding the gathered full weights. Every rank must call this (the gather
+    is a collective); rank zero then writes the export."""
+    if not any(hasattr(p, "device_mesh") for p in net.parameters()):
+        return net
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(net, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if not state:  # with cpu_offload only rank zero receives the weights
+        return net
+    plain = build()
+    plain.load_state_dict(state)
+    return plain
+
+
+def is_logging_step(trainer) -> bool:
+    """Whether Lightning sends this optimizer step's metrics to the logger (it counts from one)."""
+    return (trainer.global_step + 1) % trainer.log_every_n_steps == 0
+
+
+class LearningRateLogger(Callback):
+    """Logs train/lr at logging steps, straight to the logger: LightningModule.log would copy the
+    number to the GPU, and that copy waits for the GPU to finish its queued work."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.is_global_zero and trainer.logger and is_logging_step(trainer):
+            trainer.logger.log_metrics({"train/lr": trainer.optimizers[0].param_groups[0]["lr"]}, trainer.global_step)
+
+
+class LossProgressBar(TQDMProgressBar):
+    """Lightning's progress bar, with the training loss read at its refreshes only: reading a value
+    waits for the GPU, and Lightning's own bar metrics are read after every step."""
+
+    def get_metrics(self, trainer, module) -> dict:
+        metrics = super().get_metrics(trainer, module)
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None:
+            metrics["loss"] = f"{float(loss):.3f}"
+        return metrics
+
+
 def build_trainer(
     hardware: dict,
     run: dict,
     accumulate: int,
-    checkpoint: ModelCheckpoint,
-    curves: CurveWriter,
+    callbacks: list[Callback],
+    max_steps: int | None = None,
     limit_val_batches: int | float = 1.0,
+    default_root_dir: Path | None = None,
 ) -> L.Trainer:
-    """A Trainer from the hardware section and a training stage's section (max_steps, val_every,
-    log_every, grad_clip), with step counts in optimizer steps."""
+    """A Trainer from the hardware section and a training stage's section (val_every, log_every,
+    grad_clip, and max_steps unless given), with step counts in optimizer steps."""
+    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
     return L.Trainer(
         accelerator=hardware["accelerator"],
         devices=hardware["devices"],
         num_nodes=hardware["num_nodes"],
-        strategy=hardware["strategy"],
+        strategy=strategy(hardware),
         precision=hardware["precision"],
-        max_steps=run["max_steps"],
+        max_steps=run["max_steps"] if max_steps is None else max_steps,
         accumulate_grad_batches=accumulate,
         gradient_clip_val=run["grad_clip"],
         val_check_interval=run["val_every"] * accumulate,  # Lightning counts this in micro-batches
@@ -134,10 +223,14 @@ def build_trainer(
         log_every_n_steps=run["log_every"],
         num_sanity_val_steps=0,
         logger=mlflow_logger(),
-        callbacks=[checkpoint, curves],
+        callbacks=[*callbacks, LossProgressBar(refresh_rate=run["log_every"]), LearningRateLogger()],
         plugins=[AtomicCheckpointIO()],
+        # Our loaders shard themselves across ranks (datasets.SkipSampler), so that the position a
+        # checkpoint saves is exact under data parallelism too.
+        use_distributed_sampler=False,
         enable_model_summary=False,
-        default_root_dir=checkpoint.dirpath,  # nothing lands in the working directory
+        enable_checkpointing=checkpoint is not None,
+        default_root_dir=checkpoint.dirpath if checkpoint else default_root_dir,  # nothing in the working dir
     )
 
 

@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from llmpipe.datasets import RandomWindows, SequentialWindows, choose_labels, pad_windows, split_of, write_tokens
+from llmpipe.datasets import (
+    Epochs,
+    RandomWindows,
+    SequentialWindows,
+    choose_labels,
+    pad_windows,
+    split_of,
+    write_tokens,
+)
 
 
 def test_split_of_is_stable_and_close_to_the_fractions():
@@ -43,3 +51,30 @@ def test_choose_labels_by_count_and_explicit_list():
         choose_labels(docs, ["z"], 1, None)
     with pytest.raises(ValueError, match="fewer than 2 labels"):
         choose_labels(docs, None, min_examples=4, max_labels=None)
+
+
+def test_ranks_split_every_global_batch_between_them(monkeypatch):
+    import llmpipe.datasets as datasets
+
+    def batches(world: int, skip: int = 0) -> list[set]:
+        """Global batches of 4 indices, as `world` ranks with 4 // world each see them."""
+        per_rank = []
+        for rank in range(world):
+            monkeypatch.setattr(datasets, "data_parallel_rank", lambda rank=rank: (rank, world))
+            sampler = datasets.SkipSampler(16)
+            sampler.skip = skip
+            per_rank.append(list(sampler))
+        micro = 4 // world
+        return [set().union(*(r[i : i + micro] for r in per_rank)) for i in range(0, len(per_rank[0]), micro)]
+
+    assert batches(1) == batches(2) == batches(4) == [set(range(i, i + 4)) for i in range(0, 16, 4)]
+    assert batches(2, skip=2) == batches(1, skip=4) == [set(range(4, 8)), set(range(8, 12)), set(range(12, 16))]
+
+
+def test_epochs_shuffle_each_pass_reproducibly():
+    data = list(range(10))
+    epochs = Epochs(data, 25, seed=3)
+    items = [epochs[i] for i in range(25)]
+    assert sorted(items[:10]) == sorted(items[10:20]) == data and items[:10] != items[10:20]
+    assert items == [Epochs(data, 25, seed=3)[i] for i in range(25)]
+    assert items != [Epochs(data, 25, seed=4)[i] for i in range(25)]

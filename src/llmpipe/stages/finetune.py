@@ -14,7 +14,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from llmpipe import training
-from llmpipe.datasets import choose_labels, collate_labeled, labeled_examples, read_jsonl
+from llmpipe.datasets import (
+    Epochs,
+    ResumableLoader,
+    choose_labels,
+    collate_labeled,
+    labeled_examples,
+    read_jsonl,
+)
 from llmpipe.export import load_model_dir, save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
 from llmpipe.model import GPTClassifier, GPTConfig
@@ -50,13 +57,15 @@ def run(params: dict, root: Path) -> dict:
     L.seed_everything(seed, workers=True, verbose=False)
     net = GPTClassifier(model_cfg, len(labels))
     net.backbone.load_state_dict(backbone.state_dict())
+    training.compile_model(net, hardware)
     weights = class_weights(train_set.labels, len(labels)) if cfg["class_weighted_loss"] else None
     module = LitLM(net, OptimConfig.from_section(cfg), task="classify", num_labels=len(labels), class_weights=weights)
     collate = collate_labeled(special_id(tokenizer, PAD))
     micro_batch, accumulate = training.batch_split(cfg["batch_size"], hardware)
-    shuffle = torch.Generator().manual_seed(seed)
     loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"], "collate_fn": collate}
-    train_loader = DataLoader(train_set, shuffle=True, generator=shuffle, drop_last=True, **loader_args)
+    # Shuffled epoch after epoch by (seed, position), so resuming and sharding across ranks are exact.
+    epochs = Epochs(train_set, cfg["max_steps"] * cfg["batch_size"], seed)
+    train_loader = ResumableLoader(epochs, consumed=lambda: trainer.global_step * accumulate, **loader_args)
     val_loader = DataLoader(val_set, **loader_args)
 
     pretrained = training.file_digest(root / "models" / "pretrain" / "model.safetensors")
@@ -65,17 +74,18 @@ def run(params: dict, root: Path) -> dict:
         dirpath=checkpoint_dir, filename="best", monitor="val/macro_f1", mode="max", save_top_k=1, save_last=True
     )
     trainer = training.build_trainer(
-        hardware, cfg, accumulate, checkpoint, training.CurveWriter(root / "plots" / STAGE)
+        hardware, cfg, accumulate, [checkpoint, training.CurveWriter(root / "plots" / STAGE)]
     )
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
+    trained = training.gathered(net, lambda: GPTClassifier(model_cfg, len(labels)))
     if trainer.is_global_zero:  # one process writes the export
         save_model_dir(
             root / "models" / STAGE,
-            net,
+            trained,
             model_cfg,
             root / "models" / "pretrain" / "tokenizer.json",
             {k: params[k] for k in SECTIONS},

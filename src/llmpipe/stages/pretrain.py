@@ -20,6 +20,7 @@ from llmpipe.export import save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
 from llmpipe.model import GPT, GPTConfig
 from llmpipe.runner import stage_main
+from llmpipe.throughput import SpeedMonitor
 
 STAGE = "pretrain"
 SECTIONS = ["seed", "model", STAGE]
@@ -31,16 +32,20 @@ def run(params: dict, root: Path) -> dict:
     tokens_dir = root / "data" / "tokens"
     meta = json.loads((tokens_dir / "meta.json").read_text())
     model_cfg = GPTConfig(vocab_size=meta["vocab_size"], **params["model"])
-    micro_batch, accumulate = training.batch_split(cfg["batch_size"], hardware)
+    batch_size, max_steps = training.token_budget(cfg, model_cfg.block_size)
+    micro_batch, accumulate = training.batch_split(batch_size, hardware)
     L.seed_everything(seed, workers=True, verbose=False)
 
-    net = GPT(model_cfg)
+    net = training.compile_model(GPT(model_cfg), hardware)
     val = meta["splits"]["val"]
-    module = LitLM(net, OptimConfig.from_section(cfg), task="lm", tokens_per_byte=val["tokens"] / val["bytes"])
-    train_set = RandomWindows(
-        load_tokens(tokens_dir, "train"), model_cfg.block_size, cfg["max_steps"] * cfg["batch_size"], seed
-    )
-    loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"]}
+    optim = OptimConfig.from_section(cfg, max_steps=max_steps)
+    module = LitLM(net, optim, task="lm", tokens_per_byte=val["tokens"] / val["bytes"])
+    train_set = RandomWindows(load_tokens(tokens_dir, "train"), model_cfg.block_size, max_steps * batch_size, seed)
+    loader_args = {
+        "batch_size": micro_batch,
+        "num_workers": hardware["num_workers"],
+        "pin_memory": hardware["accelerator"] == "gpu",
+    }
     # The randomness is in the windows; the loader's position is saved in checkpoints. Checkpoints
     # are taken after optimizer steps, when global_step * accumulate micro-batches have been used.
     train_loader = ResumableLoader(train_set, consumed=lambda: trainer.global_step * accumulate, **loader_args)
@@ -57,16 +62,21 @@ def run(params: dict, root: Path) -> dict:
     # Saved after each validation (every val_every steps), so a checkpoint holds that validation too.
     checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, save_last=True, save_top_k=1)  # top 1 = the latest
     curves = training.CurveWriter(root / "plots" / STAGE)
+    speed = SpeedMonitor(batch_size * model_cfg.block_size, model_cfg.flops_per_token())
+    # val_batches counts batches of batch_size windows; every rank validates on all of them, so
+    # the validation loss does not depend on the hardware.
+    val_micro_batches = cfg["val_batches"] * batch_size // micro_batch
     trainer = training.build_trainer(
-        hardware, cfg, accumulate, checkpoint, curves, limit_val_batches=cfg["val_batches"]
+        hardware, cfg, accumulate, [checkpoint, curves, speed], max_steps, limit_val_batches=val_micro_batches
     )
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
     train_loss = curves.train[-1]["loss"]  # the last logged step's, also when resuming a finished run
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
+    trained = training.gathered(net, lambda: GPT(model_cfg))
     if trainer.is_global_zero:  # one process writes the export
         save_model_dir(
-            root / "models" / STAGE, net, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS}
+            root / "models" / STAGE, trained, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS}
         )
 
     return {
@@ -74,9 +84,11 @@ def run(params: dict, root: Path) -> dict:
         "val_loss": final["val/loss"],
         "val_bpb": final["val/bpb"],
         "val_ppl": math.exp(final["val/loss"]),
-        "params": net.num_params(non_embedding=False),
-        "params_non_embedding": net.num_params(),
-        "tokens_seen": cfg["max_steps"] * cfg["batch_size"] * model_cfg.block_size,
+        "params": model_cfg.num_params(),
+        "params_non_embedding": model_cfg.num_params() - model_cfg.vocab_size * model_cfg.d_model,
+        "steps": max_steps,
+        "tokens_seen": max_steps * batch_size * model_cfg.block_size,
+        "flops": max_steps * batch_size * model_cfg.block_size * model_cfg.flops_per_token(),
     }
 
 
