@@ -126,7 +126,7 @@ def run_plain(cfg: GPTConfig, p: dict, tokens: np.ndarray, device: torch.device)
     torch.manual_seed(0)
     net = GPT(cfg).to(device)
     if p["compile"]:
-        net.compile()
+        net.compile(mode=p.get("compile_mode"))
     optimizer = adamw(net, device)
 
     def step(x, y):
@@ -225,6 +225,10 @@ def main():
     parser.add_argument("--repeat", type=int, default=1, help="time every run this many times")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--profile", action="store_true", help="print the top kernels of plain and nanoGPT")
+    parser.add_argument("--sdpa", choices=["default", "flash", "cudnn", "efficient"], default="default",
+                        help="attention kernel for every run (default: PyTorch's choice)")
+    parser.add_argument("--plain-compile-mode", help="torch.compile mode for the plain run, e.g. max-autotune")
+    parser.add_argument("--only", nargs="+", choices=["llmpipe", "plain", "nanogpt"], help="run only these")
     parser.add_argument("--sync-debug", action="store_true", help="report where llmpipe's steps wait for the GPU")
     args = parser.parse_args()
     global PROFILE, SYNC_DEBUG
@@ -254,6 +258,15 @@ def main():
     }
     if args.nanogpt:
         runs["nanogpt"] = lambda: run_nanogpt(args.nanogpt, p, tokens, device)[0]
+    if args.only:
+        runs = {k: v for k, v in runs.items() if k in args.only}
+    p["compile_mode"] = args.plain_compile_mode
+    if args.sdpa != "default":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        backend = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+                   "efficient": SDPBackend.EFFICIENT_ATTENTION}[args.sdpa]  # fmt: skip
+        sdpa_kernel(backend).__enter__()  # for the whole process
     results = {}
     for _ in range(args.repeat):
         for name, fn in runs.items():
@@ -266,12 +279,13 @@ def main():
 
     print(f"\n{'run':<10}{'steps/s':>10}{'tokens/s':>12}{'MFU':>8}{'llmpipe / run':>16}")
     best = {name: min(times) for name, times in results.items()}
+    base = best.get("llmpipe", next(iter(best.values())))
     summary = {}
     for name, seconds in best.items():
         steps_per_s = p["steps"] / seconds
         tokens_per_s = steps_per_s * tokens_per_step
         mfu = tokens_per_s * cfg.flops_per_token() / peak if peak else None
-        ratio = best[name] / best["llmpipe"]
+        ratio = best[name] / base
         summary[name] = {
             "steps_per_s": steps_per_s,
             "tokens_per_s": tokens_per_s,
