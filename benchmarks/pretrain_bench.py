@@ -296,7 +296,8 @@ def main():
         mfu_text = f"{mfu:.1%}" if mfu else "-"
         print(f"{name:<10}{steps_per_s:>10.2f}{tokens_per_s:>12.0f}{mfu_text:>8}{ratio:>15.2f}x")
     print(
-        f"(MFU from llmpipe's FLOPs per token, {cfg.flops_per_token() / 1e6:.1f} M, for every run; fastest of {args.repeat})"
+        f"(MFU from llmpipe's FLOPs per token, {cfg.flops_per_token() / 1e6:.1f} M, for every run;"
+        f" fastest of {args.repeat})"
     )
     if args.json:
         args.json.write_text(json.dumps({"preset": args.preset, "device": device_name, **summary}, indent=2))
