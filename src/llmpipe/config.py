@@ -29,7 +29,11 @@ def compose(overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR)
     except HydraException as err:
         raise ValueError(f"cannot compose {conf_dir} with overrides {overrides}: {err}") from err
     OmegaConf.resolve(cfg)
-    return OmegaConf.to_yaml(cfg)
+    text = OmegaConf.to_yaml(cfg)
+    from llmpipe import schema
+
+    schema.check(yaml.safe_load(text), source=f"the config composed from {conf_dir} with overrides {overrides}")
+    return text
 
 
 def write_params(
@@ -41,10 +45,15 @@ def write_params(
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict:
+    """params.yaml, checked against llmpipe.schema: every problem is reported before any work."""
+    from llmpipe import schema
+
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} not found: run `llmpipe compose` in the project root first")
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    schema.check(params, source=str(path))
+    return params
 
 
 def section(params: dict, name: str) -> dict:

@@ -6,6 +6,7 @@ directory is. MLFLOW_TRACKING_URI overrides the store.
 """
 
 import os
+import re
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +86,29 @@ def flatten(d: dict, sep: str = ".", prefix: str = "") -> dict:
     return flat
 
 
+# Names of environment variables that hold credentials (HF_TOKEN, AWS_SECRET_ACCESS_KEY,
+# MLFLOW_TRACKING_PASSWORD, OPENAI_API_KEY, ...).
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH)", re.I)
+# Param keys that would hold one (a key of their own, not tokenize.* or pretrain.batch_tokens).
+SECRET_KEY = re.compile(
+    r"(^|[._])(secret|password|passwd|api_?key|access_?key|auth_?token|hf_token|credentials?)$", re.I
+)
+REDACTED = "***"
+
+
+def redact(flat: dict, environ: dict | None = None) -> dict:
+    """Params safe to log: a value under a secret-looking key, or one that contains the value of a
+    secret-looking environment variable (a config can pull one in with ${oc.env:...}), becomes ***."""
+    environ = os.environ if environ is None else environ
+    secrets = [v for k, v in environ.items() if SECRET_NAME.search(k) and len(v) >= 6]
+    safe = {}
+    for key, value in flat.items():
+        text = str(value)
+        hidden = SECRET_KEY.search(key) is not None or any(secret in text for secret in secrets)
+        safe[key] = REDACTED if hidden else value
+    return safe
+
+
 @contextmanager
 def stage_run(stage: str, params: dict, root: str | Path = "."):
     """An MLflow run for one stage execution, with its params and provenance tags."""
@@ -93,7 +117,7 @@ def stage_run(stage: str, params: dict, root: str | Path = "."):
     experiment_id = setup(root)
     tags = {STAGE_TAG: stage, "dvc.stage": stage, "mlflow.source.git.commit": git_commit(root)}
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
-        flat = flatten(params)
+        flat = redact(flatten(params))
         for start in range(0, len(flat), 100):  # MLflow takes at most 100 params per batch
             mlflow.log_params(dict(list(flat.items())[start : start + 100]))
         yield run

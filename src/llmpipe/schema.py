@@ -1,0 +1,250 @@
+"""What params.yaml may hold: every section, key, type and allowed range, checked before any work.
+
+A stage, `llmpipe compose` and `dvc exp run` (through the stages) all read params.yaml through
+config.load_params, which calls `check`. It reports every problem at once (unknown keys, with the
+closest known name; missing keys; wrong types; values out of range), so a misspelt override costs
+one failed start, not one per mistake and never a half-finished run.
+
+The schema is a set of dataclasses, one per section, because they read as documentation; ranges
+and choices ride in each field's metadata.
+"""
+
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field, fields, is_dataclass
+
+
+def between(low=None, high=None, *, above=None, below=None, choices=None):
+    """Field metadata: low <= value <= high, above < value < below, or value in choices."""
+    return field(metadata={"low": low, "high": high, "above": above, "below": below, "choices": choices})
+
+
+@dataclass
+class Ingest:
+    source: str
+    format: str = between(choices=("fortune", "jsonl", "parquet", "txt", "hf"))
+    zh_files: list[str]
+    exclude_files: list[str]
+    max_docs_per_file: int | None = between(1)
+    text_field: str
+    hf_config: str | None
+    hf_split: str
+    hf_data_files: str | list[str] | None
+
+
+@dataclass
+class Clean:
+    unicode_form: str = between(choices=("NFC", "NFKC", "NFD", "NFKD"))
+    min_chars: int = between(0)
+    max_chars: int = between(1)
+    dedup: bool
+
+
+@dataclass
+class Tokenize:
+    vocab_size: int = between(258, 65535)  # 256 bytes and two special tokens; ids are stored as uint16
+    min_frequency: int = between(1)
+    val_fraction: float = between(0, below=0.5)
+    test_fraction: float = between(0, below=0.5)
+
+
+@dataclass
+class Model:
+    block_size: int = between(1)
+    n_layer: int = between(1)
+    n_head: int = between(1)
+    n_kv_head: int = between(1)
+    d_model: int = between(2)
+    tie_embeddings: bool
+    dropout: float = between(0, below=1)
+
+
+@dataclass
+class Trainer:
+    accelerator: str = between(choices=("cpu", "gpu", "cuda", "mps", "tpu", "auto"))
+    devices: int = between(1)
+    num_nodes: int = between(1)
+    strategy: str = between(choices=("auto", "ddp", "ddp_spawn", "ddp_notebook", "fsdp", "fsdp2", "deepspeed"))
+    precision: str = between(choices=("32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true"))
+    micro_batch_size: int = between(1)
+    num_workers: int = between(0)
+    compile: bool
+
+
+@dataclass
+class Optimization:
+    """Keys both training stages share."""
+
+    lr: float = between(above=0)
+    schedule: str = between(choices=("cosine", "wsd"))
+    decay_fraction: float = between(0, 1)
+    min_lr_ratio: float = between(0, 1)
+    warmup_steps: int = between(0)
+    weight_decay: float = between(0)
+    betas: list[float] = between(0, below=1)  # each beta
+    grad_clip: float = between(0)
+    val_every: int = between(1)
+    log_every: int = between(1)
+
+
+@dataclass
+class Pretrain(Optimization):
+    batch_tokens: int = between(1)
+    max_tokens: int = between(1)
+    val_batches: int = between(1)
+
+
+@dataclass
+class Finetune(Optimization):
+    task: str = between(choices=("classify",))
+    lang: str
+    labels: list[str] | None
+    min_examples_per_label: int = between(1)
+    max_labels: int | None = between(2)
+    max_tokens: int = between(1)
+    max_steps: int = between(1)
+    batch_size: int = between(1)
+    class_weighted_loss: bool
+
+
+@dataclass
+class Samples:
+    prompts: list[str]
+    max_new_tokens: int = between(1)
+    temperature: float = between(0)
+    top_k: int | None = between(0)
+    top_p: float | None = between(above=0, high=1)
+
+
+@dataclass
+class Evaluate:
+    batch_size: int = between(1)
+    samples: Samples
+
+
+@dataclass
+class Register:
+    alias: str
+    lm_name: str
+    classifier_name: str
+
+
+@dataclass
+class Promote:
+    champion_alias: str
+    gates: dict[str, dict[str, str]] = between(choices=("min", "max"))  # model -> metric -> direction
+
+
+@dataclass
+class Params:
+    seed: int = between(0)
+    ingest: Ingest
+    clean: Clean
+    tokenize: Tokenize
+    model: Model
+    trainer: Trainer
+    pretrain: Pretrain
+    finetune: Finetune
+    evaluate: Evaluate
+    register: Register
+    promote: Promote
+
+
+def type_name(tp) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(type_name(a) for a in typing.get_args(tp))
+    if is_dataclass(tp):
+        return "a mapping"
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", type(None): "null"}
+    if tp in names:
+        return names[tp]
+    origin = typing.get_origin(tp)
+    return {list: "a list", dict: "a mapping"}.get(origin, str(tp))
+
+
+def matches(value, tp) -> bool:
+    """Whether a YAML value has type tp (an int is a float; a bool is neither)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(matches(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if is_dataclass(tp):
+        return isinstance(value, dict)
+    if origin is list:
+        return isinstance(value, list) and all(matches(v, typing.get_args(tp)[0]) for v in value)
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        return isinstance(value, dict) and all(
+            matches(k, key_type) and matches(v, value_type) for k, v in value.items()
+        )
+    raise AssertionError(f"schema type {tp} is not handled")
+
+
+def leaves(value):
+    """The scalars inside lists and mappings, where a range applies to each."""
+    if isinstance(value, list):
+        for v in value:
+            yield from leaves(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from leaves(v)
+    elif value is not None:
+        yield value
+
+
+def range_problem(value, meta: dict) -> str | None:
+    for v in leaves(value):
+        if meta.get("choices") is not None and v not in meta["choices"]:
+            return f"{v!r} is not one of {list(meta['choices'])}"
+        if meta.get("low") is not None and v < meta["low"]:
+            return f"{v} is below the minimum {meta['low']}"
+        if meta.get("high") is not None and v > meta["high"]:
+            return f"{v} is above the maximum {meta['high']}"
+        if meta.get("above") is not None and v <= meta["above"]:
+            return f"{v} must be greater than {meta['above']}"
+        if meta.get("below") is not None and v >= meta["below"]:
+            return f"{v} must be less than {meta['below']}"
+    return None
+
+
+def problems(values: dict, schema: type = Params, prefix: str = "") -> list[str]:
+    """Every problem of a params mapping against a schema dataclass, as 'key.path: what' lines."""
+    if not isinstance(values, dict):
+        return [f"{prefix.rstrip('.') or 'params.yaml'}: expected a mapping, got {values!r}"]
+    found = []
+    hints = typing.get_type_hints(schema)
+    known = {f.name: f for f in fields(schema)}
+    for key in values:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            found.append(f"{prefix}{key}: unknown key" + (f" (did you mean {close[0]}?)" if close else ""))
+    for name, spec in known.items():
+        path = f"{prefix}{name}"
+        if name not in values:
+            found.append(f"{path}: missing")
+            continue
+        value, tp = values[name], hints[name]
+        if not matches(value, tp):
+            found.append(f"{path}: expected {type_name(tp)}, got {value!r}")
+        elif is_dataclass(tp):
+            found += problems(value, tp, f"{path}.")
+        elif spec.metadata and (problem := range_problem(value, spec.metadata)):
+            found.append(f"{path}: {problem}")
+    return found
+
+
+def check(params: dict, source: str = "params.yaml"):
+    """Raise ValueError naming every problem of params, or return quietly."""
+    found = problems(params)
+    if found:
+        raise ValueError(f"{source} has {len(found)} problem(s):\n" + "\n".join(f"  - {p}" for p in found))
