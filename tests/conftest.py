@@ -57,6 +57,32 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+def sh(cwd: Path, *cmd: str) -> str:
+    """Run a command with the venv's tools on PATH (as in an activated venv) and the project's own
+    MLflow store; fail the test with its output if it fails."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own default store
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
+    return done.stdout + done.stderr
+
+
+def tiny_dvc_project(root: Path) -> Path:
+    """A copy of the repository at root, as a fresh clone, with no outputs, params.yaml composed for
+    the tiny experiment, and committed to a git repository of its own."""
+    copy_repo(root)
+    for path in ("mlflow.db", "mlartifacts", "data", "models", "metrics", "checkpoints"):
+        if (root / path).is_dir():
+            shutil.rmtree(root / path)
+        else:
+            (root / path).unlink(missing_ok=True)
+    sh(root, "git", "init", "-q")
+    sh(root, "llmpipe", "compose", "experiment=tiny")
+    sh(root, "git", "add", "-A")
+    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny")
+    return root
+
+
 @pytest.fixture(scope="session")
 def tiny_project(tmp_path_factory, fortunes_installed):
     """Every stage run once, in order, on the tiny config in a temporary project with its own MLflow

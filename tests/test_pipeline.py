@@ -3,28 +3,15 @@
 import csv
 import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from .conftest import copy_repo
+from .conftest import sh, tiny_dvc_project
 
 pytestmark = pytest.mark.slow
 
 STAGES = ["ingest", "clean", "tokenize", "pretrain", "finetune", "evaluate", "register"]
-
-
-def sh(cwd: Path, *cmd: str) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own default store
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
-    return done.stdout + done.stderr
 
 
 def ran_stages(output: str) -> list[str]:
@@ -33,16 +20,7 @@ def ran_stages(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory, fortunes_installed):
-    root = copy_repo(tmp_path_factory.mktemp("clone"))
-    for path in ("mlflow.db", "mlartifacts", "data", "models", "metrics", "checkpoints"):
-        shutil.rmtree(root / path, ignore_errors=True) if (root / path).is_dir() else (root / path).unlink(
-            missing_ok=True
-        )
-    sh(root, "git", "init", "-q")
-    sh(root, "llmpipe", "compose", "experiment=tiny")
-    sh(root, "git", "add", "-A")
-    sh(root, "git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "tiny")
-    return root
+    return tiny_dvc_project(tmp_path_factory.mktemp("clone"))
 
 
 def test_dvc_repro_runs_every_stage_then_nothing(repo):

@@ -1,0 +1,83 @@
+"""Faults during training: a non-finite loss, a gradient-norm spike, a checkpoint that is not plain
+weights. Each must stop or warn clearly and never damage what was saved before."""
+
+import logging
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from llmpipe import training
+from llmpipe.datasets import RandomWindows, ResumableLoader
+from llmpipe.lit_module import LitLM, OptimConfig
+from llmpipe.model import GPT, GPTConfig
+
+HARDWARE = {
+    "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true",
+    "micro_batch_size": 4, "num_workers": 0, "compile": False,
+}  # fmt: skip
+RUN = {"val_every": 5, "log_every": 1, "grad_clip": 1.0}
+
+
+def setup(tmp_path: Path, steps: int = 12):
+    torch.manual_seed(0)
+    cfg = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_kv_head=2, d_model=16)
+    module = LitLM(GPT(cfg), OptimConfig(lr=1e-3, max_steps=steps, warmup_steps=2))
+    tokens = np.random.default_rng(0).integers(0, 64, 4000).astype(np.uint16)
+    train = ResumableLoader(RandomWindows(tokens, 16, steps * 4, 0), batch_size=4, consumed=lambda: trainer.global_step)
+    val = torch.utils.data.DataLoader(RandomWindows(tokens, 16, 8, 1), batch_size=4)
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=1)
+    trainer = training.build_trainer(HARDWARE, RUN, 1, [checkpoint], steps)
+    return module, trainer, train, val, tmp_path / "ckpt"
+
+
+def test_a_nan_loss_stops_at_its_step_and_the_last_checkpoint_stays_good(tmp_path):
+    module, trainer, train, val, ckpt = setup(tmp_path)
+    original = module.loss
+
+    def poisoned(batch):
+        loss = original(batch)
+        return loss * float("nan") if module.global_step == 7 else loss
+
+    module.loss = poisoned
+    with pytest.raises(FloatingPointError, match="training loss is nan at step 7"):
+        training.fit(trainer, module, train, val, ckpt)
+    saved = torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=True)
+    assert saved["global_step"] == 5  # the checkpoint after the validation at step 5
+    assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
+
+
+def test_a_gradient_norm_spike_is_logged(tmp_path, caplog):
+    module, trainer, train, val, ckpt = setup(tmp_path)
+    original = module.loss
+
+    def spiking(batch):  # the loss scaled a thousandfold at one step: its gradients are too
+        loss = original(batch)
+        return loss * 1000 if module.global_step == 8 else loss
+
+    module.loss = spiking
+    with caplog.at_level(logging.WARNING, logger="llmpipe.lit_module"):
+        training.fit(trainer, module, train, val, ckpt)
+    spikes = [r.getMessage() for r in caplog.records if "gradient-norm spike" in r.getMessage()]
+    assert len(spikes) == 1 and "at step 8" in spikes[0]
+
+
+class RunsCodeWhenUnpickled:
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_checkpoint_that_is_not_plain_weights_is_refused_not_executed(tmp_path):
+    module, trainer, train, val, ckpt = setup(tmp_path)
+    ckpt.mkdir(parents=True)
+    marker = tmp_path / "code-ran"
+    torch.save({"state_dict": module.state_dict(), "payload": RunsCodeWhenUnpickled(marker)}, ckpt / "last.ckpt")
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        training.fit(trainer, module, train, val, ckpt)
+    assert not marker.exists()
