@@ -134,3 +134,10 @@ def test_one_mlflow_run_per_stage_with_params_and_tags(tiny_project):
     assert "pretrain.lr" in pretrain_run.data.params and "trainer.precision" in pretrain_run.data.params
     history = mlflow.MlflowClient().get_metric_history(pretrain_run.info.run_id, "train/loss")
     assert len(history) > 1  # per-step metrics from Lightning's MLflow logger
+    client, run_id = mlflow.MlflowClient(), pretrain_run.info.run_id
+    steps = {m.step for m in history}
+    for key in ("train/lr", "train/grad_norm", "perf/tokens_per_s", "perf/peak_mem_gb"):
+        logged = client.get_metric_history(run_id, key)
+        assert {m.step for m in logged} == steps, key  # every logging step, the same steps as the loss
+        assert all(m.value > 0 for m in logged), key
+    assert not client.get_metric_history(run_id, "perf/mfu")  # no peak FLOP/s for a CPU: not made up

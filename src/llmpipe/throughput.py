@@ -92,7 +92,8 @@ class SpeedMonitor(Callback):
         self.latest = metrics
         self.steps, self.seconds = 0, 0.0
         if trainer.is_global_zero and trainer.logger:
-            trainer.logger.log_metrics(metrics, step=trainer.global_step)
+            # Lightning logs a step's metrics under the step count before it (0 for the first step).
+            trainer.logger.log_metrics(metrics, step=trainer.global_step - 1)
 
     def on_validation_start(self, trainer, module):
         if self.started is not None:  # close the interval so far; the pause is not counted
