@@ -234,8 +234,27 @@ def build_trainer(
     )
 
 
+def verify_checkpoint(path: Path):
+    """Refuse a resume checkpoint that is damaged or holds anything but weights and plain data
+    (loading is weights-only: no code runs), with a message that says what to do. Memory-mapped, so
+    the tensors are not read twice."""
+    import pickle
+
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        raise ValueError(
+            f"resume checkpoint {path} cannot be loaded as plain weights ({str(err).splitlines()[0]}); "
+            "delete it to train from the start"
+        ) from err
+
+
 def fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_loader, checkpoint_dir: Path):
     last = checkpoint_dir / "last.ckpt"
     if last.is_file():
+        verify_checkpoint(last)
         log.info("resuming from %s", last)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None, weights_only=True)
+    ckpt_path = str(last) if last.is_file() else None
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)

@@ -2,7 +2,6 @@
 weights. Each must stop or warn clearly and never damage what was saved before."""
 
 import logging
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +77,16 @@ def test_a_checkpoint_that_is_not_plain_weights_is_refused_not_executed(tmp_path
     ckpt.mkdir(parents=True)
     marker = tmp_path / "code-ran"
     torch.save({"state_dict": module.state_dict(), "payload": RunsCodeWhenUnpickled(marker)}, ckpt / "last.ckpt")
-    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+    with pytest.raises(ValueError, match=r"last.ckpt cannot be loaded as plain weights \(Weights only load failed"):
         training.fit(trainer, module, train, val, ckpt)
     assert not marker.exists()
+
+
+def test_a_damaged_checkpoint_is_refused_naming_it(tmp_path):
+    module, trainer, train, val, ckpt = setup(tmp_path)
+    ckpt.mkdir(parents=True)
+    torch.save({"state_dict": module.state_dict()}, ckpt / "last.ckpt")
+    data = (ckpt / "last.ckpt").read_bytes()
+    (ckpt / "last.ckpt").write_bytes(data[: len(data) // 2])  # a disk that lost the second half
+    with pytest.raises(ValueError, match="last.ckpt cannot be loaded as plain weights.*delete it"):
+        training.fit(trainer, module, train, val, ckpt)
