@@ -67,6 +67,9 @@ def test_a_queued_sweep_runs_every_point_and_tracks_it_in_the_project_store(repo
     # the queued runs ran in temporary copies, but their MLflow runs landed in the project's store
     import mlflow
 
-    mlflow.set_tracking_uri(f"sqlite:///{repo / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["llmpipe"], filter_string="tags.`llmpipe.stage` = 'finetune'")
-    assert {"0.0005", "0.004"} <= set(runs["params.finetune.lr"])
+    # A client of its own: mlflow.set_tracking_uri would also set MLFLOW_TRACKING_URI for the whole
+    # test session, where other tests use the tiny project's store.
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("llmpipe").experiment_id
+    runs = client.search_runs([experiment], filter_string="tags.`llmpipe.stage` = 'finetune'")
+    assert {"0.0005", "0.004"} <= {run.data.params["finetune.lr"] for run in runs}
