@@ -4,9 +4,9 @@ import lightning as L
 import pytest
 import yaml
 
+from llmpipe import networks
 from llmpipe.config import compose
 from llmpipe.lit_module import OptimConfig
-from llmpipe.model import GPT, GPTConfig
 from llmpipe.stages import STAGES
 from llmpipe.training import batch_split, strategy, token_budget
 
@@ -34,8 +34,8 @@ def test_every_group_has_a_tiny_option(group):
 def test_every_option_composes_and_instantiates(group, option):
     params = yaml.safe_load(compose([f"{group}={option}"], conf_dir=CONF))
     assert set(STAGES) - {"ingest"} <= set(params) | {"ingest"}
-    cfg = GPTConfig(vocab_size=params["tokenize"]["vocab_size"], **params["model"])
-    assert GPT(cfg).num_params() > 0
+    cfg = networks.model_config(params["model"], params["tokenize"]["vocab_size"])
+    assert networks.language_model(cfg).num_params(non_embedding=False) == cfg.num_params()
     hardware = params["trainer"]
     pretrain_batch, pretrain_steps = token_budget(params["pretrain"], cfg.block_size)
     runs = {"pretrain": (pretrain_batch, pretrain_steps), "finetune": (params["finetune"]["batch_size"], None)}

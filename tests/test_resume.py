@@ -1,5 +1,5 @@
 """Kill pretraining after a checkpoint, run it again, and get the same weights, bit for bit, as a run
-that was never interrupted (CPU, same seed)."""
+that was never interrupted (CPU, same seed): the Transformer and each recurrent model."""
 
 import os
 import shutil
@@ -35,14 +35,20 @@ def finish(process: subprocess.Popen):
     assert process.returncode == 0, err.decode()[-3000:]
 
 
-@pytest.fixture(scope="module")
-def projects(tmp_path_factory, fortunes_installed):
-    """Two projects with the same tokens and params: 200 steps, a checkpoint every 20."""
+SMALL_RECURRENT = ["model.n_layer=1", "model.d_model=64", "model.block_size=64"]
+ARCHITECTURES = {
+    "transformer": [],
+    **{arch: [f"model={arch}", *SMALL_RECURRENT] for arch in ("rnn", "lstm", "gru")},
+}
+
+
+@pytest.fixture(scope="module", params=list(ARCHITECTURES))
+def projects(request, tmp_path_factory, fortunes_installed):
+    """Two projects with the same tokens and params: 200 steps, a checkpoint every 20; one for each
+    architecture."""
     first = tmp_path_factory.mktemp("uninterrupted")
-    text = compose(
-        ["experiment=tiny", "pretrain.max_tokens=102400", "pretrain.val_every=20", "pretrain.val_batches=2"],
-        REPO / "conf",
-    )
+    run = ["pretrain.max_tokens=102400", "pretrain.val_every=20", "pretrain.val_batches=2"]
+    text = compose(["experiment=tiny", *run, *ARCHITECTURES[request.param]], REPO / "conf")
     (first / "params.yaml").write_text(text)
     params = yaml.safe_load(text)
     for stage in (ingest, clean, tokenize):

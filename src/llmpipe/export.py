@@ -7,8 +7,10 @@ A directory holds:
   llmpipe.json           what llmpipe needs to rebuild the model: kind, GPTConfig, labels, ...
   params.json            the params.yaml sections that made it
 
-Our architecture is Llama's (RMSNorm, RoPE in the rotate-half layout, SwiGLU, grouped-query
-attention, no biases), so the mapping is a rename: `model.` in front of the backbone's names.
+Our Transformer is Llama's architecture (RMSNorm, RoPE in the rotate-half layout, SwiGLU,
+grouped-query attention, no biases), so the mapping is a rename: `model.` in front of the backbone's
+names. transformers has no architecture that matches our recurrent models (recurrent.py): their
+directories hold the weights under our own names and no config.json, and llmpipe loads them.
 A directory is written next to its destination and renamed into place, so a reader never sees a
 half-written model.
 """
@@ -21,8 +23,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from llmpipe import networks
 from llmpipe.atomic import replace_dir
-from llmpipe.model import GPT, GPTClassifier, GPTConfig
+from llmpipe.model import GPTClassifier, GPTConfig
+from llmpipe.recurrent import RecurrentConfig
 from llmpipe.tokenizer import EOT, PAD, load_tokenizer, special_id
 
 KINDS = ("causal_lm", "classifier")
@@ -81,16 +85,29 @@ def hf_config(cfg: GPTConfig, kind: str, eot_id: int, pad_id: int, labels: list[
     return hf.to_dict()
 
 
+def own_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Our parameters under our own names, a tied head stored once (as the embedding)."""
+    tied = net.config.tie_embeddings if hasattr(net, "config") else net.backbone.config.tie_embeddings
+    tensors = {k: v for k, v in net.state_dict().items() if not (tied and k.endswith("lm_head.weight"))}
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def from_own_state_dict(net: nn.Module, tensors: dict[str, torch.Tensor]):
+    missing, unexpected = net.load_state_dict(tensors, strict=False)
+    assert all(k.endswith("lm_head.weight") for k in missing) and not unexpected, (missing, unexpected)
+
+
 def save_model_dir(
     out_dir: str | Path,
     net: nn.Module,
-    cfg: GPTConfig,
+    cfg: GPTConfig | RecurrentConfig,
     tokenizer_file: str | Path,
     params: dict,
     extra: dict | None = None,
 ) -> Path:
     """extra: more fields for llmpipe.json, e.g. a classifier's labels and max_tokens."""
-    kind = "classifier" if isinstance(net, GPTClassifier) else "causal_lm"
+    kind = "classifier" if hasattr(net, "score") else "causal_lm"
+    transformer = networks.is_transformer(cfg)
     tokenizer = load_tokenizer(tokenizer_file)
     eot_id, pad_id = special_id(tokenizer, EOT), special_id(tokenizer, PAD)
     ours = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict(), **(extra or {})}
@@ -102,8 +119,10 @@ def save_model_dir(
         "clean_up_tokenization_spaces": False,
     }
     with replace_dir(out_dir) as tmp:
-        save_file(hf_state_dict(net), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        write_json(tmp / "config.json", hf_config(cfg, kind, eot_id, pad_id, ours.get("labels")))
+        tensors = hf_state_dict(net) if transformer else own_state_dict(net)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if transformer:  # what transformers' Auto classes read
+            write_json(tmp / "config.json", hf_config(cfg, kind, eot_id, pad_id, ours.get("labels")))
         write_json(tmp / "llmpipe.json", ours)
         write_json(tmp / "params.json", params)
         write_json(tmp / "tokenizer_config.json", tokenizer_config)
@@ -128,7 +147,15 @@ def read_config(model_dir: str | Path) -> dict:
 def load_model_dir(model_dir: str | Path):
     """(network in eval mode, llmpipe.json as a dict, tokenizer) from a directory written by save_model_dir."""
     config = read_config(model_dir)
-    cfg = GPTConfig(**config["model"])
-    net = GPTClassifier(cfg, len(config["labels"])) if config["kind"] == "classifier" else GPT(cfg)
-    from_hf_state_dict(net, load_file(str(Path(model_dir) / "model.safetensors")))
+    cfg = networks.model_config(config["model"])
+    net = (
+        networks.classifier(cfg, len(config["labels"]))
+        if config["kind"] == "classifier"
+        else networks.language_model(cfg)
+    )
+    tensors = load_file(str(Path(model_dir) / "model.safetensors"))
+    if networks.is_transformer(cfg):
+        from_hf_state_dict(net, tensors)
+    else:
+        from_own_state_dict(net, tensors)
     return net.eval(), config, load_tokenizer(model_dir)

@@ -51,6 +51,7 @@ class Tokenize:
 
 @dataclass
 class Model:
+    arch: str = between(choices=("transformer", "rnn", "lstm", "gru"))
     block_size: int = between(1)
     n_layer: int = between(1)
     n_head: int = between(1)

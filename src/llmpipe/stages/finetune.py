@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from llmpipe import training
+from llmpipe import networks, training
 from llmpipe.datasets import (
     Epochs,
     ResumableLoader,
@@ -24,7 +24,6 @@ from llmpipe.datasets import (
 )
 from llmpipe.export import load_model_dir, save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
-from llmpipe.model import GPTClassifier, GPTConfig
 from llmpipe.runner import stage_main
 from llmpipe.tokenizer import PAD, special_id
 
@@ -44,7 +43,7 @@ def run(params: dict, root: Path) -> dict:
     if cfg["task"] != "classify":
         raise ValueError(f"finetune.task={cfg['task']!r} is not supported; supported: 'classify'")
     backbone, pretrain_config, tokenizer = load_model_dir(root / "models" / "pretrain")
-    model_cfg = GPTConfig(**pretrain_config["model"])
+    model_cfg = networks.model_config(pretrain_config["model"])
     max_tokens = min(cfg["max_tokens"], model_cfg.block_size)  # the model sees no further
     tokens_dir = root / "data" / "tokens"
     train_docs, val_docs = (
@@ -55,7 +54,7 @@ def run(params: dict, root: Path) -> dict:
     val_set = labeled_examples(val_docs, labels, tokenizer, max_tokens)
 
     L.seed_everything(seed, workers=True, verbose=False)
-    net = GPTClassifier(model_cfg, len(labels))
+    net = networks.classifier(model_cfg, len(labels))
     net.backbone.load_state_dict(backbone.state_dict())
     training.compile_model(net, hardware)
     weights = class_weights(train_set.labels, len(labels)) if cfg["class_weighted_loss"] else None
@@ -81,7 +80,7 @@ def run(params: dict, root: Path) -> dict:
     module.load_state_dict(best["state_dict"])
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
-    trained = training.gathered(net, lambda: GPTClassifier(model_cfg, len(labels)))
+    trained = training.gathered(net, lambda: networks.classifier(model_cfg, len(labels)))
     if trainer.is_global_zero:  # one process writes the export
         save_model_dir(
             root / "models" / STAGE,

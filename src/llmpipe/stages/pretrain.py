@@ -14,11 +14,10 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from llmpipe import training
+from llmpipe import networks, training
 from llmpipe.datasets import RandomWindows, ResumableLoader, SequentialWindows, load_tokens, pad_windows
 from llmpipe.export import save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
-from llmpipe.model import GPT, GPTConfig
 from llmpipe.runner import stage_main
 from llmpipe.throughput import SpeedMonitor
 
@@ -31,12 +30,12 @@ def run(params: dict, root: Path) -> dict:
     cfg, hardware, seed = params[STAGE], params["trainer"], params["seed"]
     tokens_dir = root / "data" / "tokens"
     meta = json.loads((tokens_dir / "meta.json").read_text())
-    model_cfg = GPTConfig(vocab_size=meta["vocab_size"], **params["model"])
+    model_cfg = networks.model_config(params["model"], meta["vocab_size"])
     batch_size, max_steps = training.token_budget(cfg, model_cfg.block_size)
     micro_batch, accumulate = training.batch_split(batch_size, hardware)
     L.seed_everything(seed, workers=True, verbose=False)
 
-    net = training.compile_model(GPT(model_cfg), hardware)
+    net = training.compile_model(networks.language_model(model_cfg), hardware)
     val = meta["splits"]["val"]
     optim = OptimConfig.from_section(cfg, max_steps=max_steps)
     module = LitLM(net, optim, task="lm", tokens_per_byte=val["tokens"] / val["bytes"])
@@ -73,7 +72,7 @@ def run(params: dict, root: Path) -> dict:
     train_loss = curves.train[-1]["loss"]  # the last logged step's, also when resuming a finished run
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
-    trained = training.gathered(net, lambda: GPT(model_cfg))
+    trained = training.gathered(net, lambda: networks.language_model(model_cfg))
     if trainer.is_global_zero:  # one process writes the export
         save_model_dir(
             root / "models" / STAGE, trained, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS}
