@@ -3,6 +3,7 @@
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 from llmpipe.stages import STAGES
 
@@ -88,6 +89,22 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_architectures(args) -> int:
+    from llmpipe import architectures, tracking
+
+    if args.action == "queue":
+        names = architectures.queue(run=args.run)
+        print(f"queued {', '.join(names)}" + ("; all finished" if args.run else "; run them with `dvc queue start`"))
+        return 0
+    import mlflow
+
+    experiment_id = tracking.setup()
+    results = architectures.collect(mlflow.MlflowClient(), experiment_id)
+    report = architectures.write_report(results, Path(args.out))
+    print(f"wrote {report} and {report.with_suffix('.png')} ({', '.join(results)})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmpipe", description="Raw text to a trained, evaluated, registered language model."
@@ -123,6 +140,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = verbs.add_parser("models", help="list registered versions with their aliases and gate metrics")
     models.set_defaults(func=cmd_models)
+
+    archs = verbs.add_parser(
+        "architectures", help="compare the Transformer with RNN, LSTM and GRU models (queue, then report)"
+    )
+    archs.add_argument("action", choices=["queue", "report"])
+    archs.add_argument("--run", action="store_true", help="queue: also run the queue and wait for it")
+    archs.add_argument("--out", default="reports", help="report: folder for architectures.md and .png")
+    archs.set_defaults(func=cmd_architectures)
     return parser
 
 
