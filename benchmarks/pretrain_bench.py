@@ -225,8 +225,12 @@ def main():
     parser.add_argument("--repeat", type=int, default=1, help="time every run this many times")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--profile", action="store_true", help="print the top kernels of plain and nanoGPT")
-    parser.add_argument("--sdpa", choices=["default", "flash", "cudnn", "efficient"], default="default",
-                        help="attention kernel for every run (default: PyTorch's choice)")
+    parser.add_argument(
+        "--sdpa",
+        choices=["default", "flash", "cudnn", "efficient"],
+        default="default",
+        help="attention kernel for every run (default: PyTorch's choice)",
+    )
     parser.add_argument("--plain-compile-mode", help="torch.compile mode for the plain run, e.g. max-autotune")
     parser.add_argument("--only", nargs="+", choices=["llmpipe", "plain", "nanogpt"], help="run only these")
     parser.add_argument("--sync-debug", action="store_true", help="report where llmpipe's steps wait for the GPU")

@@ -94,7 +94,7 @@ class LitLM(L.LightningModule):
         self.watch_for_non_finite(loss)
         # sync_dist: under data parallelism the logged loss is the mean over all ranks' batches.
         # Not on Lightning's progress bar, which would read it back (a GPU sync) after every step;
-        # training.progress_bar shows it at refreshes. The learning rate is logged by a callback:
+        # training.LossProgressBar shows it at refreshes. The learning rate is logged by a callback:
         # logging a Python number here would copy it to the GPU, which also waits.
         self.log("train/loss", loss, sync_dist=True)
         return loss
