@@ -15,7 +15,7 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from llmpipe.schedules import SCHEDULES, warmup_cosine, warmup_stable_decay
-from llmpipe.training import is_logging_step
+from llmpipe.training import is_logging_step, is_sharded
 
 TASKS = ("lm", "classify")
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class LitLM(L.LightningModule):
         Transformer block is one unit, gathered just before its forward and freed after, and the
         root holds what is left (embeddings, final norm, head)."""
         mesh = self.device_mesh
-        if mesh is None or any(hasattr(p, "device_mesh") for p in self.net.parameters()):
+        if mesh is None or is_sharded(self.net):
             return  # not sharded training, or sharded already (Lightning calls this for fit and validate)
         from torch.distributed.fsdp import fully_shard
 
@@ -195,7 +195,7 @@ class LitLM(L.LightningModule):
         # the parameters costs more than the arithmetic for small models. Sharded (DTensor)
         # parameters take the multi-tensor path instead, which supports them everywhere, and so
         # does fp16, whose loss scaling Lightning undoes only for unfused optimizers.
-        sharded = any(hasattr(p, "device_mesh") for p in decay + no_decay)
+        sharded = is_sharded(self.net)
         fp16 = self._trainer is not None and self.trainer.precision == "16-mixed"
         fused = not (sharded or fp16)
         optimizer = torch.optim.AdamW(
@@ -204,5 +204,5 @@ class LitLM(L.LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.optim.lr_multiplier)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "train/lr"},
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
         }

@@ -7,10 +7,12 @@ setting that changes what the run computes: a checkpoint is only ever resumed by
 import hashlib
 import json
 import logging
+import pickle
 import sys
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
@@ -93,7 +95,7 @@ class CurveWriter(Callback):
         self.train, self.val = list(state["train"]), list(state["val"])
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        self.lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate this step trains with
+        self.lr = current_lr(trainer)  # the rate this step trains with
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         metrics = trainer.callback_metrics
@@ -154,11 +156,21 @@ def compile_model(net, hardware: dict):
     return net
 
 
+def is_sharded(net) -> bool:
+    """Whether FSDP2 has sharded the network (its parameters are then distributed tensors)."""
+    return any(hasattr(p, "device_mesh") for p in net.parameters())
+
+
+def current_lr(trainer) -> float:
+    """The learning rate the next optimizer step uses (every parameter group has the same)."""
+    return trainer.optimizers[0].param_groups[0]["lr"]
+
+
 def gathered(net, build):
     """The trained network as a plain module: `net` itself, or, when FSDP2 has sharded it, a new
     module from `build()` holding the gathered full weights. Every rank must call this (the gather
     is a collective); rank zero then writes the export."""
-    if not any(hasattr(p, "device_mesh") for p in net.parameters()):
+    if not is_sharded(net):
         return net
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
@@ -181,7 +193,7 @@ class LearningRateLogger(Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.is_global_zero and trainer.logger and is_logging_step(trainer):
-            trainer.logger.log_metrics({"train/lr": trainer.optimizers[0].param_groups[0]["lr"]}, trainer.global_step)
+            trainer.logger.log_metrics({"train/lr": current_lr(trainer)}, trainer.global_step)
 
 
 class LossProgressBar(TQDMProgressBar):
@@ -238,10 +250,6 @@ def verify_checkpoint(path: Path):
     """Refuse a resume checkpoint that is damaged or holds anything but weights and plain data
     (loading is weights-only: no code runs), with a message that says what to do. Memory-mapped, so
     the tensors are not read twice."""
-    import pickle
-
-    import torch
-
     try:
         torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:

@@ -78,6 +78,7 @@ def run(params: dict, root: Path) -> dict:
             root / "models" / STAGE, trained, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS}
         )
 
+    tokens_seen = max_steps * batch_size * model_cfg.block_size
     return {
         "train_loss": train_loss,
         "val_loss": final["val/loss"],
@@ -86,8 +87,8 @@ def run(params: dict, root: Path) -> dict:
         "params": model_cfg.num_params(),
         "params_non_embedding": model_cfg.num_params() - model_cfg.vocab_size * model_cfg.d_model,
         "steps": max_steps,
-        "tokens_seen": max_steps * batch_size * model_cfg.block_size,
-        "flops": max_steps * batch_size * model_cfg.block_size * model_cfg.flops_per_token(),
+        "tokens_seen": tokens_seen,
+        "flops": tokens_seen * model_cfg.flops_per_token(),
     }
 
 
