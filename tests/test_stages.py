@@ -19,7 +19,7 @@ def test_ingest_reads_both_languages_with_labels(tiny_project):
 
 def test_clean_removes_the_colour_codes(tiny_project):
     root, metrics, _ = tiny_project
-    assert metrics["clean"]["fixed_ansi_escapes"] > 0
+    assert metrics["clean"]["fixed"]["ansi_escapes"] > 0
     assert metrics["clean"]["docs_out"] <= metrics["clean"]["docs_in"]
     text = (root / "data" / "clean" / "docs.jsonl").read_text()
     assert "\\u001b" not in text and "\x1b" not in text

@@ -1,14 +1,12 @@
-"""Text cleaning: remove terminal noise, normalize Unicode and whitespace, drop bad documents.
+"""Text normalization and screening: repair mojibake, remove terminal noise, normalize Unicode and
+whitespace; tell binary, oversized and empty records from text.
 
-Each rule is a small function; `clean_text` applies them in order and reports which ones changed
-the text, so the stage can count what every rule did.
+Each normalization rule is a small function; `clean_text` applies them in order and reports which
+ones changed the text, so the stage can count what every rule did.
 """
 
-import hashlib
 import re
 import unicodedata
-from collections import Counter
-from collections.abc import Iterable
 
 # ANSI escape sequences: CSI (colours, cursor moves: ESC [ ... final byte), OSC (ESC ] ... BEL or
 # ESC \), and the remaining two-byte escapes. The fortune files colour poem titles this way.
@@ -17,6 +15,13 @@ ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1
 OVERSTRIKE = re.compile(r"[^\x08\n]\x08")
 # Control characters other than newline and tab.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# Unicode spaces that look like a space (no-break, thin, en/em...) become one; the ideographic space
+# U+3000 stays: Chinese typesetting indents with it.
+UNICODE_SPACES = re.compile(r"[\u00a0\u1680\u2000-\u200a\u202f\u205f]")
+ZERO_WIDTH = re.compile(r"[\u200b\u2060\ufeff]")  # zero-width space, word joiner, stray byte-order mark
+# Control characters that mark binary data: C0 and C1 controls other than tab, newline, carriage
+# return and the terminal effects (bell, backspace, form feed, escape).
+BINARY_CONTROL = re.compile(r"[\x01-\x06\x0e-\x1a\x1c-\x1f\x7f-\x9f\x0b]")
 TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -37,15 +42,25 @@ def strip_control(text: str) -> str:
     return CONTROL.sub("", text)
 
 
+def fix_mojibake(text: str) -> str:
+    """Text that was encoded in UTF-8 and decoded as Latin-1 / cp1252 ("cafÃ©") decoded again
+    correctly (ftfy.fix_encoding only: it leaves quotes, HTML entities and width alone)."""
+    import ftfy
+
+    return ftfy.fix_encoding(text)
+
+
 def normalize_whitespace(text: str) -> str:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = ZERO_WIDTH.sub("", UNICODE_SPACES.sub(" ", text))
     text = TRAILING_SPACE.sub("", text)
     return BLANK_LINES.sub("\n\n", text).strip()
 
 
-def clean_text(text: str, unicode_form: str = "NFC") -> tuple[str, list[str]]:
+def clean_text(text: str, unicode_form: str = "NFC", mojibake: bool = True) -> tuple[str, list[str]]:
     """The cleaned text and the names of the rules that changed it."""
     rules = [
+        ("mojibake", fix_mojibake if mojibake else None),
         ("ansi_escapes", strip_ansi),
         ("overstrike", resolve_overstrike),
         ("control_chars", strip_control),
@@ -54,6 +69,8 @@ def clean_text(text: str, unicode_form: str = "NFC") -> tuple[str, list[str]]:
     ]
     changed = []
     for name, rule in rules:
+        if rule is None:
+            continue
         cleaned = rule(text)
         if cleaned != text:
             changed.append(name)
@@ -61,41 +78,25 @@ def clean_text(text: str, unicode_form: str = "NFC") -> tuple[str, list[str]]:
     return text, changed
 
 
-def text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+def screen(text: str, max_bytes: int, max_binary_ratio: float) -> str | None:
+    """Why a raw record is not text to clean ('too_large', 'empty', 'binary'), or None.
+
+    Binary: any NUL, or more than max_binary_ratio of characters that text files do not hold:
+    control characters other than the terminal effects that fortunes use on purpose (bell,
+    backspace, form feed, escape) and U+FFFD, which is what undecodable bytes become."""
+    if len(text.encode("utf-8", errors="surrogatepass")) > max_bytes:
+        return "too_large"
+    if not text.strip():
+        return "empty"
+    if "\x00" in text:
+        return "binary"
+    odd = len(BINARY_CONTROL.findall(text)) + text.count("\ufffd")
+    if odd / len(text) > max_binary_ratio:
+        return "binary"
+    return None
 
 
-def clean_documents(
-    docs: Iterable[dict], unicode_form: str, min_chars: int, max_chars: int, dedup: bool
-) -> tuple[list[dict], Counter]:
-    """Clean every document; return the kept ones (sorted by id) and counts per rule and drop reason.
-
-    Documents are sorted by id before deduplication so the kept copy of a duplicate does not depend
-    on the order files were read in.
-    """
-    if unicode_form not in ("NFC", "NFKC", "NFD", "NFKD"):
-        raise ValueError(f"clean.unicode_form={unicode_form!r} is not a Unicode normalization form")
-    counts = Counter()
-    candidates = []
-    for doc in sorted(docs, key=lambda d: d["id"]):
-        counts["docs_in"] += 1
-        text, changed = clean_text(doc["text"], unicode_form)
-        counts.update(f"fixed_{name}" for name in changed)
-        if not text:
-            counts["dropped_empty"] += 1
-        elif len(text) < min_chars:
-            counts["dropped_too_short"] += 1
-        elif len(text) > max_chars:
-            counts["dropped_too_long"] += 1
-        else:
-            candidates.append({**doc, "text": text})
-    kept, seen = [], set()
-    for doc in candidates:
-        digest = text_hash(doc["text"])
-        if dedup and digest in seen:
-            counts["dropped_duplicate"] += 1
-            continue
-        seen.add(digest)
-        kept.append(doc)
-    counts["docs_out"] = len(kept)
-    return kept, counts
+def dedup_key(text: str) -> str:
+    """What two documents share when they are exact duplicates: the cleaned text, case-folded,
+    with runs of whitespace as one space."""
+    return " ".join(text.split()).casefold()

@@ -9,6 +9,10 @@ Formats (`ingest.format`):
   txt      a folder of .txt files, one document per file; the label is the file's stem.
   hf       a Hugging Face dataset: `ingest.source` is its name on the Hub (needs a network) or a
            builder such as `json` / `parquet` with `ingest.hf_data_files`; streamed, never held whole.
+
+A record that cannot become a document (not UTF-8, not JSON, not an object, no text field) is not
+an error: the readers yield it as a quarantine record {reason, source, raw} (see `bad`), and the
+ingest stage writes those to data/quarantine/ingest.jsonl. Only an unreadable source stops ingest.
 """
 
 import json
@@ -21,10 +25,25 @@ FORMATS = ("fortune", "jsonl", "parquet", "txt", "hf")
 FORTUNE_SEPARATOR = re.compile(r"^%\s*$", re.MULTILINE)
 
 
+FORTUNE_SEPARATOR_BYTES = re.compile(rb"^%[ \t\r]*$", re.MULTILINE)
+
+
 def split_fortunes(text: str) -> list[str]:
     """Entries of one fortune file, in order, without the `%` separator lines."""
     entries = FORTUNE_SEPARATOR.split(text)
     return [e.strip("\n") for e in entries if e.strip()]
+
+
+def bad(reason: str, source: str, raw: bytes | str) -> dict:
+    """A quarantine record: why, where (file:line or file:entry), and the raw content, with
+    undecodable bytes written as \\x escapes so the record itself is valid UTF-8 JSON."""
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", errors="backslashreplace")
+    return {"reason": reason, "source": source, "raw": raw}
+
+
+def is_bad(record: dict) -> bool:
+    return "reason" in record and "raw" in record
 
 
 def guess_lang(text: str) -> str:
@@ -48,17 +67,23 @@ def fortune_files(folder: Path, exclude: list[str]) -> list[Path]:
 
 def read_fortunes(folder: Path, zh_files: list[str], exclude: list[str]) -> Iterator[dict]:
     for path in fortune_files(folder, exclude):
-        text = path.read_bytes().decode("utf-8", errors="replace")
         lang = "zh" if path.name in zh_files else "en"
-        for i, entry in enumerate(split_fortunes(text)):
-            yield {"id": f"{path.name}:{i:05d}", "text": entry, "source": str(path), "lang": lang, "label": path.name}
+        entries = [e.strip(b"\n") for e in FORTUNE_SEPARATOR_BYTES.split(path.read_bytes()) if e.strip()]
+        for i, entry in enumerate(entries):
+            try:
+                text = entry.decode("utf-8")
+            except UnicodeDecodeError:
+                yield bad("invalid_utf8", f"{path}:entry {i}", entry)
+                continue
+            yield {"id": f"{path.name}:{i:05d}", "text": text, "source": str(path), "lang": lang, "label": path.name}
 
 
 def document(record: dict, text_field: str, default_id: str, source: str, default_label: str | None) -> dict:
-    """A document from one record of a jsonl / parquet / Hugging Face corpus."""
+    """A document from one record of a jsonl / parquet / Hugging Face corpus (or a quarantine
+    record when it has no text)."""
     text = record.get(text_field)
     if not isinstance(text, str):
-        raise ValueError(f"{source}: a record needs a string field `{text_field}` (ingest.text_field)")
+        return bad("missing_text", source, json.dumps(record, ensure_ascii=False, default=str))
     label = record.get("label")
     if label is None:  # absent, or a null in a column that other rows fill
         label = default_label
@@ -76,12 +101,19 @@ def read_jsonl(folder: Path, text_field: str) -> Iterator[dict]:
         with path.open("rb") as f:
             for lineno, raw in enumerate(f, start=1):
                 where = f"{path}:{lineno}"
+                if not raw.strip():
+                    continue  # a blank line (often the last one) is not a record
                 try:
                     record = json.loads(raw.decode("utf-8"))
-                except (UnicodeDecodeError, json.JSONDecodeError) as err:
-                    raise ValueError(f"{where}: not a JSON line ({err})") from err
+                except UnicodeDecodeError:
+                    yield bad("invalid_utf8", where, raw.rstrip(b"\n"))
+                    continue
+                except json.JSONDecodeError:
+                    yield bad("malformed_json", where, raw.rstrip(b"\n"))
+                    continue
                 if not isinstance(record, dict):
-                    raise ValueError(f"{where}: a line must hold a JSON object")
+                    yield bad("not_an_object", where, raw.rstrip(b"\n"))
+                    continue
                 yield document(record, text_field, f"{path.stem}:{lineno:07d}", where, path.stem)
 
 
@@ -118,7 +150,12 @@ def read_hf(cfg: dict) -> Iterator[dict]:
 
 def read_txt(folder: Path) -> Iterator[dict]:
     for path in sorted(folder.glob("*.txt")):
-        text = path.read_bytes().decode("utf-8", errors="replace")
+        raw = path.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            yield bad("invalid_utf8", str(path), raw)
+            continue
         yield {"id": path.stem, "text": text, "source": str(path), "lang": guess_lang(text), "label": path.stem}
 
 

@@ -34,11 +34,46 @@ class Ingest:
 
 
 @dataclass
+class Language:
+    candidates: list[str]
+    keep: list[str]
+    min_confidence: float = between(0, 1)
+
+
+@dataclass
+class Pii:
+    emails: bool
+    ip_addresses: bool
+    phone_numbers: bool
+
+
+@dataclass
+class Dedup:
+    exact: bool
+    near: bool
+    shingle_chars: int = between(1)
+    num_buckets: int = between(1)
+    hashes_per_bucket: int = between(1)
+    similarity: float = between(0, 1)
+    max_group: int = between(2)
+
+
+@dataclass
 class Clean:
+    executor: str = between(choices=("local", "ray"))
+    ray_address: str | None
+    workers: int = between(1)
+    tasks: int = between(1)
     unicode_form: str = between(choices=("NFC", "NFKC", "NFD", "NFKD"))
+    fix_mojibake: bool
+    max_bytes: int = between(1)
+    max_binary_ratio: float = between(0, 1)
     min_chars: int = between(0)
-    max_chars: int = between(1)
-    dedup: bool
+    language: Language
+    # language ("default" or a code) -> threshold -> value; names checked by quality.check_thresholds
+    quality: dict[str, dict[str, typing.Any]]
+    pii: Pii
+    dedup: Dedup
 
 
 @dataclass
@@ -169,6 +204,8 @@ def matches(value, tp) -> bool:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return any(matches(value, a) for a in typing.get_args(tp))
+    if tp is typing.Any:
+        return True
     if tp is type(None):
         return value is None
     if tp is bool:

@@ -129,3 +129,14 @@ def log_metrics(metrics: dict, prefix: str = "", step: int | None = None):
 
     flat = flatten(metrics, sep="/", prefix=f"{prefix}/" if prefix else "")
     mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, (int, float))}, step=step)
+
+
+def log_artifacts(paths: list[str | Path], artifact_path: str | None = None):
+    """Attach files (reports, plots data) to the active run, when there is one."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    for path in paths:
+        if Path(path).exists():
+            mlflow.log_artifact(str(path), artifact_path=artifact_path)

@@ -1,4 +1,4 @@
-from llmpipe.cleaning import clean_documents, clean_text
+from llmpipe.cleaning import clean_text, dedup_key, screen
 
 
 def test_ansi_colour_codes_are_removed_from_a_poem_title():
@@ -20,22 +20,43 @@ def test_control_characters_and_whitespace():
     assert {"control_chars", "whitespace"} <= set(changed)
 
 
+def test_unicode_spaces_become_spaces_but_the_ideographic_space_stays():
+    text, _ = clean_text("no\u00a0break\u2009thin\u200bzero\u3000全角")
+    assert text == "no break thinzero\u3000全角"
+
+
 def test_nfc_keeps_fullwidth_chinese_punctuation_and_nfkc_folds_it():
     assert clean_text("你好，世界！")[0] == "你好，世界！"
     assert clean_text("你好，世界！", "NFKC")[0] == "你好,世界!"
     assert clean_text("e\u0301")[0] == "\u00e9"  # combining accent composed
 
 
-def test_clean_documents_counts_drops_and_keeps_first_duplicate_by_id():
-    docs = [
-        {"id": "b", "text": "the same text, long enough"},
-        {"id": "a", "text": "\x1b[1mthe same text, long enough\x1b[0m"},
-        {"id": "c", "text": "short"},
-        {"id": "d", "text": "   "},
-        {"id": "e", "text": "x" * 50},
-    ]
-    kept, counts = clean_documents(docs, "NFC", min_chars=10, max_chars=40, dedup=True)
-    assert [d["id"] for d in kept] == ["a"]
-    assert counts["dropped_duplicate"] == 1 and counts["dropped_too_short"] == 1
-    assert counts["dropped_empty"] == 1 and counts["dropped_too_long"] == 1
-    assert counts["docs_in"] == 5 and counts["docs_out"] == 1 and counts["fixed_ansi_escapes"] == 1
+def test_mojibake_is_repaired_in_english_and_chinese_and_clean_text_is_left_alone():
+    # UTF-8 read as cp1252, as in Debian's fortunes (law, pets, computers)
+    assert clean_text("HereÃ¢Â\x80Â\x99s Â£5, donâ\x80\x99t")[0] == "Here’s £5, don’t"
+    assert clean_text("é\x9d\x99å¤\x9cæ\x80\x9d")[0] == "静夜思"
+    text, changed = clean_text("Ça coûte 5 € — naïve café, “quoted”, 静夜思")
+    assert changed == [] and text == "Ça coûte 5 € — naïve café, “quoted”, 静夜思"
+    assert clean_text("cafÃ©", mojibake=False)[0] == "cafÃ©"
+
+
+def test_screen_names_what_is_wrong_with_a_record():
+    assert screen("fine text", max_bytes=100, max_binary_ratio=0.1) is None
+    assert screen("x" * 101, max_bytes=100, max_binary_ratio=0.1) == "too_large"
+    assert screen("静" * 34, max_bytes=100, max_binary_ratio=0.1) == "too_large"  # bytes, not characters
+    assert screen(" \n\t ", max_bytes=100, max_binary_ratio=0.1) == "empty"
+    assert screen("text\x00more", max_bytes=100, max_binary_ratio=0.1) == "binary"
+    assert screen("\x01\x02\x03\ufffd\ufffd abc", max_bytes=100, max_binary_ratio=0.1) == "binary"
+
+
+def test_terminal_effects_that_fortunes_use_are_not_binary():
+    bell = "Look out!  Behind you!" + "\x07" * 22
+    underline = "At least they're ___________" + "\b" * 11 + "EXPERIENCED incompetents"
+    colour = "\x1b[1;31mred\x1b[0m " * 20
+    for text in (bell, underline, colour):
+        assert screen(text, max_bytes=10_000, max_binary_ratio=0.1) is None
+
+
+def test_dedup_key_ignores_case_and_spacing_only():
+    assert dedup_key("Hello  World\n") == dedup_key("hello world")
+    assert dedup_key("Hello, World") != dedup_key("Hello World")

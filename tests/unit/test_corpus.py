@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from llmpipe.corpus import guess_lang, read_corpus, split_fortunes
+from llmpipe.corpus import guess_lang, is_bad, read_corpus, split_fortunes
 
 
 def test_split_fortunes_drops_separators_and_empty_entries():
@@ -35,9 +35,21 @@ def test_jsonl_folder_and_bad_line_named(tmp_path):
     )
     docs = list(read_corpus({"source": tmp_path, "format": "jsonl"}))
     assert [(d["id"], d["lang"], d["label"]) for d in docs] == [("a:0000001", "zh", "x"), ("k", "en", "a")]
-    (tmp_path / "b.jsonl").write_text('{"text": 1}\n')
-    with pytest.raises(ValueError, match=r"b.jsonl:1"):
-        list(read_corpus({"source": tmp_path, "format": "jsonl"}))
+    (tmp_path / "b.jsonl").write_text('{"text": 1}\n\n{"text": "fine"}\n')
+    docs = list(read_corpus({"source": tmp_path, "format": "jsonl"}))
+    bad = [d for d in docs if is_bad(d)]
+    assert bad == [{"reason": "missing_text", "source": f"{tmp_path / 'b.jsonl'}:1", "raw": '{"text": 1}'}]
+    assert docs[-1]["id"] == "b:0000003" and docs[-1]["text"] == "fine"  # the blank line is skipped
+
+
+def test_fortune_entries_and_text_files_that_are_not_utf8_are_quarantined_not_lost(tmp_path):
+    (tmp_path / "mixed").write_bytes("first entry\n%\ncaf\xe9 in Latin-1\n%\nthird entry\n".encode("latin-1"))
+    docs = list(read_corpus({"source": tmp_path, "format": "fortune"}))
+    assert [d.get("text") for d in docs] == ["first entry", None, "third entry"]
+    assert docs[1] == {"reason": "invalid_utf8", "source": f"{tmp_path / 'mixed'}:entry 1", "raw": "caf\\xe9 in Latin-1"}
+    (tmp_path / "doc.txt").write_bytes(b"\xff\xfe binary-ish")
+    [txt] = list(read_corpus({"source": tmp_path, "format": "txt"}))
+    assert txt["reason"] == "invalid_utf8"
 
 
 def test_missing_source_and_unknown_format_are_clear_errors(tmp_path):

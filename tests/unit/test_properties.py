@@ -7,7 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmpipe.cleaning import CONTROL, clean_documents, clean_text
+from llmpipe.cleaning import CONTROL, clean_text, screen
+from llmpipe.pii import scrub
+from llmpipe.quality import RULE_NAMES, TextStats, first_failure
 from llmpipe.tokenizer import EOT, PAD, train_bpe
 
 # Text that leans towards what a corpus holds: CJK, emoji, ANSI escapes and control characters mixed
@@ -41,7 +43,7 @@ def test_decode_inverts_encode_on_normalized_text(tokenizer, text):
 def test_cleaning_never_raises_and_is_idempotent(text, form):
     cleaned, changed = clean_text(text, form)
     assert isinstance(cleaned, str) and set(changed) <= {
-        "ansi_escapes", "overstrike", "control_chars", "unicode_normalized", "whitespace",
+        "mojibake", "ansi_escapes", "overstrike", "control_chars", "unicode_normalized", "whitespace",
     }  # fmt: skip
     assert not CONTROL.search(cleaned) and "\x1b" not in cleaned
     assert cleaned == cleaned.strip() and "\n\n\n" not in cleaned
@@ -50,10 +52,20 @@ def test_cleaning_never_raises_and_is_idempotent(text, form):
 
 
 @SETTINGS
-@given(st.lists(TEXT, max_size=6))
-def test_cleaning_documents_keeps_or_counts_every_document(texts):
-    docs = [{"id": str(i), "text": t} for i, t in enumerate(texts)]
-    kept, counts = clean_documents(docs, "NFC", min_chars=1, max_chars=200, dedup=True)
-    dropped = sum(v for k, v in counts.items() if k.startswith("dropped_"))
-    assert len(kept) + dropped == len(docs)  # nothing vanishes without a count
-    assert all(1 <= len(d["text"]) <= 200 for d in kept)
+@given(TEXT, st.sampled_from(["en", "zh"]))
+def test_screening_quality_rules_and_pii_scrubbing_never_raise(text, lang):
+    assert screen(text, max_bytes=200, max_binary_ratio=0.1) in (None, "too_large", "empty", "binary")
+    cleaned, _ = clean_text(text)
+    thresholds = {
+        "min_words": 3, "max_words": 1000, "min_mean_word_length": 1, "max_mean_word_length": 12,
+        "max_symbol_ratio": 0.25, "max_hash_ellipsis_ratio": 0.5, "max_digit_ratio": 0.3,
+        "min_alphabetic_word_ratio": 0.6, "min_stop_words": 1, "line_rules_min_lines": 1,
+        "max_bullet_line_ratio": 0.9, "max_ellipsis_line_ratio": 0.3, "min_punctuated_paragraph_ratio": 0.12,
+        "punctuation_min_paragraphs": 1, "max_duplicate_line_ratio": 0.3, "max_duplicate_line_char_ratio": 0.2,
+        "ngram_rules_min_words": 1, "max_top_ngram_char_ratio": {2: 0.2}, "max_duplicate_ngram_char_ratio": {5: 0.15},
+        "bad_phrases": ["lorem ipsum"],
+    }  # fmt: skip
+    assert first_failure(TextStats(cleaned, lang), thresholds) in (None, *RULE_NAMES)
+    kinds = {"emails": True, "ip_addresses": True, "phone_numbers": True}
+    scrubbed, _ = scrub(cleaned, kinds)
+    assert scrub(scrubbed, kinds) == (scrubbed, {})  # placeholders are never PII themselves

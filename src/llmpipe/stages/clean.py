@@ -1,34 +1,92 @@
-"""clean: strip terminal noise, normalize Unicode and whitespace, drop empty, too short, too long
-and duplicate documents.
+"""clean: screen bad records, normalize, identify language, apply the quality rules, scrub PII and
+remove exact and near duplicates, on datatrove's executors (see llmpipe.clean_pipeline).
 
-Reads: data/raw/*.jsonl. Writes: data/clean/docs.jsonl; metrics/clean.json (counts per rule).
+Reads: data/raw/*.jsonl; data/quarantine/ingest.jsonl (only to count it).
+Writes: data/clean/docs.jsonl (kept, sorted by id); data/removed/<rule>.jsonl (every removed
+document, by rule); data/quarantine/clean.jsonl (bad records, with reason and source position);
+metrics/clean.json; plots/clean/lengths.csv; reports/clean.md.
 Run: python -m llmpipe.stages.clean
 """
 
+import csv
+import json
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
 
-from llmpipe.atomic import replace_file
-from llmpipe.cleaning import clean_documents
-from llmpipe.datasets import read_jsonl, write_jsonl
+from llmpipe import clean_report, tracking
+from llmpipe.atomic import replace_dir, replace_file
+from llmpipe.clean_pipeline import read_folder, run_jobs
+from llmpipe.datasets import write_jsonl
 from llmpipe.runner import stage_main
 
 STAGE = "clean"
-SECTIONS = [STAGE]
+SECTIONS = ["seed", STAGE]
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
+KEPT_FIELDS = ("id", "text", "source", "lang", "label")
+WORK = Path("data") / "work" / "clean"  # datatrove's intermediate files and logs, rewritten every run
+
+
+def flat(record: dict) -> dict:
+    """A datatrove record ({text, id, metadata}) as one flat dict."""
+    return {"id": record["id"], "text": record["text"], **record.get("metadata", {})}
+
+
+def collect(work: Path) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
+    """Kept, removed (by rule) and quarantined records from the work folder."""
+    kept = sorted((flat(r) for r in read_folder(work / "kept")), key=lambda r: r["id"])
+    removed: dict[str, list[dict]] = {}
+    for folder in sorted((work / "removed").glob("*")):
+        for record in map(flat, read_folder(folder)):
+            rule = record.pop("filter_reason", folder.name)
+            removed.setdefault(rule, []).append(record)
+    quarantined = sorted((flat(r) for r in read_folder(work / "quarantine")), key=lambda r: r["id"])
+    return kept, removed, quarantined
+
+
+def ingest_quarantine(root: Path) -> Counter:
+    path = root / "data" / "quarantine" / "ingest.jsonl"
+    if not path.exists():
+        return Counter()
+    with path.open(encoding="utf-8") as f:
+        return Counter(json.loads(line)["reason"] for line in f)
 
 
 def run(params: dict, root: Path) -> dict:
+    raw = root / "data" / "raw"
+    if not sorted(raw.glob("*.jsonl")):
+        raise ValueError(f"no input: {raw} holds no .jsonl files (run ingest first)")
+    with tqdm(total=None, desc="clean", unit=" jobs", leave=False) as progress:
+        run_jobs(params[STAGE], params["seed"], raw, root / WORK, progress)
+    return write_outputs(params, root)
+
+
+def write_outputs(params: dict, root: Path) -> dict:
+    """The stage's outputs and metrics from the finished jobs in data/work/clean."""
     cfg = params[STAGE]
-    files = sorted((root / "data" / "raw").glob("*.jsonl"))
-    if not files:
-        raise ValueError(f"no input: {root / 'data' / 'raw'} holds no .jsonl files (run ingest first)")
-    docs = [doc for path in tqdm(files, desc="clean: read", leave=False) for doc in read_jsonl(path)]
-    kept, counts = clean_documents(docs, cfg["unicode_form"], cfg["min_chars"], cfg["max_chars"], cfg["dedup"])
+    kept, removed, quarantined = collect(root / WORK)
+    docs_in = sum(1 for path in (root / "data" / "raw").glob("*.jsonl") for _ in path.open(encoding="utf-8"))
+    clean_report.account(docs_in, kept, removed, quarantined)
+
     with replace_file(root / "data" / "clean" / "docs.jsonl") as tmp:
-        write_jsonl(tmp, kept)
-    return dict(sorted(counts.items()))
+        write_jsonl(tmp, [{k: r.get(k) for k in KEPT_FIELDS} for r in kept])
+    with replace_dir(root / "data" / "removed") as tmp:
+        for rule, records in removed.items():
+            write_jsonl(tmp / f"{rule}.jsonl", sorted(records, key=lambda r: r["id"]))
+    with replace_file(root / "data" / "quarantine" / "clean.jsonl") as tmp:
+        write_jsonl(tmp, quarantined)
+
+    metrics = clean_report.metrics(kept, removed, quarantined, ingest_quarantine(root))
+    rows = clean_report.length_histogram(kept, removed, quarantined, cfg["language"]["keep"])
+    with replace_file(root / "plots" / "clean" / "lengths.csv") as tmp, tmp.open("w", newline="") as f:
+        out = csv.DictWriter(f, fieldnames=list(rows[0]))
+        out.writeheader()
+        out.writerows(rows)
+    with replace_file(root / "reports" / "clean.md") as tmp:
+        tmp.write_text(clean_report.report(metrics, removed, quarantined), encoding="utf-8")
+    tracking.log_artifacts([root / "reports" / "clean.md", root / "plots" / "clean" / "lengths.csv"], "clean")
+    return metrics
 
 
 def main():

@@ -1,7 +1,8 @@
 """ingest: read the source corpus into data/raw/<file>.jsonl, one JSON document per line.
 
 Reads: the folder `ingest.source` (by default Debian's fortune files in /usr/share/games/fortunes).
-Writes: data/raw/*.jsonl with {id, text, source, lang, label}; metrics/ingest.json.
+Writes: data/raw/*.jsonl with {id, text, source, lang, label}; data/quarantine/ingest.jsonl with the
+records that are not documents (reason, source position, raw content); metrics/ingest.json.
 Run: python -m llmpipe.stages.ingest
 """
 
@@ -11,8 +12,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from llmpipe.atomic import replace_dir
-from llmpipe.corpus import read_corpus
+from llmpipe.atomic import replace_dir, replace_file
+from llmpipe.corpus import is_bad, read_corpus
 from llmpipe.datasets import write_jsonl
 from llmpipe.runner import stage_main
 
@@ -25,7 +26,11 @@ def run(params: dict, root: Path) -> dict:
     cfg = params[STAGE]
     docs = read_corpus(cfg)
     by_file: dict[str, list[dict]] = defaultdict(list)
+    quarantined = []
     for doc in tqdm(docs, desc="ingest", unit=" docs", leave=False):
+        if is_bad(doc):
+            quarantined.append(doc)
+            continue
         group = re.sub(r"[^\w.-]+", "_", str(doc["label"] or "unlabeled"))  # a safe file name
         if cfg.get("max_docs_per_file") is None or len(by_file[group]) < cfg["max_docs_per_file"]:
             by_file[group].append(doc)
@@ -34,8 +39,15 @@ def run(params: dict, root: Path) -> dict:
     with replace_dir(root / "data" / "raw") as tmp:
         for group, group_docs in by_file.items():
             write_jsonl(tmp / f"{group}.jsonl", group_docs)
+    with replace_file(root / "data" / "quarantine" / "ingest.jsonl") as tmp:
+        write_jsonl(tmp, quarantined)
     langs = Counter(doc["lang"] for group_docs in by_file.values() for doc in group_docs)
-    return {"docs": sum(langs.values()), "files": len(by_file), "docs_per_lang": dict(langs)}
+    return {
+        "docs": sum(langs.values()),
+        "files": len(by_file),
+        "docs_per_lang": dict(langs),
+        "quarantined": dict(Counter(q["reason"] for q in quarantined)),
+    }
 
 
 def main():

@@ -1,0 +1,260 @@
+"""Quality rules: is a cleaned document prose worth training on? In the spirit of the Gopher (Rae et
+al. 2021), C4 (Raffel et al. 2020) and FineWeb (Penedo et al. 2024) heuristics, made language-aware.
+
+Word-based rules need words. English splits on whitespace. Chinese has no spaces, so its words come
+from the jieba segmenter; rules that count characters count Chinese characters one by one. Rules
+that only make sense for one language (English stop words, Chinese line lengths) take per-language
+thresholds from `clean.quality.<lang>`; a threshold of null switches the rule off for that language.
+
+`first_failure` returns the name of the first rule a document breaks (the rule it is removed for)
+or None. Every rule is a small function of a `TextStats`, so a test can check each one alone.
+"""
+
+import logging
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from functools import cached_property
+
+# Sentence-ending punctuation: English, full-width Chinese, and closing quotes/brackets after them.
+TERMINAL = set(".!?;:。！？；：…\"'”’」』)）]》")
+BULLETS = ("•", "●", "◦", "▪", "‣", "-", "*", "·", "–", "—", "→")
+ELLIPSES = ("...", "…", "。。。")
+# Prose punctuation: not counted as "symbols" (the ratio that catches ASCII art and tables).
+PROSE_PUNCTUATION = set(".,;:!?'\"()-–—…/&%") | set("，。！？；：、“”‘’《》〈〉「」『』（）【】…—·")
+ENGLISH_STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}  # Gopher's list
+WORD_CHARS = re.compile(r"\w", re.UNICODE)
+
+
+def is_cjk(char: str) -> bool:
+    return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" or "\uf900" <= char <= "\ufaff"
+
+
+def segment_chinese(text: str) -> list[str]:
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # its dictionary-loading notice is printed once per process
+    return jieba.lcut(text)
+
+
+def split_words(text: str, lang: str) -> list[str]:
+    """Words with at least one letter or digit: jieba words for Chinese, whitespace words otherwise."""
+    tokens = segment_chinese(text) if lang == "zh" else text.split()
+    return [t.strip() for t in tokens if WORD_CHARS.search(t)]
+
+
+@dataclass
+class TextStats:
+    """What the rules look at, computed once per document."""
+
+    text: str
+    lang: str
+
+    @cached_property
+    def words(self) -> list[str]:
+        return split_words(self.text, self.lang)
+
+    @cached_property
+    def lines(self) -> list[str]:
+        return [line.strip() for line in self.text.split("\n") if line.strip()]
+
+    @cached_property
+    def paragraphs(self) -> list[str]:
+        """Blocks separated by blank lines, each joined into one line: hard-wrapped prose (as in
+        fortunes and e-mail) breaks lines mid-sentence, so line-end rules look at paragraph ends."""
+        blocks = re.split(r"\n\s*\n", self.text)
+        return [" ".join(b.split()) for b in blocks if b.strip()]
+
+    @cached_property
+    def visible(self) -> list[str]:
+        """Characters other than whitespace."""
+        return [c for c in self.text if not c.isspace()]
+
+
+# --- the rules: each returns True when the document breaks it ---------------------------------
+
+
+def too_few_words(s: TextStats, minimum: int) -> bool:
+    return len(s.words) < minimum
+
+
+def too_many_words(s: TextStats, maximum: int) -> bool:
+    return len(s.words) > maximum
+
+
+def mean_word_length_out_of_range(s: TextStats, low: float, high: float) -> bool:
+    """Gopher keeps 3 to 10 characters per English word; a Chinese word is 1 to ~4 characters.
+    Words without a letter (numbers) are left to the digit rule: "1000000元" is not a long word."""
+    stripped = [w.strip("".join(PROSE_PUNCTUATION)) or w for w in s.words if any(c.isalpha() for c in w)]
+    if not stripped:
+        return True
+    mean = sum(len(w) for w in stripped) / len(stripped)
+    return not low <= mean <= high
+
+
+def symbol_ratio_too_high(s: TextStats, maximum: float) -> bool:
+    """Share of visible characters that are neither letters, digits, marks nor prose punctuation:
+    ASCII art, tables of symbols, leftover markup."""
+    if not s.visible:
+        return True
+    symbols = sum(1 for c in s.visible if not (c.isalnum() or c in PROSE_PUNCTUATION or unicodedata.category(c)[0] == "M"))
+    return symbols / len(s.visible) > maximum
+
+
+def hash_ellipsis_ratio_too_high(s: TextStats, maximum: float) -> bool:
+    """Gopher's symbol-to-word ratio: '#' and ellipses per word."""
+    count = s.text.count("#") + sum(s.text.count(e) for e in ELLIPSES)
+    return count / max(len(s.words), 1) > maximum
+
+
+def digit_ratio_too_high(s: TextStats, maximum: float) -> bool:
+    if not s.visible:
+        return True
+    return sum(1 for c in s.visible if c.isdigit()) / len(s.visible) > maximum
+
+
+def alphabetic_words_too_few(s: TextStats, minimum: float) -> bool:
+    """Gopher: most words hold a letter (not only digits and symbols)."""
+    if not s.words:
+        return True
+    return sum(1 for w in s.words if any(c.isalpha() for c in w)) / len(s.words) < minimum
+
+
+def stop_words_too_few(s: TextStats, minimum: int) -> bool:
+    """Gopher: real English prose uses at least a few of the commonest function words."""
+    return sum(1 for w in s.words if w.lower().strip(".,;:!?\"'()") in ENGLISH_STOP_WORDS) < minimum
+
+
+def bullet_lines_too_many(s: TextStats, maximum: float, min_lines: int) -> bool:
+    """Gopher: pages that are nothing but bullet points (menus, link lists)."""
+    if len(s.lines) < min_lines:
+        return False
+    return sum(1 for line in s.lines if line.startswith(BULLETS)) / len(s.lines) > maximum
+
+
+def ellipsis_lines_too_many(s: TextStats, maximum: float, min_lines: int) -> bool:
+    """Gopher: lines cut off with an ellipsis (truncated previews)."""
+    if len(s.lines) < min_lines:
+        return False
+    return sum(1 for line in s.lines if line.endswith(ELLIPSES)) / len(s.lines) > maximum
+
+
+def punctuated_paragraphs_too_few(s: TextStats, minimum: float, min_paragraphs: int) -> bool:
+    """FineWeb/C4: prose ends in sentence punctuation; menus, link lists and boilerplate do not.
+    Judged on paragraphs, and only from `min_paragraphs` up: a quip need not end in a full stop."""
+    if len(s.paragraphs) < min_paragraphs:
+        return False
+    return sum(1 for p in s.paragraphs if p[-1] in TERMINAL) / len(s.paragraphs) < minimum
+
+
+def duplicate_lines_too_many(s: TextStats, max_line_fraction: float, max_char_fraction: float) -> bool:
+    """Gopher: the share of lines (and of characters in them) that repeat an earlier line."""
+    if len(s.lines) < 2:
+        return False
+    seen, dup_lines, dup_chars = set(), 0, 0
+    for line in s.lines:
+        if line in seen:
+            dup_lines += 1
+            dup_chars += len(line)
+        seen.add(line)
+    total_chars = sum(len(line) for line in s.lines)
+    return dup_lines / len(s.lines) > max_line_fraction or dup_chars / total_chars > max_char_fraction
+
+
+def ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def top_ngram_too_frequent(s: TextStats, limits: dict[int, float], min_words: int) -> bool:
+    """Gopher: the characters covered by the most frequent n-gram (n = 2..4), as a share of all word
+    characters. Catches 'buy now buy now buy now'. Only from `min_words` up: in a ten-word quip one
+    repeated phrase ("the tree of life ... the tree of death") is style, not spam."""
+    if len(s.words) < min_words:
+        return False
+    total = sum(len(w) for w in s.words)
+    for n, limit in limits.items():
+        grams = ngrams(s.words, n)
+        if not grams:
+            continue
+        gram, count = Counter(grams).most_common(1)[0]
+        if count > 1 and count * sum(len(w) for w in gram) / total > limit:
+            return True
+    return False
+
+
+def duplicate_ngrams_too_many(s: TextStats, limits: dict[int, float], min_words: int) -> bool:
+    """Gopher: the share of word characters inside n-grams (n = 5..10) that occur more than once."""
+    if len(s.words) < min_words:
+        return False
+    total = sum(len(w) for w in s.words)
+    for n, limit in limits.items():
+        grams = ngrams(s.words, n)
+        counts = Counter(grams)
+        covered = [False] * len(s.words)
+        for i, gram in enumerate(grams):
+            if counts[gram] > 1:
+                covered[i : i + n] = [True] * n
+        dup_chars = sum(len(w) for w, c in zip(s.words, covered) if c)
+        if total and dup_chars / total > limit:
+            return True
+    return False
+
+
+def has_bad_phrase(s: TextStats, phrases: list[str]) -> bool:
+    """C4: placeholder and boilerplate text ('lorem ipsum', 'enable javascript')."""
+    lowered = s.text.lower()
+    return any(p in lowered for p in phrases)
+
+
+# (name, rule, the threshold keys it takes), in the order they are tried.
+RULES = [
+    ("too_few_words", too_few_words, ("min_words",)),
+    ("too_many_words", too_many_words, ("max_words",)),
+    ("mean_word_length", mean_word_length_out_of_range, ("min_mean_word_length", "max_mean_word_length")),
+    ("symbol_ratio", symbol_ratio_too_high, ("max_symbol_ratio",)),
+    ("hash_ellipsis_ratio", hash_ellipsis_ratio_too_high, ("max_hash_ellipsis_ratio",)),
+    ("digit_ratio", digit_ratio_too_high, ("max_digit_ratio",)),
+    ("alphabetic_words", alphabetic_words_too_few, ("min_alphabetic_word_ratio",)),
+    ("stop_words", stop_words_too_few, ("min_stop_words",)),
+    ("bullet_lines", bullet_lines_too_many, ("max_bullet_line_ratio", "line_rules_min_lines")),
+    ("ellipsis_lines", ellipsis_lines_too_many, ("max_ellipsis_line_ratio", "line_rules_min_lines")),
+    ("paragraph_punctuation", punctuated_paragraphs_too_few, ("min_punctuated_paragraph_ratio", "punctuation_min_paragraphs")),
+    ("duplicate_lines", duplicate_lines_too_many, ("max_duplicate_line_ratio", "max_duplicate_line_char_ratio")),
+    ("top_ngram", top_ngram_too_frequent, ("max_top_ngram_char_ratio", "ngram_rules_min_words")),
+    ("duplicate_ngrams", duplicate_ngrams_too_many, ("max_duplicate_ngram_char_ratio", "ngram_rules_min_words")),
+    ("bad_phrase", has_bad_phrase, ("bad_phrases",)),
+]
+RULE_NAMES = tuple(name for name, _, _ in RULES)
+THRESHOLD_KEYS = tuple(key for _, _, keys in RULES for key in keys)
+
+
+def first_failure(s: TextStats, thresholds: dict) -> str | None:
+    """The first rule (in RULES order) that the document breaks, or None to keep it. A rule whose
+    thresholds include a null is switched off."""
+    for name, rule, keys in RULES:
+        args = [thresholds.get(key) for key in keys]
+        if any(a is None for a in args):
+            continue
+        if rule(s, *args):
+            return name
+    return None
+
+
+def check_thresholds(quality_cfg: dict):
+    """A clear error for a misspelt threshold in `clean.quality` (a rule would silently not run)."""
+    import difflib
+
+    if "default" not in quality_cfg:
+        raise ValueError("clean.quality needs a `default` section of thresholds")
+    for lang, thresholds in quality_cfg.items():
+        for key in thresholds or {}:
+            if key not in THRESHOLD_KEYS:
+                close = difflib.get_close_matches(key, THRESHOLD_KEYS, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ValueError(f"clean.quality.{lang}.{key}: unknown threshold{hint}")
+
+
+def rules_for(lang: str, quality_cfg: dict) -> dict:
+    """The thresholds that apply to a language: `default`, overridden key by key by `<lang>`."""
+    return {**quality_cfg["default"], **(quality_cfg.get(lang) or {})}

@@ -1,0 +1,155 @@
+"""The ingest and clean stages on corpora made for the purpose: every class of bad input, planted
+near-duplicates in English and Chinese, and the same result on 1 and 2 workers."""
+
+import json
+import random
+
+import pytest
+
+from llmpipe.config import compose
+from llmpipe.near_dedup import random_edits
+from llmpipe.runner import run_stage
+from llmpipe.stages import clean, ingest
+
+from .conftest import REPO
+
+GOOD = [
+    "The committee met on Tuesday to discuss the new library budget and the roof repairs.",
+    "A good traveller has no fixed plans, and is not intent on arriving anywhere in particular.",
+    "Programs must be written for people to read, and only incidentally for machines to execute.",
+    "She planted tomatoes along the fence, where the afternoon sun lingered the longest.",
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "在这样规模的项目中，很难避免遇到与你意见不和的人，请接受这一事实并保持礼貌。",
+    "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+]
+
+
+def run(root, overrides):
+    overrides = ["experiment=tiny", "ingest.max_docs_per_file=null", *overrides]
+    (root / "params.yaml").write_text(compose(overrides, conf_dir=REPO / "conf"))
+    return {stage.STAGE: run_stage(stage.STAGE, stage.run, stage.SECTIONS, root, stage.LOGGED) for stage in (ingest, clean)}
+
+
+def read(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.fixture
+def mlflow_store(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def test_bad_input_is_quarantined_with_reason_and_position_and_good_records_all_come_through(tmp_path, mlflow_store):
+    source = tmp_path / "corpus"
+    source.mkdir()
+    lines = [json.dumps({"text": GOOD[0]}).encode()]
+    bad = {  # line number -> (stage that catches it, reason)
+        2: ("ingest", "malformed_json", b'{"text": "an unterminated string'),
+        3: ("ingest", "invalid_utf8", b'{"text": "caf\xe9 au lait, served in Latin-1"}'),
+        4: ("ingest", "missing_text", json.dumps({"body": "the text is under another key"}).encode()),
+        5: ("ingest", "not_an_object", b'["a", "list", "is", "not", "a", "record"]'),
+        6: ("clean", "binary", json.dumps({"text": "PK\x03\x04\x00\x00 zip bytes \x00\x00\x07 pasted as text"}).encode()),
+        7: ("clean", "empty", json.dumps({"text": " \n\t "}).encode()),
+        8: ("clean", "too_large", json.dumps({"text": "A long record. " * 200}).encode()),
+        9: ("clean", "empty", json.dumps({"text": "\x1b[1;31m\x1b[0m"}).encode()),  # only colour codes
+    }
+    for lineno in range(2, 10):
+        lines.append(bad[lineno][2])
+    lines += [json.dumps({"text": t, "lang": "zh" if ord(t[0]) > 0x3000 else "en"}, ensure_ascii=False).encode() for t in GOOD[1:]]
+    (source / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+    metrics = run(tmp_path, ["ingest.format=jsonl", f"ingest.source={source}", "clean.max_bytes=2000"])
+
+    quarantined = {
+        q["source"].rsplit(":", 1)[1]: ("ingest", q["reason"])
+        for q in read(tmp_path / "data" / "quarantine" / "ingest.jsonl")
+    }
+    quarantined |= {q["id"].rsplit(":", 1)[1].lstrip("0"): ("clean", q["reason"]) for q in read(tmp_path / "data" / "quarantine" / "clean.jsonl")}
+    assert quarantined == {str(n): (stage, reason) for n, (stage, reason, _) in bad.items()}
+    assert metrics["ingest"]["quarantined"] == {"malformed_json": 1, "invalid_utf8": 1, "missing_text": 1, "not_an_object": 1}
+    assert metrics["clean"]["quarantined"] == {"binary": 1, "empty": 2, "too_large": 1}
+    assert metrics["clean"]["ingest_quarantined"] == metrics["ingest"]["quarantined"]
+    invalid = next(q for q in read(tmp_path / "data" / "quarantine" / "ingest.jsonl") if q["reason"] == "invalid_utf8")
+    assert invalid["raw"] == '{"text": "caf\\xe9 au lait, served in Latin-1"}'  # the bytes, escaped, kept
+
+    kept = read(tmp_path / "data" / "clean" / "docs.jsonl")
+    assert sorted(d["text"] for d in kept) == sorted(GOOD)
+    assert {d["lang"] for d in kept} == {"en", "zh"}
+    assert metrics["clean"]["docs_in"] == len(GOOD) + 4 and metrics["clean"]["docs_out"] == len(GOOD)
+
+
+def test_an_unreadable_source_folder_stops_ingest_naming_it(tmp_path, mlflow_store):
+    with pytest.raises(ValueError, match="ingest.source=.*nowhere.* is not a readable folder"):
+        run(tmp_path, ["ingest.format=jsonl", f"ingest.source={tmp_path / 'nowhere'}"])
+
+
+def planted_corpus(source, fortunes, rng):
+    """Real fortunes and Tang poems, each distinct, and for some of them a copy with 5-15 % of the
+    characters edited at random; returns the ids of (original, copy) pairs."""
+    from llmpipe.cleaning import clean_text
+    from llmpipe.corpus import read_fortunes
+
+    docs = [d for d in read_fortunes(fortunes, ["tang300"], []) if 60 < len(clean_text(d["text"])[0]) < 600]
+    originals = [doc for label in ("fortunes", "tang300") for doc in rng.sample([d for d in docs if d["label"] == label], 30)]
+    records, pairs = [], []
+    for i, doc in enumerate(originals):
+        text = clean_text(doc["text"])[0]
+        records.append({"id": f"orig-{i:03d}", "text": text, "lang": doc["lang"]})
+        if i % 2 == 0:
+            copy = random_edits(text, rng.uniform(0.05, 0.15), rng)
+            records.append({"id": f"copy-{i:03d}", "text": copy, "lang": doc["lang"]})
+            pairs.append((f"orig-{i:03d}", f"copy-{i:03d}"))
+    rng.shuffle(records)
+    source.mkdir()
+    (source / "planted.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return pairs
+
+
+def test_planted_near_duplicates_are_removed_in_english_and_chinese_and_the_kept_copy_does_not_depend_on_workers(
+    tmp_path, mlflow_store, fortunes_installed
+):
+    source = tmp_path / "corpus"
+    pairs = planted_corpus(source, fortunes_installed, random.Random(7))
+    kept_by_workers = {}
+    for workers in (1, 2):
+        root = tmp_path / f"workers{workers}"
+        root.mkdir()
+        metrics = run(root, ["ingest.format=jsonl", f"ingest.source={source}", f"clean.workers={workers}", "clean.quality.default.min_words=1"])
+        kept = {d["id"] for d in read(root / "data" / "clean" / "docs.jsonl")}
+        removed = {d["id"] for d in read(root / "data" / "removed" / "near_duplicate.jsonl")}
+        for original, copy in pairs:
+            assert (original in kept) != (copy in kept), f"exactly one of {original}, {copy} is kept"
+        assert removed == {id_ for pair in pairs for id_ in pair} - kept  # nothing else is a near-duplicate
+        assert metrics["clean"]["removed"]["near_duplicate"]["docs"] == len(pairs)
+        assert set(metrics["clean"]["removed"]["near_duplicate"]["per_language"]) == {"en", "zh"}
+        kept_by_workers[workers] = kept
+    assert kept_by_workers[1] == kept_by_workers[2]
+
+
+def test_exact_duplicates_differing_in_case_and_spacing_keep_one_copy(tmp_path, mlflow_store):
+    source = tmp_path / "corpus"
+    source.mkdir()
+    texts = [GOOD[0], GOOD[0].upper(), "  " + GOOD[0].replace(" ", "   "), GOOD[4], GOOD[4] + "\n", GOOD[1]]
+    (source / "dups.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    metrics = run(tmp_path, ["ingest.format=jsonl", f"ingest.source={source}"])
+    assert metrics["clean"]["removed"]["exact_duplicate"]["docs"] == 3
+    assert metrics["clean"]["docs_out"] == 3
+
+
+def test_the_ray_executor_gives_the_local_executors_output(tmp_path, mlflow_store, fortunes_installed):
+    """The cluster path, on a Ray instance started on this machine: the same pipelines, the same
+    kept, removed and quarantined documents."""
+    source = tmp_path / "corpus"
+    planted_corpus(source, fortunes_installed, random.Random(11))
+    outputs = {}
+    for executor in ("local", "ray"):
+        root = tmp_path / executor
+        root.mkdir()
+        run(root, ["ingest.format=jsonl", f"ingest.source={source}", f"clean.executor={executor}", "clean.workers=2"])
+        outputs[executor] = {
+            path.relative_to(root).as_posix(): path.read_text(encoding="utf-8")
+            for path in [root / "data" / "clean" / "docs.jsonl", root / "data" / "quarantine" / "clean.jsonl"]
+            + sorted((root / "data" / "removed").glob("*.jsonl"))
+        }
+    assert outputs["ray"] == outputs["local"]
+    assert "data/removed/near_duplicate.jsonl" in outputs["ray"]
