@@ -79,7 +79,10 @@ def main():
         large_cfg = {**cfg, "tasks": 4 * cfg["tasks"]}  # more shards than workers: no idle worker at the end
         times = {w: timed_clean(large_cfg, seed, tmp / "raw_large", tmp / f"work_large_{w}", workers=w) for w in (1, 2)}
         mb_large = raw_bytes(larger) / 1e6
-        print(f"larger input: the corpus {args.copies} times, {len(larger)} documents, {mb_large:.1f} MB, tasks={large_cfg['tasks']}")
+        print(
+            f"larger input: the corpus {args.copies} times, {len(larger)} documents, {mb_large:.1f} MB, "
+            f"tasks={large_cfg['tasks']}"
+        )
         for w, s in times.items():
             print(f"  {w} worker(s): {s:.1f} s = {mb_large / s:.3f} MB/s")
         print(f"  speed-up of 2 workers over 1: {times[1] / times[2]:.2f}x (target >= 1.6x)")
@@ -89,7 +92,8 @@ def main():
         rng = random.Random(args.seed)
         originals = rng.sample(kept, min(args.planted, len(kept)))
         copies = [
-            {**d, "id": f"planted-{d['id']}", "text": random_edits(d["text"], rng.uniform(0.05, 0.15), rng)} for d in originals
+            {**d, "id": f"planted-{d['id']}", "text": random_edits(d["text"], rng.uniform(0.05, 0.15), rng)}
+            for d in originals
         ]
         base = [{k: d.get(k) for k in ("id", "text", "source", "lang", "label")} for d in kept]
         write_raw(tmp / "raw_planted", base + copies, files=cfg["tasks"])

@@ -27,7 +27,9 @@ GOOD = [
 def run(root, overrides):
     overrides = ["experiment=tiny", "ingest.max_docs_per_file=null", *overrides]
     (root / "params.yaml").write_text(compose(overrides, conf_dir=REPO / "conf"))
-    return {stage.STAGE: run_stage(stage.STAGE, stage.run, stage.SECTIONS, root, stage.LOGGED) for stage in (ingest, clean)}
+    return {
+        stage.STAGE: run_stage(stage.STAGE, stage.run, stage.SECTIONS, root, stage.LOGGED) for stage in (ingest, clean)
+    }
 
 
 def read(path):
@@ -48,14 +50,21 @@ def test_bad_input_is_quarantined_with_reason_and_position_and_good_records_all_
         3: ("ingest", "invalid_utf8", b'{"text": "caf\xe9 au lait, served in Latin-1"}'),
         4: ("ingest", "missing_text", json.dumps({"body": "the text is under another key"}).encode()),
         5: ("ingest", "not_an_object", b'["a", "list", "is", "not", "a", "record"]'),
-        6: ("clean", "binary", json.dumps({"text": "PK\x03\x04\x00\x00 zip bytes \x00\x00\x07 pasted as text"}).encode()),
+        6: (
+            "clean",
+            "binary",
+            json.dumps({"text": "PK\x03\x04\x00\x00 zip bytes \x00\x00\x07 pasted as text"}).encode(),
+        ),
         7: ("clean", "empty", json.dumps({"text": " \n\t "}).encode()),
         8: ("clean", "too_large", json.dumps({"text": "A long record. " * 200}).encode()),
         9: ("clean", "empty", json.dumps({"text": "\x1b[1;31m\x1b[0m"}).encode()),  # only colour codes
     }
     for lineno in range(2, 10):
         lines.append(bad[lineno][2])
-    lines += [json.dumps({"text": t, "lang": "zh" if ord(t[0]) > 0x3000 else "en"}, ensure_ascii=False).encode() for t in GOOD[1:]]
+    lines += [
+        json.dumps({"text": t, "lang": "zh" if ord(t[0]) > 0x3000 else "en"}, ensure_ascii=False).encode()
+        for t in GOOD[1:]
+    ]
     (source / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
 
     metrics = run(tmp_path, ["ingest.format=jsonl", f"ingest.source={source}", "clean.max_bytes=2000"])
@@ -64,9 +73,17 @@ def test_bad_input_is_quarantined_with_reason_and_position_and_good_records_all_
         q["source"].rsplit(":", 1)[1]: ("ingest", q["reason"])
         for q in read(tmp_path / "data" / "quarantine" / "ingest.jsonl")
     }
-    quarantined |= {q["id"].rsplit(":", 1)[1].lstrip("0"): ("clean", q["reason"]) for q in read(tmp_path / "data" / "quarantine" / "clean.jsonl")}
+    quarantined |= {
+        q["id"].rsplit(":", 1)[1].lstrip("0"): ("clean", q["reason"])
+        for q in read(tmp_path / "data" / "quarantine" / "clean.jsonl")
+    }
     assert quarantined == {str(n): (stage, reason) for n, (stage, reason, _) in bad.items()}
-    assert metrics["ingest"]["quarantined"] == {"malformed_json": 1, "invalid_utf8": 1, "missing_text": 1, "not_an_object": 1}
+    assert metrics["ingest"]["quarantined"] == {
+        "malformed_json": 1,
+        "invalid_utf8": 1,
+        "missing_text": 1,
+        "not_an_object": 1,
+    }
     assert metrics["clean"]["quarantined"] == {"binary": 1, "empty": 2, "too_large": 1}
     assert metrics["clean"]["ingest_quarantined"] == metrics["ingest"]["quarantined"]
     invalid = next(q for q in read(tmp_path / "data" / "quarantine" / "ingest.jsonl") if q["reason"] == "invalid_utf8")
@@ -90,7 +107,9 @@ def planted_corpus(source, fortunes, rng):
     from llmpipe.corpus import read_fortunes
 
     docs = [d for d in read_fortunes(fortunes, ["tang300"], []) if 60 < len(clean_text(d["text"])[0]) < 600]
-    originals = [doc for label in ("fortunes", "tang300") for doc in rng.sample([d for d in docs if d["label"] == label], 30)]
+    originals = [
+        doc for label in ("fortunes", "tang300") for doc in rng.sample([d for d in docs if d["label"] == label], 30)
+    ]
     records, pairs = [], []
     for i, doc in enumerate(originals):
         text = clean_text(doc["text"])[0]
@@ -101,7 +120,9 @@ def planted_corpus(source, fortunes, rng):
             pairs.append((f"orig-{i:03d}", f"copy-{i:03d}"))
     rng.shuffle(records)
     source.mkdir()
-    (source / "planted.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    (source / "planted.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
     return pairs
 
 
@@ -114,7 +135,15 @@ def test_planted_near_duplicates_are_removed_in_english_and_chinese_and_the_kept
     for workers in (1, 2):
         root = tmp_path / f"workers{workers}"
         root.mkdir()
-        metrics = run(root, ["ingest.format=jsonl", f"ingest.source={source}", f"clean.workers={workers}", "clean.quality.default.min_words=1"])
+        metrics = run(
+            root,
+            [
+                "ingest.format=jsonl",
+                f"ingest.source={source}",
+                f"clean.workers={workers}",
+                "clean.quality.default.min_words=1",
+            ],
+        )
         kept = {d["id"] for d in read(root / "data" / "clean" / "docs.jsonl")}
         removed = {d["id"] for d in read(root / "data" / "removed" / "near_duplicate.jsonl")}
         for original, copy in pairs:
@@ -130,7 +159,9 @@ def test_exact_duplicates_differing_in_case_and_spacing_keep_one_copy(tmp_path, 
     source = tmp_path / "corpus"
     source.mkdir()
     texts = [GOOD[0], GOOD[0].upper(), "  " + GOOD[0].replace(" ", "   "), GOOD[4], GOOD[4] + "\n", GOOD[1]]
-    (source / "dups.jsonl").write_text("".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+    (source / "dups.jsonl").write_text(
+        "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8"
+    )
     metrics = run(tmp_path, ["ingest.format=jsonl", f"ingest.source={source}"])
     assert metrics["clean"]["removed"]["exact_duplicate"]["docs"] == 3
     assert metrics["clean"]["docs_out"] == 3

@@ -14,8 +14,9 @@ Six jobs, each a datatrove executor that waits for the one before it:
 
 With `clean.executor: local` they run on datatrove's LocalPipelineExecutor (`clean.workers`
 processes over `clean.tasks` shards); with `ray`, as tasks of a Ray cluster (RayPipelineExecutor);
-the same pipelines run under datatrove's SlurmPipelineExecutor (see the README). Every record that enters leaves in exactly one place: the kept output, a removed/
-folder named for its rule, or quarantine; `account` checks it.
+the same pipelines run under datatrove's SlurmPipelineExecutor (see the README). Every record that
+enters leaves in exactly one place: the kept output, a removed/ folder named for its rule, or
+quarantine; clean_report.account checks it.
 """
 
 import json
@@ -26,19 +27,25 @@ from pathlib import Path
 
 from datatrove.data import Document
 from datatrove.executor import LocalPipelineExecutor
+from datatrove.executor import base as datatrove_executor_base
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactDedupFilter, ExactDedupSignature, ExactFindDedups
+from datatrove.pipeline.dedup.exact_dedup import (
+    ExactDedupConfig,
+    ExactDedupFilter,
+    ExactDedupSignature,
+    ExactFindDedups,
+)
 from datatrove.pipeline.dedup.minhash import MinhashDedupCluster, MinhashDedupFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
-from datatrove.executor import base as datatrove_executor_base
 from datatrove.utils import logging as datatrove_logging
 from loguru import logger
 
 from llmpipe import language_id, pii, quality
 from llmpipe.cleaning import clean_text, dedup_key, screen
 from llmpipe.near_dedup import HASH, CharacterMinhashSignature, ConfirmedPairs, minhash_config
+
 
 def dedup_content(doc: Document) -> str:
     """What exact dedup hashes (module level: datatrove pickles it into worker processes)."""
@@ -91,7 +98,7 @@ class ScreenAndNormalize(PipelineStep):
         with self.quarantine as out:
             for doc in data:
                 self.stat_update("docs_in")
-                doc.metadata.pop("file_path", None)  # the reader's absolute path: outputs must not depend on where the project lives
+                doc.metadata.pop("file_path", None)  # an absolute path: outputs must not depend on the checkout
                 reason = screen(doc.text, self.cfg["max_bytes"], self.cfg["max_binary_ratio"])
                 if reason is None:
                     text, fixes = clean_text(doc.text, self.cfg["unicode_form"], self.cfg["fix_mojibake"])
@@ -239,9 +246,13 @@ def pipelines(cfg: dict, seed: int, raw: Path, work: Path) -> list[tuple[str, li
             steps.append(CharacterMinhashSignature(str(work / "minhash_sigs"), minhash))
         jobs.append(("exact_filter" if dedup["exact"] else "near_signatures", steps, tasks))
     if dedup["near"]:
-        pairs = ConfirmedPairs(work / "minhash_sigs", current, work / "minhash_pairs", minhash, dedup["similarity"], dedup["max_group"])
+        pairs = ConfirmedPairs(
+            work / "minhash_sigs", current, work / "minhash_pairs", minhash, dedup["similarity"], dedup["max_group"]
+        )
         cluster = MinhashDedupCluster(str(work / "minhash_pairs"), str(work / "minhash_remove"), config=minhash)
-        near_filter = MinhashDedupFilter(str(work / "minhash_remove"), exclusion_writer=removed_writer(work, "near_duplicate"))
+        near_filter = MinhashDedupFilter(
+            str(work / "minhash_remove"), exclusion_writer=removed_writer(work, "near_duplicate")
+        )
         jobs += [
             ("near_pairs", [pairs], min(tasks, dedup["num_buckets"])),
             ("near_cluster", [cluster], 1),

@@ -27,7 +27,9 @@ def account(docs_in: int, kept: list, removed: dict[str, list], quarantined: lis
     assert out == docs_in, f"clean lost records: {docs_in} in, {out} accounted for"
 
 
-def metrics(kept: list[dict], removed: dict[str, list[dict]], quarantined: list[dict], ingest_quarantine: Counter) -> dict:
+def metrics(
+    kept: list[dict], removed: dict[str, list[dict]], quarantined: list[dict], ingest_quarantine: Counter
+) -> dict:
     """metrics/clean.json. Records are flat dicts (id, text and metadata keys)."""
     everything = [*kept, *(r for rs in removed.values() for r in rs)]
     languages: dict[str, Counter] = defaultdict(Counter)
@@ -46,9 +48,16 @@ def metrics(kept: list[dict], removed: dict[str, list[dict]], quarantined: list[
         "bytes_in": sum(c["bytes_in"] for c in languages.values()),
         "docs_out": len(kept),
         "bytes_out": sum(size(r) for r in kept),
-        "languages": {lang: {k: c[k] for k in ("docs_in", "bytes_in", "docs_out", "bytes_out")} for lang, c in sorted(languages.items())},
+        "languages": {
+            lang: {k: c[k] for k in ("docs_in", "bytes_in", "docs_out", "bytes_out")}
+            for lang, c in sorted(languages.items())
+        },
         "removed": {
-            rule: {"docs": len(rs), "bytes": sum(size(r) for r in rs), "per_language": dict(sorted(Counter(lang_of(r) for r in rs).items()))}
+            rule: {
+                "docs": len(rs),
+                "bytes": sum(size(r) for r in rs),
+                "per_language": dict(sorted(Counter(lang_of(r) for r in rs).items())),
+            }
             for rule, rs in sorted(removed.items())
         },
         "quarantined": dict(sorted(Counter(r["reason"] for r in quarantined).items())),
@@ -60,7 +69,9 @@ def metrics(kept: list[dict], removed: dict[str, list[dict]], quarantined: list[
     }
 
 
-def length_histogram(kept: list[dict], removed: dict[str, list[dict]], quarantined: list[dict], langs: list[str]) -> list[dict]:
+def length_histogram(
+    kept: list[dict], removed: dict[str, list[dict]], quarantined: list[dict], langs: list[str]
+) -> list[dict]:
     """Rows for `dvc plots`: documents per byte-length bin (log2 of the upper edge), in and out, for
     each kept language; documents in any other language are counted under `other`."""
 
@@ -77,6 +88,26 @@ def length_histogram(kept: list[dict], removed: dict[str, list[dict]], quarantin
         counts[(f"out_{column(r)}", bin_of(size(r)))] += 1
     columns = [f"{way}_{lang}" for lang in langs for way in ("in", "out")] + ["in_other"]
     return [{"log2_bytes": b, **{c: counts[(c, b)] for c in columns}} for b in HISTOGRAM_BINS]
+
+
+def histogram_png(rows: list[dict], path):
+    """The length histogram as a picture, for the MLflow run and `dvc plots show`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    columns = [c for c in rows[0] if c != "log2_bytes" and any(r[c] for r in rows)]
+    x = [r["log2_bytes"] for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    for c in columns:
+        ax.plot(x, [r[c] for r in rows], marker="o", linestyle="-" if c.startswith("out") else "--", label=c)
+    ax.set(xlabel="document length, log2 bytes (bin upper edge)", ylabel="documents")
+    ax.set_title("Document lengths before (in) and after (out) clean")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
 
 
 def excerpt(text: str, limit: int = 300) -> str:
@@ -134,5 +165,12 @@ def report(m: dict, removed: dict[str, list[dict]], quarantined: list[dict]) -> 
     for reason, records in sorted(by_reason.items()):
         lines += [f"### quarantined: {reason}", ""]
         for r in records[:EXAMPLES_PER_RULE]:
-            lines += [f"`{r['id']}` from `{r.get('source', '?')}`, {r['bytes']} bytes", "", "```", excerpt(r["text"]), "```", ""]
+            lines += [
+                f"`{r['id']}` from `{r.get('source', '?')}`, {r['bytes']} bytes",
+                "",
+                "```",
+                excerpt(r["text"]),
+                "```",
+                "",
+            ]
     return "\n".join(lines).rstrip() + "\n"

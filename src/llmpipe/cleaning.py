@@ -13,7 +13,8 @@ import unicodedata
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 # Typewriter overstrike: "X\bX" is bold X and "_\bX" underlined X; the printed character is the last.
 OVERSTRIKE = re.compile(r"[^\x08\n]\x08")
-# Control characters other than newline and tab.
+# Control characters other than newline and tab (C0: below 0x20, and DEL; C1: 0x80 to 0x9f).
+C0_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 # Unicode spaces that look like a space (no-break, thin, en/em...) become one; the ideographic space
 # U+3000 stays: Chinese typesetting indents with it.
@@ -22,6 +23,7 @@ ZERO_WIDTH = re.compile(r"[\u200b\u2060\ufeff]")  # zero-width space, word joine
 # Control characters that mark binary data: C0 and C1 controls other than tab, newline, carriage
 # return and the terminal effects (bell, backspace, form feed, escape).
 BINARY_CONTROL = re.compile(r"[\x01-\x06\x0e-\x1a\x1c-\x1f\x7f-\x9f\x0b]")
+MAX_PASSES = 4
 TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -36,6 +38,10 @@ def resolve_overstrike(text: str) -> str:
         if resolved == text:
             return text
         text = resolved
+
+
+def strip_c0_control(text: str) -> str:
+    return C0_CONTROL.sub("", text)
 
 
 def strip_control(text: str) -> str:
@@ -58,23 +64,34 @@ def normalize_whitespace(text: str) -> str:
 
 
 def clean_text(text: str, unicode_form: str = "NFC", mojibake: bool = True) -> tuple[str, list[str]]:
-    """The cleaned text and the names of the rules that changed it."""
+    """The cleaned text and the names of the rules that changed it.
+
+    The rules run in order until a pass changes nothing (at most MAX_PASSES), so cleaning a cleaned
+    text is a no-op: ftfy's mojibake test looks at context, and a space or control character that
+    a later rule removes can hide mojibake from the first pass."""
     rules = [
-        ("mojibake", fix_mojibake if mojibake else None),
         ("ansi_escapes", strip_ansi),
         ("overstrike", resolve_overstrike),
+        # C0 controls go before the mojibake repair and C1 controls after it: UTF-8 misread as
+        # cp1252 holds C1 bytes ("â\x80\x99" is a right quote), and ftfy needs them to repair it.
+        ("control_chars", strip_c0_control),
+        ("mojibake", fix_mojibake if mojibake else None),
         ("control_chars", strip_control),
         ("unicode_normalized", lambda t: unicodedata.normalize(unicode_form, t)),
         ("whitespace", normalize_whitespace),
     ]
     changed = []
-    for name, rule in rules:
-        if rule is None:
-            continue
-        cleaned = rule(text)
-        if cleaned != text:
-            changed.append(name)
-        text = cleaned
+    for _ in range(MAX_PASSES):
+        before = text
+        for name, rule in rules:
+            if rule is None:
+                continue
+            cleaned = rule(text)
+            if cleaned != text and name not in changed:
+                changed.append(name)
+            text = cleaned
+        if text == before:
+            break
     return text, changed
 
 

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 @lru_cache(maxsize=8)
 def identifier(candidates: tuple[str, ...]):
-    from py3langid.langid import LanguageIdentifier, MODEL_FILE
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     lid = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     unknown = sorted(set(candidates) - set(lid.nb_classes))

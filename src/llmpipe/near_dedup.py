@@ -36,9 +36,6 @@ from llmpipe.cleaning import dedup_key
 HASH = HashConfig(precision=64, hash_fc="sha1")
 
 
-MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finalizer: spreads the bits of each uint64 over the whole word."""
     with np.errstate(over="ignore"):
@@ -117,7 +114,15 @@ class ConfirmedPairs(PipelineStep):
     name = "🎯 near-duplicate pairs"
     type = "llmpipe"
 
-    def __init__(self, sig_folder: Path, docs_folder: Path, output_folder: Path, config: MinhashConfig, similarity: float, max_group: int):
+    def __init__(
+        self,
+        sig_folder: Path,
+        docs_folder: Path,
+        output_folder: Path,
+        config: MinhashConfig,
+        similarity: float,
+        max_group: int,
+    ):
         super().__init__()
         self.sig_folder, self.docs_folder, self.output_folder = Path(sig_folder), Path(docs_folder), Path(output_folder)
         self.config, self.similarity, self.max_group = config, similarity, max_group

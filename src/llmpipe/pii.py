@@ -8,9 +8,13 @@ import ipaddress
 import re
 
 # Boundaries are ASCII-only: Chinese characters count as \w, and "请拨打13800138000联系" must match.
-EMAIL = re.compile(r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9-])")
+EMAIL = re.compile(
+    r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}(?![A-Za-z0-9-])"
+)
 IPV4 = re.compile(r"(?<![A-Za-z0-9_.])(?:\d{1,3}\.){3}\d{1,3}(?![A-Za-z0-9_]|\.\d)")
-IPV6 = re.compile(r"(?<![A-Za-z0-9_:])(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)(?=[0-9A-Fa-f:]*\d)[0-9A-Fa-f:]{3,39}(?![A-Za-z0-9_:])")
+IPV6 = re.compile(
+    r"(?<![A-Za-z0-9_:])(?=[0-9A-Fa-f]*:[0-9A-Fa-f]*:)(?=[0-9A-Fa-f:]*\d)[0-9A-Fa-f:]{3,39}(?![A-Za-z0-9_:])"
+)
 PHONE = re.compile(
     r"(?<![A-Za-z0-9_+])(?:"
     r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{2,4}(?:[\s.-]?\d{2,4}){1,3}"  # +1 555 123 4567, +86 138 0013 8000

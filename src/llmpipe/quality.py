@@ -98,7 +98,9 @@ def symbol_ratio_too_high(s: TextStats, maximum: float) -> bool:
     ASCII art, tables of symbols, leftover markup."""
     if not s.visible:
         return True
-    symbols = sum(1 for c in s.visible if not (c.isalnum() or c in PROSE_PUNCTUATION or unicodedata.category(c)[0] == "M"))
+    symbols = sum(
+        1 for c in s.visible if not (c.isalnum() or c in PROSE_PUNCTUATION or unicodedata.category(c)[0] == "M")
+    )
     return symbols / len(s.visible) > maximum
 
 
@@ -195,7 +197,7 @@ def duplicate_ngrams_too_many(s: TextStats, limits: dict[int, float], min_words:
         for i, gram in enumerate(grams):
             if counts[gram] > 1:
                 covered[i : i + n] = [True] * n
-        dup_chars = sum(len(w) for w, c in zip(s.words, covered) if c)
+        dup_chars = sum(len(w) for w, c in zip(s.words, covered, strict=True) if c)
         if total and dup_chars / total > limit:
             return True
     return False
@@ -219,7 +221,11 @@ RULES = [
     ("stop_words", stop_words_too_few, ("min_stop_words",)),
     ("bullet_lines", bullet_lines_too_many, ("max_bullet_line_ratio", "line_rules_min_lines")),
     ("ellipsis_lines", ellipsis_lines_too_many, ("max_ellipsis_line_ratio", "line_rules_min_lines")),
-    ("paragraph_punctuation", punctuated_paragraphs_too_few, ("min_punctuated_paragraph_ratio", "punctuation_min_paragraphs")),
+    (
+        "paragraph_punctuation",
+        punctuated_paragraphs_too_few,
+        ("min_punctuated_paragraph_ratio", "punctuation_min_paragraphs"),
+    ),
     ("duplicate_lines", duplicate_lines_too_many, ("max_duplicate_line_ratio", "max_duplicate_line_char_ratio")),
     ("top_ngram", top_ngram_too_frequent, ("max_top_ngram_char_ratio", "ngram_rules_min_words")),
     ("duplicate_ngrams", duplicate_ngrams_too_many, ("max_duplicate_ngram_char_ratio", "ngram_rules_min_words")),

@@ -46,7 +46,11 @@ def test_fortune_entries_and_text_files_that_are_not_utf8_are_quarantined_not_lo
     (tmp_path / "mixed").write_bytes("first entry\n%\ncaf\xe9 in Latin-1\n%\nthird entry\n".encode("latin-1"))
     docs = list(read_corpus({"source": tmp_path, "format": "fortune"}))
     assert [d.get("text") for d in docs] == ["first entry", None, "third entry"]
-    assert docs[1] == {"reason": "invalid_utf8", "source": f"{tmp_path / 'mixed'}:entry 1", "raw": "caf\\xe9 in Latin-1"}
+    assert docs[1] == {
+        "reason": "invalid_utf8",
+        "source": f"{tmp_path / 'mixed'}:entry 1",
+        "raw": "caf\\xe9 in Latin-1",
+    }
     (tmp_path / "doc.txt").write_bytes(b"\xff\xfe binary-ish")
     [txt] = list(read_corpus({"source": tmp_path, "format": "txt"}))
     assert txt["reason"] == "invalid_utf8"

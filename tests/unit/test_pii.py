@@ -28,4 +28,7 @@ def test_numbers_that_are_not_pii_are_kept():
 
 def test_each_kind_can_be_switched_off():
     text = "joe@example.com 10.0.0.1 +1 555 123 4567"
-    assert scrub(text, {"emails": False, "ip_addresses": True, "phone_numbers": False})[0] == "joe@example.com <IP> +1 555 123 4567"
+    assert (
+        scrub(text, {"emails": False, "ip_addresses": True, "phone_numbers": False})[0]
+        == "joe@example.com <IP> +1 555 123 4567"
+    )

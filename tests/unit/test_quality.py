@@ -10,7 +10,10 @@ from ..conftest import REPO
 
 CONF = yaml.safe_load((REPO / "conf" / "clean" / "default.yaml").read_text())["quality"]
 POEM = "《静夜思》\n作者：李白\n床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"
-CI = "《水调歌头》\n作者：苏轼\n明月几时有？把酒问青天。不知天上宫阙，今夕是何年。\n我欲乘风归去，又恐琼楼玉宇，高处不胜寒。"
+CI = (
+    "《水调歌头》\n作者：苏轼\n明月几时有？把酒问青天。不知天上宫阙，今夕是何年。\n"
+    "我欲乘风归去，又恐琼楼玉宇，高处不胜寒。"
+)
 PROSE_ZH = "在 Debian 这种规模的项目中，很难避免遇到与你意见不和的人。请接受这一事实，并保持礼貌。"
 QUIP = "A celebrity is a person who is known for his well-knownness."
 QUOTE = "Immature poets imitate, mature poets steal.\n\t\t-- T. S. Eliot"
@@ -53,7 +56,9 @@ def test_mean_word_length():
 
 def test_symbol_ratio_catches_ascii_art_and_box_drawing_but_not_chinese_punctuation():
     art = "(  /\\__________/\\  )\n  \\(^ @___..___@ ^)/\n   /\\ (\\/\\/\\/\\/) /\\\n  /  \\(/\\/\\/\\/\\)/  \\"
-    table = "┌──────────┬──────┐\n│ 软件包   │ 流行度 │\n├──────────┼──────┤\n│ vim      │ 高     │\n└──────────┴──────┘"
+    table = (
+        "┌──────────┬──────┐\n│ 软件包   │ 流行度 │\n├──────────┼──────┤\n│ vim      │ 高     │\n└──────────┴──────┘"
+    )
     assert failure(art + " ascii art", "en") == "symbol_ratio"
     assert failure(table, "zh") == "symbol_ratio"
     assert failure("床前明月光，疑是地上霜。举头望明月，低头思故乡。", "zh") is None
@@ -93,7 +98,12 @@ def test_bullet_lines():
 def test_ellipsis_lines():
     cut = "Read more about the offer...\nClick for the full story...\nSee all our deals today..."
     assert failure(cut, "en") == "ellipsis_lines"
-    assert failure("今天天气很好，我们一起去公园散步吧……\n晚上回家以后还要写作业，真是累……\n明天早上又要早起去学校上课……", "zh") == "ellipsis_lines"
+    assert (
+        failure(
+            "今天天气很好，我们一起去公园散步吧……\n晚上回家以后还要写作业，真是累……\n明天早上又要早起去学校上课……", "zh"
+        )
+        == "ellipsis_lines"
+    )
     assert failure("That's no moon...\n\t\t-- Obi-wan Kenobi", "en") is None
 
 

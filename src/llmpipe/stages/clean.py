@@ -4,7 +4,7 @@ remove exact and near duplicates, on datatrove's executors (see llmpipe.clean_pi
 Reads: data/raw/*.jsonl; data/quarantine/ingest.jsonl (only to count it).
 Writes: data/clean/docs.jsonl (kept, sorted by id); data/removed/<rule>.jsonl (every removed
 document, by rule); data/quarantine/clean.jsonl (bad records, with reason and source position);
-metrics/clean.json; plots/clean/lengths.csv; reports/clean.md.
+metrics/clean.json; plots/clean/lengths.csv and .png; reports/clean.md.
 Run: python -m llmpipe.stages.clean
 """
 
@@ -83,9 +83,12 @@ def write_outputs(params: dict, root: Path) -> dict:
         out = csv.DictWriter(f, fieldnames=list(rows[0]))
         out.writeheader()
         out.writerows(rows)
+    with replace_file(root / "plots" / "clean" / "lengths.png") as tmp:
+        clean_report.histogram_png(rows, tmp)
     with replace_file(root / "reports" / "clean.md") as tmp:
         tmp.write_text(clean_report.report(metrics, removed, quarantined), encoding="utf-8")
-    tracking.log_artifacts([root / "reports" / "clean.md", root / "plots" / "clean" / "lengths.csv"], "clean")
+    plots = root / "plots" / "clean"
+    tracking.log_artifacts([root / "reports" / "clean.md", plots / "lengths.csv", plots / "lengths.png"], "clean")
     return metrics
 
 
