@@ -184,3 +184,21 @@ def test_the_ray_executor_gives_the_local_executors_output(tmp_path, mlflow_stor
         }
     assert outputs["ray"] == outputs["local"]
     assert "data/removed/near_duplicate.jsonl" in outputs["ray"]
+
+
+def test_languages_outside_the_keep_list_are_removed_and_kept_when_listed(tmp_path, mlflow_store):
+    source = tmp_path / "corpus"
+    source.mkdir()
+    french = "Le chat dort sur la table de la cuisine pendant que les enfants jouent dans le jardin."
+    records = [{"text": t} for t in GOOD] + [{"text": french, "lang": "en"}]  # a wrong declared language
+    (source / "langs.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
+    (tmp_path / "a").mkdir()
+    dropped = run(tmp_path / "a", ["ingest.format=jsonl", f"ingest.source={source}"])
+    assert dropped["clean"]["removed"]["language"] == {"docs": 1, "bytes": len(french), "per_language": {"fr": 1}}
+    (tmp_path / "b").mkdir()
+    kept = run(tmp_path / "b", ["ingest.format=jsonl", f"ingest.source={source}", "clean.language.keep=[en,zh,fr]"])
+    assert "language" not in kept["clean"]["removed"] and kept["clean"]["languages"]["fr"]["docs_out"] == 1
+    docs = read(tmp_path / "b" / "data" / "clean" / "docs.jsonl")
+    assert {d["lang"] for d in docs if d["text"] == french} == {"fr"}

@@ -23,7 +23,12 @@ BULLETS = ("•", "●", "◦", "▪", "‣", "-", "*", "·", "–", "—", "→
 ELLIPSES = ("...", "…", "。。。")
 # Prose punctuation: not counted as "symbols" (the ratio that catches ASCII art and tables).
 PROSE_PUNCTUATION = set(".,;:!?'\"()-–—…/&%") | set("，。！？；：、“”‘’《》〈〉「」『』（）【】…—·")
-ENGLISH_STOP_WORDS = {"the", "be", "to", "of", "and", "that", "have", "with"}  # Gopher's list
+# Function words that prose cannot avoid: Gopher's English list, and the commonest modern Chinese
+# particles and pronouns (classical poems use few of them, so the rule is off for zh by default).
+STOP_WORDS = {
+    "en": {"the", "be", "to", "of", "and", "that", "have", "with"},
+    "zh": {"的", "了", "是", "在", "和", "有", "我", "不", "这", "就", "也", "都", "你", "他", "我们"},
+}
 WORD_CHARS = re.compile(r"\w", re.UNICODE)
 
 
@@ -124,8 +129,9 @@ def alphabetic_words_too_few(s: TextStats, minimum: float) -> bool:
 
 
 def stop_words_too_few(s: TextStats, minimum: int) -> bool:
-    """Gopher: real English prose uses at least a few of the commonest function words."""
-    return sum(1 for w in s.words if w.lower().strip(".,;:!?\"'()") in ENGLISH_STOP_WORDS) < minimum
+    """Gopher: real prose uses at least a few of the commonest function words of its language."""
+    stop_words = STOP_WORDS.get(s.lang, STOP_WORDS["en"])
+    return sum(1 for w in s.words if w.lower().strip(".,;:!?\"'()") in stop_words) < minimum
 
 
 def bullet_lines_too_many(s: TextStats, maximum: float, min_lines: int) -> bool:

@@ -86,6 +86,8 @@ def test_stop_words_rule_is_off_by_default_and_works_when_set():
     assert CONF["default"]["min_stop_words"] is None
     assert failure("Lensmen eat Jedi for breakfast.", "en", min_stop_words=2) == "stop_words"
     assert failure("The cat and the dog have a bone.", "en", min_stop_words=2) is None
+    assert failure(PROSE_ZH, "zh", min_stop_words=2) is None  # 的, 与, 你, 并 ...
+    assert failure("春眠不觉晓，处处闻啼鸟。", "zh", min_stop_words=2) == "stop_words"  # why it is off for zh
 
 
 def test_bullet_lines():
@@ -146,6 +148,8 @@ def test_duplicate_ngrams():
 def test_bad_phrase():
     assert failure("Lorem ipsum dolor sit amet, consectetur adipiscing elit.", "en") == "bad_phrase"
     assert failure("Please enable JavaScript to view this page.", "en") == "bad_phrase"
+    assert failure("您的浏览器不支持此功能，请升级到最新版本后再试。", "zh") == "bad_phrase"
+    assert failure("请启用JavaScript以查看本页面的全部内容。", "zh") == "bad_phrase"
 
 
 def test_a_null_threshold_switches_a_rule_off():
