@@ -1,4 +1,3 @@
-import importlib
 import os
 import shutil
 import socket
@@ -91,18 +90,15 @@ def tiny_project(tmp_path_factory, fortunes_installed):
     import yaml
 
     from llmpipe.config import compose
-    from llmpipe.runner import run_stage
-    from llmpipe.stages import STAGES
+    from llmpipe.stages import run_all
 
     root = tmp_path_factory.mktemp("project")
     (root / "params.yaml").write_text(compose(["experiment=tiny"], conf_dir=REPO / "conf"))
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
-    metrics = {}
-    for name in STAGES:
-        module = importlib.import_module(f"llmpipe.stages.{name}")
-        metrics[name] = run_stage(name, module.run, module.SECTIONS, root, module.LOGGED)
-    yield root, metrics, yaml.safe_load((root / "params.yaml").read_text())
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    metrics = run_all(root, params)  # keys: "pretrain", "finetune/topics", "evaluate", "evaluate/sft", ...
+    yield root, metrics, params
     if old is None:
         os.environ.pop("MLFLOW_TRACKING_URI")
     else:
@@ -150,3 +146,20 @@ def mlflow_on_loopback(args: list[str], ready: str, cwd: Path, env: dict | None 
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
         log.close()
+
+
+def dvc_stages(params: dict) -> dict[str, dict]:
+    """dvc.yaml's stages with each `foreach` expanded over its items, as DVC names them
+    ("finetune@topics"), each with the `item` it was made for (None for a single stage)."""
+    import yaml
+
+    stages = {}
+    for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"].items():
+        if "foreach" not in stage:
+            stages[name] = {**stage, "item": None}
+            continue
+        assert stage["foreach"] == "${finetune.tasks}", name
+        for item in params["finetune"]["tasks"]:
+            text = yaml.safe_dump(stage["do"]).replace("${item}", item)
+            stages[f"{name}@{item}"] = {**yaml.safe_load(text), "item": item}
+    return stages

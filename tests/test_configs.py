@@ -5,12 +5,12 @@ import pytest
 import yaml
 
 from llmpipe import networks
-from llmpipe.config import compose
+from llmpipe.config import compose, section
 from llmpipe.lit_module import OptimConfig
 from llmpipe.stages import STAGES
 from llmpipe.training import batch_split, strategy, token_budget
 
-from .conftest import REPO
+from .conftest import REPO, dvc_stages
 
 CONF = REPO / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir())
@@ -38,9 +38,11 @@ def test_every_option_composes_and_instantiates(group, option):
     assert networks.language_model(cfg).num_params(non_embedding=False) == cfg.num_params()
     hardware = params["trainer"]
     pretrain_batch, pretrain_steps = token_budget(params["pretrain"], cfg.block_size)
-    runs = {"pretrain": (pretrain_batch, pretrain_steps), "finetune": (params["finetune"]["batch_size"], None)}
-    for stage, (batch_size, max_steps) in runs.items():
-        OptimConfig.from_section(params[stage], max_steps=max_steps)
+    runs = {"pretrain": (params["pretrain"], pretrain_batch, pretrain_steps)}
+    for task in params["finetune"]["tasks"]:
+        runs[task] = (params["finetune"][task], params["finetune"][task]["batch_size"], None)
+    for run_section, batch_size, max_steps in runs.values():
+        OptimConfig.from_section(run_section, max_steps=max_steps)
         micro, accumulate = batch_split(batch_size, hardware)
         assert micro * accumulate * hardware["devices"] * hardware["num_nodes"] == batch_size
     if hardware["accelerator"] == "cpu":
@@ -48,14 +50,20 @@ def test_every_option_composes_and_instantiates(group, option):
         L.Trainer(**{k: hardware[k] for k in keys}, strategy=strategy(hardware), logger=False)
 
 
+def module_of(name: str) -> str:
+    """The stage module a dvc.yaml stage runs: evaluate_task@sft runs llmpipe.stages.evaluate."""
+    return name.split("@")[0].removesuffix("_task")
+
+
 def test_dvc_yaml_params_and_deps_exist():
     params = yaml.safe_load(compose(conf_dir=CONF))
-    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    assert list(dvc["stages"]) == list(STAGES)
-    for name, stage in dvc["stages"].items():
-        assert stage["cmd"] == f"python -m llmpipe.stages.{name}"
+    stages = dvc_stages(params)
+    assert list(dict.fromkeys(module_of(name) for name in stages)) == list(STAGES)
+    for name, stage in stages.items():
+        target = stage["item"] or ("lm" if module_of(name) in ("evaluate", "register") else None)
+        assert stage["cmd"] == f"python -m llmpipe.stages.{module_of(name)}" + (f" {target}" if target else "")
         for key in stage.get("params", []):
-            assert key in params, f"stage {name} depends on missing param section {key}"
+            assert section(params, key) is not None, f"stage {name} depends on missing param section {key}"
         for dep in stage["deps"]:
             if dep.startswith("src/"):
                 assert (REPO / dep).is_file(), dep
@@ -78,10 +86,25 @@ def test_tiny_experiment_switches_every_group():
 def test_dvc_params_are_what_each_stage_reads():
     import importlib
 
-    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    for name, stage in dvc["stages"].items():
-        module = importlib.import_module(f"llmpipe.stages.{name}")
-        assert stage["params"] == module.SECTIONS, name
+    params = yaml.safe_load(compose(conf_dir=CONF))
+    for name, stage in dvc_stages(params).items():
+        module = importlib.import_module(f"llmpipe.stages.{module_of(name)}")
+        target = stage["item"] or ("lm" if module_of(name) in ("evaluate", "register") else None)
+        expected = module.SECTIONS if target is None else module.sections(target)
+        assert stage["params"] == expected, name
+
+
+def test_each_task_has_its_own_stages_params_and_outputs():
+    params = yaml.safe_load(compose(conf_dir=CONF))
+    stages = dvc_stages(params)
+    assert params["finetune"]["tasks"] == ["topics", "sentiment", "sft"]
+    for task in params["finetune"]["tasks"]:
+        assert f"finetune.{task}" in stages[f"finetune@{task}"]["params"]
+        assert f"models/finetune/{task}" in stages[f"evaluate_task@{task}"]["deps"]
+        assert f"metrics/evaluate/{task}.json" in stages[f"register_task@{task}"]["deps"]
+        others = [f"finetune.{t}" for t in params["finetune"]["tasks"] if t != task]
+        for stage in (f"finetune@{task}", f"evaluate_task@{task}", f"register_task@{task}"):
+            assert not set(others) & set(stages[stage]["params"]), stage  # another task's change leaves it alone
 
 
 PLUMBING = {
@@ -116,9 +139,12 @@ def llmpipe_imports(module: str, seen: set[str] | None = None) -> set[str]:
 
 
 def test_every_stage_depends_on_the_library_modules_it_imports():
-    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    for name, stage in dvc["stages"].items():
-        needed = {f"src/llmpipe/{m}.py" for m in llmpipe_imports(f"stages/{name}") if m.split("/")[-1] not in PLUMBING}
-        needed.add(f"src/llmpipe/stages/{name}.py")
+    params = yaml.safe_load(compose(conf_dir=CONF))
+    for name, stage in dvc_stages(params).items():
+        module = module_of(name)
+        needed = {
+            f"src/llmpipe/{m}.py" for m in llmpipe_imports(f"stages/{module}") if m.split("/")[-1] not in PLUMBING
+        }
+        needed.add(f"src/llmpipe/stages/{module}.py")
         missing = needed - set(stage["deps"])
         assert not missing, f"stage {name} imports {sorted(missing)} but does not list them as deps"

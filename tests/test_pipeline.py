@@ -11,7 +11,11 @@ from .conftest import sh, tiny_dvc_project
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["ingest", "clean", "tokenize", "pretrain", "finetune", "evaluate", "register"]
+TASKS = ["topics", "sentiment", "sft"]
+STAGES = [
+    "ingest", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS),
+    "evaluate", *(f"evaluate_task@{t}" for t in TASKS), "register", *(f"register_task@{t}" for t in TASKS),
+]  # fmt: skip
 
 
 def ran_stages(output: str) -> list[str]:
@@ -31,11 +35,15 @@ def test_dvc_repro_runs_every_stage_then_nothing(repo):
     assert json.loads((repo / "metrics" / "register.json").read_text())["alias"] == "challenger"
     assert (repo / "mlflow.db").is_file() and (repo / "mlartifacts").is_dir()
     shown = sh(repo, "dvc", "metrics", "show", "--json")
-    for key in ("val_ppl", "val_bpb", "test_acc", "test_macro_f1"):
+    for key in ("val_ppl", "val_bpb", "test_acc", "test_macro_f1", "test_loss", "from_scratch"):
         assert key in shown
+    for task in TASKS:  # one model per task, each registered under its own name
+        assert (
+            json.loads((repo / "metrics" / "register" / f"{task}.json").read_text())["model_name"] == f"llmpipe-{task}"
+        )
     sh(repo, "dvc", "plots", "show", "-o", "plots-html")
     page = (repo / "plots-html" / "index.html").read_text()
-    assert "pretrain validation bits per byte" in page and "finetune validation macro-F1" in page
+    assert "pretrain validation bits per byte" in page and "finetune topics: validation macro-F1" in page
     second = sh(repo, "dvc", "repro")
     assert ran_stages(second) == [] and "Data and pipelines are up to date" in second
     promoted = sh(repo, "llmpipe", "promote")
@@ -43,14 +51,14 @@ def test_dvc_repro_runs_every_stage_then_nothing(repo):
     assert "champion" in sh(repo, "llmpipe", "models")
 
 
-def test_exp_run_with_a_finetune_override_skips_pretraining(repo):
-    out = sh(repo, "dvc", "exp", "run", "-S", "experiment=tiny", "-S", "finetune.lr=0.002")
-    assert ran_stages(out) == ["finetune", "evaluate", "register"]
+def test_changing_one_task_reruns_that_task_and_what_follows_only(repo):
+    out = sh(repo, "dvc", "exp", "run", "-S", "experiment=tiny", "-S", "finetune.topics.lr=0.002")
+    assert ran_stages(out) == ["finetune@topics", "evaluate_task@topics", "register_task@topics"]
     assert "lr: 0.002" in (repo / "params.yaml").read_text()
 
 
 def test_a_queued_sweep_runs_every_point_and_tracks_it_in_the_project_store(repo):
-    sh(repo, "dvc", "exp", "run", "--queue", "-S", "experiment=tiny", "-S", "finetune.lr=choice(0.0005,0.004)")
+    sh(repo, "dvc", "exp", "run", "--queue", "-S", "experiment=tiny", "-S", "finetune.topics.lr=choice(0.0005,0.004)")
     sh(repo, "dvc", "queue", "start")
     deadline = time.monotonic() + 900
     while True:
@@ -61,9 +69,9 @@ def test_a_queued_sweep_runs_every_point_and_tracks_it_in_the_project_store(repo
         time.sleep(5)
     assert "Failed" not in status, status
     shown = sh(repo, "dvc", "exp", "show", "--csv")
-    points = {row["finetune.lr"]: row for row in csv.DictReader(io.StringIO(shown))}
+    points = {row["finetune.topics.lr"]: row for row in csv.DictReader(io.StringIO(shown))}
     assert {"0.0005", "0.004"} <= set(points)
-    assert all(points[lr]["classify.test_macro_f1"] for lr in ("0.0005", "0.004"))
+    assert all(points[lr]["topics.test_macro_f1"] for lr in ("0.0005", "0.004"))
     # the queued runs ran in temporary copies, but their MLflow runs landed in the project's store
     import mlflow
 
@@ -71,5 +79,5 @@ def test_a_queued_sweep_runs_every_point_and_tracks_it_in_the_project_store(repo
     # test session, where other tests use the tiny project's store.
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("llmpipe").experiment_id
-    runs = client.search_runs([experiment], filter_string="tags.`llmpipe.stage` = 'finetune'")
-    assert {"0.0005", "0.004"} <= {run.data.params["finetune.lr"] for run in runs}
+    runs = client.search_runs([experiment], filter_string="tags.`llmpipe.stage` = 'finetune/topics'")
+    assert {"0.0005", "0.004"} <= {run.data.params["finetune.topics.lr"] for run in runs}

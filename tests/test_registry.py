@@ -18,15 +18,16 @@ from llmpipe.stages import register
 from .conftest import mlflow_on_loopback
 
 
-def register_again(root: Path, lm_bpb: float, macro_f1: float) -> dict:
-    """Register a new version of both models whose evaluation says lm_bpb and macro_f1."""
+def register_again(root: Path, lm_bpb: float) -> dict:
+    """Register a new version of the language model whose evaluation says lm_bpb."""
     path = root / "metrics" / "evaluate.json"
     original = path.read_text()
     evaluation = json.loads(original)
-    evaluation["lm"]["val_bpb"], evaluation["classify"]["test_macro_f1"] = lm_bpb, macro_f1
+    evaluation["lm"]["val_bpb"] = lm_bpb
     path.write_text(json.dumps(evaluation))
     try:
-        return run_stage(register.STAGE, register.run, register.SECTIONS, root, register.LOGGED)
+        run = lambda params, root: register.run_target(params, root, "lm")  # noqa: E731
+        return run_stage(register.STAGE, run, register.sections("lm"), root, register.LOGGED)
     finally:
         path.write_text(original)  # other tests read the project's real evaluation
 
@@ -39,7 +40,7 @@ def test_promotion_accepts_refuses_and_can_be_forced(tiny_project):
     root, metrics, params = tiny_project
     mlflow.set_tracking_uri(tracking.tracking_uri(root))
     client = mlflow.MlflowClient()
-    lm = params["register"]["lm_name"]
+    lm = params["register"]["names"]["lm"]
     gates = params["promote"]["gates"]["lm"]
     first = registry.promote(lm, gates, "challenger", "champion")
     assert first.promoted and first.reason == "no champion yet"
@@ -48,7 +49,7 @@ def test_promotion_accepts_refuses_and_can_be_forced(tiny_project):
     assert not again.promoted and "already is champion" in again.reason
 
     bpb = metrics["evaluate"]["lm"]["val_bpb"]
-    register_again(root, lm_bpb=bpb + 0.5, macro_f1=0.0)  # a worse language model
+    register_again(root, lm_bpb=bpb + 0.5)  # a worse language model
     refused = registry.promote(lm, gates, "challenger", "champion")
     assert not refused.promoted and "lm/val_bpb" in refused.reason and "not lower" in refused.reason
     assert aliases(client, lm)["champion"] == champion
@@ -59,11 +60,11 @@ def test_promotion_accepts_refuses_and_can_be_forced(tiny_project):
     forced = registry.promote(lm, gates, "challenger", "champion", force=True)
     assert forced.promoted and forced.reason.startswith("forced over:")
 
-    better = register_again(root, lm_bpb=bpb - 0.5, macro_f1=1.0)
+    better = register_again(root, lm_bpb=bpb - 0.5)
     accepted = registry.promote(lm, gates, "challenger", "champion")
-    assert accepted.promoted and aliases(client, lm)["champion"] == str(better["lm"]["version"])
+    assert accepted.promoted and aliases(client, lm)["champion"] == str(better["version"])
     rows = registry.list_versions(lm, ["lm/val_bpb"])
-    assert rows[0]["version"] == better["lm"]["version"] and "champion" in rows[0]["aliases"]
+    assert rows[0]["version"] == better["version"] and "champion" in rows[0]["aliases"]
 
     model = mlflow.pyfunc.load_model(f"models:/{lm}@champion")
     out = model.predict(pd.DataFrame({"prompt": ["床前明月光，"]}), params={"max_new_tokens": 5, "temperature": 0.0})
@@ -79,19 +80,23 @@ def llmpipe(root: Path, *args: str) -> subprocess.CompletedProcess:
 def test_cli_generate_from_the_registry_and_models_listing(tiny_project):
     root, _, params = tiny_project
     out = llmpipe(
-        root, "generate", f"models:/{params['register']['lm_name']}@challenger", "The", "--max-new-tokens", "5"
+        root, "generate", f"models:/{params['register']['names']['lm']}@challenger", "The", "--max-new-tokens", "5"
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("The")
+    sft = llmpipe(root, "generate", str(root / "models" / "finetune" / "sft"), "床前明月光，", "--max-new-tokens", "5")
+    assert sft.returncode == 0 and sft.stdout.startswith("床前明月光，\n"), sft.stderr  # asked through its template
     listing = llmpipe(root, "models")
     assert (
-        listing.returncode == 0 and "challenger" in listing.stdout and params["register"]["lm_name"] in listing.stdout
+        listing.returncode == 0
+        and "challenger" in listing.stdout
+        and params["register"]["names"]["lm"] in listing.stdout
     )
 
 
 def test_mlflow_models_serve_answers_a_prompt_on_loopback(tiny_project):
     root, _, params = tiny_project
-    uri = f"models:/{params['register']['lm_name']}@challenger"
+    uri = f"models:/{params['register']['names']['lm']}@challenger"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(root)}
     serve = ["models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]
     with mlflow_on_loopback(serve, "/ping", root, env) as base:

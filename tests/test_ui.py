@@ -53,7 +53,7 @@ def test_runs_and_a_metric_show_in_the_mlflow_ui(mlflow_ui, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
 
     runs_page = browse(f"{base}/#/experiments/{experiment_id}/runs", tmp_path / "p1", ARTIFACTS / "mlflow-runs.png")
-    for stage in ("ingest", "clean", "tokenize", "pretrain", "finetune", "evaluate", "register"):
+    for stage in ("ingest", "clean", "tokenize", "pretrain", "finetune/topics", "evaluate", "register"):
         assert f">{stage}<" in runs_page, f"run {stage} is not on the experiment's page"
 
     request = {"experiment_ids": [experiment_id], "filter": "tags.`llmpipe.stage` = 'pretrain'"}

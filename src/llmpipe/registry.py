@@ -37,9 +37,11 @@ class TextGenerator(ExportModel):
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from llmpipe.generation import generate_text
+        from llmpipe.sft import model_prompt
 
         sampling = {**DEFAULT_SAMPLING, **(params or {})}
-        texts = [generate_text(self.net, self.tokenizer, str(p), **sampling) for p in model_input["prompt"]]
+        prompts = [model_prompt(self.config, str(p)) for p in model_input["prompt"]]
+        texts = [generate_text(self.net, self.tokenizer, p, **sampling) for p in prompts]
         return pd.DataFrame({"text": texts})
 
 

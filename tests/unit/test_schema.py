@@ -47,16 +47,16 @@ def test_every_problem_is_named_in_one_message(params):
 def test_types_follow_yaml_an_int_is_a_number_a_bool_is_not(params):
     ok = copy.deepcopy(params)
     ok["pretrain"]["lr"] = 1  # YAML's 1 for 1.0
-    ok["finetune"]["labels"] = ["a", "b"]  # list or null
+    ok["finetune"]["topics"]["labels"] = ["a", "b"]  # list or null
     assert problems(ok) == []
     bad = copy.deepcopy(params)
     bad["model"]["n_layer"] = True
     bad["model"]["tie_embeddings"] = 1
-    bad["finetune"]["labels"] = ["a", 2]
+    bad["finetune"]["topics"]["labels"] = ["a", 2]
     assert problems(bad) == [
         "model.n_layer: expected an integer, got True",
         "model.tie_embeddings: expected true or false, got 1",
-        "finetune.labels: expected a list or null, got ['a', 2]",
+        "finetune.topics.labels: expected a list or null, got ['a', 2]",
     ]
 
 
@@ -78,7 +78,7 @@ def test_a_stage_with_a_bad_params_file_stops_before_any_work(params, tmp_path):
     with pytest.raises(ValueError, match=r"2 problem\(s\)") as err:
         run_stage("ingest", lambda p, root: pytest.fail("the stage ran"), ["ingest"], tmp_path)
     assert "ingest.formt: unknown key (did you mean format?)" in str(err.value)
-    assert "tokenize.vocab_size: 100 is below the minimum 258" in str(err.value)
+    assert "tokenize.vocab_size: 100 is below the minimum 260" in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
     with pytest.raises(ValueError, match="params.yaml"):
         load_params(tmp_path / "params.yaml")

