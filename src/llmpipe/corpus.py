@@ -22,16 +22,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 FORMATS = ("fortune", "jsonl", "parquet", "txt", "hf")
-FORTUNE_SEPARATOR = re.compile(r"^%\s*$", re.MULTILINE)
+# A line holding only `%` (and maybe trailing blanks). Files are split as bytes, before decoding, so
+# one entry that is not UTF-8 is quarantined alone.
+FORTUNE_SEPARATOR = re.compile(rb"^%[ \t\r]*$", re.MULTILINE)
 
 
-FORTUNE_SEPARATOR_BYTES = re.compile(rb"^%[ \t\r]*$", re.MULTILINE)
-
-
-def split_fortunes(text: str) -> list[str]:
-    """Entries of one fortune file, in order, without the `%` separator lines."""
-    entries = FORTUNE_SEPARATOR.split(text)
-    return [e.strip("\n") for e in entries if e.strip()]
+def split_fortunes(data: bytes | str) -> list[bytes] | list[str]:
+    """Entries of one fortune file, in order, without the `%` separator lines (bytes in, bytes out)."""
+    if isinstance(data, str):
+        return [e.decode("utf-8") for e in split_fortunes(data.encode("utf-8"))]
+    return [e.strip(b"\n") for e in FORTUNE_SEPARATOR.split(data) if e.strip()]
 
 
 def bad(reason: str, source: str, raw: bytes | str) -> dict:
@@ -68,8 +68,7 @@ def fortune_files(folder: Path, exclude: list[str]) -> list[Path]:
 def read_fortunes(folder: Path, zh_files: list[str], exclude: list[str]) -> Iterator[dict]:
     for path in fortune_files(folder, exclude):
         lang = "zh" if path.name in zh_files else "en"
-        entries = [e.strip(b"\n") for e in FORTUNE_SEPARATOR_BYTES.split(path.read_bytes()) if e.strip()]
-        for i, entry in enumerate(entries):
+        for i, entry in enumerate(split_fortunes(path.read_bytes())):
             try:
                 text = entry.decode("utf-8")
             except UnicodeDecodeError:
