@@ -20,7 +20,6 @@ quarantine; clean_report.account checks it.
 """
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -44,16 +43,14 @@ from loguru import logger
 
 from llmpipe import language_id, pii, quality
 from llmpipe.cleaning import clean_text, dedup_key, screen
+from llmpipe.datasets import read_jsonl
 from llmpipe.near_dedup import HASH, CharacterMinhashSignature, ConfirmedPairs, minhash_config
+from llmpipe.runner import verbose
 
 
 def dedup_content(doc: Document) -> str:
     """What exact dedup hashes (module level: datatrove pickles it into worker processes)."""
     return dedup_key(doc.text)
-
-
-def verbose() -> bool:
-    return os.environ.get("LLMPIPE_VERBOSE", "") not in ("", "0")
 
 
 def warnings_only_on_stderr():
@@ -321,8 +318,4 @@ def run_jobs(cfg: dict, seed: int, raw: Path, work: Path, progress=None) -> list
 
 def read_folder(folder: Path) -> list[dict]:
     """Every record of a folder of per-rank JSONL files, as plain dicts."""
-    records = []
-    for path in sorted(folder.glob("*.jsonl")):
-        with path.open(encoding="utf-8") as f:
-            records += [json.loads(line) for line in f]
-    return records
+    return [record for path in sorted(folder.glob("*.jsonl")) for record in read_jsonl(path)]

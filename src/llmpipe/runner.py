@@ -16,12 +16,18 @@ from llmpipe.config import load_params, section
 log = logging.getLogger("llmpipe")
 
 
+def verbose() -> bool:
+    """LLMPIPE_VERBOSE set (and not 0): libraries' own log lines are shown."""
+    return os.environ.get("LLMPIPE_VERBOSE", "") not in ("", "0")
+
+
 def setup_logging():
-    verbose = os.environ.get("LLMPIPE_VERBOSE", "") not in ("", "0")
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+        level=logging.DEBUG if verbose() else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
     )
-    if not verbose:  # Lightning's hardware report and tips, MLflow's notices: on request only
+    if not verbose():  # Lightning's hardware report and tips, MLflow's notices: on request only
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -9,7 +9,6 @@ Run: python -m llmpipe.stages.clean
 """
 
 import csv
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from tqdm import tqdm
 from llmpipe import clean_report, tracking
 from llmpipe.atomic import replace_dir, replace_file
 from llmpipe.clean_pipeline import read_folder, run_jobs
-from llmpipe.datasets import write_jsonl
+from llmpipe.datasets import read_jsonl, write_jsonl
 from llmpipe.runner import stage_main
 
 STAGE = "clean"
@@ -47,10 +46,7 @@ def collect(work: Path) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
 
 def ingest_quarantine(root: Path) -> Counter:
     path = root / "data" / "quarantine" / "ingest.jsonl"
-    if not path.exists():
-        return Counter()
-    with path.open(encoding="utf-8") as f:
-        return Counter(json.loads(line)["reason"] for line in f)
+    return Counter(record["reason"] for record in read_jsonl(path)) if path.exists() else Counter()
 
 
 def run(params: dict, root: Path) -> dict:
