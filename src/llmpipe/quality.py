@@ -23,6 +23,7 @@ BULLETS = ("•", "●", "◦", "▪", "‣", "-", "*", "·", "–", "—", "→
 ELLIPSES = ("...", "…", "。。。")
 # Prose punctuation: not counted as "symbols" (the ratio that catches ASCII art and tables).
 PROSE_PUNCTUATION = set(".,;:!?'\"()-–—…/&%") | set("，。！？；：、“”‘’《》〈〉「」『』（）【】…—·")
+PROSE_PUNCTUATION_CHARS = "".join(sorted(PROSE_PUNCTUATION))  # for str.strip
 # Function words that prose cannot avoid: Gopher's English list, and the commonest modern Chinese
 # particles and pronouns (classical poems use few of them, so the rule is off for zh by default).
 STOP_WORDS = {
@@ -91,7 +92,7 @@ def too_many_words(s: TextStats, maximum: int) -> bool:
 def mean_word_length_out_of_range(s: TextStats, low: float, high: float) -> bool:
     """Gopher keeps 3 to 10 characters per English word; a Chinese word is 1 to ~4 characters.
     Words without a letter (numbers) are left to the digit rule: "1000000元" is not a long word."""
-    stripped = [w.strip("".join(PROSE_PUNCTUATION)) or w for w in s.words if any(c.isalpha() for c in w)]
+    stripped = [w.strip(PROSE_PUNCTUATION_CHARS) or w for w in s.words if any(c.isalpha() for c in w)]
     if not stripped:
         return True
     mean = sum(len(w) for w in stripped) / len(stripped)

