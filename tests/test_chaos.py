@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 # A stage of each kind: the per-task stages of one task stand for the others.
 STAGES = [
     "ingest", "clean", "tokenize", "pretrain", "finetune@topics", "finetune@sft", "evaluate",
-    "evaluate_task@sentiment", "register", "register_task@sft",
+    "evaluate_task@sentiment", "evaluate_harness", "register", "register_task@sft",
 ]  # fmt: skip
 KILLS_PER_STAGE = 2
 
@@ -108,6 +108,7 @@ def test_killing_every_stage_anywhere_loses_nothing(tiny_project, tmp_path):
     names = [
         "pretrain",
         "evaluate",
+        "evaluate/harness",
         *(f"{s}/{t}" for s in ("finetune", "evaluate") for t in ("topics", "sentiment", "sft")),
     ]
     for name in names:

@@ -51,8 +51,18 @@ def test_every_option_composes_and_instantiates(group, option):
 
 
 def module_of(name: str) -> str:
-    """The stage module a dvc.yaml stage runs: evaluate_task@sft runs llmpipe.stages.evaluate."""
-    return name.split("@")[0].removesuffix("_task")
+    """The stage module a dvc.yaml stage runs: evaluate_task@sft and evaluate_report run
+    llmpipe.stages.evaluate."""
+    return name.split("@")[0].split("_")[0]
+
+
+def target_of(name: str, stage: dict) -> str | None:
+    """The target a dvc.yaml stage passes its module: the foreach item, `harness` or `report` for
+    evaluate_harness / evaluate_report, `lm` for evaluate and register, else none."""
+    kind = name.split("@")[0].partition("_")[2]
+    if stage["item"] or kind in ("harness", "report"):
+        return stage["item"] or kind
+    return "lm" if module_of(name) in ("evaluate", "register") else None
 
 
 def test_dvc_yaml_params_and_deps_exist():
@@ -60,7 +70,7 @@ def test_dvc_yaml_params_and_deps_exist():
     stages = dvc_stages(params)
     assert list(dict.fromkeys(module_of(name) for name in stages)) == list(STAGES)
     for name, stage in stages.items():
-        target = stage["item"] or ("lm" if module_of(name) in ("evaluate", "register") else None)
+        target = target_of(name, stage)
         assert stage["cmd"] == f"python -m llmpipe.stages.{module_of(name)}" + (f" {target}" if target else "")
         for key in stage.get("params", []):
             assert section(params, key) is not None, f"stage {name} depends on missing param section {key}"
@@ -89,7 +99,7 @@ def test_dvc_params_are_what_each_stage_reads():
     params = yaml.safe_load(compose(conf_dir=CONF))
     for name, stage in dvc_stages(params).items():
         module = importlib.import_module(f"llmpipe.stages.{module_of(name)}")
-        target = stage["item"] or ("lm" if module_of(name) in ("evaluate", "register") else None)
+        target = target_of(name, stage)
         expected = module.SECTIONS if target is None else module.sections(target)
         assert stage["params"] == expected, name
 

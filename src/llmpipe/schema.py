@@ -194,9 +194,42 @@ class Samples:
 
 
 @dataclass
+class Decoding:
+    temperature: float = between(0)  # 0: greedy
+    top_k: int | None = between(0)
+    top_p: float | None = between(above=0, high=1)
+
+
+@dataclass
+class Generation:
+    max_pairs: int = between(1)
+    max_new_tokens: int = between(1)
+    greedy: Decoding
+    sampled: Decoding
+    samples: int = between(0)
+
+
+@dataclass
+class Harness:
+    choices: int = between(2)
+    max_docs: int = between(1)
+    min_chars: int = between(1)
+    max_tokens: int = between(2)
+    batch_size: int = between(1)
+
+
+@dataclass
+class Report:
+    misclassified: int = between(0)
+
+
+@dataclass
 class Evaluate:
     batch_size: int = between(1)
     samples: Samples
+    generation: Generation
+    harness: Harness
+    report: Report
 
 
 @dataclass

@@ -4,7 +4,8 @@ token sequences whose loss covers the response only.
 Default pairs come from the corpus itself, with real references:
   - Tang poems and Song ci: title, author and first line -> the rest of the poem;
   - English fortunes: the first sentence -> the rest.
-A user's own pairs come from a `.jsonl` file of {"prompt": ..., "response": ...} lines.
+A user's own pairs come from a `.jsonl` file of {"prompt": ..., "response": ...} lines (optionally
+"lang"), split 90/5/5 into train / val / test by a hash of the prompt.
 
 The template (`finetune.sft.template`) wraps them, e.g. "<|user|>{prompt}<|assistant|>" + response +
 "<|endoftext|>". Its markers are special tokens of the tokenizer (tokenizer.SPECIAL_TOKENS, reserved
@@ -19,9 +20,11 @@ from pathlib import Path
 import torch
 from torch.utils.data import Dataset
 
+from llmpipe.datasets import read_jsonl, split_of
 from llmpipe.tokenizer import EOT
 
 POEM_LABELS = ("tang300", "song100")
+CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")  # a user's pair with Chinese characters is `zh` unless it says
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 IGNORE = -100  # the loss skips these targets (prompt and padding)
 
@@ -31,6 +34,7 @@ class Pair:
     prompt: str
     response: str
     source: str  # the document id, or file:line of a user's pair
+    lang: str = "en"  # scores of generations are also given per language
 
 
 def poem_pair(doc: dict) -> Pair | None:
@@ -38,7 +42,7 @@ def poem_pair(doc: dict) -> Pair | None:
     lines = [line.strip() for line in doc["text"].split("\n") if line.strip()]
     if len(lines) < 4 or not lines[0].startswith("《") or not lines[1].startswith("作者"):
         return None
-    return Pair("\n".join(lines[:3]), "\n".join(lines[3:]), doc["id"])
+    return Pair("\n".join(lines[:3]), "\n".join(lines[3:]), doc["id"], doc["lang"])
 
 
 def fortune_pair(doc: dict, min_response_chars: int = 20) -> Pair | None:
@@ -46,7 +50,7 @@ def fortune_pair(doc: dict, min_response_chars: int = 20) -> Pair | None:
     parts = SENTENCE_END.split(doc["text"].strip(), maxsplit=1)
     if len(parts) < 2 or len(parts[1]) < min_response_chars:
         return None
-    return Pair(parts[0], parts[1], doc["id"])
+    return Pair(parts[0], parts[1], doc["id"], doc["lang"])
 
 
 def corpus_pairs(docs: list[dict], sources: list[str]) -> list[Pair]:
@@ -84,8 +88,17 @@ def read_pairs(path: str | Path) -> list[Pair]:
                 and isinstance(record.get("response"), str)
             ):
                 raise ValueError(f"{path}:{lineno}: needs string fields `prompt` and `response`")
-            pairs.append(Pair(record["prompt"], record["response"], f"{path}:{lineno}"))
+            lang = record.get("lang") or ("zh" if CJK.search(record["response"]) else "en")
+            pairs.append(Pair(record["prompt"], record["response"], f"{path}:{lineno}", lang))
     return pairs
+
+
+def task_pairs(cfg: dict, split: str, tokens_dir: str | Path) -> list[Pair]:
+    """The pairs of one split (train / val / test) of an SFT task: from the corpus documents of that
+    split, or from the user's data_file, split 90/5/5 by a hash of the prompt (stable across runs)."""
+    if cfg["data_file"]:
+        return [p for p in read_pairs(cfg["data_file"]) if split_of(p.prompt, 0.05, 0.05) == split]
+    return corpus_pairs(read_jsonl(Path(tokens_dir) / f"{split}.jsonl"), cfg["sources"])
 
 
 @dataclass

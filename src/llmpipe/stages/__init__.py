@@ -1,5 +1,6 @@
 """One module per DVC stage, each with a main() for `python -m`. Stages that run once per target
-(finetune: each task; evaluate and register: the pretrained LM and each task) take the target as
+(finetune: each task; evaluate and register: the pretrained LM and each task, and for evaluate also the
+harness and the report) take the target as
 their argument and have run_target(params, root, target); the others have run(params, root)."""
 
 STAGES = ("ingest", "clean", "tokenize", "pretrain", "finetune", "evaluate", "register")
@@ -11,7 +12,11 @@ def targets(stage: str, params: dict) -> list[str | None]:
     if stage not in PER_TARGET:
         return [None]
     tasks = list(params["finetune"]["tasks"])
-    return tasks if stage == "finetune" else ["lm", *tasks]
+    if stage == "finetune":
+        return tasks
+    if stage == "evaluate":  # the harness runs on the pretrained model; the report reads all the rest
+        return ["lm", *tasks, "harness", "report"]
+    return ["lm", *tasks]
 
 
 def run_all(root, params: dict, only: list[str] | None = None) -> dict:

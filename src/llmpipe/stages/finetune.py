@@ -33,7 +33,6 @@ from llmpipe.datasets import (
     collate_labeled,
     labeled_examples,
     pad_windows,
-    read_jsonl,
 )
 from llmpipe.export import load_model_dir, save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
@@ -83,14 +82,7 @@ def classify_data(task: str, cfg: dict, tokenizer, tokens_dir: Path, max_tokens:
 
 def sft_data(task: str, cfg: dict, tokenizer, tokens_dir: Path, max_tokens: int) -> TaskData:
     template = sft.Template(**cfg["template"])
-    if cfg["data_file"]:
-        pairs = sft.read_pairs(cfg["data_file"])
-        cut = max(1, len(pairs) // 20)  # the last 5 % validate
-        train_pairs, val_pairs = pairs[:-cut], pairs[-cut:]
-    else:
-        train_pairs, val_pairs = (
-            sft.corpus_pairs(read_jsonl(tokens_dir / f"{s}.jsonl"), cfg["sources"]) for s in ("train", "val")
-        )
+    train_pairs, val_pairs = (sft.task_pairs(cfg, split, tokens_dir) for split in ("train", "val"))
     if not train_pairs or not val_pairs:
         raise ValueError(f"finetune.{task}: no prompt/response pairs for training or validation")
     return TaskData(
