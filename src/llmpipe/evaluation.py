@@ -8,7 +8,9 @@ one after another, each closed by <|endoftext|>; `document_of_targets` says whic
 predicted token belongs to.
 """
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,7 +25,9 @@ from torchmetrics.functional.classification import (
 )
 from tqdm import tqdm
 
-from llmpipe.datasets import SequentialWindows, pad_windows
+from llmpipe.datasets import SequentialWindows, load_tokens, pad_windows, read_jsonl
+
+LM_SPLITS = ("val", "test")  # val: what pretraining watched; test: no choice ever looked at it
 
 
 @torch.no_grad()
@@ -116,6 +120,49 @@ def perplexity(nats: float, count: int) -> float:
 def bits_per_byte(nats: float, n_bytes: int) -> float:
     """Total information in bits over the UTF-8 bytes of the text: comparable across tokenizers."""
     return nats / math.log(2) / n_bytes
+
+
+# ---- a language model on the held-out splits ------------------------------------------------------
+
+
+def split_scores(nats: dict[str, np.ndarray], n_bytes: int, split: str) -> dict:
+    """`<split>_ppl` and `<split>_bpb` for the model ("" prefix) and each baseline (`<name>_`)."""
+    scores = {}
+    for name, values in nats.items():
+        prefix = f"{name}_" if name else ""
+        scores[f"{prefix}{split}_ppl"] = perplexity(float(values.sum()), len(values))
+        scores[f"{prefix}{split}_bpb"] = bits_per_byte(float(values.sum()), n_bytes)
+    scores[f"{split}_tokens"] = len(nats[""])
+    scores[f"{split}_bytes"] = n_bytes
+    return scores
+
+
+def language_model_scores(net, block_size: int, tokens_dir: Path, batch_size: int) -> dict:
+    """Perplexity and bits per byte of the model and the baselines on each held-out split, overall
+    and for each language's documents (their tokens' losses summed over their bytes)."""
+    meta = json.loads((tokens_dir / "meta.json").read_text())
+    train = load_tokens(tokens_dir, "train")
+    metrics: dict = {}
+    for split in LM_SPLITS:
+        tokens, docs = load_tokens(tokens_dir, split), read_jsonl(tokens_dir / f"{split}.jsonl")
+        nats = {
+            "": token_nats(net, tokens, block_size, batch_size, progress=True),
+            "unigram": unigram_token_nats(train, tokens, meta["vocab_size"]),
+            "bigram": bigram_token_nats(train, tokens, meta["vocab_size"]),
+        }
+        metrics.update(split_scores(nats, meta["splits"][split]["bytes"], split))
+        doc_of = document_of_targets(tokens, meta["eot_id"])
+        assert doc_of[-1] == len(docs) - 1, "the token file and the documents of a split disagree"
+        langs = np.array([d["lang"] for d in docs])
+        for lang in sorted(set(langs)):
+            in_lang = langs[doc_of] == lang
+            n_bytes = sum(len(d["text"].encode("utf-8")) for d in docs if d["lang"] == lang)
+            lang_nats = {name: values[in_lang] for name, values in nats.items()}
+            metrics.setdefault(lang, {}).update(split_scores(lang_nats, n_bytes, split))
+    return metrics
+
+
+# ---- classifiers -----------------------------------------------------------------------------------
 
 
 @torch.no_grad()
