@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 # A stage of each kind: the per-task stages of one task stand for the others.
 STAGES = [
     "ingest", "clean", "tokenize", "pretrain", "finetune@topics", "finetune@sft", "evaluate",
-    "evaluate_task@sentiment", "evaluate_harness", "register", "register_task@sft",
+    "evaluate_task@sentiment", "register", "register_task@sft",
 ]  # fmt: skip
 KILLS_PER_STAGE = 2
 

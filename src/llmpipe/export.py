@@ -9,8 +9,9 @@ A directory holds:
 
 Our Transformer is Llama's architecture (RMSNorm, RoPE in the rotate-half layout, SwiGLU,
 grouped-query attention, no biases), so the mapping is a rename: `model.` in front of the backbone's
-names. transformers has no architecture that matches our recurrent models (recurrent.py): their
-directories hold the weights under our own names and no config.json, and llmpipe loads them.
+names. transformers has no architecture that matches our recurrent models (recurrent.py), nor a Llama
+classifier that mean-pools (model.pool): those directories hold no config.json, and llmpipe loads
+them (a recurrent model's weights under our own names).
 A directory is written next to its destination and renamed into place, so a reader never sees a
 half-written model.
 """
@@ -111,6 +112,8 @@ def save_model_dir(
     tokenizer = load_tokenizer(tokenizer_file)
     eot_id, pad_id = special_id(tokenizer, EOT), special_id(tokenizer, PAD)
     ours = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict(), **(extra or {})}
+    if kind == "classifier":
+        ours["pooling"] = net.pooling  # model.pool: how the head reads the hidden states
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": EOT,
@@ -121,7 +124,7 @@ def save_model_dir(
     with replace_dir(out_dir) as tmp:
         tensors = hf_state_dict(net) if transformer else own_state_dict(net)
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if transformer:  # what transformers' Auto classes read
+        if transformer and ours.get("pooling", "last") == "last":  # what transformers' Auto classes read
             write_json(tmp / "config.json", hf_config(cfg, kind, eot_id, pad_id, ours.get("labels")))
         write_json(tmp / "llmpipe.json", ours)
         write_json(tmp / "params.json", params)
@@ -149,7 +152,7 @@ def load_model_dir(model_dir: str | Path):
     config = read_config(model_dir)
     cfg = networks.model_config(config["model"])
     net = (
-        networks.classifier(cfg, len(config["labels"]))
+        networks.classifier(cfg, len(config["labels"]), config.get("pooling", "last"))
         if config["kind"] == "classifier"
         else networks.language_model(cfg)
     )

@@ -32,8 +32,9 @@ def language_model(cfg: GPTConfig | RecurrentConfig) -> nn.Module:
     return GPT(cfg) if isinstance(cfg, GPTConfig) else RecurrentLM(cfg)
 
 
-def classifier(cfg: GPTConfig | RecurrentConfig, num_labels: int) -> nn.Module:
-    return GPTClassifier(cfg, num_labels) if isinstance(cfg, GPTConfig) else RecurrentClassifier(cfg, num_labels)
+def classifier(cfg: GPTConfig | RecurrentConfig, num_labels: int, pooling: str = "mean") -> nn.Module:
+    kind = GPTClassifier if isinstance(cfg, GPTConfig) else RecurrentClassifier
+    return kind(cfg, num_labels, pooling)
 
 
 def is_transformer(cfg) -> bool:

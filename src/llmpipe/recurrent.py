@@ -40,6 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmpipe.model import pool
+
 ARCHS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight blocks per matrix: one per gate or candidate
 
@@ -123,15 +125,16 @@ class RecurrentLM(nn.Module):
 
 
 class RecurrentClassifier(nn.Module):
-    """A recurrent backbone with a linear head on the state after each sequence's last real token;
-    the same contract as model.GPTClassifier (right-padded ids and their lengths)."""
+    """A recurrent backbone with a linear head on a pooled state of each sequence (model.pool); the
+    same contract as model.GPTClassifier (right-padded ids and their lengths). Left to right, so
+    padding never reaches a real token's state."""
 
-    def __init__(self, cfg: RecurrentConfig, num_labels: int):
+    def __init__(self, cfg: RecurrentConfig, num_labels: int, pooling: str = "mean"):
         super().__init__()
+        self.pooling = pooling
         self.backbone = RecurrentLM(cfg)
         self.score = nn.Linear(cfg.d_model, num_labels, bias=False)
         nn.init.normal_(self.score.weight, std=cfg.init_std)
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h = self.backbone.hidden_states(idx)  # (B, T, C); left to right, so padding never reaches it
-        return self.score(h[torch.arange(idx.shape[0], device=idx.device), lengths - 1])
+        return self.score(pool(self.backbone.hidden_states(idx), lengths, self.pooling))

@@ -160,6 +160,7 @@ class ClassifyTask(FinetuneTask):
     max_labels: int | None = between(2)
     max_examples: int | None = between(1)
     class_weighted_loss: bool
+    pooling: str = between(choices=("mean", "last"))  # model.pool: what the head reads
 
 
 @dataclass

@@ -50,7 +50,7 @@ def test_classifier_logits_match_transformers_with_right_padding(tmp_path, token
     torch.manual_seed(0)
     tok = train_bpe(TEXTS, vocab_size=320)
     cfg = config(tok.get_vocab_size())
-    net = GPTClassifier(cfg, num_labels=3).eval()
+    net = GPTClassifier(cfg, num_labels=3, pooling="last").eval()  # LlamaForSequenceClassification's pooling
     save_model_dir(tmp_path / "cls", net, cfg, tokenizer_file, params={}, extra={"labels": ["a", "b", "c"]})
 
     hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls").eval()
@@ -63,6 +63,19 @@ def test_classifier_logits_match_transformers_with_right_padding(tmp_path, token
         idx[i, : len(r)] = torch.tensor(r)
     with torch.no_grad():
         assert torch.allclose(hf(idx).logits, net(idx, lengths), atol=1e-5, rtol=1e-4)
+
+
+def test_a_mean_pooling_classifier_exports_for_llmpipe_only(tmp_path, tokenizer_file):
+    torch.manual_seed(0)
+    cfg = config(train_bpe(TEXTS, vocab_size=320).get_vocab_size())
+    net = GPTClassifier(cfg, num_labels=2, pooling="mean").eval()
+    save_model_dir(tmp_path / "cls", net, cfg, tokenizer_file, params={}, extra={"labels": ["a", "b"]})
+    assert not (tmp_path / "cls" / "config.json").exists()  # transformers has no Llama classifier that mean-pools
+    loaded, meta, _ = load_model_dir(tmp_path / "cls")
+    assert meta["pooling"] == "mean" and loaded.pooling == "mean"
+    idx, lengths = torch.randint(2, 100, (2, 7)), torch.tensor([7, 4])
+    with torch.no_grad():
+        assert torch.equal(loaded(idx, lengths), net(idx, lengths))
 
 
 def test_load_model_dir_round_trips_the_weights(tmp_path, tokenizer_file):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from llmpipe.model import GPT, GPTClassifier, GPTConfig, apply_rope, rope_tables
+from llmpipe.model import GPT, GPTClassifier, GPTConfig, apply_rope, pool, rope_tables
 
 
 def small(**overrides) -> GPTConfig:
@@ -41,9 +41,10 @@ def test_rope_preserves_norm_and_relative_positions():
     assert torch.allclose(dot(5, 2), dot(9, 6), atol=1e-5)
 
 
-def test_classifier_ignores_padding_after_the_last_token():
+@pytest.mark.parametrize("pooling", ["mean", "last"])
+def test_classifier_ignores_padding_after_the_last_token(pooling):
     torch.manual_seed(0)
-    net = GPTClassifier(small(), num_labels=3).eval()
+    net = GPTClassifier(small(), num_labels=3, pooling=pooling).eval()
     ids = torch.randint(0, 97, (1, 6))
     padded = torch.cat([ids, torch.zeros(1, 4, dtype=torch.long)], dim=1)
     short = net(ids, torch.tensor([6]))
@@ -82,3 +83,10 @@ def test_flops_per_token_is_six_per_matmul_weight_plus_attention():
     matmul_weights = sum(p.numel() for n, p in net.named_parameters() if p.dim() == 2)  # tied: counted once
     assert cfg.flops_per_token() == 6 * matmul_weights + 12 * 2 * 32 * 16
     assert cfg.flops_per_token(seq_len=8) == 6 * matmul_weights + 12 * 2 * 32 * 8
+
+
+def test_pooling_by_hand():
+    h = torch.arange(2 * 3 * 2, dtype=torch.float).view(2, 3, 2)  # two sequences of three states
+    lengths = torch.tensor([3, 1])  # the second has one real token, then padding
+    assert pool(h, lengths, "last").tolist() == [[4.0, 5.0], [6.0, 7.0]]
+    assert pool(h, lengths, "mean").tolist() == [[2.0, 3.0], [6.0, 7.0]]

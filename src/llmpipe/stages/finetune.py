@@ -76,7 +76,13 @@ def classify_data(task: str, cfg: dict, tokenizer, tokens_dir: Path, max_tokens:
         collate=collate_labeled(special_id(tokenizer, PAD)),
         monitor=("val/macro_f1", "max"),
         num_labels=len(labels),
-        export={"labels": labels, "max_tokens": max_tokens, "lang": cfg["lang"], "data": cfg["data"]},
+        export={
+            "labels": labels,
+            "max_tokens": max_tokens,
+            "lang": cfg["lang"],
+            "data": cfg["data"],
+            "pooling": cfg["pooling"],
+        },
     )
 
 
@@ -102,7 +108,7 @@ def build_net(model_cfg, data: TaskData, backbone):
         if backbone is not None:
             net.load_state_dict(backbone.state_dict())
     else:
-        net = networks.classifier(model_cfg, data.num_labels)
+        net = networks.classifier(model_cfg, data.num_labels, data.export["pooling"])
         if backbone is not None:
             net.backbone.load_state_dict(backbone.state_dict())
     return net
