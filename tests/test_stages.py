@@ -98,7 +98,9 @@ def test_exports_load_in_transformers_auto_classes(tiny_project):
     ids = tokenizer("The computer", return_tensors="pt")["input_ids"]
     out = lm.generate(ids, max_new_tokens=5, do_sample=False)
     assert out.shape == (1, ids.shape[1] + 5) or out[0, -1] == tokenizer.eos_token_id
-    classifier = AutoModelForSequenceClassification.from_pretrained(root / "models" / "finetune" / "topics")
+    # a mean-pooling classifier (the default) brings its class along: custom code in transformers' terms
+    topics = root / "models" / "finetune" / "topics"
+    classifier = AutoModelForSequenceClassification.from_pretrained(topics, trust_remote_code=True)
     with torch.no_grad():
         logits = classifier(ids).logits
     labels = json.loads((root / "models" / "finetune" / "topics" / "llmpipe.json").read_text())["labels"]

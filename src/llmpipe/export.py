@@ -3,15 +3,17 @@
 A directory holds:
   model.safetensors      weights under the Hugging Face Llama names (`model.layers.0.self_attn.q_proj.weight`)
   config.json            a transformers LlamaConfig (LlamaForCausalLM or LlamaForSequenceClassification)
+  modeling_llmpipe.py    a mean-pooling classifier only: its transformers class (custom code)
   tokenizer.json         the BPE tokenizer, with tokenizer_config.json naming its special tokens
   llmpipe.json           what llmpipe needs to rebuild the model: kind, GPTConfig, labels, ...
   params.json            the params.yaml sections that made it
 
 Our Transformer is Llama's architecture (RMSNorm, RoPE in the rotate-half layout, SwiGLU,
 grouped-query attention, no biases), so the mapping is a rename: `model.` in front of the backbone's
-names. transformers has no architecture that matches our recurrent models (recurrent.py), nor a Llama
-classifier that mean-pools (model.pool): those directories hold no config.json, and llmpipe loads
-them (a recurrent model's weights under our own names).
+names. transformers has no Llama classifier that mean-pools (model.pool, the default): such a directory
+carries its own class, loaded with `trust_remote_code=True`. Nor has it an architecture that matches
+our recurrent models (recurrent.py): their directories hold the weights under our own names and no
+config.json, and llmpipe loads them.
 A directory is written next to its destination and renamed into place, so a reader never sees a
 half-written model.
 """
@@ -32,6 +34,7 @@ from llmpipe.tokenizer import EOT, PAD, load_tokenizer, special_id
 
 KINDS = ("causal_lm", "classifier")
 HF_PREFIX = "model."
+MEAN_POOL_CODE = Path(__file__).with_name("modeling_llmpipe.py")  # copied into mean-pooling exports
 
 
 def hf_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -59,8 +62,11 @@ def from_hf_state_dict(net: nn.Module, tensors: dict[str, torch.Tensor]):
         net.score.weight.data.copy_(tensors["score.weight"])
 
 
-def hf_config(cfg: GPTConfig, kind: str, eot_id: int, pad_id: int, labels: list[str] | None) -> dict:
-    """The transformers LlamaConfig that computes what our GPTConfig computes."""
+def hf_config(
+    cfg: GPTConfig, kind: str, eot_id: int, pad_id: int, labels: list[str] | None, pooling: str = "last"
+) -> dict:
+    """The transformers LlamaConfig that computes what our GPTConfig computes; for a mean-pooling
+    classifier, pointed at the class in modeling_llmpipe.py."""
     from transformers import LlamaConfig
 
     hf = LlamaConfig(
@@ -83,7 +89,17 @@ def hf_config(cfg: GPTConfig, kind: str, eot_id: int, pad_id: int, labels: list[
     if labels is not None:
         hf.id2label = dict(enumerate(labels))
         hf.label2id = {label: i for i, label in enumerate(labels)}
-    return hf.to_dict()
+    config = hf.to_dict()
+    if kind == "classifier" and pooling == "mean":
+        # a model type of its own, so that transformers refuses it without trust_remote_code
+        # rather than loading it as a Llama classifier that pools the last token
+        config["model_type"] = "llmpipe_mean_pool"
+        config["architectures"] = ["LlmpipeMeanPoolForSequenceClassification"]
+        config["auto_map"] = {
+            "AutoConfig": "modeling_llmpipe.LlmpipeMeanPoolConfig",
+            "AutoModelForSequenceClassification": "modeling_llmpipe.LlmpipeMeanPoolForSequenceClassification",
+        }
+    return config
 
 
 def own_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
@@ -124,8 +140,11 @@ def save_model_dir(
     with replace_dir(out_dir) as tmp:
         tensors = hf_state_dict(net) if transformer else own_state_dict(net)
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if transformer and ours.get("pooling", "last") == "last":  # what transformers' Auto classes read
-            write_json(tmp / "config.json", hf_config(cfg, kind, eot_id, pad_id, ours.get("labels")))
+        if transformer:  # what transformers' Auto classes read
+            pooling = ours.get("pooling", "last")
+            write_json(tmp / "config.json", hf_config(cfg, kind, eot_id, pad_id, ours.get("labels"), pooling))
+            if pooling == "mean":
+                shutil.copyfile(MEAN_POOL_CODE, tmp / MEAN_POOL_CODE.name)
         write_json(tmp / "llmpipe.json", ours)
         write_json(tmp / "params.json", params)
         write_json(tmp / "tokenizer_config.json", tokenizer_config)

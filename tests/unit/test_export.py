@@ -65,17 +65,32 @@ def test_classifier_logits_match_transformers_with_right_padding(tmp_path, token
         assert torch.allclose(hf(idx).logits, net(idx, lengths), atol=1e-5, rtol=1e-4)
 
 
-def test_a_mean_pooling_classifier_exports_for_llmpipe_only(tmp_path, tokenizer_file):
+def test_a_mean_pooling_classifier_loads_in_transformers_with_its_own_code(tmp_path, tokenizer_file):
     torch.manual_seed(0)
     cfg = config(train_bpe(TEXTS, vocab_size=320).get_vocab_size())
     net = GPTClassifier(cfg, num_labels=2, pooling="mean").eval()
     save_model_dir(tmp_path / "cls", net, cfg, tokenizer_file, params={}, extra={"labels": ["a", "b"]})
-    assert not (tmp_path / "cls" / "config.json").exists()  # transformers has no Llama classifier that mean-pools
     loaded, meta, _ = load_model_dir(tmp_path / "cls")
     assert meta["pooling"] == "mean" and loaded.pooling == "mean"
+
+    # without trust_remote_code transformers refuses: it must not pool the last token instead
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls")
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "cls", trust_remote_code=True).eval()
+    hf_tok = AutoTokenizer.from_pretrained(tmp_path / "cls")
+    assert hf.config.id2label == {0: "a", 1: "b"}
+    pad = special_id(train_bpe(TEXTS, vocab_size=320), PAD)
     idx, lengths = torch.randint(2, 100, (2, 7)), torch.tensor([7, 4])
+    idx[1, 4:] = pad  # right padding
     with torch.no_grad():
-        assert torch.equal(loaded(idx, lengths), net(idx, lengths))
+        ours = net(idx, lengths)
+        assert torch.equal(loaded(idx, lengths), ours)
+        assert torch.allclose(hf(idx).logits, ours, atol=1e-5, rtol=1e-4)  # pads found by their id
+        mask = (torch.arange(7)[None, :] < lengths[:, None]).long()
+        assert torch.allclose(hf(idx, attention_mask=mask).logits, ours, atol=1e-5, rtol=1e-4)
+        batch = hf_tok(["The quick brown fox", "床前明月光"], padding=True, return_tensors="pt")
+        one = hf_tok(["床前明月光"], return_tensors="pt")
+        assert torch.allclose(hf(**batch).logits[1], hf(**one).logits[0], atol=1e-5, rtol=1e-4)
 
 
 def test_load_model_dir_round_trips_the_weights(tmp_path, tokenizer_file):
