@@ -122,7 +122,7 @@ def cmd_architectures(args) -> int:
     from llmpipe import architectures, tracking
 
     if args.action == "queue":
-        names = architectures.queue(run=args.run)
+        names = architectures.queue(run=args.run, replace=args.replace)
         print(f"queued {', '.join(names)}" + ("; all finished" if args.run else "; run them with `dvc queue start`"))
         return 0
     import mlflow
@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     archs.add_argument("action", choices=["queue", "report"])
     archs.add_argument("--run", action="store_true", help="queue: also run the queue and wait for it")
+    archs.add_argument("--replace", action="store_true", help="queue: remove experiments of the same names first")
     archs.add_argument("--out", default="reports", help="report: folder for architectures.md and .png")
     archs.set_defaults(func=cmd_architectures)
     return parser
