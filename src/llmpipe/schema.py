@@ -60,6 +60,7 @@ class Dedup:
 
 @dataclass
 class Clean:
+    enabled: bool  # false: train on the raw text; held-out splits stay cleaned (stages/clean.py)
     executor: str = between(choices=("local", "ray"))
     ray_address: str | None
     workers: int = between(1)
@@ -128,6 +129,8 @@ class Optimization:
 class Pretrain(Optimization):
     batch_tokens: int = between(1)
     max_tokens: int = between(1)
+    data_fraction: float = between(above=0, high=1)
+    epochs: float | None = between(above=0)
     val_batches: int = between(1)
 
 
