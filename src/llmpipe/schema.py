@@ -249,6 +249,16 @@ class Promote:
 
 
 @dataclass
+class Scaling:
+    """`llmpipe scaling` (not a stage): the points of the data-scale study."""
+
+    fractions: list[float] = between(above=0, high=1)
+    sizes: dict[str, dict[str, int]]  # size name -> model.* overrides (keys checked by scaling.plan)
+    uncleaned_sizes: list[str]
+    pretrain: dict[str, typing.Any]  # pretrain.* overrides of every point (checked when composed)
+
+
+@dataclass
 class Params:
     seed: int = between(0)
     ingest: Ingest
@@ -261,6 +271,7 @@ class Params:
     evaluate: Evaluate
     register: Register
     promote: Promote
+    scaling: Scaling
 
 
 def type_name(tp) -> str:
