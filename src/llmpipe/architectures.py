@@ -9,30 +9,20 @@ reports/architectures.md and reports/architectures.png: validation bits per byte
 tokens for each architecture, and training throughput.
 """
 
-import subprocess
-import time
 from pathlib import Path
+
+from llmpipe import experiments
 
 # architecture -> the conf/model option that holds its comparison size
 OPTIONS = {"transformer": "default", "rnn": "rnn", "lstm": "lstm", "gru": "gru"}
 
 
-def queue(run: bool, poll_seconds: float = 10.0) -> list[str]:
+def queue(run: bool, replace: bool = False, poll_seconds: float = 10.0) -> list[str]:
     """Queue one experiment per architecture; with run, start the queue and wait for it."""
-    names = []
-    for arch, option in OPTIONS.items():
-        name = f"arch-{arch}"
-        subprocess.run(["dvc", "exp", "run", "--queue", "-n", name, "-S", f"model={option}"], check=True)
-        names.append(name)
+    points = {f"arch-{arch}": [f"model={option}"] for arch, option in OPTIONS.items()}
+    names = experiments.queue(points, replace=replace)
     if run:
-        subprocess.run(["dvc", "queue", "start", "-j", "1"], check=True)  # one at a time: fair timings
-        while True:
-            status = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True, check=True).stdout
-            if "Queued" not in status and "Running" not in status:
-                break
-            time.sleep(poll_seconds)
-        if "Failed" in status:
-            raise ValueError(f"an architecture experiment failed:\n{status}\nsee `dvc queue logs <name>`")
+        experiments.run_queue(names, poll_seconds)
     return names
 
 

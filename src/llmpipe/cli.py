@@ -122,7 +122,7 @@ def cmd_architectures(args) -> int:
     from llmpipe import architectures, tracking
 
     if args.action == "queue":
-        names = architectures.queue(run=args.run)
+        names = architectures.queue(run=args.run, replace=args.replace)
         print(f"queued {', '.join(names)}" + ("; all finished" if args.run else "; run them with `dvc queue start`"))
         return 0
     import mlflow
@@ -132,6 +132,34 @@ def cmd_architectures(args) -> int:
     report = architectures.write_report(results, Path(args.out))
     print(f"wrote {report} and {report.with_suffix('.png')} ({', '.join(results)})")
     return 0
+
+
+def cmd_scaling(args) -> int:
+    from llmpipe import scaling, tracking
+
+    points = scaling.study(args.overrides)
+    if args.action == "queue":
+        names = scaling.queue(points, run=args.run, replace=args.replace)
+        print(f"queued {len(names)} points" + ("; all finished" if args.run else "; run them with `dvc queue start`"))
+        return 0
+    import mlflow
+
+    experiment_id = tracking.setup()
+    found = scaling.collect(mlflow.MlflowClient(), experiment_id, points)
+    report = scaling.write_report(found, Path(args.out))
+    print(f"wrote {report} and {report.with_suffix('.png')} ({len(found)} of {len(points)} points)")
+    return 0
+
+
+def study_verb(verbs, name: str, what: str, func) -> argparse.ArgumentParser:
+    """A verb for a study of queued DVC experiments: `queue` them (and run them), then `report`."""
+    study = verbs.add_parser(name, help=f"{what} (queue, then report)")
+    study.add_argument("action", choices=["queue", "report"])
+    study.add_argument("--run", action="store_true", help="queue: also run the queue and wait for it")
+    study.add_argument("--replace", action="store_true", help="queue: remove experiments of the same names first")
+    study.add_argument("--out", default="reports", help=f"report: folder for {name}.md and .png")
+    study.set_defaults(func=func)
+    return study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -181,18 +209,23 @@ def build_parser() -> argparse.ArgumentParser:
     models = verbs.add_parser("models", help="list registered versions with their aliases and gate metrics")
     models.set_defaults(func=cmd_models)
 
-    archs = verbs.add_parser(
-        "architectures", help="compare the Transformer with RNN, LSTM and GRU models (queue, then report)"
+    study_verb(verbs, "architectures", "compare the Transformer with RNN, LSTM and GRU models", cmd_architectures)
+    scale = study_verb(
+        verbs, "scaling", "data-scale study: data fraction x model size, with and without cleaning", cmd_scaling
     )
-    archs.add_argument("action", choices=["queue", "report"])
-    archs.add_argument("--run", action="store_true", help="queue: also run the queue and wait for it")
-    archs.add_argument("--out", default="reports", help="report: folder for architectures.md and .png")
-    archs.set_defaults(func=cmd_architectures)
+    scale.add_argument("overrides", nargs="*", help="Hydra overrides every point starts from, e.g. experiment=tiny")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse fills a verb's positionals before its options: the Hydra overrides after an option
+    # (`llmpipe scaling queue --run experiment=tiny`) come back unparsed.
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") for e in extra):
+        args.overrides += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except ValueError as err:

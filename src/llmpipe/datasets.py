@@ -54,6 +54,23 @@ def load_tokens(tokens_dir: str | Path, split: str) -> np.ndarray:
     return np.memmap(tokens_dir / f"{split}.bin", dtype=token_dtype(meta["vocab_size"]), mode="r")
 
 
+def document_fraction(tokens: np.ndarray, eot_id: int, fraction: float, seed: int) -> np.ndarray:
+    """A seeded random `fraction` of the documents of a token stream (each ends with eot_id), whole,
+    in stream order. The documents are taken in one seeded order until they hold the fraction's tokens,
+    so a smaller fraction's documents are a subset of a larger one's. Not a prefix: the stream is
+    sorted by document id, so a prefix would be the first few sources only."""
+    if fraction >= 1:
+        return tokens
+    ends = np.flatnonzero(np.asarray(tokens) == eot_id) + 1
+    if len(ends) == 0 or ends[-1] != len(tokens):
+        raise ValueError(f"the token stream does not end every document with the end-of-text token {eot_id}")
+    starts = np.concatenate([[0], ends[:-1]])
+    order = np.random.default_rng(seed).permutation(len(starts))
+    total = np.cumsum((ends - starts)[order])
+    take = np.sort(order[: int(np.searchsorted(total, fraction * len(tokens))) + 1])  # just reaches the fraction
+    return np.concatenate([tokens[starts[i] : ends[i]] for i in take])
+
+
 class RandomWindows(Dataset):
     """num_samples windows at random offsets; item i is the same window in every run (seed, i)."""
 

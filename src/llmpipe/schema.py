@@ -60,6 +60,7 @@ class Dedup:
 
 @dataclass
 class Clean:
+    enabled: bool  # false: train on the raw text; held-out splits stay cleaned (stages/clean.py)
     executor: str = between(choices=("local", "ray"))
     ray_address: str | None
     workers: int = between(1)
@@ -128,6 +129,8 @@ class Optimization:
 class Pretrain(Optimization):
     batch_tokens: int = between(1)
     max_tokens: int = between(1)
+    data_fraction: float = between(above=0, high=1)
+    epochs: float | None = between(above=0)
     val_batches: int = between(1)
 
 
@@ -246,6 +249,16 @@ class Promote:
 
 
 @dataclass
+class Scaling:
+    """`llmpipe scaling` (not a stage): the points of the data-scale study."""
+
+    fractions: list[float] = between(above=0, high=1)
+    sizes: dict[str, dict[str, int]]  # size name -> model.* overrides (keys checked by scaling.plan)
+    uncleaned_sizes: list[str]
+    pretrain: dict[str, typing.Any]  # pretrain.* overrides of every point (checked when composed)
+
+
+@dataclass
 class Params:
     seed: int = between(0)
     ingest: Ingest
@@ -258,6 +271,7 @@ class Params:
     evaluate: Evaluate
     register: Register
     promote: Promote
+    scaling: Scaling
 
 
 def type_name(tp) -> str:

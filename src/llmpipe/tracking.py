@@ -17,6 +17,7 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 EXPERIMENT = "llmpipe"
 STAGE_TAG = "llmpipe.stage"
+EXPERIMENT_TAG = "dvc.experiment"
 # A tracking server that does not answer must fail a stage quickly rather than hang it.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -116,6 +117,8 @@ def stage_run(stage: str, params: dict, root: str | Path = "."):
 
     experiment_id = setup(root)
     tags = {STAGE_TAG: stage, "dvc.stage": stage, "mlflow.source.git.commit": git_commit(root)}
+    if os.environ.get("DVC_EXP_NAME"):  # a queued DVC experiment (llmpipe.experiments): its name
+        tags[EXPERIMENT_TAG] = os.environ["DVC_EXP_NAME"]
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
         flat = redact(flatten(params))
         for start in range(0, len(flat), 100):  # MLflow takes at most 100 params per batch

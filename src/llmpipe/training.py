@@ -33,18 +33,25 @@ def batch_split(batch_size: int, hardware: dict) -> tuple[int, int]:
     return micro, per_device // micro
 
 
-def token_budget(section: dict, block_size: int) -> tuple[int, int]:
+def token_budget(section: dict, block_size: int, train_tokens: int | None = None) -> tuple[int, int]:
     """(sequences per optimizer step, optimizer steps) for a pretraining section that gives its
-    global batch and its run length in tokens (batch_tokens, max_tokens)."""
+    global batch and its run length in tokens (batch_tokens, max_tokens). With `epochs` set, the run
+    length is epochs x train_tokens (the tokens of the data fraction it trains on) instead."""
     batch_tokens, max_tokens = section["batch_tokens"], section["max_tokens"]
     if batch_tokens <= 0 or batch_tokens % block_size:
         raise ValueError(
             f"pretrain.batch_tokens={batch_tokens} must be a positive multiple of model.block_size={block_size}"
         )
-    if max_tokens < batch_tokens:
-        raise ValueError(
-            f"pretrain.max_tokens={max_tokens} is less than one batch (pretrain.batch_tokens={batch_tokens})"
+    length = f"pretrain.max_tokens={max_tokens}"
+    if section["epochs"] is not None:
+        assert train_tokens is not None, "an epoch budget needs the number of training tokens"
+        max_tokens = int(section["epochs"] * train_tokens)
+        length = (
+            f"pretrain.epochs={section['epochs']} x {train_tokens} training tokens "
+            f"(pretrain.data_fraction={section['data_fraction']} of the train split)"
         )
+    if max_tokens < batch_tokens:
+        raise ValueError(f"{length} is less than one batch (pretrain.batch_tokens={batch_tokens})")
     return batch_tokens // block_size, max_tokens // batch_tokens
 
 

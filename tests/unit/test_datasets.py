@@ -6,6 +6,7 @@ from llmpipe.datasets import (
     RandomWindows,
     SequentialWindows,
     choose_labels,
+    document_fraction,
     pad_windows,
     split_of,
     write_tokens,
@@ -78,3 +79,23 @@ def test_epochs_shuffle_each_pass_reproducibly():
     assert sorted(items[:10]) == sorted(items[10:20]) == data and items[:10] != items[10:20]
     assert items == [Epochs(data, 25, seed=3)[i] for i in range(25)]
     assert items != [Epochs(data, 25, seed=4)[i] for i in range(25)]
+
+
+def test_document_fraction_takes_whole_documents_nested_and_from_everywhere():
+    # 400 documents of 1 to 9 tokens, in source order: ids 1..4 stand for four sources
+    rng = np.random.default_rng(0)
+    docs = [[1 + i * 4 // 400] * int(rng.integers(1, 10)) + [0] for i in range(400)]
+    tokens = np.array([t for doc in docs for t in doc], dtype=np.uint16)
+    taken = {}
+    for fraction in (0.125, 0.25, 0.5):
+        part = document_fraction(tokens, eot_id=0, fraction=fraction, seed=3)
+        assert fraction * len(tokens) <= len(part) < fraction * len(tokens) + 10  # just reaches it
+        assert part[-1] == 0 and set(np.unique(part)) == {0, 1, 2, 3, 4}  # whole documents, every source
+        pieces = np.split(part, np.flatnonzero(part == 0)[:-1] + 1)
+        taken[fraction] = {tuple(p) for p in pieces}
+        assert all(list(p) in docs for p in pieces)
+    assert taken[0.125] <= taken[0.25] <= taken[0.5] and len(taken[0.125]) < len(taken[0.25]) < len(taken[0.5])
+    assert document_fraction(tokens, 0, 0.25, seed=3).tolist() == document_fraction(tokens, 0, 0.25, seed=3).tolist()
+    assert document_fraction(tokens, 0, 1.0, seed=3) is tokens
+    with pytest.raises(ValueError, match="end-of-text"):
+        document_fraction(tokens[:-1], eot_id=0, fraction=0.5, seed=3)

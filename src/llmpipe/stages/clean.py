@@ -2,6 +2,11 @@
 remove exact and near duplicates, on datatrove's executors (see llmpipe.clean_pipeline).
 
 Reads: data/raw/*.jsonl; data/quarantine/ingest.jsonl (only to count it).
+With clean.enabled false (the data-scale study's "cleaning off"), bad records are still screened
+into quarantine, but data/clean/docs.jsonl holds every other record as ingest wrote it, each with the record
+cleaning would have kept in `held_out` (null where a rule removed it); tokenize trains on the raw
+text and holds out the cleaned records, so models trained both ways are scored on the same documents.
+
 Writes: data/clean/docs.jsonl (kept, sorted by id); data/removed/<rule>.jsonl (every removed
 document, by rule); data/quarantine/clean.jsonl (bad records, with reason and source position);
 metrics/clean.json; plots/clean/lengths.csv and .png; reports/clean.md.
@@ -9,6 +14,7 @@ Run: python -m llmpipe.stages.clean
 """
 
 import csv
+import logging
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +30,7 @@ STAGE = "clean"
 SECTIONS = ["seed", STAGE]
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 KEPT_FIELDS = ("id", "text", "source", "lang", "label")
+log = logging.getLogger("llmpipe")
 WORK = Path("data") / "work" / "clean"  # datatrove's intermediate files and logs, rewritten every run
 
 
@@ -42,6 +49,20 @@ def collect(work: Path) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
             removed.setdefault(rule, []).append(record)
     quarantined = sorted((flat(r) for r in read_folder(work / "quarantine")), key=lambda r: r["id"])
     return kept, removed, quarantined
+
+
+def uncleaned(root: Path, kept: list[dict], quarantined: list[dict]) -> list[dict]:
+    """clean.enabled=false: every raw record that screening let through, as ingest wrote it (no
+    normalization, quality, language, PII or dedup rule applied), with its cleaned record, if kept."""
+    cleaned = {r["id"]: {k: r.get(k) for k in KEPT_FIELDS} for r in kept}
+    bad = {r["id"] for r in quarantined}
+    docs = [
+        {**{k: r.get(k) for k in KEPT_FIELDS}, "held_out": cleaned.get(r["id"])}
+        for path in sorted((root / "data" / "raw").glob("*.jsonl"))
+        for r in read_jsonl(path)
+        if r["id"] not in bad
+    ]
+    return sorted(docs, key=lambda r: r["id"])
 
 
 def ingest_quarantine(root: Path) -> Counter:
@@ -65,8 +86,13 @@ def write_outputs(params: dict, root: Path) -> dict:
     docs_in = sum(1 for path in (root / "data" / "raw").glob("*.jsonl") for _ in path.open(encoding="utf-8"))
     clean_report.account(docs_in, kept, removed, quarantined)
 
+    if cfg["enabled"]:
+        docs = [{k: r.get(k) for k in KEPT_FIELDS} for r in kept]
+    else:
+        docs = uncleaned(root, kept, quarantined)
+        log.warning("clean.enabled is false: %d raw documents go on, cleaning kept %d", len(docs), len(kept))
     with replace_file(root / "data" / "clean" / "docs.jsonl") as tmp:
-        write_jsonl(tmp, [{k: r.get(k) for k in KEPT_FIELDS} for r in kept])
+        write_jsonl(tmp, docs)
     with replace_dir(root / "data" / "removed") as tmp:
         for rule, records in removed.items():
             write_jsonl(tmp / f"{rule}.jsonl", sorted(records, key=lambda r: r["id"]))

@@ -15,7 +15,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
 from llmpipe import networks, training
-from llmpipe.datasets import RandomWindows, ResumableLoader, SequentialWindows, load_tokens, pad_windows
+from llmpipe.datasets import (
+    RandomWindows,
+    ResumableLoader,
+    SequentialWindows,
+    document_fraction,
+    load_tokens,
+    pad_windows,
+)
 from llmpipe.export import save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
 from llmpipe.runner import stage_main
@@ -31,7 +38,9 @@ def run(params: dict, root: Path) -> dict:
     tokens_dir = root / "data" / "tokens"
     meta = json.loads((tokens_dir / "meta.json").read_text())
     model_cfg = networks.model_config(params["model"], meta["vocab_size"])
-    batch_size, max_steps = training.token_budget(cfg, model_cfg.block_size)
+    # pretrain.data_fraction: the data-scale study's D (llmpipe.scaling); 1.0 is the whole split
+    train_tokens = document_fraction(load_tokens(tokens_dir, "train"), meta["eot_id"], cfg["data_fraction"], seed)
+    batch_size, max_steps = training.token_budget(cfg, model_cfg.block_size, len(train_tokens))
     micro_batch, accumulate = training.batch_split(batch_size, hardware)
     L.seed_everything(seed, workers=True, verbose=False)
 
@@ -39,7 +48,7 @@ def run(params: dict, root: Path) -> dict:
     val = meta["splits"]["val"]
     optim = OptimConfig.from_section(cfg, max_steps=max_steps)
     module = LitLM(net, optim, task="lm", tokens_per_byte=val["tokens"] / val["bytes"])
-    train_set = RandomWindows(load_tokens(tokens_dir, "train"), model_cfg.block_size, max_steps * batch_size, seed)
+    train_set = RandomWindows(train_tokens, model_cfg.block_size, max_steps * batch_size, seed)
     loader_args = {
         "batch_size": micro_batch,
         "num_workers": hardware["num_workers"],
@@ -87,6 +96,8 @@ def run(params: dict, root: Path) -> dict:
         "params": model_cfg.num_params(),
         "params_non_embedding": model_cfg.num_params() - model_cfg.vocab_size * model_cfg.d_model,
         "steps": max_steps,
+        "train_tokens": len(train_tokens),  # the distinct tokens it could see (data_fraction of the split)
+        "train_cleaned": meta.get("train_cleaned", True),  # false: trained on raw text (clean.enabled=false)
         "tokens_seen": tokens_seen,
         "flops": tokens_seen * model_cfg.flops_per_token(),
     }

@@ -1,11 +1,16 @@
 """tokenize: split documents into train/val/test, train a byte-level BPE tokenizer on train only,
 and write each split as a flat file of token ids.
 
+Documents that carry a `held_out` record (clean.enabled false: the text is raw) train on their raw
+text and are held out as the cleaned record, or not at all where cleaning removed them: val and test
+are then the same documents, with the same text, as when cleaning is on.
+
 Reads: data/clean/docs.jsonl.
 Writes: data/tokens/{tokenizer.json, meta.json, <split>.bin, <split>.jsonl}; metrics/tokenize.json.
   <split>.bin    uint16 token ids, every document followed by <|endoftext|>
   <split>.jsonl  the split's documents, for the stages that need text and labels
-  meta.json      vocab size, special token ids, and docs / tokens / UTF-8 bytes per split
+  meta.json      vocab size, special token ids, docs / tokens / UTF-8 bytes per split, and
+                 train_cleaned (false when the train split is raw text)
 Run: python -m llmpipe.stages.tokenize
 """
 
@@ -24,12 +29,24 @@ SECTIONS = [STAGE]
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 
 
+def as_split(doc: dict, split: str) -> dict | None:
+    """The document as its split holds it: a raw document (with `held_out`) trains on its raw text
+    and is held out as its cleaned record, or not held out where cleaning removed it."""
+    if "held_out" not in doc:
+        return doc
+    if split == "train":
+        return {k: v for k, v in doc.items() if k != "held_out"}
+    return doc["held_out"]
+
+
 def run(params: dict, root: Path) -> dict:
     cfg = params[STAGE]
     docs = read_jsonl(root / "data" / "clean" / "docs.jsonl")
     splits = {name: [] for name in SPLITS}
     for doc in docs:
-        splits[split_of(doc["id"], cfg["val_fraction"], cfg["test_fraction"])].append(doc)
+        split = split_of(doc["id"], cfg["val_fraction"], cfg["test_fraction"])
+        if (kept := as_split(doc, split)) is not None:
+            splits[split].append(kept)
     empty = [name for name, split_docs in splits.items() if not split_docs]
     if empty:
         raise ValueError(
@@ -41,6 +58,7 @@ def run(params: dict, root: Path) -> dict:
         "vocab_size": vocab_size,
         "eot_id": special_id(tokenizer, EOT),
         "pad_id": special_id(tokenizer, PAD),
+        "train_cleaned": not any("held_out" in d for d in docs),
         "splits": {},
     }
     with replace_dir(root / "data" / "tokens") as tmp:
