@@ -122,14 +122,15 @@ def cmd_architectures(args) -> int:
     from llmpipe import architectures, tracking
 
     if args.action == "queue":
-        names = architectures.queue(run=args.run, replace=args.replace)
+        names = architectures.queue(args.overrides, run=args.run, replace=args.replace)
         print(f"queued {', '.join(names)}" + ("; all finished" if args.run else "; run them with `dvc queue start`"))
         return 0
     import mlflow
 
     experiment_id = tracking.setup()
     results = architectures.collect(mlflow.MlflowClient(), experiment_id)
-    report = architectures.write_report(results, Path(args.out))
+    gpu = architectures.load_gpu_results(Path(args.out) / "architectures_gpu.json")
+    report = architectures.write_report(results, Path(args.out), gpu)
     print(f"wrote {report} and {report.with_suffix('.png')} ({', '.join(results)})")
     return 0
 
@@ -158,6 +159,7 @@ def study_verb(verbs, name: str, what: str, func) -> argparse.ArgumentParser:
     study.add_argument("--run", action="store_true", help="queue: also run the queue and wait for it")
     study.add_argument("--replace", action="store_true", help="queue: remove experiments of the same names first")
     study.add_argument("--out", default="reports", help=f"report: folder for {name}.md and .png")
+    study.add_argument("overrides", nargs="*", help="Hydra overrides every point starts from, e.g. experiment=tiny")
     study.set_defaults(func=func)
     return study
 
@@ -210,10 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     models.set_defaults(func=cmd_models)
 
     study_verb(verbs, "architectures", "compare the Transformer with RNN, LSTM and GRU models", cmd_architectures)
-    scale = study_verb(
-        verbs, "scaling", "data-scale study: data fraction x model size, with and without cleaning", cmd_scaling
-    )
-    scale.add_argument("overrides", nargs="*", help="Hydra overrides every point starts from, e.g. experiment=tiny")
+    study_verb(verbs, "scaling", "data-scale study: data fraction x model size, with and without cleaning", cmd_scaling)
     return parser
 
 

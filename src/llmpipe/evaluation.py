@@ -35,10 +35,12 @@ def token_nats(net, tokens: np.ndarray, block_size: int, batch_size: int = 16, p
     """Negative log-likelihood (nats) of every token of `tokens` but the first, in order: entry i is
     token i + 1 given the tokens before it in its window of block_size."""
     loader = DataLoader(SequentialWindows(tokens, block_size), batch_size=batch_size, collate_fn=pad_windows)
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))  # where the model lives
     pieces = []
     for x, y in tqdm(loader, desc="perplexity", disable=not progress, leave=False):
+        x, y = x.to(device), y.to(device)
         nats = F.cross_entropy(net(x).flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="none")
-        pieces.append(nats[y.flatten() != -100].double().numpy())  # windows are consecutive, rows in order
+        pieces.append(nats[y.flatten() != -100].double().cpu().numpy())  # windows are consecutive, rows in order
     out = np.concatenate(pieces) if pieces else np.zeros(0)
     assert len(out) == max(0, len(tokens) - 1)
     return out
@@ -111,6 +113,42 @@ def document_of_targets(tokens: np.ndarray, eot_id: int) -> np.ndarray:
     the <|endoftext|> that closes it belong to it; the next token starts the next document."""
     ends = np.asarray(tokens[:-1]) == eot_id  # an <|endoftext|> before target i + 1 moves it on
     return np.cumsum(ends)
+
+
+def context_lengths(tokens: np.ndarray, block_size: int, eot_id: int) -> np.ndarray:
+    """For each predicted token (tokens[1:], in token_nats's order), how many tokens of its own
+    document the model sees before it: its window (SequentialWindows) cuts off what came before the
+    window, and an <|endoftext|> what came before the document. Zero: the document's first token."""
+    i = np.arange(len(tokens) - 1)  # target i is tokens[i + 1]; the model has read tokens[..i]
+    window_start = (i // block_size) * block_size
+    last_eot = np.maximum.accumulate(np.where(np.asarray(tokens[:-1]) == eot_id, i, -1))
+    return i + 1 - np.maximum(window_start, last_eot + 1)
+
+
+def context_buckets(max_context: int) -> list[tuple[int, int]]:
+    """Context lengths grouped by powers of two: 0, 1, 2-3, 4-7, ... up to max_context, the last
+    bucket taking max_context too (only a window's last token can have read all of it)."""
+    buckets, low = [(0, 0)], 1
+    while low <= max_context:
+        high = 2 * low - 1
+        if high >= max_context - 1:
+            high = max_context
+        buckets.append((low, high))
+        low = high + 1
+    return buckets
+
+
+def bits_by_context(nats: np.ndarray, contexts: np.ndarray, max_context: int) -> dict[str, float]:
+    """Mean bits per token of the predicted tokens in each context-length bucket ("lo-hi" or "n"),
+    leaving out empty buckets. How fast the loss falls with context says how much of its document a
+    model uses: the question that moved language modelling from recurrence to attention."""
+    assert len(nats) == len(contexts)
+    out = {}
+    for low, high in context_buckets(max_context):
+        chosen = (contexts >= low) & (contexts <= high)
+        if chosen.any():
+            out[str(low) if low == high else f"{low}-{high}"] = float(nats[chosen].mean() / math.log(2))
+    return out
 
 
 def perplexity(nats: float, count: int) -> float:

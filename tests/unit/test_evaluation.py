@@ -6,9 +6,12 @@ import torch
 
 from llmpipe.evaluation import (
     bigram_token_nats,
+    bits_by_context,
     bits_per_byte,
     classification_metrics,
     confusion_matrix,
+    context_buckets,
+    context_lengths,
     document_of_targets,
     lm_nats,
     majority_baseline,
@@ -85,6 +88,24 @@ def test_each_predicted_token_belongs_to_its_document():
     tokens = np.array([5, 6, eot, 7, eot, 8, 9, eot])
     # targets are tokens[1:]: 6 and its <eot> belong to document 0, 7 and its <eot> to 1, 8 9 <eot> to 2
     assert document_of_targets(tokens, eot).tolist() == [0, 0, 1, 1, 2, 2, 2]
+
+
+def test_context_lengths_count_the_documents_tokens_inside_the_window():
+    eot = 0
+    tokens = np.array([5, 6, 7, eot, 8, 9, 4, 3, eot, 2])
+    # block 4: windows read tokens[0:4] (targets 1..4) and tokens[4:8] (targets 5..8), then tokens[8:9]
+    # target tokens[1]=6 sees 5 (1); 7 sees 5 6 (2); eot sees 5 6 7 (3); 8 follows an eot (0);
+    # 9 starts window 2 mid-document, sees 8 (1); 4 sees 8 9 (2); 3 sees 8 9 4 (3); eot (4);
+    # 2 starts window 3 right after an eot (0)
+    assert context_lengths(tokens, 4, eot).tolist() == [1, 2, 3, 0, 1, 2, 3, 4, 0]
+
+
+def test_bits_by_context_averages_each_power_of_two_bucket():
+    assert context_buckets(6) == [(0, 0), (1, 1), (2, 3), (4, 6)]
+    assert context_buckets(256)[-2:] == [(64, 127), (128, 256)]  # no bucket of the last position alone
+    nats = np.array([2.0, 4.0, 1.0, 3.0, 0.5]) * math.log(2)  # in bits: 2, 4, 1, 3, 0.5
+    contexts = np.array([0, 0, 2, 3, 5])
+    assert bits_by_context(nats, contexts, 6) == pytest.approx({"0": 3.0, "2-3": 2.0, "4-6": 0.5})
 
 
 def test_precision_recall_and_f1_by_hand():

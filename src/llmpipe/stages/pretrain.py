@@ -14,7 +14,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader
 
-from llmpipe import networks, training
+from llmpipe import evaluation, networks, training
 from llmpipe.datasets import (
     RandomWindows,
     ResumableLoader,
@@ -82,10 +82,12 @@ def run(params: dict, root: Path) -> dict:
     final = trainer.validate(module, val_loader, verbose=False)[0]
 
     trained = training.gathered(net, lambda: networks.language_model(model_cfg))
+    context_bits = {}
     if trainer.is_global_zero:  # one process writes the export
         save_model_dir(
             root / "models" / STAGE, trained, model_cfg, tokens_dir / "tokenizer.json", {k: params[k] for k in SECTIONS}
         )
+        context_bits = val_bits_by_context(trained.eval(), tokens_dir, meta["eot_id"], model_cfg.block_size)
 
     tokens_seen = max_steps * batch_size * model_cfg.block_size
     return {
@@ -98,9 +100,18 @@ def run(params: dict, root: Path) -> dict:
         "steps": max_steps,
         "train_tokens": len(train_tokens),  # the distinct tokens it could see (data_fraction of the split)
         "train_cleaned": meta.get("train_cleaned", True),  # false: trained on raw text (clean.enabled=false)
+        "val_context_bits": context_bits,  # bits per token by how much of its document the model had read
         "tokens_seen": tokens_seen,
         "flops": tokens_seen * model_cfg.flops_per_token(),
     }
+
+
+def val_bits_by_context(net, tokens_dir: Path, eot_id: int, block_size: int) -> dict[str, float]:
+    """The whole val split's loss per token, grouped by context length (evaluation.bits_by_context):
+    what the architecture comparison plots to show how far back each model reads."""
+    tokens = load_tokens(tokens_dir, "val")
+    nats = evaluation.token_nats(net, tokens, block_size)
+    return evaluation.bits_by_context(nats, evaluation.context_lengths(tokens, block_size, eot_id), block_size)
 
 
 def main():
