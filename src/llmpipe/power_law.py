@@ -41,6 +41,7 @@ class Fit:
     high: np.ndarray | None
     rmse: float  # of the fitted points, in the loss's units
     points: int
+    at_bound: tuple[str, ...] = ()  # parameters the fit pushed to a bound: the points do not pin them down
 
     def __call__(self, n_params: np.ndarray | float, tokens: np.ndarray | float) -> np.ndarray:
         """The fitted loss at raw counts (parameters, tokens); a data law ignores n_params."""
@@ -87,11 +88,19 @@ def intervals(values: np.ndarray, cov: np.ndarray, dof: int) -> tuple[np.ndarray
     return values - half, values + half
 
 
+def at_bounds(names, values: np.ndarray, bounds) -> tuple[str, ...]:
+    """The parameters whose estimate sits on a bound of the search (E = 0, an exponent at 3): the
+    least-squares optimum wants them beyond it, so their value and interval mean little."""
+    lower, upper = (np.asarray(b, dtype=float) for b in bounds)
+    close = np.isclose(values, lower, rtol=0, atol=1e-6) | np.isclose(values, upper, rtol=1e-6, atol=0)
+    return tuple(name for name, hit in zip(names, close, strict=True) if hit)
+
+
 def make_fit(law_name: str, names, law, x, y: np.ndarray, starts, bounds) -> Fit:
     values, cov = least_squares(law, x, y, starts, bounds)
     low, high = intervals(values, cov, len(y) - len(names))
     rmse = float(np.sqrt(np.mean((law(x, *values) - y) ** 2)))
-    return Fit(law_name, tuple(names), values, low, high, rmse, len(y))
+    return Fit(law_name, tuple(names), values, low, high, rmse, len(y), at_bounds(names, values, bounds))
 
 
 def fit_joint(n_params, tokens, loss) -> Fit:

@@ -183,6 +183,9 @@ def plot(points: list[dict], fits: dict[bool, dict], path: Path):
     plt.close(fig)
 
 
+BOUND_NOTE = " (at a bound of the search: these points do not pin it down)"
+
+
 def fit_lines(fit: power_law.Fit, scope: str) -> list[str]:
     def cell(value, low, high):
         return f"{value:.3g}" + ("" if low is None else f" [{low:.3g}, {high:.3g}]")
@@ -195,7 +198,7 @@ def fit_lines(fit: power_law.Fit, scope: str) -> list[str]:
         "",
         "| parameter | estimate [95% interval] |",
         "| --- | --- |",
-        *(f"| {name} | {cell(*table[name])} |" for name in fit.names),
+        *(f"| {name} | {cell(*table[name])}{BOUND_NOTE * (name in fit.at_bound)} |" for name in fit.names),
         "",
     ]
 

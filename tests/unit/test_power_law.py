@@ -61,3 +61,12 @@ def test_fit_points_chooses_the_law_the_points_allow():
     assert power_law.fit_points(one_size[:2]) == {}  # two data amounts: nothing to fit
     with pytest.raises(ValueError, match="6 points"):
         power_law.fit_joint(n[:4], d[:4], loss[:4])
+
+
+def test_a_parameter_pushed_to_its_bound_is_flagged():
+    # Points that fall faster than any floor allows: the best E would be negative, so it sits at 0.
+    d = np.array([1e5, 2e5, 4e5, 8e5, 1.6e6])
+    fit = power_law.fit_data(d, 2.0 * (d / 1e6) ** -0.3 - 1.5)
+    assert "E" in fit.at_bound and fit.values[0] == pytest.approx(0, abs=1e-6)
+    clean = power_law.fit_data(d, 1.0 + 2.0 * (d / 1e6) ** -0.3)
+    assert clean.at_bound == ()
