@@ -67,3 +67,18 @@ def test_context_bits_are_read_back_in_order_from_metric_names():
     metrics = {"pretrain/val_context_bits/16-31": 3.0, "pretrain/val_context_bits/0": 9.0,
                "pretrain/val_context_bits/2-3": 5.0, "pretrain/val_bpb": 2.5}  # fmt: skip
     assert architectures.context_bits(metrics) == [(0, 0, 9.0), (2, 3, 5.0), (16, 31, 3.0)]
+
+
+def test_queue_gives_every_architecture_the_overrides_and_stops_at_pretrain(monkeypatch):
+    queued = {}
+    monkeypatch.setattr(
+        architectures.experiments, "queue", lambda points, targets, replace: queued.update(points, targets=targets)
+    )
+    architectures.queue(["experiment=tiny"], run=False)
+    assert queued.pop("targets") == ["pretrain"]
+    assert queued == {
+        "arch-transformer": ["experiment=tiny", "model=default"],
+        "arch-rnn": ["experiment=tiny", "model=rnn"],
+        "arch-lstm": ["experiment=tiny", "model=lstm"],
+        "arch-gru": ["experiment=tiny", "model=gru"],
+    }
