@@ -77,8 +77,8 @@ def test_queue_gives_every_architecture_the_overrides_and_stops_at_pretrain(monk
     architectures.queue(["experiment=tiny"], run=False)
     assert queued.pop("targets") == ["pretrain"]
     assert queued == {
-        "arch-transformer": ["experiment=tiny", "model=default"],
-        "arch-rnn": ["experiment=tiny", "model=rnn"],
-        "arch-lstm": ["experiment=tiny", "model=lstm"],
-        "arch-gru": ["experiment=tiny", "model=gru"],
+        "arch-transformer": [*architectures.BUDGET, "experiment=tiny", "model=default"],
+        "arch-rnn": [*architectures.BUDGET, "experiment=tiny", "model=rnn"],
+        "arch-lstm": [*architectures.BUDGET, "experiment=tiny", "model=lstm"],
+        "arch-gru": [*architectures.BUDGET, "experiment=tiny", "model=gru"],
     }
