@@ -215,7 +215,10 @@ def write_report(results: dict[str, dict], out_dir: Path, gpu: dict | None = Non
     if buckets:
         text += [
             "Validation bits per token by how many tokens of its own document the model had read before",
-            "each token (the window and the document boundary both cut the context):",
+            "each token (the window and the document boundary both cut the context). Each column holds",
+            "different tokens (every document's first ones, only long documents' late ones), so compare",
+            "the models within a column, and how much each one's loss drops from short to long context,",
+            "rather than the shape of a row:",
             "",
             "| model | " + " | ".join(buckets) + " |",
             "| --- |" + " --- |" * len(buckets),
