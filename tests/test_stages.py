@@ -201,6 +201,7 @@ def test_report_card_shows_every_evaluation(tiny_project):
     for image in images:  # every picture the page shows is there
         assert (report / image).read_bytes().startswith(b"\x89PNG")
     assert f"{metrics['evaluate']['lm']['val_bpb']:.3f}" in text
+    assert "pretrained (val, mean of 2 seeds)" in text and "Validation macro-F1 by seed" in text  # tiny topics
     html = (report / "report.html").read_text()
     assert "<table>" in html and '<img alt="confusion matrix" src="topics_confusion.png"' in html
 

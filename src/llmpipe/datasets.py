@@ -200,6 +200,23 @@ class LabeledSequences(Dataset):
         return self.ids[i], self.labels[i]
 
 
+class DocumentSequences(Dataset):
+    """Token id lists (documents) as next-token prediction examples (x, y): each document between
+    end-of-text tokens, x = [eot, *ids], y = [*ids, eot], as a document sits in the pretraining
+    stream, so the first token is predicted from a document start and the end is predicted too.
+    Collate with pad_windows."""
+
+    def __init__(self, ids: list[list[int]], eot_id: int):
+        self.examples = [torch.tensor([eot_id, *doc, eot_id]) for doc in ids if doc]
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        seq = self.examples[i]
+        return seq[:-1], seq[1:]
+
+
 def collate_labeled(pad_id: int):
     def collate(batch):
         lengths = torch.tensor([len(ids) for ids, _ in batch])

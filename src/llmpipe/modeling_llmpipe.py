@@ -42,4 +42,3 @@ class LlmpipeMeanPoolForSequenceClassification(LlamaPreTrainedModel):
         logits = self.score((hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1))
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels.to(logits.device))
         return SequenceClassifierOutput(loss=loss, logits=logits)
-

@@ -180,20 +180,36 @@ def harness_section(root: Path) -> str:
     )
 
 
+INITS = (("pretrained", "pretrained"), ("from_scratch", "from scratch"))
+
+
 def classifier_section(root: Path, task: str, out: Path) -> str:
     test = read_json(root / "metrics" / "evaluate" / f"{task}.json").get(task, {})
     val = read_json(root / "metrics" / "finetune" / f"{task}.json")
     names = ("acc", "macro_precision", "macro_recall", "macro_f1", "micro_f1")
+    mean = val.get("seed_mean", {})
+    inits = [(val, init, f"{label} (val)") for init, label in INITS]
+    if mean:  # the comparison over seeds beside the exported run's own scores
+        inits += [(mean, init, f"{label} (val, mean of {mean['seeds']} seeds)") for init, label in INITS]
     rows = [
         [name, test.get(f"test_{name}"), test.get(f"majority_test_{name}")]
-        + [val.get(init, {}).get(name) for init in ("pretrained", "from_scratch")]
+        + [scores.get(init, {}).get(name) for scores, init, _ in inits]
         for name in names
     ]
     text = [
         f"## Classifier `{task}`\n",
         f"{test.get('test_examples', 0)} test examples.\n",
-        table(["metric", "test", "majority (test)", "pretrained (val)", "from scratch (val)"], rows),
+        table(["metric", "test", "majority (test)", *(label for _, _, label in inits)], rows),
     ]
+    if "by_seed" in val:
+        text.append(
+            "Validation macro-F1 by seed (the first is the exported model's):\n\n"
+            + table(
+                ["seed", "pretrained", "from scratch"],
+                [[seed, s.get("pretrained", {}).get("macro_f1"), s.get("from_scratch", {}).get("macro_f1")]
+                 for seed, s in val["by_seed"].items()],
+            )
+        )  # fmt: skip
     per_class = read_csv(root / "plots" / "evaluate" / task / "per_class.csv")
     if per_class:
         text.append("Per class (test):\n")

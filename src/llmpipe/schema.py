@@ -150,6 +150,7 @@ class FinetuneTask(Optimization):
     max_steps: int = between(1)
     batch_size: int = between(1)
     from_scratch_baseline: bool
+    seeds: int = between(1)  # train each init under seed, seed+1, ...: the comparison reads their mean
     lora: Lora
 
 
@@ -164,6 +165,8 @@ class ClassifyTask(FinetuneTask):
     max_examples: int | None = between(1)
     class_weighted_loss: bool
     pooling: str = between(choices=("mean", "last"))  # model.pool: what the head reads
+    adapt_steps: int = between(0)  # task-adaptive pretraining steps on the training texts (0: none)
+    adapt_lr: float = between(above=0)
 
 
 @dataclass

@@ -124,7 +124,8 @@ class CurveWriter(Callback):
     def on_fit_end(self, trainer, module):
         if trainer.is_global_zero:
             write_csv(self.folder / "train.csv", self.train)
-            write_csv(self.folder / "val.csv", self.val)
+            if self.val:  # a run without validation (task-adaptive pretraining) has no val curve
+                write_csv(self.folder / "val.csv", self.val)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from llmpipe.datasets import (
+    DocumentSequences,
     Epochs,
     RandomWindows,
     SequentialWindows,
@@ -99,3 +100,12 @@ def test_document_fraction_takes_whole_documents_nested_and_from_everywhere():
     assert document_fraction(tokens, 0, 1.0, seed=3) is tokens
     with pytest.raises(ValueError, match="end-of-text"):
         document_fraction(tokens[:-1], eot_id=0, fraction=0.5, seed=3)
+
+
+def test_document_sequences_frame_each_text_with_eot_and_predict_its_next_token():
+    texts = DocumentSequences([[5, 6, 7], [], [8]], eot_id=0)
+    assert len(texts) == 2  # an empty text has nothing to learn from
+    x, y = texts[0]
+    assert x.tolist() == [0, 5, 6, 7] and y.tolist() == [5, 6, 7, 0]  # from a document start to its end
+    xs, ys = pad_windows([texts[0], texts[1]])
+    assert ys[1].tolist() == [8, 0, -100, -100]  # padding is never a target

