@@ -86,9 +86,9 @@ def test_the_tiny_study_runs_as_dvc_experiments_and_reports_fitted_laws(tmp_path
     study = scaling.study(["experiment=tiny"], REPO / "conf")
     points = {p["name"]: p for p in scaling.collect(client, experiment_id, study)}
     assert len(points) == 6
-    for kind in ("clean", "raw"):  # twice the documents, about twice the tokens; one pass over them
+    # How many tokens each fraction trains on is checked exactly below, against its own train split.
+    for kind in ("clean", "raw"):  # one pass over the fraction's tokens
         small, large = points[f"scale-a-0.0625-{kind}"], points[f"scale-a-0.125-{kind}"]
-        assert 1.8 < large["train_tokens"] / small["train_tokens"] < 2.2
         assert large["train_tokens"] - 512 < large["tokens"] <= large["train_tokens"]
         assert large["flops"] > small["flops"] and large["params"] == small["params"]
         assert large["val_bpb"] < small["val_bpb"]
