@@ -22,6 +22,7 @@ Writes: models/finetune/<task>/; metrics/finetune/<task>.json; plots/finetune/<t
 Run: python -m llmpipe.stages.finetune <task>
 """
 
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +126,21 @@ def build_net(model_cfg, data: TaskData, backbone):
     return net
 
 
+def checkpoint_folder(root: Path, task: str, cfg: dict, seed: int, init: str) -> Path:
+    """checkpoints/finetune/<task>/<fingerprint>: one folder per run (init 'adapt', 'pretrained' or
+    'from_scratch'), keyed by its settings, seed and the pretrained weights, so the same run resumes
+    and a changed one starts afresh. `seeds` (how many repeats) is left out: it changes no single run."""
+    pretrained = training.file_digest(root / "models" / "pretrain" / "model.safetensors")
+    settings = {key: value for key, value in cfg.items() if key != "seeds"}
+    return (
+        root
+        / "checkpoints"
+        / STAGE
+        / task
+        / training.fingerprint({"seed": seed, task: settings, "init": init}, pretrained)
+    )
+
+
 def adapt(params: dict, root: Path, task: str, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, dict]:
     """Task-adaptive pretraining (TAPT; Gururangan et al. 2020, "Don't Stop Pretraining"): continue
     next-token prediction from the pretrained weights on the task's own training texts, their labels
@@ -148,10 +164,7 @@ def adapt(params: dict, root: Path, task: str, data: TaskData, model_cfg, backbo
     loader_args = {"batch_size": micro_batch, "num_workers": hardware["num_workers"], "collate_fn": pad_windows}
     train_loader = ResumableLoader(epochs, consumed=lambda: trainer.global_step * accumulate, **loader_args)
 
-    pretrained = training.file_digest(root / "models" / "pretrain" / "model.safetensors")
-    kept = {k: v for k, v in cfg.items() if k != "seeds"}  # the repeats' count does not change the adaptation
-    fingerprint = training.fingerprint({"seed": seed, task: kept, "init": "adapt"}, pretrained)
-    checkpoint_dir = root / "checkpoints" / STAGE / task / fingerprint
+    checkpoint_dir = checkpoint_folder(root, task, cfg, seed, "adapt")
     # Nothing is validated, so resume checkpoints are taken every val_every steps (last.ckpt only).
     every = cfg["val_every"]
     checkpoint = ModelCheckpoint(dirpath=checkpoint_dir, every_n_train_steps=every, save_top_k=0, save_last=True)
@@ -205,9 +218,7 @@ def train(
     train_loader = ResumableLoader(epochs, consumed=lambda: trainer.global_step * accumulate, **loader_args)
     val_loader = DataLoader(data.val, **loader_args)
 
-    pretrained = training.file_digest(root / "models" / "pretrain" / "model.safetensors")
-    fingerprint = training.fingerprint({"seed": seed, task: cfg, "init": init}, pretrained)
-    checkpoint_dir = root / "checkpoints" / STAGE / task / fingerprint
+    checkpoint_dir = checkpoint_folder(root, task, cfg, seed, init)
     metric, mode = data.monitor
     checkpoint = ModelCheckpoint(
         dirpath=checkpoint_dir, filename="best", monitor=metric, mode=mode, save_top_k=1, save_last=True
@@ -269,10 +280,9 @@ def run_task(params: dict, root: Path, task: str) -> dict:
 def seed_mean(by_seed: dict, init: str) -> dict:
     """The mean of each validation metric over the seeds, and its spread (sample standard deviation)."""
     runs = [scores[init] for scores in by_seed.values()]
-    names = [name for name in runs[0] if name != "best_step"]
-    values = {name: torch.tensor([float(run[name]) for run in runs], dtype=torch.float64) for name in names}
-    return {name: v.mean().item() for name, v in values.items()} | {
-        f"{n}_sd": v.std().item() for n, v in values.items()
+    values = {name: [run[name] for run in runs] for name in runs[0] if name != "best_step"}
+    return {name: statistics.mean(v) for name, v in values.items()} | {
+        f"{name}_sd": statistics.stdev(v) for name, v in values.items()
     }
 
 
