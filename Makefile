@@ -1,6 +1,6 @@
 # make setup : virtual environment with llmpipe and its dev extras, plus Debian's fortune corpora
 # make repro : setup, compose conf/ into params.yaml, then `dvc repro`
-# make test  : setup, then the test suite
+# make test  : setup, then the test suite (make test-fast: the fast tier, under 2 minutes)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -16,11 +16,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: help setup system-packages repro test
+.PHONY: help setup system-packages repro test test-fast
 
 help:
 	@echo "make repro   set up, then run the whole pipeline (dvc repro) on the embedded corpus"
 	@echo "make test    set up, then run the test suite"
+	@echo "make test-fast  set up, then the fast tier: unit, config and model tests, no pipeline run"
 	@echo "make setup   only set up: .venv, llmpipe and Debian's fortunes / fortunes-zh"
 
 setup: system-packages $(VENV)/.installed
@@ -51,3 +52,6 @@ repro: setup
 
 test: setup
 	python -m pytest
+
+test-fast: setup
+	python -m pytest -m "not slow"

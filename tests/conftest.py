@@ -18,9 +18,16 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
 
+# A test that uses these builds or runs the tiny pipeline (minutes): it is in the slow tier.
+PIPELINE_FIXTURES = {"tiny_project"}
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
+    for item in items:
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -1,5 +1,5 @@
-"""The fine-tuning tasks on the tiny config: every task learns, with and without LoRA, and reports
-the same task trained from random initialization beside it."""
+"""The fine-tuning tasks on the tiny config: every task learns, from pretrained weights and from
+scratch, with and without LoRA, and task-adaptive pretraining learns the task's text."""
 
 import csv
 import json
@@ -11,7 +11,7 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from llmpipe import networks
+from llmpipe import finetuning, networks
 from llmpipe.datasets import DocumentSequences, pad_windows
 from llmpipe.export import load_model_dir
 from llmpipe.runner import run_stage
@@ -30,53 +30,40 @@ def learned(curve: list[float]) -> bool:
 
 
 @pytest.mark.parametrize("task", ["topics", "sentiment", "sft"])
-def test_each_task_learns_from_pretrained_weights_and_from_scratch(tiny_project, task):
+def test_each_task_learns_from_pretrained_weights(tiny_project, task):
     root, metrics, _ = tiny_project
-    for init in ("", "from_scratch"):
-        curve = losses(root / "plots" / "finetune" / task / init / "train.csv")
-        assert len(curve) >= 4 and learned(curve), (task, init, curve)
-    assert set(metrics[f"finetune/{task}"]) >= {"pretrained", "from_scratch", "train_examples", "val_examples"}
+    curve = losses(root / "plots" / "finetune" / task / "train.csv")
+    assert len(curve) >= 4 and learned(curve), (task, curve)
+    assert set(metrics[f"finetune/{task}"]) >= {"loss", "best_step", "seed", "train_examples", "val_examples"}
 
 
-def test_repeats_under_further_seeds_report_each_seed_and_their_mean(tiny_project):
-    root, metrics, params = tiny_project
-    topics, seed = metrics["finetune/topics"], params["seed"]
-    seeds = [str(seed + i) for i in range(params["finetune"]["topics"]["seeds"])]
-    assert len(seeds) == 2 and list(topics["by_seed"]) == seeds and topics["seed_mean"]["seeds"] == 2
-    for init in ("pretrained", "from_scratch"):
-        assert topics[init] == topics["by_seed"][seeds[0]][init]  # the headline run is the exported one's
-        runs = [topics["by_seed"][s][init] for s in seeds]
-        assert runs[0] != runs[1]  # another seed: another run
-        for name in ("macro_f1", "acc", "loss"):
-            assert topics["seed_mean"][init][name] == pytest.approx(sum(r[name] for r in runs) / 2)
-            assert topics["seed_mean"][init][f"{name}_sd"] == pytest.approx(abs(runs[0][name] - runs[1][name]) / 2**0.5)
-    for folder in (f"seed{seeds[1]}", f"from_scratch/seed{seeds[1]}"):  # the repeats' own curves
-        assert learned(losses(root / "plots" / "finetune" / "topics" / folder / "train.csv")), folder
-    assert "by_seed" not in metrics["finetune/sentiment"]  # one seed: no repeats
-    assert finetune.run_name("pretrained", seed, seed) == "" and finetune.run_name("from_scratch", seed + 1, seed) == (
-        f"from_scratch/seed{seed + 1}"
-    )
+def run_copy(tiny_project, tmp_path, monkeypatch, task: str, **changes) -> dict:
+    """The finetune stage of one task, with finetune.<task> changed, in a copy of the tiny project's
+    tokens and pretrained model under its own MLflow store."""
+    root, _, params = tiny_project
+    for part in ("data/tokens", "models/pretrain"):
+        shutil.copytree(root / part, tmp_path / part)
+    params = task_params(params, task, **changes)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = lambda params, root: finetune.run_task(params, root, task)  # noqa: E731
+    return run_stage(finetune.stage_name(task), run, finetune.sections(task), tmp_path, finetune.LOGGED)
+
+
+def test_a_task_learns_from_scratch_under_its_own_seed_and_pretraining_helps(tiny_project, tmp_path, monkeypatch):
+    """The transfer study's baseline: the same task from random weights, under finetune.<task>.seed."""
+    _, metrics, params = tiny_project
+    scratch = run_copy(tiny_project, tmp_path, monkeypatch, "sft", init="scratch", seed=params["seed"] + 1)
+    assert scratch["seed"] == params["seed"] + 1 and learned(losses(tmp_path / "plots" / "finetune" / "sft" / "train.csv"))
+    assert metrics["finetune/sft"]["loss"] < scratch["loss"]  # a nat apart on the tiny model too
 
 
 @pytest.mark.parametrize("task", ["topics", "sft"])
 def test_with_lora_each_task_learns_and_exports_a_plain_model(tiny_project, tmp_path, monkeypatch, task):
-    root, _, params = tiny_project
-    for part in ("data/tokens", "models/pretrain"):
-        shutil.copytree(root / part, tmp_path / part)
-    params = {**params, "finetune": {**params["finetune"]}}
-    params["finetune"][task] = {
-        **params["finetune"][task],
-        "lora": {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0},
-    }
-    params["finetune"][task]["from_scratch_baseline"] = False
-    params["finetune"][task]["seeds"] = 1
-    params["finetune"][task]["lr"] = 3e-3  # adapters start at zero: a higher rate, as LoRA recipes use
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run = lambda params, root: finetune.run_task(params, root, task)  # noqa: E731
-    metrics = run_stage(finetune.stage_name(task), run, finetune.sections(task), tmp_path, finetune.LOGGED)
+    lora_cfg = {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0}
+    # adapters start at zero: a higher rate, as LoRA recipes use
+    run_copy(tiny_project, tmp_path, monkeypatch, task, lora=lora_cfg, lr=3e-3)
     assert learned(losses(tmp_path / "plots" / "finetune" / task / "train.csv"))
-    assert "from_scratch" not in metrics
     net, config, _ = load_model_dir(tmp_path / "models" / "finetune" / task)
     assert not any("lora" in name for name, _ in net.named_parameters())
     params_json = json.loads((tmp_path / "models" / "finetune" / task / "params.json").read_text())
@@ -130,13 +117,13 @@ def test_adaptation_learns_held_out_task_text_from_training_texts_only_and_resum
     cfg = params["finetune"]["sentiment"]
     backbone, config, tokenizer = load_model_dir(tmp_path / "models" / "pretrain")
     model_cfg = networks.model_config(config["model"])
-    data = finetune.classify_data("sentiment", cfg, tokenizer, tmp_path / "data" / "tokens", cfg["max_tokens"])
+    data = finetuning.classify_data("sentiment", cfg, tokenizer, tmp_path / "data" / "tokens", cfg["max_tokens"])
     held_out = DocumentSequences(data.val.ids, data.eot_id)  # reviews the adaptation never sees
     train_only = replace(data, val=Untouchable())
-    adapted, info = finetune.adapt(params, tmp_path, "sentiment", train_only, model_cfg, backbone)
+    adapted, info = finetuning.adapt(params, tmp_path, "sentiment", train_only, model_cfg, backbone, params["seed"])
     before, after = lm_loss(backbone, held_out), lm_loss(adapted, held_out)
     assert after < before - 0.1, (before, after)
     assert info["steps"] == 20 and info["last_loss"] < info["first_loss"]
     # A second run finds the finished run's checkpoint and trains nothing more.
-    again, _ = finetune.adapt(params, tmp_path, "sentiment", train_only, model_cfg, backbone)
+    again, _ = finetuning.adapt(params, tmp_path, "sentiment", train_only, model_cfg, backbone, params["seed"])
     assert same_weights(again, adapted)

@@ -20,8 +20,10 @@ quarantine; clean_report.account checks it.
 """
 
 import json
+import os
 import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from datatrove.data import Document
@@ -290,6 +292,25 @@ def start_ray(cfg: dict) -> bool:
     return True
 
 
+@contextmanager
+def quiet_bars():
+    """datatrove's own progress bars (one per task and file, in every worker process) off while a
+    job runs, unless LLMPIPE_VERBOSE: tqdm reads TQDM_DISABLE for every bar not told otherwise, and
+    the workers inherit the variable. The stage's one bar passes disable=False and stays."""
+    if verbose():
+        yield
+        return
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TQDM_DISABLE"]
+        else:
+            os.environ["TQDM_DISABLE"] = before
+
+
 def run_jobs(cfg: dict, seed: int, raw: Path, work: Path, progress=None) -> list[str]:
     """Run every job of the clean stage, in order, into a fresh work folder."""
     if work.exists():
@@ -305,7 +326,8 @@ def run_jobs(cfg: dict, seed: int, raw: Path, work: Path, progress=None) -> list
         for name, pipeline, tasks in jobs:
             if progress is not None:
                 progress.set_description(f"clean: {name}")
-            executor(cfg, name, pipeline, tasks, work).run()
+            with quiet_bars():
+                executor(cfg, name, pipeline, tasks, work).run()
             if progress is not None:
                 progress.update(1)
     finally:

@@ -152,13 +152,36 @@ def cmd_scaling(args) -> int:
     return 0
 
 
+def cmd_transfer(args) -> int:
+    import yaml
+
+    from llmpipe import transfer, tracking
+    from llmpipe.config import compose
+
+    points = transfer.study(args.overrides)
+    if args.action == "queue":
+        names = transfer.queue(points, run=args.run, replace=args.replace)
+        print(f"queued {len(names)} points" + ("; all finished" if args.run else "; run them with `dvc queue start`"))
+        return 0
+    import mlflow
+
+    finetune = yaml.safe_load(compose(args.overrides))["finetune"]
+    task_types = {task: finetune[task]["type"] for task in finetune["tasks"]}
+    experiment_id = tracking.setup()
+    rows = transfer.collect(mlflow.MlflowClient(), experiment_id, points, task_types)
+    report = transfer.write_report(rows, task_types, Path(args.out))
+    runs = sum(len(p.tasks) for p in points)
+    print(f"wrote {report} ({len(rows)} of {runs} fine-tuning runs)")
+    return 0
+
+
 def study_verb(verbs, name: str, what: str, func) -> argparse.ArgumentParser:
     """A verb for a study of queued DVC experiments: `queue` them (and run them), then `report`."""
     study = verbs.add_parser(name, help=f"{what} (queue, then report)")
     study.add_argument("action", choices=["queue", "report"])
     study.add_argument("--run", action="store_true", help="queue: also run the queue and wait for it")
     study.add_argument("--replace", action="store_true", help="queue: remove experiments of the same names first")
-    study.add_argument("--out", default="reports", help=f"report: folder for {name}.md and .png")
+    study.add_argument("--out", default="reports", help=f"report: folder for {name}.md (and .png)")
     study.add_argument("overrides", nargs="*", help="Hydra overrides every point starts from, e.g. experiment=tiny")
     study.set_defaults(func=func)
     return study
@@ -213,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     study_verb(verbs, "architectures", "compare the Transformer with RNN, LSTM and GRU models", cmd_architectures)
     study_verb(verbs, "scaling", "data-scale study: data fraction x model size, with and without cleaning", cmd_scaling)
+    study_verb(
+        verbs, "transfer", "fine-tuning from pretrained weights against from scratch (and unadapted), over seeds",
+        cmd_transfer,
+    )  # fmt: skip
     return parser
 
 

@@ -6,7 +6,6 @@ to compute the loss of a batch, what to log, and how to build the optimizer and 
 
 import logging
 import math
-from dataclasses import dataclass
 
 import lightning as L
 import torch
@@ -14,49 +13,12 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from llmpipe.schedules import SCHEDULES, warmup_cosine, warmup_stable_decay
+from llmpipe.optimizers import OptimConfig, build_optimizer
 from llmpipe.training import is_logging_step, is_sharded
 
 TASKS = ("lm", "classify")
+__all__ = ["LitLM", "OptimConfig"]
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    lr: float
-    max_steps: int
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    schedule: str = "cosine"  # one of schedules.SCHEDULES
-    decay_fraction: float = 0.2  # wsd only: the share of steps spent decaying
-
-    def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule={self.schedule!r} is not one of {SCHEDULES}")
-        if self.max_steps <= 0:
-            raise ValueError(f"the run has max_steps={self.max_steps}; it must train at least one step")
-
-    @classmethod
-    def from_section(cls, section: dict, max_steps: int | None = None) -> "OptimConfig":
-        """From a training stage's section; max_steps from the section unless given (pretraining
-        derives it from a token budget)."""
-        return cls(
-            lr=section["lr"],
-            max_steps=section["max_steps"] if max_steps is None else max_steps,
-            warmup_steps=section["warmup_steps"],
-            min_lr_ratio=section["min_lr_ratio"],
-            weight_decay=section["weight_decay"],
-            betas=tuple(section["betas"]),
-            schedule=section["schedule"],
-            decay_fraction=section["decay_fraction"],
-        )
-
-    def lr_multiplier(self, step: int) -> float:
-        if self.schedule == "wsd":
-            return warmup_stable_decay(step, self.warmup_steps, self.max_steps, self.min_lr_ratio, self.decay_fraction)
-        return warmup_cosine(step, self.warmup_steps, self.max_steps, self.min_lr_ratio)
 
 
 class LitLM(L.LightningModule):
@@ -187,20 +149,18 @@ class LitLM(L.LightningModule):
         self.log("val/macro_f1", self.val_macro_f1, prog_bar=True, batch_size=len(labels))
 
     def configure_optimizers(self):
-        # Weight decay on matrices only: decaying norm gains and biases just fights the model.
-        decay = [p for p in self.net.parameters() if p.requires_grad and p.dim() >= 2]
-        no_decay = [p for p in self.net.parameters() if p.requires_grad and p.dim() < 2]
-        groups = [{"params": decay, "weight_decay": self.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         # Fused: one kernel updates every parameter of a group, on CPU and GPU alike; a loop over
         # the parameters costs more than the arithmetic for small models. Sharded (DTensor)
         # parameters take the multi-tensor path instead, which supports them everywhere, and so
         # does fp16, whose loss scaling Lightning undoes only for unfused optimizers.
         sharded = is_sharded(self.net)
         fp16 = self._trainer is not None and self.trainer.precision == "16-mixed"
-        fused = not (sharded or fp16)
-        optimizer = torch.optim.AdamW(
-            groups, lr=self.optim.lr, betas=self.optim.betas, fused=fused, foreach=None if fused else True
-        )
+        if sharded and self.optim.optimizer == "muon":
+            raise ValueError(
+                "optimizer=muon orthogonalizes whole matrices and does not run on FSDP2's sharded ones "
+                "(use optimizer=adamw with trainer.strategy=fsdp2)"
+            )
+        optimizer = build_optimizer(self.net, self.optim, fused=not (sharded or fp16))
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.optim.lr_multiplier)
         return {
             "optimizer": optimizer,

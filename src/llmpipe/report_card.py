@@ -180,36 +180,24 @@ def harness_section(root: Path) -> str:
     )
 
 
-INITS = (("pretrained", "pretrained"), ("from_scratch", "from scratch"))
+TRANSFER_NOTE = (
+    "What pretraining buys this task, against the same training from random weights over several seeds, is "
+    "the transfer study's question (`llmpipe transfer queue --run`, then `llmpipe transfer report`: "
+    "reports/transfer.md).\n"
+)
 
 
 def classifier_section(root: Path, task: str, out: Path) -> str:
     test = read_json(root / "metrics" / "evaluate" / f"{task}.json").get(task, {})
     val = read_json(root / "metrics" / "finetune" / f"{task}.json")
     names = ("acc", "macro_precision", "macro_recall", "macro_f1", "micro_f1")
-    mean = val.get("seed_mean", {})
-    inits = [(val, init, f"{label} (val)") for init, label in INITS]
-    if mean:  # the comparison over seeds beside the exported run's own scores
-        inits += [(mean, init, f"{label} (val, mean of {mean['seeds']} seeds)") for init, label in INITS]
-    rows = [
-        [name, test.get(f"test_{name}"), test.get(f"majority_test_{name}")]
-        + [scores.get(init, {}).get(name) for scores, init, _ in inits]
-        for name in names
-    ]
+    rows = [[name, test.get(f"test_{name}"), test.get(f"majority_test_{name}"), val.get(name)] for name in names]
     text = [
         f"## Classifier `{task}`\n",
         f"{test.get('test_examples', 0)} test examples.\n",
-        table(["metric", "test", "majority (test)", *(label for _, _, label in inits)], rows),
+        table(["metric", "test", "majority (test)", "validation"], rows),
+        TRANSFER_NOTE,
     ]
-    if "by_seed" in val:
-        text.append(
-            "Validation macro-F1 by seed (the first is the exported model's):\n\n"
-            + table(
-                ["seed", "pretrained", "from scratch"],
-                [[seed, s.get("pretrained", {}).get("macro_f1"), s.get("from_scratch", {}).get("macro_f1")]
-                 for seed, s in val["by_seed"].items()],
-            )
-        )  # fmt: skip
     per_class = read_csv(root / "plots" / "evaluate" / task / "per_class.csv")
     if per_class:
         text.append("Per class (test):\n")
@@ -231,30 +219,22 @@ def classifier_section(root: Path, task: str, out: Path) -> str:
 
 
 def finetune_curves(root: Path, task: str, key: str, label: str, out: Path) -> str:
-    folder = root / "plots" / "finetune" / task
-    series = {
-        name: column(rows, key)
-        for name, rows in (
-            ("from pretrained", read_csv(folder / "val.csv")),
-            ("from scratch", read_csv(folder / "from_scratch" / "val.csv")),
-        )
-        if rows
-    }
-    if not series:
+    rows = read_csv(root / "plots" / "finetune" / task / "val.csv")
+    if not rows:
         return ""
-    curves_png(series, f"finetune {task}: {label}", key, out / f"{task}_curves.png")
+    curves_png({"validation": column(rows, key)}, f"finetune {task}: {label}", key, out / f"{task}_curves.png")
     return f"![{task} curves]({task}_curves.png)\n"
 
 
 def sft_section(root: Path, task: str, out: Path) -> str:
     scores = read_json(root / "metrics" / "evaluate" / f"{task}.json").get(task, {})
     val = read_json(root / "metrics" / "finetune" / f"{task}.json")
-    pretrained, scratch = (val.get(init, {}).get("loss") for init in ("pretrained", "from_scratch"))
     text = [
         f"## Instruction tuning `{task}`\n",
         f"Test loss on the responses {fmt(scores.get('test_loss'))} nats per token (perplexity "
-        f"{fmt(scores.get('test_ppl'), 1)}) over {scores.get('test_pairs')} pairs; validation loss from pretrained "
-        f"weights {fmt(pretrained)}, from scratch {fmt(scratch)}.\n",
+        f"{fmt(scores.get('test_ppl'), 1)}) over {scores.get('test_pairs')} pairs; validation loss "
+        f"{fmt(val.get('loss'))}.\n",
+        TRANSFER_NOTE,
         "Generations for the test prompts (BLEU and chrF 0–100, ROUGE F1 and exact match 0–1); `random_response` "
         "answers every prompt with a random training response of its language:\n",
     ]

@@ -45,9 +45,11 @@ def run_stage(
     sections: list[str],
     root: Path = Path("."),
     logged_sections: list[str] = (),
+    summary_keys: list[str] | None = None,
 ) -> dict:
     """Run one stage as DVC does. `sections` are the params it depends on; `logged_sections` are
-    logged to MLflow beside them without being dependencies (hardware settings)."""
+    logged to MLflow beside them without being dependencies (hardware settings); `summary_keys`
+    choose what its summary line shows (`summary`)."""
     setup_logging()
     started = time.perf_counter()
     params = load_params(root / "params.yaml")
@@ -59,7 +61,7 @@ def run_stage(
         tracking.log_metrics(metrics, prefix=stage)
     if metrics:  # a stage that only writes a report has none
         write_metrics(stage, metrics, root)
-    log.info("%s done in %.1fs: %s", stage, time.perf_counter() - started, summary(metrics))
+    log.info("%s done in %.1fs: %s", stage, time.perf_counter() - started, summary(metrics, summary_keys))
     return metrics
 
 
@@ -72,16 +74,65 @@ def is_rank_zero() -> bool:
     return True
 
 
-def summary(metrics: dict, limit: int = 6) -> str:
-    flat = tracking.flatten(metrics, sep="/")
-    shown = [f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(flat.items())[:limit]]
-    return ", ".join(shown) + (", ..." if len(flat) > limit else "")
+def summary(metrics: dict, keys: list[str] | None = None) -> str:
+    """The stage's summary line: the metrics at `keys` (paths such as "lm/val_bpb"; a `*` part takes
+    every entry there: "removed/*/docs" gives each rule's count), all of them, never cut short; keys
+    that a stage's metrics lack are left out. Without keys, every top-level number."""
+    if keys is None:
+        keys = [k for k, v in metrics.items() if isinstance(v, int | float | str)]
+    parts = []
+    for key in keys:
+        found = lookup(metrics, key.split("/"))
+        head, star, tail = key.partition("*")
+        if star and not head:  # "*/test_macro_f1": each match by its whole path
+            parts += [f"{name}{tail}={number(v)}" for name, v in found.items()]
+        elif star:
+            entries = ", ".join(f"{name}={number(v)}" for name, v in sorted(found.items(), key=lambda kv: str(kv[0])))
+            if head.rstrip("/") in flat_keys(metrics):  # present, if empty: "quarantined: none" is news too
+                parts.append(f"{head.rstrip('/')}: {entries or 'none'}")
+        elif found:
+            parts.append(f"{key}={number(found[''])}")
+    return ", ".join(parts)
 
 
-def stage_main(stage: str, run: Callable[[dict, Path], dict], sections: list[str], logged_sections: list[str] = ()):
+def lookup(tree, path: list[str], name: str = "") -> dict:
+    """{name: value} of everything at `path` in nested dicts, `*` matching every key (its name kept)."""
+    if not path:
+        return {name: tree}
+    if not isinstance(tree, dict):
+        return {}
+    head, rest = path[0], path[1:]
+    if head == "*":
+        found = {}
+        for key, value in tree.items():
+            found.update(lookup(value, rest, f"{name}/{key}".strip("/")))
+        return found
+    return lookup(tree[head], rest, name) if head in tree else {}
+
+
+def flat_keys(metrics: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in metrics.items():
+        keys.add(f"{prefix}{key}")
+        if isinstance(value, dict):
+            keys |= flat_keys(value, f"{prefix}{key}/")
+    return keys
+
+
+def number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def stage_main(
+    stage: str,
+    run: Callable[[dict, Path], dict],
+    sections: list[str],
+    logged_sections: list[str] = (),
+    summary_keys: list[str] | None = None,
+):
     """Entry point of `python -m llmpipe.stages.<stage>`: a user error ends with one clear line."""
     try:
-        run_stage(stage, run, sections, logged_sections=logged_sections)
+        run_stage(stage, run, sections, logged_sections=logged_sections, summary_keys=summary_keys)
     except (ValueError, FloatingPointError) as err:
         log.error("%s failed: %s", stage, err)
         sys.exit(2)

@@ -127,6 +127,7 @@ class Optimization:
 
 @dataclass
 class Pretrain(Optimization):
+    optimizer: str = between(choices=("adamw", "muon"))  # optimizers.build_optimizer
     batch_tokens: int = between(1)
     max_tokens: int = between(1)
     data_fraction: float = between(above=0, high=1)
@@ -149,8 +150,8 @@ class FinetuneTask(Optimization):
     max_tokens: int = between(1)
     max_steps: int = between(1)
     batch_size: int = between(1)
-    from_scratch_baseline: bool
-    seeds: int = between(1)  # train each init under seed, seed+1, ...: the comparison reads their mean
+    init: str = between(choices=("pretrained", "scratch"))  # scratch: random weights (the transfer study)
+    seed: int | None  # null: the global seed (the transfer study sets one per point)
     lora: Lora
 
 
@@ -262,6 +263,14 @@ class Scaling:
 
 
 @dataclass
+class Transfer:
+    """`llmpipe transfer` (not a stage): the points of the transfer study."""
+
+    seeds: int = between(2)  # a standard deviation needs two
+    tasks: list[str] | None  # null: finetune.tasks (names checked by transfer.plan)
+
+
+@dataclass
 class Params:
     seed: int = between(0)
     ingest: Ingest
@@ -275,6 +284,7 @@ class Params:
     register: Register
     promote: Promote
     scaling: Scaling
+    transfer: Transfer
 
 
 def type_name(tp) -> str:

@@ -14,6 +14,9 @@ from pathlib import Path
 # Off by default: users' machines may be offline or private. Set before mlflow is imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# MLflow's notices ("Creating initial MLflow database tables...") only with LLMPIPE_VERBOSE; read at import.
+if os.environ.get("LLMPIPE_VERBOSE", "") in ("", "0"):
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 EXPERIMENT = "llmpipe"
 STAGE_TAG = "llmpipe.stage"

@@ -209,7 +209,13 @@ class LearningRateLogger(Callback):
 
 class LossProgressBar(TQDMProgressBar):
     """Lightning's progress bar, with the training loss read at its refreshes only: reading a value
-    waits for the GPU, and Lightning's own bar metrics are read after every step."""
+    waits for the GPU, and Lightning's own bar metrics are read after every step. One bar per run:
+    validations show their result on the training bar, not a bar of their own."""
+
+    def init_validation_tqdm(self):
+        bar = super().init_validation_tqdm()
+        bar.disable = True
+        return bar
 
     def get_metrics(self, trainer, module) -> dict:
         metrics = super().get_metrics(trainer, module)

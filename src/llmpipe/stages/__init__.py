@@ -32,9 +32,9 @@ def run_all(root, params: dict, only: list[str] | None = None) -> dict:
         module = importlib.import_module(f"llmpipe.stages.{stage}")
         for target in targets(stage, params):
             if target is None:
-                metrics[stage] = run_stage(stage, module.run, module.SECTIONS, root, module.LOGGED)
+                metrics[stage] = run_stage(stage, module.run, module.SECTIONS, root, module.LOGGED, module.SUMMARY)
                 continue
             name = module.stage_name(target)
             run = lambda params, root, module=module, target=target: module.run_target(params, root, target)  # noqa: E731
-            metrics[name] = run_stage(name, run, module.sections(target), root, module.LOGGED)
+            metrics[name] = run_stage(name, run, module.sections(target), root, module.LOGGED, module.SUMMARY)
     return metrics

@@ -28,6 +28,7 @@ from llmpipe.runner import stage_main
 
 STAGE = "clean"
 SECTIONS = ["seed", STAGE]
+SUMMARY = ["docs_in", "docs_out", "bytes_in", "bytes_out", "removed/*/docs", "quarantined/*", "ingest_quarantined/*"]  # what its summary line shows (runner.summary)
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 KEPT_FIELDS = ("id", "text", "source", "lang", "label")
 log = logging.getLogger("llmpipe")
@@ -74,7 +75,7 @@ def run(params: dict, root: Path) -> dict:
     raw = root / "data" / "raw"
     if not sorted(raw.glob("*.jsonl")):
         raise ValueError(f"no input: {raw} holds no .jsonl files (run ingest first)")
-    with tqdm(total=None, desc="clean", unit=" jobs", leave=False) as progress:
+    with tqdm(total=None, desc="clean", unit=" jobs", leave=False, disable=False) as progress:
         run_jobs(params[STAGE], params["seed"], raw, root / WORK, progress)
     return write_outputs(params, root)
 
@@ -115,7 +116,7 @@ def write_outputs(params: dict, root: Path) -> dict:
 
 
 def main():
-    stage_main(STAGE, run, SECTIONS, LOGGED)
+    stage_main(STAGE, run, SECTIONS, LOGGED, SUMMARY)
 
 
 if __name__ == "__main__":

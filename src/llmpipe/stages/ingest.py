@@ -19,6 +19,7 @@ from llmpipe.runner import stage_main
 
 STAGE = "ingest"
 SECTIONS = [STAGE]
+SUMMARY = ["docs", "files", "docs_per_lang/*", "quarantined/*"]  # what its summary line shows (runner.summary)
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 
 
@@ -51,7 +52,7 @@ def run(params: dict, root: Path) -> dict:
 
 
 def main():
-    stage_main(STAGE, run, SECTIONS, LOGGED)
+    stage_main(STAGE, run, SECTIONS, LOGGED, SUMMARY)
 
 
 if __name__ == "__main__":

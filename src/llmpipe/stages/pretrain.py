@@ -30,6 +30,7 @@ from llmpipe.throughput import SpeedMonitor
 
 STAGE = "pretrain"
 SECTIONS = ["seed", "model", STAGE]
+SUMMARY = ["val_bpb", "val_loss", "train_loss", "steps", "tokens_seen", "params"]  # what its summary line shows (runner.summary)
 LOGGED = ["trainer"]  # hardware: logged to MLflow, not a DVC param
 
 
@@ -115,7 +116,7 @@ def val_bits_by_context(net, tokens_dir: Path, eot_id: int, block_size: int) -> 
 
 
 def main():
-    stage_main(STAGE, run, SECTIONS, LOGGED)
+    stage_main(STAGE, run, SECTIONS, LOGGED, SUMMARY)
 
 
 if __name__ == "__main__":

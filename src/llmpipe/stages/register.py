@@ -18,6 +18,7 @@ from llmpipe import registry, tracking
 from llmpipe.runner import stage_main
 
 STAGE = "register"
+SUMMARY = ["model_name", "version", "alias"]  # what its summary line shows (runner.summary)
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 
 
@@ -60,7 +61,7 @@ def stage_name(target: str) -> str:
 
 def main():
     target = sys.argv[1] if len(sys.argv) > 1 else "lm"
-    stage_main(stage_name(target), lambda params, root: run_target(params, root, target), sections(target), LOGGED)
+    stage_main(stage_name(target), lambda params, root: run_target(params, root, target), sections(target), LOGGED, SUMMARY)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from llmpipe.tokenizer import EOT, PAD, special_id, train_bpe
 
 STAGE = "tokenize"
 SECTIONS = [STAGE]
+SUMMARY = ["vocab_size", "train_bytes_per_token", "splits/*/docs", "splits/*/tokens"]  # what its summary line shows (runner.summary)
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 
 
@@ -80,7 +81,7 @@ def run(params: dict, root: Path) -> dict:
 
 
 def main():
-    stage_main(STAGE, run, SECTIONS, LOGGED)
+    stage_main(STAGE, run, SECTIONS, LOGGED, SUMMARY)
 
 
 if __name__ == "__main__":
