@@ -94,7 +94,8 @@ def cmd_prepare(args):
         nats = bigram_token_nats(load_tokens(tokens, "train"), load_tokens(tokens, "val"), meta["vocab_size"])
         meta["bigram_val_bpb"] = bits_per_byte(float(nats.sum()), meta["splits"]["val"]["bytes"])
         (tokens / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        print(f"vocab {vocab}: {meta['splits']['train']['tokens']} train tokens, bigram val bpb {meta['bigram_val_bpb']:.4f}")
+        train_tokens = meta["splits"]["train"]["tokens"]
+        print(f"vocab {vocab}: {train_tokens} train tokens, bigram val bpb {meta['bigram_val_bpb']:.4f}")
 
 
 # ---- the training step ------------------------------------------------------------------------------
@@ -186,37 +187,49 @@ def cmd_time(args):
     shapes = {shape_key({**r, "precision": args.precision}): r for r in recipes}
     todo = [k for k in shapes if k not in table]
     print(f"{len(shapes)} shapes, {len(todo)} to time, {torch.get_num_threads()} threads", flush=True)
-    device = torch.device("cpu")
     for key in todo:
         recipe = shapes[key]
-        meta = json.loads((Path(args.tokens_root) / f"v{recipe['vocab']}" / "data" / "tokens" / "meta.json").read_text())
-        cfg, net = build(recipe, meta, device)
-        batch = torch.randint(0, meta["vocab_size"], (REFERENCE_TOKENS // cfg.block_size, cfg.block_size + 1))
-        optimizers = {name: optimizer_for(net, {**recipe, "optimizer": name, "lr": 1e-4}, 1000, device) for name in ("adamw", "muon")}
-
-        def passes():
-            for part in batch.split(args.micro_batch):
-                with autocast(device, args.precision):
-                    loss = net(part[:, :-1], targets=part[:, 1:])
-                loss.backward()
-
-        def update(name):
-            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-            optimizer, scheduler = optimizers[name]
-            optimizer.step()
-            scheduler.step()
-
-        row = {"params_non_embedding": net.num_params()}
-        for name, work in (("passes", passes), ("adamw", lambda: update("adamw")), ("muon", lambda: update("muon"))):
-            for _ in range(args.warmup):
-                work()
-            start = time.perf_counter()
-            for _ in range(args.steps):
-                work()
-            row[name] = (time.perf_counter() - start) / args.steps
-        table[key] = row
+        meta = json.loads(
+            (Path(args.tokens_root) / f"v{recipe['vocab']}" / "data" / "tokens" / "meta.json").read_text()
+        )
+        table[key] = row = time_shape(recipe, meta, args)
         Path(args.out).write_text(json.dumps(table, indent=1) + "\n")
         print(f"passes {row['passes']:.4f} s, adamw {row['adamw']:.4f} s, muon {row['muon']:.4f} s  {key}", flush=True)
+
+
+def time_shape(recipe: dict, meta: dict, args) -> dict:
+    """Seconds of one step's forward and backward passes at REFERENCE_TOKENS tokens, and of the
+    clipping and update with each optimizer, on this machine."""
+    import torch
+
+    device = torch.device("cpu")
+    cfg, net = build(recipe, meta, device)
+    batch = torch.randint(0, meta["vocab_size"], (REFERENCE_TOKENS // cfg.block_size, cfg.block_size + 1))
+    optimizers = {
+        name: optimizer_for(net, {**recipe, "optimizer": name, "lr": 1e-4}, 1000, device) for name in ("adamw", "muon")
+    }
+
+    def passes():
+        for part in batch.split(args.micro_batch):
+            with autocast(device, args.precision):
+                loss = net(part[:, :-1], targets=part[:, 1:])
+            loss.backward()
+
+    def update(name):
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer, scheduler = optimizers[name]
+        optimizer.step()
+        scheduler.step()
+
+    row = {"params_non_embedding": net.num_params()}
+    for name, work in (("passes", passes), ("adamw", lambda: update("adamw")), ("muon", lambda: update("muon"))):
+        for _ in range(args.warmup):
+            work()
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            work()
+        row[name] = (time.perf_counter() - start) / args.steps
+    return row
 
 
 def step_seconds(recipe: dict, times: dict) -> float:
@@ -263,9 +276,14 @@ def train_one(recipe: dict, steps: int, tokens_root: Path, device_name: str) -> 
                 break
     seconds = time.perf_counter() - start
     val = meta["splits"]["val"]
-    bpb = val_bpb(net, load_tokens(tokens_dir, "val"), cfg.block_size, val["bytes"]) if math.isfinite(losses[-1][1]) else float("nan")
+    bpb = (
+        val_bpb(net, load_tokens(tokens_dir, "val"), cfg.block_size, val["bytes"])
+        if math.isfinite(losses[-1][1])
+        else float("nan")
+    )
     return {
         **recipe,
+        "recipe": recipe_name(recipe),
         "steps": steps,
         "tokens": steps * rows * cfg.block_size,
         "epochs": steps * rows * cfg.block_size / meta["splits"]["train"]["tokens"],
@@ -291,7 +309,9 @@ def worker(queue, results, tokens_root, device_name, threads):
         try:
             results.put(train_one(recipe, steps, tokens_root, device_name))
         except Exception as err:  # a recipe that cannot run is recorded, not fatal to the sweep
-            results.put({**recipe, "steps": steps, "error": f"{type(err).__name__}: {err}"})
+            results.put(
+                {**recipe, "recipe": recipe_name(recipe), "steps": steps, "error": f"{type(err).__name__}: {err}"}
+            )
 
 
 def steps_for(recipe: dict, times: dict, seconds: float) -> int:
@@ -305,9 +325,9 @@ def steps_for(recipe: dict, times: dict, seconds: float) -> int:
 def cmd_train(args):
     recipes = expand(yaml.safe_load(Path(args.grid).read_text()))
     times = json.loads(Path(args.times).read_text()) if args.times else {}
-    done = set()
+    done = set()  # recipes of an earlier (interrupted) run into the same file are not trained again
     if Path(args.out).exists():
-        done = {recipe_name({k: r[k] for k in r if k in recipes[0] or k in ("seed", "dropout")}) for r in map(json.loads, Path(args.out).read_text().splitlines())}
+        done = {json.loads(line).get("recipe") for line in Path(args.out).read_text().splitlines()}
     todo = [(r, steps_for(r, times, args.seconds)) for r in recipes if recipe_name(r) not in done]
     print(f"{len(recipes)} recipes, {len(todo)} to train on {args.device} with {args.jobs} jobs", flush=True)
     ctx = mp.get_context("spawn")
@@ -317,7 +337,10 @@ def cmd_train(args):
     for _ in range(args.jobs):
         queue.put(None)
     threads = max(1, (os.cpu_count() or 1) // args.jobs)
-    procs = [ctx.Process(target=worker, args=(queue, results, Path(args.tokens_root), args.device, threads)) for _ in range(args.jobs)]
+    procs = [
+        ctx.Process(target=worker, args=(queue, results, Path(args.tokens_root), args.device, threads))
+        for _ in range(args.jobs)
+    ]
     for p in procs:
         p.start()
     started = time.perf_counter()
@@ -327,7 +350,7 @@ def cmd_train(args):
             out.write(json.dumps(row) + "\n")
             out.flush()
             figure = f"val bpb {row['val_bpb']:.4f}" if "val_bpb" in row else row["error"]
-            print(f"[{n + 1}/{len(todo)} {time.perf_counter() - started:.0f}s] {figure}  {recipe_name(row)}", flush=True)
+            print(f"[{n + 1}/{len(todo)} {time.perf_counter() - started:.0f}s] {figure}  {row['recipe']}", flush=True)
     for p in procs:
         p.join()
 
@@ -336,11 +359,14 @@ def cmd_show(args):
     rows = [json.loads(line) for path in args.results for line in Path(path).read_text().splitlines()]
     rows = [r for r in rows if "val_bpb" in r and math.isfinite(r["val_bpb"])]
     rows.sort(key=lambda r: r["val_bpb"])
-    keys = [k for k in rows[0] if k not in ("train_loss", "device_seconds", "bigram_val_bpb")] if rows else []
+    keys = [k for k in rows[0] if k not in ("recipe", "train_loss", "device_seconds", "bigram_val_bpb")] if rows else []
     varying = [k for k in keys if len({json.dumps(r.get(k)) for r in rows}) > 1]
     print(" ".join(f"{k:>12}" for k in varying) + f" {'bigram':>8}")
     for r in rows[: args.top]:
-        print(" ".join(f"{str(round(r[k], 4) if isinstance(r[k], float) else r[k]):>12}" for k in varying) + f" {r['bigram_val_bpb']:>8.4f}")
+        print(
+            " ".join(f"{str(round(r[k], 4) if isinstance(r[k], float) else r[k]):>12}" for k in varying)
+            + f" {r['bigram_val_bpb']:>8.4f}"
+        )
 
 
 def main():

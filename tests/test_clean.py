@@ -167,6 +167,7 @@ def test_exact_duplicates_differing_in_case_and_spacing_keep_one_copy(tmp_path, 
     assert metrics["clean"]["docs_out"] == 3
 
 
+@pytest.mark.slow  # starts a Ray cluster on this machine
 def test_the_ray_executor_gives_the_local_executors_output(tmp_path, mlflow_store, fortunes_installed):
     """The cluster path, on a Ray instance started on this machine: the same pipelines, the same
     kept, removed and quarantined documents."""

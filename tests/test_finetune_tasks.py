@@ -54,7 +54,9 @@ def test_a_task_learns_from_scratch_under_its_own_seed_and_pretraining_helps(tin
     """The transfer study's baseline: the same task from random weights, under finetune.<task>.seed."""
     _, metrics, params = tiny_project
     scratch = run_copy(tiny_project, tmp_path, monkeypatch, "sft", init="scratch", seed=params["seed"] + 1)
-    assert scratch["seed"] == params["seed"] + 1 and learned(losses(tmp_path / "plots" / "finetune" / "sft" / "train.csv"))
+    assert scratch["seed"] == params["seed"] + 1 and learned(
+        losses(tmp_path / "plots" / "finetune" / "sft" / "train.csv")
+    )
     assert metrics["finetune/sft"]["loss"] < scratch["loss"]  # a nat apart on the tiny model too
 
 

@@ -18,7 +18,9 @@ def test_the_default_plan_trains_every_task_pretrained_and_from_scratch_and_the_
     points = transfer.plan(params)
     seeds = [params["seed"] + i for i in range(params["transfer"]["seeds"])]
     assert len(seeds) >= 3
-    assert [(p.variant, p.seed) for p in points] == [(v, s) for s in seeds for v in ("pretrained", "unadapted", "scratch")]
+    assert [(p.variant, p.seed) for p in points] == [
+        (v, s) for s in seeds for v in ("pretrained", "unadapted", "scratch")
+    ]
     adapted = [t for t in params["finetune"]["tasks"] if params["finetune"][t].get("adapt_steps")]
     for point in points:
         assert point.name == f"transfer-{point.variant}-{point.seed}"
@@ -27,7 +29,7 @@ def test_the_default_plan_trains_every_task_pretrained_and_from_scratch_and_the_
             assert f"finetune.{task}.seed={point.seed}" in point.overrides
             init = "scratch" if point.variant == "scratch" else "pretrained"
             assert f"finetune.{task}.init={init}" in point.overrides
-        assert (f"finetune.sentiment.adapt_steps=0" in point.overrides) == (point.variant == "unadapted")
+        assert ("finetune.sentiment.adapt_steps=0" in point.overrides) == (point.variant == "unadapted")
 
 
 def test_the_plan_refuses_unknown_tasks_and_checks_each_point():

@@ -155,7 +155,7 @@ def cmd_scaling(args) -> int:
 def cmd_transfer(args) -> int:
     import yaml
 
-    from llmpipe import transfer, tracking
+    from llmpipe import tracking, transfer
     from llmpipe.config import compose
 
     points = transfer.study(args.overrides)

@@ -118,7 +118,9 @@ def checkpoint_folder(root: Path, task: str, cfg: dict, seed: int, run: str) -> 
     return root / "checkpoints" / STAGE / task / training.fingerprint({"seed": seed, task: cfg, "run": run}, pretrained)
 
 
-def adapt(params: dict, root: Path, task: str, data: TaskData, model_cfg, backbone, seed: int) -> tuple[nn.Module, dict]:
+def adapt(
+    params: dict, root: Path, task: str, data: TaskData, model_cfg, backbone, seed: int
+) -> tuple[nn.Module, dict]:
     """Task-adaptive pretraining (TAPT; Gururangan et al. 2020, "Don't Stop Pretraining"): continue
     next-token prediction from the pretrained weights on the task's own training texts, their labels
     unused, for `adapt_steps` optimizer steps of `batch_size` texts, with the task's optimizer

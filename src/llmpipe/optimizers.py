@@ -89,7 +89,9 @@ def hidden_matrices(net: nn.Module) -> set[int]:
     """ids of the matrices Muon trains: every 2-D weight but the embeddings' and the output heads'
     (`lm_head`, a classifier's `score`), which map tokens or classes, not hidden states, and stay
     with AdamW as in Muon's own recipe."""
-    heads = {id(p) for name, m in net.named_modules() if name.split(".")[-1] in ("lm_head", "score") for p in m.parameters()}
+    heads = {
+        id(p) for name, m in net.named_modules() if name.split(".")[-1] in ("lm_head", "score") for p in m.parameters()
+    }
     embeddings = {id(p) for m in net.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
     return {id(p) for p in net.parameters() if p.dim() == 2 and id(p) not in heads | embeddings}
 

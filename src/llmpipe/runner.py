@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,9 @@ def setup_logging():
     if not verbose():  # Lightning's hardware report and tips, MLflow's notices: on request only
         for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # Libraries' notices about their own future (Lightning's, torch's) say nothing about the run.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
 
 
 def write_metrics(stage: str, metrics: dict, root: Path) -> Path:
@@ -89,7 +93,7 @@ def summary(metrics: dict, keys: list[str] | None = None) -> str:
         elif star:
             entries = ", ".join(f"{name}={number(v)}" for name, v in sorted(found.items(), key=lambda kv: str(kv[0])))
             if head.rstrip("/") in flat_keys(metrics):  # present, if empty: "quarantined: none" is news too
-                parts.append(f"{head.rstrip('/')}: {entries or 'none'}")
+                parts.append(f"{key.removesuffix('/*')}: {entries or 'none'}")
         elif found:
             parts.append(f"{key}={number(found[''])}")
     return ", ".join(parts)

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from llmpipe.atomic import replace_file
@@ -213,12 +214,11 @@ class LossProgressBar(TQDMProgressBar):
     validations show their result on the training bar, not a bar of their own."""
 
     def init_validation_tqdm(self):
-        bar = super().init_validation_tqdm()
-        bar.disable = True
-        return bar
+        return Tqdm(disable=True)  # made disabled: an enabled bar prints itself as it is created
 
     def get_metrics(self, trainer, module) -> dict:
         metrics = super().get_metrics(trainer, module)
+        metrics.pop("v_num", None)  # the logger's version: nothing to read off a progress bar
         loss = trainer.callback_metrics.get("train/loss")
         if loss is not None:
             metrics["loss"] = f"{float(loss):.3f}"

@@ -103,7 +103,9 @@ def collect(client, experiment_id: str, points: list[Point], task_types: dict[st
             continue  # another study's run, or an older run of the same point
         point, metrics = by_name[name], run.data.metrics
         if int(metrics[f"{stage}/seed"]) != point.seed:  # the point's overrides did not apply
-            raise ValueError(f"MLflow run {run.info.run_id} of {name} trained {task} under seed {metrics[f'{stage}/seed']}")
+            raise ValueError(
+                f"MLflow run {run.info.run_id} of {name} trained {task} under seed {metrics[f'{stage}/seed']}"
+            )
         scores = {m: metrics[f"{stage}/{m}"] for m in METRICS[task_types[task]] if f"{stage}/{m}" in metrics}
         found[(name, task)] = {"task": task, "variant": point.variant, "seed": point.seed, **scores}
     return [found[(p.name, t)] for p in points for t in p.tasks if (p.name, t) in found]
@@ -156,7 +158,8 @@ def verdict(task: str, summaries: dict, metric: str, higher: bool) -> str:
         lines.append(
             f"- {task}: {what} {'helps' if gain > 0 else 'does not help'}: {metric} "
             f"{'+' if gain >= 0 else ''}{gain:.4f} on the mean ({'higher' if higher else 'lower'} is better), "
-            f"{size} than the larger seed-to-seed standard deviation ({spread:.4f}); better at {wins} of {paired} seeds."
+            f"{size} than the larger seed-to-seed standard deviation ({spread:.4f}); "
+            f"better at {wins} of {paired} seeds."
         )
     return "\n".join(lines)
 

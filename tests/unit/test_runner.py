@@ -33,7 +33,7 @@ def test_the_summary_line_shows_every_chosen_figure_uncut():
     }
     keys = ["docs_in", "docs_out", "removed/*/docs", "quarantined/*", "lm/val_bpb", "absent/key", "*/bigram_val_bpb"]
     assert summary(metrics, keys) == (
-        "docs_in=120, docs_out=100, removed: near_duplicate=8, too_short=12, quarantined: none, "
+        "docs_in=120, docs_out=100, removed/*/docs: near_duplicate=8, too_short=12, quarantined: none, "
         "lm/val_bpb=2.412, lm/bigram_val_bpb=2.7"
     )
     assert summary({"a": 1, "b": {"c": 2}, "d": 0.5}) == "a=1, d=0.5"  # without keys: the top-level numbers

@@ -28,7 +28,15 @@ from llmpipe.runner import stage_main
 
 STAGE = "clean"
 SECTIONS = ["seed", STAGE]
-SUMMARY = ["docs_in", "docs_out", "bytes_in", "bytes_out", "removed/*/docs", "quarantined/*", "ingest_quarantined/*"]  # what its summary line shows (runner.summary)
+SUMMARY = [
+    "docs_in",
+    "docs_out",
+    "bytes_in",
+    "bytes_out",
+    "removed/*/docs",
+    "quarantined/*",
+    "ingest_quarantined/*",
+]  # what its summary line shows (runner.summary)
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 KEPT_FIELDS = ("id", "text", "source", "lang", "label")
 log = logging.getLogger("llmpipe")

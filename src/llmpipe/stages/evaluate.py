@@ -33,7 +33,18 @@ from llmpipe.generation import generate_text
 from llmpipe.runner import stage_main
 
 STAGE = "evaluate"
-SUMMARY = ["lm/val_bpb", "lm/bigram_val_bpb", "lm/unigram_val_bpb", "lm/test_bpb", "*/test_macro_f1", "*/majority_test_macro_f1", "sft/test_loss", "sft/greedy/chrf", "sft/random_response/chrf", "*/acc"]  # what its summary line shows (runner.summary)
+SUMMARY = [
+    "lm/val_bpb",
+    "lm/bigram_val_bpb",
+    "lm/unigram_val_bpb",
+    "lm/test_bpb",
+    "*/test_macro_f1",
+    "*/majority_test_macro_f1",
+    "sft/test_loss",
+    "sft/greedy/chrf",
+    "sft/random_response/chrf",
+    "*/acc",
+]  # what its summary line shows (runner.summary)
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 log = logging.getLogger("llmpipe")
 
@@ -127,7 +138,9 @@ def stage_name(target: str) -> str:
 
 def main():
     target = sys.argv[1] if len(sys.argv) > 1 else "lm"
-    stage_main(stage_name(target), lambda params, root: run_target(params, root, target), sections(target), LOGGED, SUMMARY)
+    stage_main(
+        stage_name(target), lambda params, root: run_target(params, root, target), sections(target), LOGGED, SUMMARY
+    )
 
 
 if __name__ == "__main__":

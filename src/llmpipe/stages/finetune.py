@@ -15,7 +15,15 @@ from pathlib import Path
 from llmpipe.finetuning import STAGE, finetune_task
 from llmpipe.runner import stage_main
 
-SUMMARY = ["macro_f1", "acc", "loss", "best_step", "seed", "train_examples", "adapt/last_loss"]  # what its summary line shows (runner.summary)
+SUMMARY = [
+    "macro_f1",
+    "acc",
+    "loss",
+    "best_step",
+    "seed",
+    "train_examples",
+    "adapt/last_loss",
+]  # what its summary line shows (runner.summary)
 LOGGED = ["trainer"]  # hardware: logged to MLflow, not a DVC param
 
 

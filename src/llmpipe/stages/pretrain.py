@@ -30,7 +30,14 @@ from llmpipe.throughput import SpeedMonitor
 
 STAGE = "pretrain"
 SECTIONS = ["seed", "model", STAGE]
-SUMMARY = ["val_bpb", "val_loss", "train_loss", "steps", "tokens_seen", "params"]  # what its summary line shows (runner.summary)
+SUMMARY = [
+    "val_bpb",
+    "val_loss",
+    "train_loss",
+    "steps",
+    "tokens_seen",
+    "params",
+]  # what its summary line shows (runner.summary)
 LOGGED = ["trainer"]  # hardware: logged to MLflow, not a DVC param
 
 

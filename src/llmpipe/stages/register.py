@@ -61,7 +61,9 @@ def stage_name(target: str) -> str:
 
 def main():
     target = sys.argv[1] if len(sys.argv) > 1 else "lm"
-    stage_main(stage_name(target), lambda params, root: run_target(params, root, target), sections(target), LOGGED, SUMMARY)
+    stage_main(
+        stage_name(target), lambda params, root: run_target(params, root, target), sections(target), LOGGED, SUMMARY
+    )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,12 @@ from llmpipe.tokenizer import EOT, PAD, special_id, train_bpe
 
 STAGE = "tokenize"
 SECTIONS = [STAGE]
-SUMMARY = ["vocab_size", "train_bytes_per_token", "splits/*/docs", "splits/*/tokens"]  # what its summary line shows (runner.summary)
+SUMMARY = [
+    "vocab_size",
+    "train_bytes_per_token",
+    "splits/*/docs",
+    "splits/*/tokens",
+]  # what its summary line shows (runner.summary)
 LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 
 
