@@ -20,10 +20,8 @@ quarantine; clean_report.account checks it.
 """
 
 import json
-import os
 import shutil
 import sys
-from contextlib import contextmanager
 from pathlib import Path
 
 from datatrove.data import Document
@@ -47,7 +45,7 @@ from llmpipe import language_id, pii, quality
 from llmpipe.cleaning import clean_text, dedup_key, screen
 from llmpipe.datasets import read_jsonl
 from llmpipe.near_dedup import HASH, CharacterMinhashSignature, ConfirmedPairs, minhash_config
-from llmpipe.runner import verbose
+from llmpipe.runner import quiet_bars, verbose
 
 
 def dedup_content(doc: Document) -> str:
@@ -290,25 +288,6 @@ def start_ray(cfg: dict) -> bool:
     else:
         ray.init(num_cpus=cfg["workers"], include_dashboard=False, **quiet)
     return True
-
-
-@contextmanager
-def quiet_bars():
-    """datatrove's own progress bars (one per task and file, in every worker process) off while a
-    job runs, unless LLMPIPE_VERBOSE: tqdm reads TQDM_DISABLE for every bar not told otherwise, and
-    the workers inherit the variable. The stage's one bar passes disable=False and stays."""
-    if verbose():
-        yield
-        return
-    before = os.environ.get("TQDM_DISABLE")
-    os.environ["TQDM_DISABLE"] = "1"
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["TQDM_DISABLE"]
-        else:
-            os.environ["TQDM_DISABLE"] = before
 
 
 def run_jobs(cfg: dict, seed: int, raw: Path, work: Path, progress=None) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from llmpipe.runner import verbose
+from llmpipe.runner import quiet_bars, verbose
 
 TASK_FILE = Path(__file__).parent / "harness_tasks" / "llmpipe_cloze.yaml"
 LINE_BREAK = re.compile(r"\n+")
@@ -124,10 +124,13 @@ def run_lm_eval(model_dir: Path, data_files: dict[str, Path], batch_size: int, l
     import lm_eval
     import torch
 
-    if not verbose():
+    if not verbose():  # lm-eval warns once per truncated request: hundreds of lines, no news
         for name in ("lm-eval", "lm_eval", "datasets", "transformers"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory(prefix="llmpipe-harness-") as cache_dir:
+            logging.getLogger(name).setLevel(logging.ERROR)
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+    with tempfile.TemporaryDirectory(prefix="llmpipe-harness-") as cache_dir, quiet_bars():
         results = lm_eval.simple_evaluate(
             model="hf",
             model_args={

@@ -8,6 +8,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from llmpipe import tracking
@@ -34,6 +35,28 @@ def setup_logging():
         # Libraries' notices about their own future (Lightning's, torch's) say nothing about the run.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
+
+
+@contextmanager
+def quiet_bars():
+    """Other libraries' progress bars off while a block runs, unless LLMPIPE_VERBOSE: datatrove's
+    (one per task and file, in every worker), lm-evaluation-harness's, datasets' and transformers'.
+    tqdm reads TQDM_DISABLE only when it is imported, so its default is changed instead, for every
+    bar that does not say otherwise; forked workers inherit it. A stage's own bar passes
+    disable=False and stays."""
+    if verbose():
+        yield
+        return
+    from functools import partialmethod
+
+    from tqdm import std
+
+    init = std.tqdm.__init__
+    std.tqdm.__init__ = partialmethod(init, disable=True)
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = init
 
 
 def write_metrics(stage: str, metrics: dict, root: Path) -> Path:
