@@ -73,7 +73,8 @@ def test_the_transfer_study_runs_as_queued_experiments_tracked_in_the_project_st
     for name in names:  # each point's own params and metrics, as DVC recorded them
         row = points[name]
         assert row["finetune.topics.init"] == name.split("-")[1] and row["finetune.topics.seed"] == name.split("-")[2]
-        assert 0 < float(row["topics.macro_f1"]) <= 1
+        assert 0 < float(row["metrics/finetune/topics.json:macro_f1"]) <= 1
+        assert row["metrics/finetune/topics.json:seed"] == name.split("-")[2]
     out = sh(repo, "llmpipe", "transfer", "report", "experiment=tiny")
     assert "wrote reports/transfer.md (4 of 4 fine-tuning runs)" in out
     text = (repo / "reports" / "transfer.md").read_text()
