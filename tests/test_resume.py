@@ -44,10 +44,10 @@ ARCHITECTURES = {
 
 @pytest.fixture(scope="module", params=list(ARCHITECTURES))
 def projects(request, tmp_path_factory, fortunes_installed):
-    """Two projects with the same tokens and params: 200 steps, a checkpoint every 20; one for each
+    """Two projects with the same tokens and params: 100 steps, a checkpoint every 10; one for each
     architecture."""
     first = tmp_path_factory.mktemp("uninterrupted")
-    run = ["pretrain.max_tokens=102400", "pretrain.val_every=20", "pretrain.val_batches=2"]
+    run = ["pretrain.max_tokens=51200", "pretrain.val_every=10", "pretrain.val_batches=2"]
     text = compose(["experiment=tiny", *run, *ARCHITECTURES[request.param]], REPO / "conf")
     (first / "params.yaml").write_text(text)
     params = yaml.safe_load(text)
@@ -73,7 +73,7 @@ def test_killed_pretraining_resumes_to_bit_identical_weights(projects):
     process.wait()
     (last,) = (killed / "checkpoints" / "pretrain").glob("*/last.ckpt")
     step = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
-    assert 0 < step < 200, f"killed at step {step}: nothing left to resume"
+    assert 0 < step < 100, f"killed at step {step}: nothing left to resume"
     assert not (killed / "models" / "pretrain").exists()
 
     finish(start_pretrain(killed))
