@@ -135,14 +135,17 @@ def cmd_architectures(args) -> int:
     return 0
 
 
+def queued(names: list[str], ran: bool) -> int:
+    print(f"queued {len(names)} points" + ("; all finished" if ran else "; run them with `dvc queue start`"))
+    return 0
+
+
 def cmd_scaling(args) -> int:
     from llmpipe import scaling, tracking
 
     points = scaling.study(args.overrides)
     if args.action == "queue":
-        names = scaling.queue(points, run=args.run, replace=args.replace)
-        print(f"queued {len(names)} points" + ("; all finished" if args.run else "; run them with `dvc queue start`"))
-        return 0
+        return queued(scaling.queue(points, run=args.run, replace=args.replace), args.run)
     import mlflow
 
     experiment_id = tracking.setup()
@@ -160,9 +163,7 @@ def cmd_transfer(args) -> int:
 
     points = transfer.study(args.overrides)
     if args.action == "queue":
-        names = transfer.queue(points, run=args.run, replace=args.replace)
-        print(f"queued {len(names)} points" + ("; all finished" if args.run else "; run them with `dvc queue start`"))
-        return 0
+        return queued(transfer.queue(points, run=args.run, replace=args.replace), args.run)
     import mlflow
 
     finetune = yaml.safe_load(compose(args.overrides))["finetune"]

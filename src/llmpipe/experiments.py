@@ -14,6 +14,19 @@ from tqdm import tqdm
 FINISHED = ("Success", "Failed")
 
 
+def check_points(points, conf_dir, study: str):
+    """Compose each point's Hydra overrides (its `overrides`) before anything is queued, so a bad
+    override fails at once, naming the point (`<study> point <name>: ...`)."""
+    from llmpipe.config import compose
+
+    for point in points:
+        try:
+            compose(list(point.overrides), conf_dir)
+        except ValueError as err:
+            raise ValueError(f"{study} point {point.name}: {err}") from err
+    return points
+
+
 def existing(names: list[str]) -> list[str]:
     """Those of names that are already DVC experiments of this repository (any commit)."""
     listed = subprocess.run(

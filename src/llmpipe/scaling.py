@@ -72,12 +72,7 @@ def study(overrides: list[str], conf_dir: str | Path = "conf") -> list[Point]:
     import yaml
 
     points = plan(yaml.safe_load(compose(overrides, conf_dir))["scaling"], overrides)
-    for point in points:
-        try:
-            compose(list(point.overrides), conf_dir)
-        except ValueError as err:
-            raise ValueError(f"scaling point {point.name}: {err}") from err
-    return points
+    return experiments.check_points(points, conf_dir, "scaling")
 
 
 def queue(points: list[Point], run: bool, replace: bool = False, poll_seconds: float = 10.0) -> list[str]:

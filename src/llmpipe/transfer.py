@@ -67,12 +67,7 @@ def study(overrides: list[str], conf_dir: str | Path = "conf") -> list[Point]:
     import yaml
 
     points = plan(yaml.safe_load(compose(overrides, conf_dir)), overrides)
-    for point in points:
-        try:
-            compose(list(point.overrides), conf_dir)
-        except ValueError as err:
-            raise ValueError(f"transfer point {point.name}: {err}") from err
-    return points
+    return experiments.check_points(points, conf_dir, "transfer")
 
 
 def queue(points: list[Point], run: bool, replace: bool = False, poll_seconds: float = 10.0) -> list[str]:
