@@ -141,7 +141,7 @@ def verdict(task: str, summaries: dict, metric: str, higher: bool) -> str:
         if other is None:
             continue
         gain = (base[metric] - other[metric]) * (1 if higher else -1)
-        spread = max(base.get(f"{metric}_sd") or 0, other.get(f"{metric}_sd") or 0)
+        spreads = [s.get(f"{metric}_sd") for s in (base, other)]
         wins = sum(
             (b[metric] - other["by_seed"][s][metric]) * (1 if higher else -1) > 0
             for s, b in base["by_seed"].items()
@@ -149,12 +149,15 @@ def verdict(task: str, summaries: dict, metric: str, higher: bool) -> str:
         )
         paired = len(set(base["by_seed"]) & set(other["by_seed"]))
         what = "pretraining" if variant == "scratch" else "task adaptation"
-        size = "larger" if abs(gain) > spread else "smaller"
+        if None in spreads:
+            against = "one seed: no seed-to-seed spread to weigh it against"
+        else:
+            size = "larger" if abs(gain) > max(spreads) else "smaller"
+            against = f"{size} than the larger seed-to-seed standard deviation ({max(spreads):.4f})"
         lines.append(
             f"- {task}: {what} {'helps' if gain > 0 else 'does not help'}: {metric} "
             f"{'+' if gain >= 0 else ''}{gain:.4f} on the mean ({'higher' if higher else 'lower'} is better), "
-            f"{size} than the larger seed-to-seed standard deviation ({spread:.4f}); "
-            f"better at {wins} of {paired} seeds."
+            f"{against}; better at {wins} of {paired} seeds."
         )
     return "\n".join(lines)
 
