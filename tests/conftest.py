@@ -26,11 +26,16 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 
 # A test that uses these builds or runs the tiny pipeline (minutes): it is in the slow tier.
 PIPELINE_FIXTURES = {"tiny_project"}
+# The longest test files, collected first: make test's two workers each take a file at a time, and
+# starting with these lets the many short files fill in, so both workers end at about the same time.
+LONGEST_FIRST = ["test_pipeline.py", "test_scaling.py", "test_chaos.py", "test_resume.py"]
 
 
 def pytest_collection_modifyitems(config, items):
     import torch
 
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
     for item in items:
         if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
