@@ -17,25 +17,20 @@ FORTUNE_DIR = Path("/usr/share/games/fortunes")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 if "PYTEST_XDIST_WORKER" in os.environ:
-    # One of several pytest workers (make test runs one per core): one thread each, for this process
-    # and the stages it starts, set before torch is imported. Two workers with a thread per core each
-    # would fight over the cores, and PyTorch's threads slow down many times over when they do.
+    # One of several pytest workers (make test runs three on two cores): one thread each, for this
+    # process and the stages it starts, set before torch is imported. Workers with a thread per core
+    # each would fight over the cores, and PyTorch's threads slow down many times over when they do.
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"
 
 
 # A test that uses these builds or runs the tiny pipeline (minutes): it is in the slow tier.
 PIPELINE_FIXTURES = {"tiny_project"}
-# The longest test files, collected first: make test's two workers each take a file at a time, and
-# starting with these lets the many short files fill in, so both workers end at about the same time.
-LONGEST_FIRST = ["test_pipeline.py", "test_scaling.py", "test_chaos.py", "test_resume.py"]
 
 
 def pytest_collection_modifyitems(config, items):
     import torch
 
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file keeps its order
     for item in items:
         if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
