@@ -50,10 +50,9 @@ repro: setup
 	llmpipe compose
 	dvc repro
 
-# Three pytest workers on two cores, each test file in one worker (its module fixtures are built
-# once). tests/conftest.py gives each worker one thread; a third worker fills the time the others
-# spend waiting (process start-up, DVC's queue, a server coming up): measured 8.6 min with two.
-PYTEST_WORKERS ?= -n 3 --dist loadfile
+# Two pytest workers, one per core, each test file in one worker (its module fixtures are built
+# once); tests/conftest.py gives each worker one thread, so the two never compete for a core.
+PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 test: setup
 	python -m pytest $(PYTEST_WORKERS)
