@@ -50,8 +50,8 @@ repro: setup
 	llmpipe compose
 	dvc repro
 
-# Two pytest workers, one per core, each test file in one worker (its module fixtures are built
-# once); tests/conftest.py gives each worker one thread, so the two never compete for a core.
+# Two pytest workers, one per core, each test file in one worker (its module fixtures are built once);
+# tests/conftest.py gives each worker one thread, so the two never compete for a core.
 PYTEST_WORKERS ?= -n 2 --dist loadfile
 
 test: setup

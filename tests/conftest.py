@@ -18,7 +18,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 if "PYTEST_XDIST_WORKER" in os.environ:
     # One of several pytest workers (make test runs one per core): one thread each, for this process
-    # and the stages it starts, set before torch is imported. Workers with a thread per core each
+    # and the stages it starts, set before torch is imported. Two workers with a thread per core each
     # would fight over the cores, and PyTorch's threads slow down many times over when they do.
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"

@@ -1,5 +1,7 @@
 """End to end: `dvc repro` on the tiny config in a copy of the repository, as a user would run it."""
 
+import csv
+import io
 import json
 
 import pytest
@@ -57,3 +59,24 @@ def test_changing_one_task_reruns_that_task_and_what_follows_only(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "experiment=tiny", "-S", "finetune.topics.lr=0.002")
     assert ran_stages(out) == ["finetune@topics", "evaluate_task@topics", "evaluate_report", "register_task@topics"]
     assert "lr: 0.002" in (repo / "params.yaml").read_text()
+
+
+def test_the_transfer_study_runs_as_queued_experiments_tracked_in_the_project_store(repo):
+    """`llmpipe transfer` on the tiny config: pretrained and from-scratch topics under two seeds, each a
+    queued DVC experiment in a temporary copy, read back from the project's MLflow store."""
+    out = sh(repo, "llmpipe", "transfer", "queue", "--run", "experiment=tiny")
+    assert "queued 4 points; all finished" in out
+    shown = sh(repo, "dvc", "exp", "show", "--csv")
+    points = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(shown)) if row["Experiment"]}
+    names = [f"transfer-{v}-{s}" for s in (1337, 1338) for v in ("pretrained", "scratch")]
+    assert set(names) <= set(points)
+    for name in names:  # each point's own params and metrics, as DVC recorded them
+        row = points[name]
+        assert row["finetune.topics.init"] == name.split("-")[1] and row["finetune.topics.seed"] == name.split("-")[2]
+        assert 0 < float(row["metrics/finetune/topics.json:macro_f1"]) <= 1
+        assert row["metrics/finetune/topics.json:seed"] == name.split("-")[2]
+    out = sh(repo, "llmpipe", "transfer", "report", "experiment=tiny")
+    assert "wrote reports/transfer.md (4 of 4 fine-tuning runs)" in out
+    text = (repo / "reports" / "transfer.md").read_text()
+    assert "## topics" in text and "| from pretrained weights | 2 |" in text and "| from scratch | 2 |" in text
+    assert "- topics: pretraining" in text

@@ -1,15 +1,12 @@
 """The transfer study: its points from the composed config, and its report from the runs' scores."""
 
-import csv
-import io
-
 import pytest
 import yaml
 
 from llmpipe import transfer
 from llmpipe.config import compose
 
-from .conftest import REPO, sh, tiny_dvc_project
+from .conftest import REPO
 
 
 def composed(*overrides: str) -> dict:
@@ -75,28 +72,3 @@ def test_the_report_tables_each_task_and_says_what_pretraining_buys(tmp_path):
     assert "- sft: pretraining helps: loss +1.0000 on the mean (lower is better)" in text
     with pytest.raises(ValueError, match="no finished transfer points"):
         transfer.write_report([], {}, tmp_path)
-
-
-@pytest.mark.slow
-def test_the_transfer_study_runs_as_queued_experiments_tracked_in_the_project_store(tmp_path, fortunes_installed):
-    """`llmpipe transfer` on the tiny config: pretrained and from-scratch topics under two seeds, each a
-    queued DVC experiment in a temporary copy, read back from the project's MLflow store. A project
-    of its own (the first point runs ingest to pretrain, the others take them from DVC's run cache),
-    so it runs beside the end-to-end test instead of after it."""
-    repo = tiny_dvc_project(tmp_path / "clone")
-    out = sh(repo, "llmpipe", "transfer", "queue", "--run", "experiment=tiny")
-    assert "queued 4 points; all finished" in out
-    shown = sh(repo, "dvc", "exp", "show", "--csv")
-    points = {row["Experiment"]: row for row in csv.DictReader(io.StringIO(shown)) if row["Experiment"]}
-    names = [f"transfer-{v}-{s}" for s in (1337, 1338) for v in ("pretrained", "scratch")]
-    assert set(names) <= set(points)
-    for name in names:  # each point's own params and metrics, as DVC recorded them
-        row = points[name]
-        assert row["finetune.topics.init"] == name.split("-")[1] and row["finetune.topics.seed"] == name.split("-")[2]
-        assert 0 < float(row["metrics/finetune/topics.json:macro_f1"]) <= 1
-        assert row["metrics/finetune/topics.json:seed"] == name.split("-")[2]
-    out = sh(repo, "llmpipe", "transfer", "report", "experiment=tiny")
-    assert "wrote reports/transfer.md (4 of 4 fine-tuning runs)" in out
-    text = (repo / "reports" / "transfer.md").read_text()
-    assert "## topics" in text and "| from pretrained weights | 2 |" in text and "| from scratch | 2 |" in text
-    assert "- topics: pretraining" in text
