@@ -27,9 +27,10 @@ import numpy as np
 import torch
 import yaml
 
-from llmpipe import evaluation, networks
-from llmpipe.architectures import OPTIONS
-from llmpipe.datasets import load_tokens
+from llmpipe.data.token_files import load_tokens
+from llmpipe.evaluation.lm_metrics import bits_per_byte, token_nats
+from llmpipe.networks.build import language_model, model_config
+from llmpipe.studies.architectures import OPTIONS
 
 
 def model_section(option: str, conf: Path) -> dict:
@@ -73,16 +74,16 @@ def lr_at(step: int, fraction: float, recipe: dict) -> float:
 
 def val_bpb(net, val_tokens: np.ndarray, block_size: int, val_bytes: int) -> float:
     net.eval()
-    nats = evaluation.token_nats(net, val_tokens, block_size, batch_size=64)
+    nats = token_nats(net, val_tokens, block_size, batch_size=64)
     net.train()
-    return evaluation.bits_per_byte(float(nats.sum()), val_bytes)
+    return bits_per_byte(float(nats.sum()), val_bytes)
 
 
 def train_for(arch: str, section: dict, data: dict, args, recipe: dict, device: torch.device) -> dict:
     """Train one model for args.seconds of training time; its validation curve and throughput."""
     torch.manual_seed(0)
-    cfg = networks.model_config({**section, "dropout": 0.0}, data["vocab_size"])
-    net = networks.language_model(cfg).to(device)
+    cfg = model_config({**section, "dropout": 0.0}, data["vocab_size"])
+    net = language_model(cfg).to(device)
     optimizer = adamw(net, recipe, device)
     block, batch = cfg.block_size, args.batch_tokens // cfg.block_size
     train = data["train"]
@@ -128,8 +129,8 @@ def throughput(section: dict, vocab_size: int, block_size: int, batch_tokens: in
     """Training tokens per second of one model at this context length (random tokens, 5 warm-up
     steps, 20 timed)."""
     torch.manual_seed(0)
-    cfg = networks.model_config({**section, "block_size": block_size, "dropout": 0.0}, vocab_size)
-    net = networks.language_model(cfg).to(device)
+    cfg = model_config({**section, "block_size": block_size, "dropout": 0.0}, vocab_size)
+    net = language_model(cfg).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, fused=device.type == "cuda")
     x = torch.randint(0, vocab_size, (max(1, batch_tokens // block_size), block_size + 1), device=device)
     for step in range(25):

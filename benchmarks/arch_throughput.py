@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from llmpipe import networks
+from llmpipe.networks.build import language_model, model_config
 
 SIZES = {  # the comparison sizes, as in conf/model (vocabulary of the default tokenizer)
     "transformer": {"arch": "transformer", "n_layer": 4, "n_head": 4, "n_kv_head": 4, "d_model": 256},
@@ -38,8 +38,8 @@ def main():
     base = None
     for arch, size in SIZES.items():
         section = {"block_size": args.block_size, "tie_embeddings": True, "dropout": 0.0, **size}
-        cfg = networks.model_config(section, vocab_size=4096)
-        net = networks.language_model(cfg).to(device)
+        cfg = model_config(section, vocab_size=4096)
+        net = language_model(cfg).to(device)
         optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, fused=True)
         x = torch.randint(0, 4096, (args.batch, args.block_size + 1), device=device)
         for step in range(args.warmup + args.steps):

@@ -23,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from llmpipe.clean_pipeline import run_jobs
 from llmpipe.config import compose
-from llmpipe.corpus import is_bad, read_corpus
-from llmpipe.near_dedup import random_edits
+from llmpipe.data.clean_pipeline import run_jobs
+from llmpipe.data.corpus import is_bad, read_corpus
+from llmpipe.data.near_dedup import random_edits
 from llmpipe.stages.clean import collect
 
 REPO = Path(__file__).resolve().parents[1]

@@ -27,11 +27,11 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from llmpipe import training
-from llmpipe.datasets import RandomWindows, ResumableLoader
-from llmpipe.lit_module import LitLM, OptimConfig
-from llmpipe.model import GPT, GPTConfig
-from llmpipe.throughput import SpeedMonitor, peak_flops
+from llmpipe.networks.transformer import GPT, GPTConfig
+from llmpipe.training.lit_module import LitLM, OptimConfig
+from llmpipe.training.loaders import RandomWindows, ResumableLoader
+from llmpipe.training.throughput import SpeedMonitor, peak_flops
+from llmpipe.training.trainer_setup import build_trainer, compile_model
 
 PRESETS = {
     # nanoGPT's GPT-2 small (config/train_gpt2.py) at batch 16 x 1024 tokens, bf16, compiled.
@@ -170,7 +170,7 @@ def run_llmpipe(cfg: GPTConfig, p: dict, tokens: np.ndarray, device: torch.devic
         "compile": p["compile"],
     }  # fmt: skip
     run = {"val_every": total + 1, "log_every": 10, "grad_clip": GRAD_CLIP}
-    net = training.compile_model(GPT(cfg), hardware)
+    net = compile_model(GPT(cfg), hardware)
     module = LitLM(net, OptimConfig(lr=LR, max_steps=total, warmup_steps=10, weight_decay=WEIGHT_DECAY, betas=BETAS))
     loader = ResumableLoader(
         RandomWindows(tokens, cfg.block_size, total * p["batch"], seed=0),
@@ -182,7 +182,7 @@ def run_llmpipe(cfg: GPTConfig, p: dict, tokens: np.ndarray, device: torch.devic
     clock = StepClock(p["warmup"])
     speed = SpeedMonitor(p["batch"] * cfg.block_size, cfg.flops_per_token())
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = training.build_trainer(hardware, run, 1, [clock, speed], total, 0, default_root_dir=Path(tmp))
+        trainer = build_trainer(hardware, run, 1, [clock, speed], total, 0, default_root_dir=Path(tmp))
         trainer.fit(module, loader)
     return clock.seconds
 

@@ -76,8 +76,8 @@ def recipe_name(recipe: dict) -> str:
 
 
 def cmd_prepare(args):
-    from llmpipe.datasets import load_tokens
-    from llmpipe.evaluation import bigram_token_nats, bits_per_byte
+    from llmpipe.data.token_files import load_tokens
+    from llmpipe.evaluation.lm_metrics import bigram_token_nats, bits_per_byte
     from llmpipe.stages import tokenize
 
     docs = Path(args.docs).resolve()
@@ -104,7 +104,7 @@ def cmd_prepare(args):
 def build(recipe: dict, meta: dict, device):
     import torch
 
-    from llmpipe.model import GPT, GPTConfig
+    from llmpipe.networks.transformer import GPT, GPTConfig
 
     torch.manual_seed(recipe.get("seed", 1337))
     cfg = GPTConfig(
@@ -122,7 +122,7 @@ def build(recipe: dict, meta: dict, device):
 def optimizer_for(net, recipe: dict, steps: int, device):
     import torch
 
-    from llmpipe.optimizers import OptimConfig, build_optimizer
+    from llmpipe.training.optimizers import OptimConfig, build_optimizer
 
     optim = OptimConfig(
         lr=recipe["lr"],
@@ -245,7 +245,7 @@ def step_seconds(recipe: dict, times: dict) -> float:
 
 
 def val_bpb(net, tokens: np.ndarray, block_size: int, n_bytes: int) -> float:
-    from llmpipe.evaluation import bits_per_byte, token_nats
+    from llmpipe.evaluation.lm_metrics import bits_per_byte, token_nats
 
     net.eval()
     nats = token_nats(net, tokens, block_size, batch_size=64)
@@ -256,7 +256,8 @@ def val_bpb(net, tokens: np.ndarray, block_size: int, n_bytes: int) -> float:
 def train_one(recipe: dict, steps: int, tokens_root: Path, device_name: str) -> dict:
     import torch
 
-    from llmpipe.datasets import RandomWindows, load_tokens
+    from llmpipe.data.token_files import load_tokens
+    from llmpipe.training.loaders import RandomWindows
 
     device = torch.device(device_name)
     tokens_dir = tokens_root / f"v{recipe['vocab']}" / "data" / "tokens"

@@ -1,3 +1,4 @@
+import functools
 import os
 import shutil
 import socket
@@ -110,7 +111,7 @@ def tiny_project(tmp_path_factory, fortunes_installed):
     old = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root / 'mlflow.db'}"
     params = yaml.safe_load((root / "params.yaml").read_text())
-    metrics = run_all(root, params)  # keys: "pretrain", "finetune/topics", "evaluate", "evaluate/sft", ...
+    metrics = run_all(root, params)  # keys: "pretrain", "finetune/topics", "evaluate", "evaluate_task/sft", ...
     yield root, metrics, params
     if old is None:
         os.environ.pop("MLFLOW_TRACKING_URI")
@@ -176,3 +177,22 @@ def dvc_stages(params: dict) -> dict[str, dict]:
             text = yaml.safe_dump(stage["do"]).replace("${item}", item)
             stages[f"{name}@{item}"] = {**yaml.safe_load(text), "item": item}
     return stages
+
+
+@functools.lru_cache(maxsize=1)
+def default_params_text() -> str:
+    from llmpipe.config import compose
+
+    return compose(conf_dir=REPO / "conf")
+
+
+def typed_section(name: str, **overrides):
+    """One params section of the default config (a dotted name: "finetune.topics"), with `overrides`
+    of its keys, typed as the runner hands it to a stage."""
+    import yaml
+
+    from llmpipe import schema
+    from llmpipe.config import section
+
+    value = {**section(yaml.safe_load(default_params_text()), name), **overrides}
+    return schema.build(value, schema.type_at(name, value=value))

@@ -7,9 +7,10 @@ import shutil
 import mlflow
 import pytest
 
-from llmpipe import architectures, tracking
 from llmpipe.config import compose
+from llmpipe.registry import tracking
 from llmpipe.runner import run_stage
+from llmpipe.studies import architectures
 
 from .conftest import REPO
 
@@ -27,9 +28,9 @@ def test_report_compares_architectures_from_their_mlflow_runs(tiny_project, tmp_
         shutil.copytree(root / "data" / "tokens", project / "data" / "tokens")
         (project / "params.yaml").write_text(compose(["experiment=tiny", f"model={option}", *small], REPO / "conf"))
         monkeypatch.setenv("DVC_EXP_NAME", f"{architectures.PREFIX}{arch}")  # as a queued experiment has
-        run_stage("pretrain", pretrain.run, pretrain.SECTIONS, project, pretrain.LOGGED)
+        run_stage(pretrain.stage(), project)
     monkeypatch.delenv("DVC_EXP_NAME")
-    run_stage("pretrain", pretrain.run, pretrain.SECTIONS, tmp_path / "lstm", pretrain.LOGGED)  # not an arch-* run
+    run_stage(pretrain.stage(), tmp_path / "lstm")  # not an arch-* run
 
     client = mlflow.MlflowClient(tracking_uri=store)
     experiment_id = client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id

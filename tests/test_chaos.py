@@ -108,8 +108,8 @@ def test_killing_every_stage_anywhere_loses_nothing(tiny_project, tmp_path):
     names = [
         "pretrain",
         "evaluate",
-        "evaluate/harness",
-        *(f"{s}/{t}" for s in ("finetune", "evaluate") for t in ("topics", "sentiment", "sft")),
+        "evaluate_harness",
+        *(f"{s}/{t}" for s in ("finetune", "evaluate_task") for t in ("topics", "sentiment", "sft")),
     ]
     for name in names:
         ours, theirs = (json.loads((r / "metrics" / f"{name}.json").read_text()) for r in (root, reference_root))

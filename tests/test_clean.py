@@ -7,7 +7,7 @@ import random
 import pytest
 
 from llmpipe.config import compose
-from llmpipe.near_dedup import random_edits
+from llmpipe.data.near_dedup import random_edits
 from llmpipe.runner import run_stage
 from llmpipe.stages import clean, ingest
 
@@ -27,9 +27,7 @@ GOOD = [
 def run(root, overrides):
     overrides = ["experiment=tiny", "ingest.max_docs_per_file=null", *overrides]
     (root / "params.yaml").write_text(compose(overrides, conf_dir=REPO / "conf"))
-    return {
-        stage.STAGE: run_stage(stage.STAGE, stage.run, stage.SECTIONS, root, stage.LOGGED) for stage in (ingest, clean)
-    }
+    return {module.stage().name: run_stage(module.stage(), root) for module in (ingest, clean)}
 
 
 def read(path):
@@ -103,8 +101,8 @@ def test_an_unreadable_source_folder_stops_ingest_naming_it(tmp_path, mlflow_sto
 def planted_corpus(source, fortunes, rng):
     """Real fortunes and Tang poems, each distinct, and for some of them a copy with 5-15 % of the
     characters edited at random; returns the ids of (original, copy) pairs."""
-    from llmpipe.cleaning import clean_text
-    from llmpipe.corpus import read_fortunes
+    from llmpipe.data.cleaning import clean_text
+    from llmpipe.data.corpus import read_fortunes
 
     docs = [d for d in read_fortunes(fortunes, ["tang300"], []) if 60 < len(clean_text(d["text"])[0]) < 600]
     originals = [
@@ -140,7 +138,7 @@ def test_planted_near_duplicates_are_removed_in_english_and_chinese_and_the_kept
             [
                 "ingest.format=jsonl",
                 f"ingest.source={source}",
-                f"clean.workers={workers}",
+                f"hardware.clean.workers={workers}",
                 "clean.quality.default.min_words=1",
             ],
         )
@@ -177,7 +175,8 @@ def test_the_ray_executor_gives_the_local_executors_output(tmp_path, mlflow_stor
     for executor in ("local", "ray"):
         root = tmp_path / executor
         root.mkdir()
-        run(root, ["ingest.format=jsonl", f"ingest.source={source}", f"clean.executor={executor}", "clean.workers=2"])
+        hardware = [f"hardware.clean.executor={executor}", "hardware.clean.workers=2"]
+        run(root, ["ingest.format=jsonl", f"ingest.source={source}", *hardware])
         outputs[executor] = {
             path.relative_to(root).as_posix(): path.read_text(encoding="utf-8")
             for path in [root / "data" / "clean" / "docs.jsonl", root / "data" / "quarantine" / "clean.jsonl"]

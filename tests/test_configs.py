@@ -1,14 +1,21 @@
 """Every config composes and builds what it describes; params.yaml is exactly what conf/ composes to."""
 
+import ast
+import importlib
+from pathlib import Path
+
 import lightning as L
 import pytest
 import yaml
 
-from llmpipe import networks
+from llmpipe import schema
+from llmpipe.cli import registered_models
 from llmpipe.config import compose, section
-from llmpipe.lit_module import OptimConfig
-from llmpipe.stages import STAGES
-from llmpipe.training import batch_split, strategy, token_budget
+from llmpipe.networks.build import language_model, model_config
+from llmpipe.runner import Sections
+from llmpipe.stages import PER_TASK, STAGES
+from llmpipe.training.lit_module import OptimConfig
+from llmpipe.training.trainer_setup import batch_split, strategy, token_budget
 
 from .conftest import REPO, dvc_stages
 
@@ -32,76 +39,64 @@ def test_every_group_has_a_tiny_option(group):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_instantiates(group, option):
-    params = yaml.safe_load(compose([f"{group}={option}"], conf_dir=CONF))
-    assert set(STAGES) - {"ingest"} <= set(params) | {"ingest"}
-    cfg = networks.model_config(params["model"], params["tokenize"]["vocab_size"])
-    assert networks.language_model(cfg).num_params(non_embedding=False) == cfg.num_params()
-    hardware = params["trainer"]
-    pretrain_batch, pretrain_steps = token_budget(params["pretrain"], cfg.block_size)
-    runs = {"pretrain": (params["pretrain"], pretrain_batch, pretrain_steps)}
-    for task in params["finetune"]["tasks"]:
-        runs[task] = (params["finetune"][task], params["finetune"][task]["batch_size"], None)
-    for run_section, batch_size, max_steps in runs.values():
-        OptimConfig.from_section(run_section, max_steps=max_steps)
+    raw = yaml.safe_load(compose([f"{group}={option}"], conf_dir=CONF))
+    params = schema.build(raw)
+    assert {name for name in STAGES if name not in PER_TASK and name != "report"} <= set(raw)
+    cfg = model_config(raw["model"], params.tokenize.vocab_size)
+    assert language_model(cfg).num_params(non_embedding=False) == cfg.num_params()
+    hardware = params.hardware
+    pretrain_batch, pretrain_steps = token_budget(params.pretrain, cfg.block_size)
+    runs = {"pretrain": (params.pretrain, pretrain_batch, pretrain_steps)}
+    for task in params.finetune.tasks:
+        runs[task] = (params.finetune[task], params.finetune[task].batch_size, None)
+    for run_settings, batch_size, max_steps in runs.values():
+        OptimConfig.from_section(run_settings, max_steps=max_steps)
         micro, accumulate = batch_split(batch_size, hardware)
-        assert micro * accumulate * hardware["devices"] * hardware["num_nodes"] == batch_size
-    if hardware["accelerator"] == "cpu":
+        assert micro * accumulate * hardware.devices * hardware.num_nodes == batch_size
+    if hardware.accelerator == "cpu":
         keys = ("accelerator", "devices", "num_nodes", "precision")
-        L.Trainer(**{k: hardware[k] for k in keys}, strategy=strategy(hardware), logger=False)
+        L.Trainer(**{k: getattr(hardware, k) for k in keys}, strategy=strategy(hardware), logger=False)
 
 
-def module_of(name: str) -> str:
-    """The stage module a dvc.yaml stage runs: evaluate_task@sft and evaluate_report run
-    llmpipe.stages.evaluate."""
-    return name.split("@")[0].split("_")[0]
+def declared(name: str, stage: dict):
+    """The runner's Stage of a dvc.yaml stage ("finetune@topics": llmpipe.stages.finetune, topics)."""
+    module = importlib.import_module(f"llmpipe.stages.{name.split('@')[0]}")
+    return module.stage(stage["item"]) if stage["item"] else module.stage()
 
 
-def target_of(name: str, stage: dict) -> str | None:
-    """The target a dvc.yaml stage passes its module: the foreach item, `harness` or `report` for
-    evaluate_harness / evaluate_report, `lm` for evaluate and register, else none."""
-    kind = name.split("@")[0].partition("_")[2]
-    if stage["item"] or kind in ("harness", "report"):
-        return stage["item"] or kind
-    return "lm" if module_of(name) in ("evaluate", "register") else None
-
-
-def test_dvc_yaml_params_and_deps_exist():
+def test_each_dvc_stage_is_one_module_named_as_its_run_and_metrics_file():
     params = yaml.safe_load(compose(conf_dir=CONF))
     stages = dvc_stages(params)
-    assert list(dict.fromkeys(module_of(name) for name in stages)) == list(STAGES)
+    assert list(dict.fromkeys(name.split("@")[0] for name in stages)) == list(STAGES)
     for name, stage in stages.items():
-        target = target_of(name, stage)
-        assert stage["cmd"] == f"python -m llmpipe.stages.{module_of(name)}" + (f" {target}" if target else "")
-        for key in stage.get("params", []):
-            assert section(params, key) is not None, f"stage {name} depends on missing param section {key}"
+        module, _, item = name.partition("@")
+        assert stage["cmd"] == f"python -m llmpipe.stages.{module}" + (f" {item}" if item else "")
+        assert declared(name, stage).name == name.replace("@", "/")  # the MLflow run and metrics file
+        for entry in stage.get("metrics", []):
+            assert list(entry) == [f"metrics/{name.replace('@', '/')}.json"], name
         for dep in stage["deps"]:
             if dep.startswith("src/"):
                 assert (REPO / dep).is_file(), dep
-        assert "trainer" not in stage.get("params", []), "hardware settings must not invalidate finished runs"
+        assert not any(p.startswith("hardware") for p in stage.get("params", [])), "hardware must not be hashed"
 
 
-def test_a_bad_override_is_a_clear_error():
-    with pytest.raises(ValueError, match="model=nope"):
-        compose(["model=nope"], conf_dir=CONF)
-
-
-def test_tiny_experiment_switches_every_group():
-    tiny = yaml.safe_load(compose(["experiment=tiny"], conf_dir=CONF))
-    default = yaml.safe_load(compose(conf_dir=CONF))
-    assert tiny["model"]["d_model"] < default["model"]["d_model"]
-    assert tiny["ingest"]["max_docs_per_file"] is not None
-    assert tiny["pretrain"]["max_tokens"] < default["pretrain"]["max_tokens"]
-
-
-def test_dvc_params_are_what_each_stage_reads():
-    import importlib
-
+def test_dvc_params_are_the_sections_the_runner_hands_each_stage():
     params = yaml.safe_load(compose(conf_dir=CONF))
     for name, stage in dvc_stages(params).items():
-        module = importlib.import_module(f"llmpipe.stages.{module_of(name)}")
-        target = target_of(name, stage)
-        expected = module.SECTIONS if target is None else module.sections(target)
-        assert stage["params"] == expected, name
+        assert stage["params"] == declared(name, stage).params, name
+        for key in stage["params"]:
+            assert section(params, key) is not None, f"stage {name} depends on missing param section {key}"
+
+
+def test_a_stage_reads_only_the_sections_it_declares():
+    params = yaml.safe_load(compose(conf_dir=CONF))
+    cfg = Sections(params, ["seed", "finetune.topics", "hardware"])
+    assert cfg.finetune["topics"].lr == params["finetune"]["topics"]["lr"]
+    assert cfg.hardware.clean.workers == params["hardware"]["clean"]["workers"]
+    with pytest.raises(AttributeError, match="did not declare the params section `pretrain`"):
+        _ = cfg.pretrain
+    with pytest.raises(AttributeError, match="`finetune.sft`"):
+        _ = cfg.finetune["sft"]
 
 
 def test_each_task_has_its_own_stages_params_and_outputs():
@@ -111,50 +106,73 @@ def test_each_task_has_its_own_stages_params_and_outputs():
     for task in params["finetune"]["tasks"]:
         assert f"finetune.{task}" in stages[f"finetune@{task}"]["params"]
         assert f"models/finetune/{task}" in stages[f"evaluate_task@{task}"]["deps"]
-        assert f"metrics/evaluate/{task}.json" in stages[f"register_task@{task}"]["deps"]
+        assert f"metrics/evaluate_task/{task}.json" in stages[f"register_task@{task}"]["deps"]
         others = [f"finetune.{t}" for t in params["finetune"]["tasks"] if t != task]
         for stage in (f"finetune@{task}", f"evaluate_task@{task}", f"register_task@{task}"):
             assert not set(others) & set(stages[stage]["params"]), stage  # another task's change leaves it alone
 
 
+def test_a_fourth_task_needs_a_conf_entry_only():
+    """A new task is a conf entry: dvc.yaml's stages, the schema, the registered model name, the
+    promotion gates and the report card's section all follow from its name and type."""
+    overrides = ["finetune.tasks=[topics,sentiment,sft,themes]", "+finetune.themes=${finetune.topics}"]
+    raw = yaml.safe_load(compose(overrides, conf_dir=CONF))
+    params = schema.build(raw)
+    assert params.finetune["themes"].type == "classify"
+    stages = dvc_stages(raw)
+    assert "finetune.themes" in stages["finetune@themes"]["params"]
+    assert "finetune.themes" in stages["evaluate_task@themes"]["params"]
+    assert "metrics/evaluate_task/themes.json" in stages["register_task@themes"]["deps"]
+    for stage in ("finetune@themes", "evaluate_task@themes", "register_task@themes"):
+        assert declared(stage, stages[stage]).params == stages[stage]["params"]
+    assert registered_models(params)["themes"] == ("llmpipe-themes", {"themes/test_macro_f1": "max"})
+    with pytest.raises(ValueError, match="finetune.extra: listed in finetune.tasks but has no settings"):
+        compose(["finetune.tasks=[topics,extra]"], conf_dir=CONF)
+
+
 PLUMBING = {
-    "runner",
-    "tracking",
-    "config",
-    "schema",
-    "atomic",
-    "throughput",
-    "__init__",
+    "llmpipe.runner",
+    "llmpipe.registry.tracking",
+    "llmpipe.config",
+    "llmpipe.schema",
+    "llmpipe.atomic",
+    "llmpipe.logs",
+    "llmpipe.training.throughput",
 }  # cannot change what a stage computes
 
 
-def llmpipe_imports(module: str, seen: set[str] | None = None) -> set[str]:
-    """The llmpipe modules that `module` (e.g. 'stages/pretrain') imports, transitively."""
-    import ast
+def module_file(module: str) -> Path | None:
+    path = REPO / "src" / (module.replace(".", "/") + ".py")
+    return path if path.is_file() else None
 
+
+def llmpipe_imports(module: str, seen: set[str] | None = None) -> set[str]:
+    """The llmpipe modules that `module` (e.g. 'llmpipe.stages.pretrain') imports, transitively."""
     seen = set() if seen is None else seen
-    tree = ast.parse((REPO / "src" / "llmpipe" / f"{module}.py").read_text())
-    for node in ast.walk(tree):
-        names = []
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmpipe"):
-            names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-        elif isinstance(node, ast.Import):
-            names = [a.name for a in node.names if a.name.startswith("llmpipe")]
-        for name in names:
-            path = name.removeprefix("llmpipe").lstrip(".").replace(".", "/")
-            if path and (REPO / "src" / "llmpipe" / f"{path}.py").is_file() and path not in seen:
-                seen.add(path)
-                llmpipe_imports(path, seen)
+    for name in imported_names(module_file(module)):
+        if module_file(name) and name not in seen:
+            seen.add(name)
+            llmpipe_imports(name, seen)
     return seen
+
+
+def imported_names(path: Path) -> set[str]:
+    """Every llmpipe module or name that a file imports, as dotted names."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmpipe"):
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {a.name for a in node.names if a.name.startswith("llmpipe")}
+    return names
 
 
 def test_every_stage_depends_on_the_library_modules_it_imports():
     params = yaml.safe_load(compose(conf_dir=CONF))
     for name, stage in dvc_stages(params).items():
-        module = module_of(name)
-        needed = {
-            f"src/llmpipe/{m}.py" for m in llmpipe_imports(f"stages/{module}") if m.split("/")[-1] not in PLUMBING
-        }
-        needed.add(f"src/llmpipe/stages/{module}.py")
-        missing = needed - set(stage["deps"])
+        module = f"llmpipe.stages.{name.split('@')[0]}"
+        needed = {str(module_file(m).relative_to(REPO)) for m in llmpipe_imports(module) if m not in PLUMBING}
+        needed.add(str(module_file(module).relative_to(REPO)))
+        deps = {dep.split("#")[0].strip() for dep in stage["deps"]}
+        missing = needed - deps
         assert not missing, f"stage {name} imports {sorted(missing)} but does not list them as deps"

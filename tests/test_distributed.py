@@ -29,7 +29,7 @@ def pretrain_in_two_processes(tiny_project, tmp_path: Path, overrides: list[str]
     root, _, _ = tiny_project
     project = tmp_path / "project"
     shutil.copytree(root / "data" / "tokens", project / "data" / "tokens")
-    (project / "params.yaml").write_text(compose(["experiment=tiny", "trainer=ddp_cpu", *overrides], REPO / "conf"))
+    (project / "params.yaml").write_text(compose(["experiment=tiny", "hardware=ddp_cpu", *overrides], REPO / "conf"))
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
@@ -45,7 +45,7 @@ def pretrain_in_two_processes(tiny_project, tmp_path: Path, overrides: list[str]
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
 def test_two_processes_give_the_single_process_run(tiny_project, tmp_path, strategy):
     root, metrics, _ = tiny_project
-    project = pretrain_in_two_processes(tiny_project, tmp_path, [f"trainer.strategy={strategy}"])
+    project = pretrain_in_two_processes(tiny_project, tmp_path, [f"hardware.strategy={strategy}"])
 
     one, two = (read_csv(p / "plots" / "pretrain" / "train.csv") for p in (root, project))
     assert [r["step"] for r in one] == [r["step"] for r in two] and len(one) > 5

@@ -11,11 +11,13 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from llmpipe import finetuning, networks
-from llmpipe.datasets import DocumentSequences, pad_windows
-from llmpipe.export import load_model_dir
+from llmpipe.networks.batches import pad_windows
+from llmpipe.networks.build import model_config
+from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import run_stage
 from llmpipe.stages import finetune
+from llmpipe.training import finetuning
+from llmpipe.training.loaders import DocumentSequences
 
 
 def losses(path) -> list[float]:
@@ -46,8 +48,7 @@ def run_copy(tiny_project, tmp_path, monkeypatch, task: str, **changes) -> dict:
     params = task_params(params, task, **changes)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    run = lambda params, root: finetune.run_task(params, root, task)  # noqa: E731
-    return run_stage(finetune.stage_name(task), run, finetune.sections(task), tmp_path, finetune.LOGGED)
+    return run_stage(finetune.stage(task), tmp_path)
 
 
 def test_a_task_learns_from_scratch_under_its_own_seed_and_pretraining_helps(tiny_project, tmp_path, monkeypatch):
@@ -118,7 +119,7 @@ def test_adaptation_learns_held_out_task_text_from_training_texts_only_and_resum
     params = task_params(params, "sentiment", adapt_steps=20)
     cfg = params["finetune"]["sentiment"]
     backbone, config, tokenizer = load_model_dir(tmp_path / "models" / "pretrain")
-    model_cfg = networks.model_config(config["model"])
+    model_cfg = model_config(config["model"])
     data = finetuning.classify_data("sentiment", cfg, tokenizer, tmp_path / "data" / "tokens", cfg["max_tokens"])
     held_out = DocumentSequences(data.val.ids, data.eot_id)  # reviews the adaptation never sees
     train_only = replace(data, val=Untouchable())

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 TASKS = ["topics", "sentiment", "sft"]
 STAGES = [
     "ingest", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS),
-    "evaluate", *(f"evaluate_task@{t}" for t in TASKS), "evaluate_harness", "evaluate_report",
+    "evaluate", *(f"evaluate_task@{t}" for t in TASKS), "evaluate_harness", "report",
     "register", *(f"register_task@{t}" for t in TASKS),
 ]  # fmt: skip
 
@@ -42,12 +42,14 @@ def test_dvc_repro_runs_every_stage_then_nothing(repo):
     assert (repo / "reports" / "report" / "report.html").is_file()
     for task in TASKS:  # one model per task, each registered under its own name
         assert (
-            json.loads((repo / "metrics" / "register" / f"{task}.json").read_text())["model_name"] == f"llmpipe-{task}"
+            json.loads((repo / "metrics" / "register_task" / f"{task}.json").read_text())["model_name"]
+            == f"llmpipe-{task}"
         )
     sh(repo, "dvc", "plots", "show", "-o", "plots-html")
     page = (repo / "plots-html" / "index.html").read_text()
-    assert "pretrain validation bits per byte" in page and "finetune topics: validation macro-F1" in page
-    assert "evaluate topics: confusion matrix on the test split" in page
+    assert "pretrain validation bits per byte" in page and "fine-tuning loss by step" in page
+    for task in TASKS:  # every task's curves and evaluation pictures, by convention
+        assert f"plots/finetune/{task}/val.csv" in page and f"plots/evaluate_task/{task}" in page
     second = sh(repo, "dvc", "repro")
     assert ran_stages(second) == [] and "Data and pipelines are up to date" in second
     promoted = sh(repo, "llmpipe", "promote")
@@ -57,7 +59,7 @@ def test_dvc_repro_runs_every_stage_then_nothing(repo):
 
 def test_changing_one_task_reruns_that_task_and_what_follows_only(repo):
     out = sh(repo, "dvc", "exp", "run", "-S", "experiment=tiny", "-S", "finetune.topics.lr=0.002")
-    assert ran_stages(out) == ["finetune@topics", "evaluate_task@topics", "evaluate_report", "register_task@topics"]
+    assert ran_stages(out) == ["finetune@topics", "evaluate_task@topics", "report", "register_task@topics"]
     assert "lr: 0.002" in (repo / "params.yaml").read_text()
 
 

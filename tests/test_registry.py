@@ -11,7 +11,10 @@ import mlflow
 import pandas as pd
 import pytest
 
-from llmpipe import registry, tracking
+from llmpipe import schema
+from llmpipe.cli import registered_models
+from llmpipe.registry import tracking
+from llmpipe.registry.model_registry import list_versions, promote
 from llmpipe.runner import run_stage
 from llmpipe.stages import register
 
@@ -26,8 +29,7 @@ def register_again(root: Path, lm_bpb: float) -> dict:
     evaluation["lm"]["val_bpb"] = lm_bpb
     path.write_text(json.dumps(evaluation))
     try:
-        run = lambda params, root: register.run_target(params, root, "lm")  # noqa: E731
-        return run_stage(register.STAGE, run, register.sections("lm"), root, register.LOGGED)
+        return run_stage(register.stage(), root)
     finally:
         path.write_text(original)  # other tests read the project's real evaluation
 
@@ -40,30 +42,29 @@ def test_promotion_accepts_refuses_and_can_be_forced(tiny_project):
     root, metrics, params = tiny_project
     mlflow.set_tracking_uri(tracking.tracking_uri(root))
     client = mlflow.MlflowClient()
-    lm = params["register"]["names"]["lm"]
-    gates = params["promote"]["gates"]["lm"]
-    first = registry.promote(lm, gates, "challenger", "champion")
+    lm, gates = registered_models(schema.build(params))["lm"]
+    first = promote(lm, gates, "challenger", "champion")
     assert first.promoted and first.reason == "no champion yet"
     champion = aliases(client, lm)["champion"]
-    again = registry.promote(lm, gates, "challenger", "champion")
+    again = promote(lm, gates, "challenger", "champion")
     assert not again.promoted and "already is champion" in again.reason
 
     bpb = metrics["evaluate"]["lm"]["val_bpb"]
     register_again(root, lm_bpb=bpb + 0.5)  # a worse language model
-    refused = registry.promote(lm, gates, "challenger", "champion")
+    refused = promote(lm, gates, "challenger", "champion")
     assert not refused.promoted and "lm/val_bpb" in refused.reason and "not lower" in refused.reason
     assert aliases(client, lm)["champion"] == champion
     tags = client.get_model_version(lm, refused.challenger).tags
     assert tags["promotion.decision"] == "refused"
     assert json.loads(tags["promotion.compared"])["lm/val_bpb"]["challenger"] == pytest.approx(bpb + 0.5)
 
-    forced = registry.promote(lm, gates, "challenger", "champion", force=True)
+    forced = promote(lm, gates, "challenger", "champion", force=True)
     assert forced.promoted and forced.reason.startswith("forced over:")
 
     better = register_again(root, lm_bpb=bpb - 0.5)
-    accepted = registry.promote(lm, gates, "challenger", "champion")
+    accepted = promote(lm, gates, "challenger", "champion")
     assert accepted.promoted and aliases(client, lm)["champion"] == str(better["version"])
-    rows = registry.list_versions(lm, ["lm/val_bpb"])
+    rows = list_versions(lm, ["lm/val_bpb"])
     assert rows[0]["version"] == better["version"] and "champion" in rows[0]["aliases"]
 
     model = mlflow.pyfunc.load_model(f"models:/{lm}@champion")
@@ -90,7 +91,7 @@ def test_cli_generate_from_the_registry_and_models_listing(tiny_project):
     assert (
         listing.returncode == 0
         and "challenger" in listing.stdout
-        and params["register"]["names"]["lm"] in listing.stdout
+        and "llmpipe-lm" in listing.stdout
     )
 
 

@@ -37,7 +37,7 @@ def finish(process: subprocess.Popen):
 
 SMALL_RECURRENT = ["model.n_layer=1", "model.d_model=64", "model.block_size=64"]
 ARCHITECTURES = {
-    "transformer": ["trainer.precision=bf16-mixed", "pretrain.optimizer=muon"],  # the default CPU recipe
+    "transformer": ["hardware.precision=bf16-mixed", "pretrain.optimizer=muon"],  # the default CPU recipe
     **{arch: [f"model={arch}", *SMALL_RECURRENT] for arch in ("rnn", "lstm", "gru")},
 }
 

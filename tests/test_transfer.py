@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from llmpipe import transfer
 from llmpipe.config import compose
+from llmpipe.studies import transfer
 
 from .conftest import REPO
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from llmpipe import tracking
+from llmpipe.registry import tracking
 
 from .conftest import REPO, mlflow_on_loopback
 

@@ -5,7 +5,7 @@ import importlib
 import sys
 from pathlib import Path
 
-from llmpipe.stages import STAGES
+from llmpipe.stages import PER_TASK, STAGES
 
 
 def cmd_compose(args) -> int:
@@ -17,25 +17,28 @@ def cmd_compose(args) -> int:
 
 
 def cmd_run(args) -> int:
-    sys.argv = [f"llmpipe.stages.{args.stage}", *([args.target] if args.target else [])]  # what main() reads
-    importlib.import_module(f"llmpipe.stages.{args.stage}").main()
+    from llmpipe.runner import stage_main
+
+    sys.argv = [f"llmpipe.stages.{args.stage}", *([args.target] if args.target else [])]  # what stage_main reads
+    stage_main(importlib.import_module(f"llmpipe.stages.{args.stage}").stage, targets=args.stage in PER_TASK)
     return 0
 
 
 def resolve_model_dir(model: str):
     """A local export directory, or one downloaded from the registry for a models:/ or runs:/ URI."""
     if model.startswith(("models:/", "runs:/")):
-        from llmpipe import registry, tracking
+        from llmpipe.registry import tracking
+        from llmpipe.registry.model_registry import download_model_dir
 
         tracking.setup()
-        return registry.download_model_dir(model)
+        return download_model_dir(model)
     return model
 
 
 def cmd_generate(args) -> int:
-    from llmpipe.export import load_model_dir
-    from llmpipe.generation import stream_text
-    from llmpipe.sft import model_prompt
+    from llmpipe.data.chat_template import model_prompt
+    from llmpipe.registry.export import load_model_dir
+    from llmpipe.registry.inference import stream_text
 
     net, config, tokenizer = load_model_dir(resolve_model_dir(args.model))
     if config["kind"] != "causal_lm":
@@ -54,17 +57,17 @@ def cmd_eval_harness(args) -> int:
     import json
     import tempfile
 
-    from llmpipe import harness
-    from llmpipe.config import load_params
-    from llmpipe.datasets import read_jsonl
+    from llmpipe.config import load_typed
+    from llmpipe.evaluation import harness
+    from llmpipe.jsonl import read_jsonl
 
-    params = load_params()
+    params = load_typed()
     docs_file = Path(args.tokens) / f"{args.split}.jsonl"
     if not docs_file.is_file():
         raise ValueError(f"{docs_file} does not exist: run `dvc repro tokenize` first, or pass --tokens")
-    model_dir, docs, cfg = Path(resolve_model_dir(args.model)), read_jsonl(docs_file), params["evaluate"]["harness"]
+    model_dir, docs, cfg = Path(resolve_model_dir(args.model)), read_jsonl(docs_file), params.evaluate_harness
     with tempfile.TemporaryDirectory(prefix="llmpipe-harness-") as data_dir:
-        scores = harness.evaluate(model_dir, docs, Path(data_dir), cfg, params["seed"], args.limit)
+        scores = harness.evaluate(model_dir, docs, Path(data_dir), cfg, params.seed, args.limit)
     print(f"{'task':<12} {'acc':>7} {'± stderr':>9} {'acc_norm':>9} {'chance':>7} {'examples':>9}")
     for task, s in scores.items():
         figures = f"{s['acc']:>7.4f} {s['acc_stderr']:>9.4f} {s['acc_norm']:>9.4f} {s['chance']:>7.3f}"
@@ -74,24 +77,28 @@ def cmd_eval_harness(args) -> int:
     return 0
 
 
-def registered_models(params: dict) -> dict[str, str]:
-    """target -> registered model name: the pretrained LM and each task in finetune.tasks."""
-    targets = ["lm", *params["finetune"]["tasks"]]
-    return {target: params["register"]["names"][target] for target in targets}
+def registered_models(params) -> dict[str, tuple[str, dict[str, str]]]:
+    """target -> (registered model name, promotion gates): the pretrained LM and each task in
+    finetune.tasks, named and gated by convention (register.name_prefix, promote.gates by kind)."""
+    kinds = {"lm": "lm", **{task: params.finetune[task].type for task in params.finetune.tasks}}
+    return {
+        target: (params.register.model_name(target), params.promote.gates_of(target, kind))
+        for target, kind in kinds.items()
+    }
 
 
 def cmd_promote(args) -> int:
-    from llmpipe import registry, tracking
-    from llmpipe.config import load_params
+    from llmpipe.config import load_typed
+    from llmpipe.registry import tracking
+    from llmpipe.registry.model_registry import promote
 
-    params = load_params()
+    params = load_typed()
     tracking.setup()
     refused = 0
-    for kind, name in registered_models(params).items():
+    for name, gates in registered_models(params).values():
         if args.model and name not in args.model:
             continue
-        gates = params["promote"]["gates"].get(kind, {})
-        d = registry.promote(name, gates, params["register"]["alias"], params["promote"]["champion_alias"], args.force)
+        d = promote(name, gates, params.register.alias, params.promote.champion_alias, args.force)
         verdict = "promoted" if d.promoted else "unchanged" if d.champion == d.challenger else "refused"
         print(f"{name}: version {d.challenger} {verdict} (champion was {d.champion or 'none'}): {d.reason}")
         for metric, figures in d.compared.items():
@@ -103,14 +110,15 @@ def cmd_promote(args) -> int:
 
 
 def cmd_models(args) -> int:
-    from llmpipe import registry, tracking
-    from llmpipe.config import load_params
+    from llmpipe.config import load_typed
+    from llmpipe.registry import tracking
+    from llmpipe.registry.model_registry import list_versions
 
-    params = load_params()
+    params = load_typed()
     tracking.setup()
-    for kind, name in registered_models(params).items():
-        metrics = list(params["promote"]["gates"].get(kind, {}))
-        rows = registry.list_versions(name, metrics)
+    for name, gates in registered_models(params).values():
+        metrics = list(gates)
+        rows = list_versions(name, metrics)
         print(f"{name}: {len(rows)} version(s)")
         for row in rows:
             figures = ", ".join(f"{m}={row[m]:.4g}" for m in metrics if row[m] is not None)
@@ -119,7 +127,8 @@ def cmd_models(args) -> int:
 
 
 def cmd_architectures(args) -> int:
-    from llmpipe import architectures, tracking
+    from llmpipe.registry import tracking
+    from llmpipe.studies import architectures
 
     if args.action == "queue":
         names = architectures.queue(args.overrides, run=args.run, replace=args.replace)
@@ -141,7 +150,8 @@ def queued(names: list[str], ran: bool) -> int:
 
 
 def cmd_scaling(args) -> int:
-    from llmpipe import scaling, tracking
+    from llmpipe.registry import tracking
+    from llmpipe.studies import scaling
 
     points = scaling.study(args.overrides)
     if args.action == "queue":
@@ -158,8 +168,9 @@ def cmd_scaling(args) -> int:
 def cmd_transfer(args) -> int:
     import yaml
 
-    from llmpipe import tracking, transfer
     from llmpipe.config import compose
+    from llmpipe.registry import tracking
+    from llmpipe.studies import transfer
 
     points = transfer.study(args.overrides)
     if args.action == "queue":
@@ -202,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = verbs.add_parser("run", help="run one pipeline stage outside DVC, exactly as `dvc repro` would")
     run.add_argument("stage", choices=STAGES)
-    run.add_argument("target", nargs="?", help="finetune: a task; evaluate, register: lm (default) or a task")
+    run.add_argument("target", nargs="?", help="a task in finetune.tasks, for finetune, evaluate_task, register_task")
     run.set_defaults(func=cmd_run)
 
     generate = verbs.add_parser("generate", help="sample text from an exported language model directory")

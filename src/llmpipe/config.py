@@ -56,6 +56,14 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict:
     return params
 
 
+def load_typed(path: str | Path = PARAMS_FILE):
+    """params.yaml as llmpipe.schema.Params: checked, then typed (for the CLI; stages get theirs
+    from the runner, restricted to the sections they declare)."""
+    from llmpipe import schema
+
+    return schema.build(load_params(path))
+
+
 def section(params: dict, name: str) -> dict:
     """One section of params by its dotted name ("finetune.sft"), with a clear error when missing."""
     value = params

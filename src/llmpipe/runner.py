@@ -1,62 +1,86 @@
-"""What every stage's main() does around its run(): read params.yaml, seed, open the stage's MLflow
-run, call run(), log and write metrics/<stage>.json. The CLI goes through here too."""
+"""What every stage's main() does around its run(): read params.yaml, hand the stage the typed sections
+it declares, open its MLflow run, call run(), log and write metrics/<stage>.json."""
 
 import json
 import logging
 import os
 import sys
 import time
-import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from llmpipe import tracking
+from llmpipe import schema
 from llmpipe.atomic import replace_file
 from llmpipe.config import load_params, section
+from llmpipe.logs import setup_logging
+from llmpipe.registry import tracking
 
 log = logging.getLogger("llmpipe")
 
 
-def verbose() -> bool:
-    """LLMPIPE_VERBOSE set (and not 0): libraries' own log lines are shown."""
-    return os.environ.get("LLMPIPE_VERBOSE", "") not in ("", "0")
+
+class Sections:
+    """The params sections one stage declared, typed (llmpipe.schema's dataclasses), as attributes:
+    `cfg.pretrain.lr`, `cfg.finetune["topics"]`, `cfg.seed`. A section the stage did not declare is
+    not there, so what DVC hashes for a stage is all it can read. `raw` holds the same sections as
+    params.yaml writes them (for exports and MLflow), keyed by their dotted names."""
+
+    def __init__(self, params: dict, names: list[str]):
+        self.raw = {name: section(params, name) for name in names}
+        for name, value in self.raw.items():
+            head, _, rest = name.partition(".")
+            typed = schema.build(value, schema.type_at(name, value=value))
+            if not rest:
+                setattr(self, head, typed)
+                continue
+            holder = self.__dict__.setdefault(head, Partial(head))
+            setattr(holder, rest, typed)
+
+    def nested(self, names: list[str] | None = None) -> dict:
+        """The raw sections (all, or `names`) as one mapping nested like params.yaml."""
+        out = {}
+        for name in names or self.raw:
+            *heads, last = name.split(".")
+            node = out
+            for head in heads:
+                node = node.setdefault(head, {})
+            node[last] = self.raw[name]
+        return out
+
+    def __getattr__(self, name: str):
+        raise AttributeError(f"this stage did not declare the params section `{name}` (its sections: {list(self.raw)})")
 
 
-def setup_logging():
-    logging.basicConfig(
-        level=logging.DEBUG if verbose() else logging.INFO,
-        format="%(asctime)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if not verbose():  # Lightning's hardware report and tips, MLflow's notices: on request only
-        for name in ("lightning", "lightning.pytorch", "lightning.fabric", "mlflow"):
-            logging.getLogger(name).setLevel(logging.WARNING)
-        # Libraries' notices about their own future (Lightning's, torch's) say nothing about the run.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
+class Partial:
+    """Some entries of a section (a stage that declares `finetune.topics` sees that task only)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getitem__(self, key: str):
+        return getattr(self, key)
+
+    def __getattr__(self, key: str):
+        raise AttributeError(f"this stage did not declare the params section `{self._name}.{key}`")
 
 
-@contextmanager
-def quiet_bars():
-    """Other libraries' progress bars off while a block runs, unless LLMPIPE_VERBOSE: datatrove's
-    (one per task and file, in every worker), lm-evaluation-harness's, datasets' and transformers'.
-    tqdm reads TQDM_DISABLE only when it is imported, so its default is changed instead, for every
-    bar that does not say otherwise; forked workers inherit it. A stage's own bar passes
-    disable=False and stays."""
-    if verbose():
-        yield
-        return
-    from functools import partialmethod
+@dataclass
+class Stage:
+    """One DVC stage as the runner runs it. `name` is the stage's module, MLflow run and metrics file
+    (`finetune/topics`: metrics/finetune/topics.json); `params` are the sections dvc.yaml declares
+    for it (a test checks they agree); with `hardware`, it also reads the hardware section, which is
+    logged to MLflow but never hashed; `summary` chooses what its summary line shows."""
 
-    from tqdm import std
+    name: str
+    run: Callable[[Sections, Path], dict]
+    params: list[str]
+    hardware: bool = False
+    summary: list[str] | None = None
 
-    init = std.tqdm.__init__
-    std.tqdm.__init__ = partialmethod(init, disable=True)
-    try:
-        yield
-    finally:
-        std.tqdm.__init__ = init
+    @property
+    def sections(self) -> list[str]:
+        return [*self.params, "hardware"] if self.hardware else list(self.params)
 
 
 def write_metrics(stage: str, metrics: dict, root: Path) -> Path:
@@ -66,29 +90,20 @@ def write_metrics(stage: str, metrics: dict, root: Path) -> Path:
     return path
 
 
-def run_stage(
-    stage: str,
-    run: Callable[[dict, Path], dict],
-    sections: list[str],
-    root: Path = Path("."),
-    logged_sections: list[str] = (),
-    summary_keys: list[str] | None = None,
-) -> dict:
-    """Run one stage as DVC does. `sections` are the params it depends on; `logged_sections` are
-    logged to MLflow beside them without being dependencies (hardware settings); `summary_keys`
-    choose what its summary line shows (`summary`)."""
+def run_stage(stage: Stage, root: Path = Path(".")) -> dict:
+    """Run one stage as DVC does: read params.yaml, hand the stage its declared sections, track it
+    in MLflow, write metrics/<stage>.json and one summary line."""
     setup_logging()
     started = time.perf_counter()
-    params = load_params(root / "params.yaml")
+    cfg = Sections(load_params(root / "params.yaml"), stage.sections)
     if not is_rank_zero():  # a worker process of distributed training: rank zero tracks and writes metrics
-        return run(params, root)
-    stage_params = {name: section(params, name) for name in [*sections, *logged_sections]}
-    with tracking.stage_run(stage, stage_params, root):
-        metrics = run(params, root)
-        tracking.log_metrics(metrics, prefix=stage)
+        return stage.run(cfg, root)
+    with tracking.stage_run(stage.name, cfg.raw, root):
+        metrics = stage.run(cfg, root)
+        tracking.log_metrics(metrics, prefix=stage.name)
     if metrics:  # a stage that only writes a report has none
-        write_metrics(stage, metrics, root)
-    log.info("%s done in %.1fs: %s", stage, time.perf_counter() - started, summary(metrics, summary_keys))
+        write_metrics(stage.name, metrics, root)
+    log.info("%s done in %.1fs: %s", stage.name, time.perf_counter() - started, summary(metrics, stage.summary))
     return metrics
 
 
@@ -99,6 +114,7 @@ def is_rank_zero() -> bool:
         if key in os.environ:
             return int(os.environ[key]) == 0
     return True
+
 
 
 def summary(metrics: dict, keys: list[str] | None = None) -> str:
@@ -122,6 +138,7 @@ def summary(metrics: dict, keys: list[str] | None = None) -> str:
     return ", ".join(parts)
 
 
+
 def lookup(tree, path: list[str], name: str = "") -> dict:
     """{name: value} of everything at `path` in nested dicts, `*` matching every key (its name kept)."""
     if not path:
@@ -137,6 +154,7 @@ def lookup(tree, path: list[str], name: str = "") -> dict:
     return lookup(tree[head], rest, name) if head in tree else {}
 
 
+
 def flat_keys(metrics: dict, prefix: str = "") -> set[str]:
     keys = set()
     for key, value in metrics.items():
@@ -146,20 +164,19 @@ def flat_keys(metrics: dict, prefix: str = "") -> set[str]:
     return keys
 
 
+
 def number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def stage_main(
-    stage: str,
-    run: Callable[[dict, Path], dict],
-    sections: list[str],
-    logged_sections: list[str] = (),
-    summary_keys: list[str] | None = None,
-):
-    """Entry point of `python -m llmpipe.stages.<stage>`: a user error ends with one clear line."""
+
+def stage_main(make_stage: Callable[..., Stage], targets: bool = False):
+    """Entry point of `python -m llmpipe.stages.<stage> [target]`: a user error ends with one clear line."""
+    if targets and len(sys.argv) != 2:
+        sys.exit(f"usage: python -m {make_stage.__module__} <target>")
+    stage = make_stage(sys.argv[1]) if targets else make_stage()
     try:
-        run_stage(stage, run, sections, logged_sections=logged_sections, summary_keys=summary_keys)
+        run_stage(stage)
     except (ValueError, FloatingPointError) as err:
-        log.error("%s failed: %s", stage, err)
+        log.error("%s failed: %s", stage.name, err)
         sys.exit(2)

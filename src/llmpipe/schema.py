@@ -61,10 +61,7 @@ class Dedup:
 @dataclass
 class Clean:
     enabled: bool  # false: train on the raw text; held-out splits stay cleaned (stages/clean.py)
-    executor: str = between(choices=("local", "ray"))
-    ray_address: str | None
-    workers: int = between(1)
-    tasks: int = between(1)
+    tasks: int = between(1)  # shards: hashed, since they decide which copy of a duplicate is kept
     unicode_form: str = between(choices=("NFC", "NFKC", "NFD", "NFKD"))
     fix_mojibake: bool
     max_bytes: int = between(1)
@@ -98,7 +95,21 @@ class Model:
 
 
 @dataclass
-class Trainer:
+class CleanHardware:
+    executor: str = between(choices=("local", "ray"))
+    ray_address: str | None
+    workers: int = between(1)
+
+
+@dataclass
+class EvaluateHardware:
+    batch_size: int = between(1)
+
+
+@dataclass
+class Hardware:
+    """Speed only: logged to MLflow, never a DVC param. The top keys are Lightning's Trainer's."""
+
     accelerator: str = between(choices=("cpu", "gpu", "cuda", "mps", "tpu", "auto"))
     devices: int = between(1)
     num_nodes: int = between(1)
@@ -107,6 +118,8 @@ class Trainer:
     micro_batch_size: int = between(1)
     num_workers: int = between(0)
     compile: bool
+    clean: CleanHardware
+    evaluate: EvaluateHardware
 
 
 @dataclass
@@ -184,12 +197,20 @@ class SftTask(FinetuneTask):
     template: SftTemplate
 
 
+TASK_TYPES = {"classify": ClassifyTask, "sft": SftTask}  # a task's `type` -> its schema
+
+
 @dataclass
 class Finetune:
-    tasks: list[str] = between(choices=("topics", "sentiment", "sft"))
-    topics: ClassifyTask
-    sentiment: ClassifyTask
-    sft: SftTask
+    """`tasks` names the tasks the pipeline runs, in order; every other key is one task's settings,
+    checked against the schema its `type` names (TASK_TYPES). A new task is a conf entry only."""
+
+    tasks: list[str]
+
+    def __getitem__(self, task: str) -> FinetuneTask:
+        if task not in self.tasks:
+            raise ValueError(f"finetune has no task {task!r}; finetune.tasks: {self.tasks}")
+        return getattr(self, task)
 
 
 @dataclass
@@ -218,7 +239,7 @@ class Generation:
 
 
 @dataclass
-class Harness:
+class EvaluateHarness:
     choices: int = between(2)
     max_docs: int = between(1)
     min_chars: int = between(1)
@@ -227,29 +248,34 @@ class Harness:
 
 
 @dataclass
-class Report:
-    misclassified: int = between(0)
+class Evaluate:
+    samples: Samples
 
 
 @dataclass
-class Evaluate:
-    batch_size: int = between(1)
-    samples: Samples
+class EvaluateTask:
     generation: Generation
-    harness: Harness
-    report: Report
+    misclassified: int = between(0)
 
 
 @dataclass
 class Register:
     alias: str
-    names: dict[str, str]  # target (lm or a finetune task) -> registered model name
+    name_prefix: str  # registered model names: <prefix>-lm, <prefix>-<task>
+
+    def model_name(self, target: str) -> str:
+        return f"{self.name_prefix}-{target}"
 
 
 @dataclass
 class Promote:
     champion_alias: str
-    gates: dict[str, dict[str, str]] = between(choices=("min", "max"))  # model -> metric -> direction
+    # kind (lm or a task type) -> metric -> direction
+    gates: dict[str, dict[str, str]] = between(choices=("min", "max"))
+
+    def gates_of(self, target: str, kind: str) -> dict[str, str]:
+        """The gates of one registered target, by its metric names ("topics/test_macro_f1")."""
+        return {f"{target}/{metric}": goal for metric, goal in self.gates.get(kind, {}).items()}
 
 
 @dataclass
@@ -277,10 +303,12 @@ class Params:
     clean: Clean
     tokenize: Tokenize
     model: Model
-    trainer: Trainer
+    hardware: Hardware
     pretrain: Pretrain
     finetune: Finetune
     evaluate: Evaluate
+    evaluate_task: EvaluateTask
+    evaluate_harness: EvaluateHarness
     register: Register
     promote: Promote
     scaling: Scaling
@@ -362,6 +390,10 @@ def problems(values: dict, schema: type = Params, prefix: str = "") -> list[str]
     found = []
     hints = typing.get_type_hints(schema)
     known = {f.name: f for f in fields(schema)}
+    if schema is Finetune:
+        found += task_problems(values, prefix)
+        known_tasks = values.get("tasks") if isinstance(values.get("tasks"), list) else []
+        values = {k: v for k, v in values.items() if k not in known_tasks}
     for key in values:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=1)
@@ -379,6 +411,49 @@ def problems(values: dict, schema: type = Params, prefix: str = "") -> list[str]
         elif spec.metadata and (problem := range_problem(value, spec.metadata)):
             found.append(f"{path}: {problem}")
     return found
+
+
+def task_problems(values: dict, prefix: str) -> list[str]:
+    """The problems of each task named in finetune.tasks, against the schema of its `type`."""
+    tasks = values.get("tasks")
+    if not isinstance(tasks, list):
+        return []  # reported as a type problem of `tasks`
+    found = []
+    for task in tasks:
+        entry = values.get(task)
+        if not isinstance(entry, dict):
+            found.append(f"{prefix}{task}: listed in {prefix}tasks but has no settings (a mapping with a `type`)")
+        elif entry.get("type") not in TASK_TYPES:
+            found.append(f"{prefix}{task}.type: {entry.get('type')!r} is not one of {list(TASK_TYPES)}")
+        else:
+            found += problems(entry, TASK_TYPES[entry["type"]], f"{prefix}{task}.")
+    return found
+
+
+def build(value, tp=Params):
+    """A params mapping that passes `check`, as instances of the schema's dataclasses: what the
+    stages hand the library (attributes, not string keys). Plain lists and mappings stay as they are."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        arm = next(a for a in typing.get_args(tp) if matches(value, a))
+        return build(value, arm)
+    if not is_dataclass(tp):
+        return value
+    hints = typing.get_type_hints(tp)
+    built = tp(**{f.name: build(value[f.name], hints[f.name]) for f in fields(tp)})
+    if tp is Finetune:  # each task under its own name, by its type's schema
+        for task in built.tasks:
+            setattr(built, task, build(value[task], TASK_TYPES[value[task]["type"]]))
+    return built
+
+
+def type_at(path: str, tp=Params, value=None):
+    """The schema type of a dotted section name ("finetune.sft"), given the value found there."""
+    for key in path.split("."):
+        if tp is Finetune and key not in {f.name for f in fields(Finetune)}:
+            tp = TASK_TYPES[value["type"]] if value is not None else FinetuneTask
+            continue
+        tp = typing.get_type_hints(tp)[key]
+    return tp
 
 
 def check(params: dict, source: str = "params.yaml"):

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from llmpipe.lit_module import LitLM, OptimConfig
-from llmpipe.model import GPT, GPTConfig
+from llmpipe.networks.transformer import GPT, GPTConfig
+from llmpipe.training.lit_module import LitLM, OptimConfig
 
 pytestmark = pytest.mark.gpu
 
@@ -32,26 +32,28 @@ def test_lightning_engine_trains_compiled_in_bf16_and_reports_mfu(tmp_path):
     # plugin refuses that pair; LitLM clips itself), torch.compile, the resumable loader, SpeedMonitor.
     import numpy as np
 
-    from llmpipe import training
-    from llmpipe.datasets import RandomWindows, ResumableLoader
-    from llmpipe.throughput import SpeedMonitor
+    from llmpipe.training.fit import Run, fit
+    from llmpipe.training.loaders import RandomWindows
+    from llmpipe.training.throughput import SpeedMonitor
+
+    from ..conftest import typed_section
 
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=256, block_size=128, n_layer=2, n_head=4, n_kv_head=2, d_model=128)
-    hardware = {
-        "accelerator": "gpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "bf16-mixed",
-        "micro_batch_size": 16, "num_workers": 0, "compile": True,
-    }  # fmt: skip
+    hardware = typed_section("hardware", accelerator="gpu", precision="bf16-mixed", micro_batch_size=16, compile=True)
     tokens = np.tile(np.arange(256, dtype=np.uint16), 400)  # a learnable sequence: each token follows the last
-    module = LitLM(training.compile_model(GPT(cfg), hardware), OptimConfig(lr=3e-3, max_steps=60, warmup_steps=5))
-    loader = ResumableLoader(
-        RandomWindows(tokens, cfg.block_size, 60 * 16, seed=0), batch_size=16, consumed=lambda: trainer.global_step
-    )
+    module = LitLM(GPT(cfg), OptimConfig(lr=3e-3, max_steps=60, warmup_steps=5))
     speed = SpeedMonitor(16 * cfg.block_size, cfg.flops_per_token())
-    curves = training.CurveWriter(tmp_path)
-    run = {"val_every": 1000, "log_every": 10, "grad_clip": 1.0}
-    trainer = training.build_trainer(hardware, run, 1, [curves, speed], 60, 0, default_root_dir=tmp_path)
-    trainer.fit(module, loader)
+    run = Run(
+        train_set=RandomWindows(tokens, cfg.block_size, 60 * 16, seed=0),
+        batch_size=16,
+        steps=60,
+        settings=typed_section("pretrain", val_every=1000, log_every=10, grad_clip=1.0),
+        checkpoint_dir=tmp_path / "ckpt",
+        curves_dir=tmp_path,
+        callbacks=[speed],
+    )
+    curves = fit(module, run, hardware).curves
     assert curves.train[-1]["loss"] < curves.train[0]["loss"] - 2.0
     assert speed.latest["perf/tokens_per_s"] > 0 and 0 < speed.latest.get("perf/mfu", 0.5) < 1
     assert speed.latest["perf/peak_mem_gb"] > 0

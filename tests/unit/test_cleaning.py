@@ -1,4 +1,4 @@
-from llmpipe.cleaning import clean_text, dedup_key, screen
+from llmpipe.data.cleaning import clean_text, dedup_key, screen
 
 
 def test_ansi_colour_codes_are_removed_from_a_poem_title():

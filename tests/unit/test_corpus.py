@@ -2,7 +2,9 @@ import json
 
 import pytest
 
-from llmpipe.corpus import guess_lang, is_bad, read_corpus, split_fortunes
+from llmpipe.data.corpus import guess_lang, is_bad, read_corpus, split_fortunes
+
+from ..conftest import typed_section
 
 
 def test_split_fortunes_drops_separators_and_empty_entries():
@@ -21,7 +23,7 @@ def test_fortune_folder_skips_index_files_links_and_subfolders(tmp_path):
     (tmp_path / "computers.u8").symlink_to(tmp_path / "computers")
     (tmp_path / "tang300").write_text("\x1b[32m《静夜思》\x1b[m\n床前明月光\n%\n")
     (tmp_path / "off").mkdir()
-    docs = list(read_corpus({"source": tmp_path, "format": "fortune", "zh_files": ["tang300"]}))
+    docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="fortune", zh_files=["tang300"])))
     assert [(d["id"], d["lang"], d["label"]) for d in docs] == [
         ("computers:00000", "en", "computers"),
         ("computers:00001", "en", "computers"),
@@ -33,10 +35,10 @@ def test_jsonl_folder_and_bad_line_named(tmp_path):
     (tmp_path / "a.jsonl").write_text(
         json.dumps({"text": "你好世界", "label": "x"}) + "\n" + json.dumps({"id": "k", "text": "hi"}) + "\n"
     )
-    docs = list(read_corpus({"source": tmp_path, "format": "jsonl"}))
+    docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="jsonl")))
     assert [(d["id"], d["lang"], d["label"]) for d in docs] == [("a:0000001", "zh", "x"), ("k", "en", "a")]
     (tmp_path / "b.jsonl").write_text('{"text": 1}\n\n{"text": "fine"}\n')
-    docs = list(read_corpus({"source": tmp_path, "format": "jsonl"}))
+    docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="jsonl")))
     bad = [d for d in docs if is_bad(d)]
     assert bad == [{"reason": "missing_text", "source": f"{tmp_path / 'b.jsonl'}:1", "raw": '{"text": 1}'}]
     assert docs[-1]["id"] == "b:0000003" and docs[-1]["text"] == "fine"  # the blank line is skipped
@@ -44,7 +46,7 @@ def test_jsonl_folder_and_bad_line_named(tmp_path):
 
 def test_fortune_entries_and_text_files_that_are_not_utf8_are_quarantined_not_lost(tmp_path):
     (tmp_path / "mixed").write_bytes("first entry\n%\ncaf\xe9 in Latin-1\n%\nthird entry\n".encode("latin-1"))
-    docs = list(read_corpus({"source": tmp_path, "format": "fortune"}))
+    docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="fortune")))
     assert [d.get("text") for d in docs] == ["first entry", None, "third entry"]
     assert docs[1] == {
         "reason": "invalid_utf8",
@@ -52,15 +54,15 @@ def test_fortune_entries_and_text_files_that_are_not_utf8_are_quarantined_not_lo
         "raw": "caf\\xe9 in Latin-1",
     }
     (tmp_path / "doc.txt").write_bytes(b"\xff\xfe binary-ish")
-    [txt] = list(read_corpus({"source": tmp_path, "format": "txt"}))
+    [txt] = list(read_corpus(typed_section("ingest", source=tmp_path, format="txt")))
     assert txt["reason"] == "invalid_utf8"
 
 
 def test_missing_source_and_unknown_format_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a readable folder"):
-        read_corpus({"source": tmp_path / "nope", "format": "txt"})
+        read_corpus(typed_section("ingest", source=tmp_path / "nope", format="txt"))
     with pytest.raises(ValueError, match="ingest.format"):
-        read_corpus({"source": tmp_path, "format": "csv"})
+        read_corpus(typed_section("ingest", source=tmp_path, format="csv"))
 
 
 def test_parquet_folder_with_a_custom_text_field(tmp_path):
@@ -69,7 +71,7 @@ def test_parquet_folder_with_a_custom_text_field(tmp_path):
 
     table = pa.table({"body": ["床前明月光", "A fortune."], "label": ["poem", None]})
     pq.write_table(table, tmp_path / "part.parquet")
-    docs = list(read_corpus({"source": tmp_path, "format": "parquet", "text_field": "body"}))
+    docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="parquet", text_field="body")))
     assert [(d["id"], d["text"], d["lang"], d["label"]) for d in docs] == [
         ("part:0000001", "床前明月光", "zh", "poem"),
         ("part:0000002", "A fortune.", "en", "part"),
@@ -81,10 +83,10 @@ def test_hugging_face_dataset_through_a_local_builder(tmp_path):
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"text": "hello world", "label": 3}) + "\n" + json.dumps({"text": "你好世界"}) + "\n")
     cfg = {"source": "json", "format": "hf", "hf_data_files": str(data), "hf_split": "train"}
-    docs = list(read_corpus(cfg))
+    docs = list(read_corpus(typed_section("ingest", **cfg)))
     assert [(d["id"], d["text"], d["lang"], d["label"]) for d in docs] == [
         ("json:000000001", "hello world", "en", "3"),
         ("json:000000002", "你好世界", "zh", None),
     ]
     with pytest.raises(ValueError, match="cannot open the Hugging Face dataset"):
-        list(read_corpus({**cfg, "hf_data_files": str(tmp_path / "missing.jsonl")}))
+        list(read_corpus(typed_section("ingest", **{**cfg, "hf_data_files": str(tmp_path / "missing.jsonl")})))

@@ -1,17 +1,10 @@
 import numpy as np
 import pytest
 
-from llmpipe.datasets import (
-    DocumentSequences,
-    Epochs,
-    RandomWindows,
-    SequentialWindows,
-    choose_labels,
-    document_fraction,
-    pad_windows,
-    split_of,
-    write_tokens,
-)
+from llmpipe.data.labeled_docs import choose_labels
+from llmpipe.data.token_files import document_fraction, split_of, write_tokens
+from llmpipe.networks.batches import pad_windows
+from llmpipe.training.loaders import DocumentSequences, Epochs, RandomWindows, SequentialWindows
 
 
 def test_split_of_is_stable_and_close_to_the_fractions():
@@ -56,7 +49,7 @@ def test_choose_labels_by_count_and_explicit_list():
 
 
 def test_ranks_split_every_global_batch_between_them(monkeypatch):
-    import llmpipe.datasets as datasets
+    import llmpipe.training.loaders as datasets
 
     def batches(world: int, skip: int = 0) -> list[set]:
         """Global batches of 4 indices, as `world` ranks with 4 // world each see them."""

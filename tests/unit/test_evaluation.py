@@ -4,18 +4,20 @@ import numpy as np
 import pytest
 import torch
 
-from llmpipe.evaluation import (
+from llmpipe.evaluation.classification import (
+    classification_metrics,
+    confusion_matrix,
+    majority_baseline,
+    per_class_metrics,
+)
+from llmpipe.evaluation.lm_metrics import (
     bigram_token_nats,
     bits_by_context,
     bits_per_byte,
-    classification_metrics,
-    confusion_matrix,
     context_buckets,
     context_lengths,
     document_of_targets,
     lm_nats,
-    majority_baseline,
-    per_class_metrics,
     perplexity,
     unigram_nats,
 )

@@ -4,10 +4,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from llmpipe.export import load_model_dir, save_model_dir
-from llmpipe.generation import stream_tokens
-from llmpipe.model import GPT, GPTClassifier, GPTConfig
-from llmpipe.tokenizer import EOT, PAD, special_id, train_bpe
+from llmpipe.data.tokenizer import EOT, PAD, special_id, train_bpe
+from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig
+from llmpipe.registry.export import load_model_dir, save_model_dir
+from llmpipe.registry.inference import stream_tokens
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "床前明月光，疑是地上霜。举头望明月，低头思故乡。"] * 30
 

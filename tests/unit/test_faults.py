@@ -7,34 +7,39 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 
-from llmpipe import training
-from llmpipe.datasets import RandomWindows, ResumableLoader
-from llmpipe.lit_module import LitLM, OptimConfig
-from llmpipe.model import GPT, GPTConfig
+from llmpipe.networks.transformer import GPT, GPTConfig
+from llmpipe.schema import Hardware
+from llmpipe.training.fit import Run, fit
+from llmpipe.training.lit_module import LitLM, OptimConfig
+from llmpipe.training.loaders import RandomWindows
 
-HARDWARE = {
-    "accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true",
-    "micro_batch_size": 4, "num_workers": 0, "compile": False,
-}  # fmt: skip
-RUN = {"val_every": 5, "log_every": 1, "grad_clip": 1.0}
+from ..conftest import typed_section
+
+HARDWARE = typed_section("hardware", precision="32-true", micro_batch_size=4)
+assert isinstance(HARDWARE, Hardware)
 
 
 def setup(tmp_path: Path, steps: int = 12):
+    """A tiny model and its training run (validation every 5 steps, a checkpoint after each)."""
     torch.manual_seed(0)
     cfg = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_kv_head=2, d_model=16)
     module = LitLM(GPT(cfg), OptimConfig(lr=1e-3, max_steps=steps, warmup_steps=2))
     tokens = np.random.default_rng(0).integers(0, 64, 4000).astype(np.uint16)
-    train = ResumableLoader(RandomWindows(tokens, 16, steps * 4, 0), batch_size=4, consumed=lambda: trainer.global_step)
-    val = torch.utils.data.DataLoader(RandomWindows(tokens, 16, 8, 1), batch_size=4)
-    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, save_top_k=1)
-    trainer = training.build_trainer(HARDWARE, RUN, 1, [checkpoint], steps)
-    return module, trainer, train, val, tmp_path / "ckpt"
+    run = Run(
+        train_set=RandomWindows(tokens, 16, steps * 4, 0),
+        batch_size=4,
+        steps=steps,
+        settings=typed_section("pretrain", val_every=5, log_every=1, grad_clip=1.0),
+        checkpoint_dir=tmp_path / "ckpt",
+        curves_dir=tmp_path / "curves",
+        val_set=RandomWindows(tokens, 16, 8, 1),
+    )
+    return module, run, run.checkpoint_dir
 
 
 def test_a_nan_loss_stops_at_its_step_and_the_last_checkpoint_stays_good(tmp_path):
-    module, trainer, train, val, ckpt = setup(tmp_path)
+    module, run, ckpt = setup(tmp_path)
     original = module.loss
 
     def poisoned(batch):
@@ -43,14 +48,14 @@ def test_a_nan_loss_stops_at_its_step_and_the_last_checkpoint_stays_good(tmp_pat
 
     module.loss = poisoned
     with pytest.raises(FloatingPointError, match="training loss is nan at step 7"):
-        training.fit(trainer, module, train, val, ckpt)
+        fit(module, run, HARDWARE)
     saved = torch.load(ckpt / "last.ckpt", map_location="cpu", weights_only=True)
     assert saved["global_step"] == 5  # the checkpoint after the validation at step 5
     assert all(torch.isfinite(t).all() for t in saved["state_dict"].values())
 
 
 def test_a_gradient_norm_spike_is_logged(tmp_path, caplog):
-    module, trainer, train, val, ckpt = setup(tmp_path)
+    module, run, ckpt = setup(tmp_path)
     original = module.loss
 
     def spiking(batch):  # the loss scaled a thousandfold at one step: its gradients are too
@@ -58,8 +63,8 @@ def test_a_gradient_norm_spike_is_logged(tmp_path, caplog):
         return loss * 1000 if module.global_step == 8 else loss
 
     module.loss = spiking
-    with caplog.at_level(logging.WARNING, logger="llmpipe.lit_module"):
-        training.fit(trainer, module, train, val, ckpt)
+    with caplog.at_level(logging.WARNING, logger="llmpipe.training.lit_module"):
+        fit(module, run, HARDWARE)
     spikes = [r.getMessage() for r in caplog.records if "gradient-norm spike" in r.getMessage()]
     assert len(spikes) == 1 and "at step 8" in spikes[0]
 
@@ -73,20 +78,20 @@ class RunsCodeWhenUnpickled:
 
 
 def test_a_checkpoint_that_is_not_plain_weights_is_refused_not_executed(tmp_path):
-    module, trainer, train, val, ckpt = setup(tmp_path)
+    module, run, ckpt = setup(tmp_path)
     ckpt.mkdir(parents=True)
     marker = tmp_path / "code-ran"
     torch.save({"state_dict": module.state_dict(), "payload": RunsCodeWhenUnpickled(marker)}, ckpt / "last.ckpt")
     with pytest.raises(ValueError, match=r"last.ckpt cannot be loaded as plain weights \(Weights only load failed"):
-        training.fit(trainer, module, train, val, ckpt)
+        fit(module, run, HARDWARE)
     assert not marker.exists()
 
 
 def test_a_damaged_checkpoint_is_refused_naming_it(tmp_path):
-    module, trainer, train, val, ckpt = setup(tmp_path)
+    module, run, ckpt = setup(tmp_path)
     ckpt.mkdir(parents=True)
     torch.save({"state_dict": module.state_dict()}, ckpt / "last.ckpt")
     data = (ckpt / "last.ckpt").read_bytes()
     (ckpt / "last.ckpt").write_bytes(data[: len(data) // 2])  # a disk that lost the second half
     with pytest.raises(ValueError, match="last.ckpt cannot be loaded as plain weights.*delete it"):
-        training.fit(trainer, module, train, val, ckpt)
+        fit(module, run, HARDWARE)

@@ -1,8 +1,8 @@
 import torch
 
-from llmpipe.generation import filter_logits, generate_text, stream_text, stream_tokens
-from llmpipe.model import GPT, GPTConfig
-from llmpipe.tokenizer import EOT, special_id, train_bpe
+from llmpipe.data.tokenizer import EOT, special_id, train_bpe
+from llmpipe.networks.transformer import GPT, GPTConfig
+from llmpipe.registry.inference import filter_logits, generate_text, stream_text, stream_tokens
 
 
 def test_top_k_and_top_p_keep_the_expected_tokens():

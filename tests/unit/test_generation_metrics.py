@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from llmpipe.generation_metrics import exact_match, generation_scores, rouge_tokens, scores_by_language
+from llmpipe.evaluation.generation_metrics import exact_match, generation_scores, rouge_tokens, scores_by_language
 
 
 def test_chinese_bleu_by_hand():

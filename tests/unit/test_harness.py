@@ -1,9 +1,13 @@
 """The cloze tasks built for lm-evaluation-harness from held-out documents."""
 
+from dataclasses import replace
+
 import yaml
 
-from llmpipe import harness
-from llmpipe.tokenizer import train_bpe
+from llmpipe.data.tokenizer import train_bpe
+from llmpipe.evaluation import harness
+
+from ..conftest import typed_section
 
 DOCS = [
     {"id": f"en{i}", "lang": "en", "text": f"Fortune number {i} says: be kind.\nIt costs nothing at all, {i} times."}
@@ -25,7 +29,7 @@ def test_a_document_is_cut_near_its_middle_at_the_best_boundary():
 
 def test_cloze_items_hold_the_true_ending_among_other_documents_endings():
     tokenizer = train_bpe((d["text"] for d in DOCS), 300, 1)
-    cfg = {"choices": 4, "max_docs": 10, "min_chars": 10, "max_tokens": 200}
+    cfg = typed_section("evaluate_harness", choices=4, max_docs=10, min_chars=10, max_tokens=200)
     items = harness.cloze_items(DOCS, tokenizer, cfg, seed=0)
     assert set(items) == {"en", "zh"} and len(items["en"]) == 6 and len(items["zh"]) == 5
     for lang, rows in items.items():
@@ -36,7 +40,7 @@ def test_cloze_items_hold_the_true_ending_among_other_documents_endings():
             assert (row["context"], row["choices"][row["label"]]) in cuts  # the label is the document's own ending
             assert set(row["choices"]) <= {ending for _, ending in cuts}  # the others: same language's endings
     assert harness.cloze_items(DOCS, tokenizer, cfg, seed=0) == items  # the same tasks in every run
-    assert harness.cloze_items(DOCS, tokenizer, {**cfg, "max_tokens": 4}, seed=0) == {}  # no ending fits
+    assert harness.cloze_items(DOCS, tokenizer, replace(cfg, max_tokens=4), seed=0) == {}  # no ending fits
 
 
 def test_task_configs_are_the_repo_definition_pointed_at_the_data(tmp_path):

@@ -1,8 +1,10 @@
 import pytest
 
-from llmpipe.language_id import decide, detect
+from llmpipe.data.language_id import decide, detect
 
-CFG = {"candidates": ["en", "zh", "de", "fr", "la"], "min_confidence": 0.8}
+from ..conftest import typed_section
+
+CFG = typed_section("clean.language", candidates=["en", "zh", "de", "fr", "la"], min_confidence=0.8)
 
 
 def test_clear_english_chinese_and_french_are_identified():

@@ -3,8 +3,8 @@ import math
 import pytest
 import torch
 
-from llmpipe.lit_module import LitLM, OptimConfig
-from llmpipe.model import GPT, GPTConfig
+from llmpipe.networks.transformer import GPT, GPTConfig
+from llmpipe.training.lit_module import LitLM, OptimConfig
 
 
 def lm(**optim) -> LitLM:

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from llmpipe.model import GPT, GPTClassifier, GPTConfig, apply_rope, pool, rope_tables
+from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig, apply_rope, pool, rope_tables
 
 
 def small(**overrides) -> GPTConfig:

@@ -6,8 +6,8 @@ import copy
 import pytest
 import torch
 
-from llmpipe.model import GPT, GPTClassifier, GPTConfig
-from llmpipe.optimizers import MuonAdamW, OptimConfig, build_optimizer, hidden_matrices
+from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig
+from llmpipe.training.optimizers import MuonAdamW, OptimConfig, build_optimizer, hidden_matrices
 
 CFG = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_kv_head=1, d_model=32)
 

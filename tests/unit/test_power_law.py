@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from llmpipe import power_law
+from llmpipe.studies import power_law
 
 TRUE = {"E": 1.6, "A": 0.5, "alpha": 0.4, "B": 0.9, "beta": 0.3}  # N, D in millions
 SIZES = [0.4e6, 1.3e6, 3.1e6]

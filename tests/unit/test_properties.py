@@ -7,10 +7,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmpipe.cleaning import CONTROL, clean_text, screen
-from llmpipe.pii import scrub
-from llmpipe.quality import RULE_NAMES, TextStats, first_failure
-from llmpipe.tokenizer import EOT, PAD, train_bpe
+from llmpipe.data.cleaning import CONTROL, clean_text, screen
+from llmpipe.data.pii import scrub
+from llmpipe.data.quality import RULE_NAMES, TextStats, first_failure
+from llmpipe.data.tokenizer import EOT, PAD, train_bpe
 
 # Text that leans towards what a corpus holds: CJK, emoji, ANSI escapes and control characters mixed
 # into arbitrary code points.

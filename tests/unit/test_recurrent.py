@@ -4,12 +4,12 @@ learning, classification with padding, export round trip and generation through 
 import pytest
 import torch
 
-from llmpipe import networks
-from llmpipe.export import load_model_dir, save_model_dir
-from llmpipe.generation import generate_text
-from llmpipe.lit_module import LitLM, OptimConfig
-from llmpipe.recurrent import ARCHS, RecurrentConfig
-from llmpipe.tokenizer import train_bpe
+from llmpipe.data.tokenizer import train_bpe
+from llmpipe.networks.build import classifier, language_model, model_config
+from llmpipe.networks.recurrent import ARCHS, RecurrentConfig
+from llmpipe.registry.export import load_model_dir, save_model_dir
+from llmpipe.registry.inference import generate_text
+from llmpipe.training.lit_module import LitLM, OptimConfig
 
 ALL = sorted(ARCHS)
 
@@ -23,7 +23,7 @@ def config(arch: str, **overrides) -> RecurrentConfig:
 @pytest.mark.parametrize("arch", ALL)
 def test_logits_shape_and_causality(arch):
     torch.manual_seed(0)
-    net = networks.language_model(config(arch)).eval()
+    net = language_model(config(arch)).eval()
     x = torch.randint(0, 50, (2, 24))
     y = x.clone()
     y[:, 15:] = torch.randint(0, 50, (2, 9))  # change only the future of position 14
@@ -37,7 +37,7 @@ def test_logits_shape_and_causality(arch):
 @pytest.mark.parametrize("tie", [True, False])
 def test_parameter_count_and_flops_match_the_formulas(arch, tie):
     cfg = config(arch, tie_embeddings=tie)
-    net = networks.language_model(cfg)
+    net = language_model(cfg)
     assert cfg.num_params() == net.num_params(non_embedding=False)
     matmul_weights = sum(p.numel() for name, p in net.named_parameters() if p.dim() == 2 and "embed" not in name)
     assert cfg.flops_per_token() == 6 * (matmul_weights + (50 * 32 if tie else 0))
@@ -46,17 +46,17 @@ def test_parameter_count_and_flops_match_the_formulas(arch, tie):
 def test_the_model_section_picks_the_architecture():
     section = {"arch": "gru", "block_size": 16, "n_layer": 1, "n_head": 4, "n_kv_head": 4, "d_model": 8,
                "tie_embeddings": True, "dropout": 0.0}  # fmt: skip
-    cfg = networks.model_config(section, vocab_size=300)
+    cfg = model_config(section, vocab_size=300)
     assert isinstance(cfg, RecurrentConfig) and cfg.arch == "gru" and cfg.vocab_size == 300
-    assert networks.model_config(cfg.to_dict()) == cfg  # what llmpipe.json saves reads back the same
+    assert model_config(cfg.to_dict()) == cfg  # what llmpipe.json saves reads back the same
     with pytest.raises(ValueError, match="model.arch='mamba'"):
-        networks.model_config({**section, "arch": "mamba"}, vocab_size=300)
+        model_config({**section, "arch": "mamba"}, vocab_size=300)
 
 
 @pytest.mark.parametrize("arch", ALL)
 def test_each_learns_a_repeating_sequence(arch):
     torch.manual_seed(0)
-    module = LitLM(networks.language_model(config(arch)), OptimConfig(lr=1e-2, max_steps=60))
+    module = LitLM(language_model(config(arch)), OptimConfig(lr=1e-2, max_steps=60))
     optimizer = module.configure_optimizers()["optimizer"]
     pattern = torch.arange(7).repeat(8)[:25]  # 0..6 over and over: each token predicts the next
     x = torch.stack([pattern.roll(-s) for s in range(8)])
@@ -73,7 +73,7 @@ def test_each_learns_a_repeating_sequence(arch):
 @pytest.mark.parametrize("arch", ALL)
 def test_classifier_ignores_padding_after_the_last_token(arch):
     torch.manual_seed(0)
-    net = networks.classifier(config(arch), num_labels=3).eval()
+    net = classifier(config(arch), num_labels=3).eval()
     ids = torch.randint(2, 50, (1, 10))
     padded = torch.cat([ids, torch.ones(1, 6, dtype=torch.long)], dim=1)
     with torch.no_grad():
@@ -88,8 +88,8 @@ def test_export_round_trips_and_generates(tmp_path, arch):
     tokenizer.save(str(tmp_path / "tokenizer.json"))
     cfg = config(arch, vocab_size=tokenizer.get_vocab_size())
     for name, net, extra in (
-        ("lm", networks.language_model(cfg), {}),
-        ("cls", networks.classifier(cfg, 2), {"labels": ["a", "b"], "max_tokens": 16, "lang": "en"}),
+        ("lm", language_model(cfg), {}),
+        ("cls", classifier(cfg, 2), {"labels": ["a", "b"], "max_tokens": 16, "lang": "en"}),
     ):
         save_model_dir(tmp_path / name, net, cfg, tmp_path / "tokenizer.json", {}, extra=extra)
         assert not (tmp_path / name / "config.json").exists()  # transformers has no such architecture

@@ -1,6 +1,6 @@
 import pytest
 
-from llmpipe.schedules import warmup_cosine, warmup_stable_decay
+from llmpipe.training.schedules import warmup_cosine, warmup_stable_decay
 
 
 def test_warmup_then_cosine_to_the_floor():

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from llmpipe.config import load_params
-from llmpipe.runner import run_stage
+from llmpipe.runner import Stage, run_stage
 from llmpipe.schema import check, problems
 
 from ..conftest import REPO
@@ -24,7 +24,7 @@ def test_every_problem_is_named_in_one_message(params):
     bad["model"]["n_layr"] = 3  # misspelt
     bad["model"]["n_head"] = 0  # out of range
     bad["pretrain"]["lr"] = "fast"  # wrong type
-    bad["trainer"]["precision"] = "bf17"  # not a choice
+    bad["hardware"]["precision"] = "bf17"  # not a choice
     bad["pretrain"]["betas"] = [0.9, 1.5]  # one element out of range
     del bad["clean"]["dedup"]  # missing
     bad["extra"] = {}  # unknown section
@@ -36,7 +36,7 @@ def test_every_problem_is_named_in_one_message(params):
         "model.n_layr: unknown key (did you mean n_layer?)",
         "model.n_head: 0 is below the minimum 1",
         "pretrain.lr: expected a number, got 'fast'",
-        "trainer.precision: 'bf17' is not one of",
+        "hardware.precision: 'bf17' is not one of",
         "pretrain.betas: 1.5 must be less than 1",
         "clean.dedup: missing",
         "extra: unknown key",
@@ -63,7 +63,7 @@ def test_types_follow_yaml_an_int_is_a_number_a_bool_is_not(params):
 def test_nested_sections_and_mappings_are_checked(params):
     bad = copy.deepcopy(params)
     bad["evaluate"]["samples"]["top_p"] = 0.0
-    bad["promote"]["gates"]["lm"]["lm/val_bpb"] = "lowest"
+    bad["promote"]["gates"]["lm"]["val_bpb"] = "lowest"
     assert problems(bad) == [
         "evaluate.samples.top_p: 0.0 must be greater than 0",
         "promote.gates: 'lowest' is not one of ['min', 'max']",
@@ -76,7 +76,7 @@ def test_a_stage_with_a_bad_params_file_stops_before_any_work(params, tmp_path):
     bad["tokenize"]["vocab_size"] = 100
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(ValueError, match=r"2 problem\(s\)") as err:
-        run_stage("ingest", lambda p, root: pytest.fail("the stage ran"), ["ingest"], tmp_path)
+        run_stage(Stage("ingest", lambda cfg, root: pytest.fail("the stage ran"), ["ingest"]), tmp_path)
     assert "ingest.formt: unknown key (did you mean format?)" in str(err.value)
     assert "tokenize.vocab_size: 100 is below the minimum 260" in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written

@@ -3,10 +3,12 @@ import json
 import pytest
 import torch
 
-from llmpipe import lora, networks
-from llmpipe.export import load_model_dir, save_model_dir
-from llmpipe.sft import IGNORE, Pair, SupervisedSequences, Template, corpus_pairs, model_prompt, read_pairs
-from llmpipe.tokenizer import ASSISTANT, EOT, USER, special_id, train_bpe
+from llmpipe.data.chat_template import Template, model_prompt
+from llmpipe.data.tokenizer import ASSISTANT, EOT, USER, special_id, train_bpe
+from llmpipe.networks import lora
+from llmpipe.networks.build import classifier, language_model, model_config
+from llmpipe.registry.export import load_model_dir, save_model_dir
+from llmpipe.training.sft import IGNORE, Pair, SupervisedSequences, corpus_pairs, read_pairs
 
 TEMPLATE = Template(prompt=f"{USER}{{prompt}}{ASSISTANT}", end=EOT)
 POEM = {"id": "tang300:00001", "label": "tang300", "lang": "zh",
@@ -76,7 +78,7 @@ def test_generation_asks_an_sft_model_through_its_template():
 def small(vocab: int):
     spec = {"arch": "transformer", "block_size": 32, "n_layer": 2, "n_head": 2, "n_kv_head": 2, "d_model": 32,
             "tie_embeddings": True, "dropout": 0.0}  # fmt: skip
-    return networks.model_config(spec, vocab)
+    return model_config(spec, vocab)
 
 
 @pytest.mark.parametrize("kind", ["lm", "classifier"])
@@ -84,7 +86,7 @@ def test_the_lora_export_is_a_plain_model_with_the_adapted_outputs(tmp_path, tok
     tokenizer.save(str(tmp_path / "tokenizer.json"))
     cfg = small(tokenizer.get_vocab_size())
     torch.manual_seed(0)
-    net = networks.language_model(cfg) if kind == "lm" else networks.classifier(cfg, 3)
+    net = language_model(cfg) if kind == "lm" else classifier(cfg, 3)
     adapted = lora.apply_lora(net, {"r": 4, "alpha": 8, "dropout": 0.0}, transformer=True, task="t")
     trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "score" in n for n in trainable)  # the backbone is frozen

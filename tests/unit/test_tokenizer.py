@@ -1,4 +1,4 @@
-from llmpipe.tokenizer import SPECIAL_TOKENS, special_id, train_bpe
+from llmpipe.data.tokenizer import SPECIAL_TOKENS, special_id, train_bpe
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog.",

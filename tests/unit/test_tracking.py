@@ -2,8 +2,8 @@ import time
 
 import pytest
 
-from llmpipe import tracking
-from llmpipe.runner import run_stage
+from llmpipe.registry import tracking
+from llmpipe.runner import Stage, run_stage
 
 from ..conftest import REPO, free_port
 
@@ -14,7 +14,7 @@ def test_an_unreachable_tracking_server_fails_the_stage_fast_naming_the_uri(tmp_
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     started = time.monotonic()
     with pytest.raises(ValueError, match=f"MLflow tracking server {uri} is unreachable"):
-        run_stage("clean", lambda params, root: {}, ["clean"], tmp_path)
+        run_stage(Stage("clean", lambda cfg, root: {}, ["clean"]), tmp_path)
     assert time.monotonic() - started < 10
 
 

@@ -1,40 +1,42 @@
-"""One module per DVC stage, each with a main() for `python -m`. Stages that run once per target
-(finetune: each task; evaluate and register: the pretrained LM and each task, and for evaluate also the
-harness and the report) take the target as
-their argument and have run_target(params, root, target); the others have run(params, root)."""
+"""One module per DVC stage, each at most 80 lines: it names the params sections it declares to DVC,
+hands them (typed) to the library, and returns its metrics. The module's name is the stage's name in
+dvc.yaml, its MLflow run and its metrics file; a stage run once per fine-tuning task (dvc.yaml's
+`foreach`) takes the task as its argument: `finetune@topics` is `python -m llmpipe.stages.finetune
+topics`, MLflow run `finetune/topics`, metrics/finetune/topics.json. Each module has `stage()` (or
+`stage(task)`) giving the runner's Stage."""
 
-STAGES = ("ingest", "clean", "tokenize", "pretrain", "finetune", "evaluate", "register")
-PER_TARGET = {"finetune", "evaluate", "register"}
+import importlib
+
+# In pipeline order; PER_TASK stages run once per name in finetune.tasks.
+STAGES = (
+    "ingest",
+    "clean",
+    "tokenize",
+    "pretrain",
+    "finetune",
+    "evaluate",
+    "evaluate_task",
+    "evaluate_harness",
+    "report",
+    "register",
+    "register_task",
+)
+PER_TASK = {"finetune", "evaluate_task", "register_task"}
 
 
-def targets(stage: str, params: dict) -> list[str | None]:
-    """What one stage runs for: None for a single-run stage, else its targets in pipeline order."""
-    if stage not in PER_TARGET:
-        return [None]
-    tasks = list(params["finetune"]["tasks"])
-    if stage == "finetune":
-        return tasks
-    if stage == "evaluate":  # the harness runs on the pretrained model; the report reads all the rest
-        return ["lm", *tasks, "harness", "report"]
-    return ["lm", *tasks]
+def stages(tasks: list[str], only: list[str] | None = None) -> list:
+    """The runner's Stage of every DVC stage (or of the modules in `only`), in pipeline order."""
+    found = []
+    for name in STAGES:
+        if only is not None and name not in only:
+            continue
+        make = importlib.import_module(f"llmpipe.stages.{name}").stage
+        found += [make(task) for task in tasks] if name in PER_TASK else [make()]
+    return found
 
 
 def run_all(root, params: dict, only: list[str] | None = None) -> dict:
-    """Every stage (or those in `only`), in order, as DVC would: {stage name: metrics}."""
-    import importlib
-
+    """Every stage (or those of the modules in `only`), in order, as DVC would: {stage name: metrics}."""
     from llmpipe.runner import run_stage
 
-    metrics = {}
-    for stage in STAGES:
-        if only is not None and stage not in only:
-            continue
-        module = importlib.import_module(f"llmpipe.stages.{stage}")
-        for target in targets(stage, params):
-            if target is None:
-                metrics[stage] = run_stage(stage, module.run, module.SECTIONS, root, module.LOGGED, module.SUMMARY)
-                continue
-            name = module.stage_name(target)
-            run = lambda params, root, module=module, target=target: module.run_target(params, root, target)  # noqa: E731
-            metrics[name] = run_stage(name, run, module.sections(target), root, module.LOGGED, module.SUMMARY)
-    return metrics
+    return {stage.name: run_stage(stage, root) for stage in stages(params["finetune"]["tasks"], only)}

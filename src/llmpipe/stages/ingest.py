@@ -13,18 +13,15 @@ from pathlib import Path
 from tqdm import tqdm
 
 from llmpipe.atomic import replace_dir, replace_file
-from llmpipe.corpus import is_bad, read_corpus
-from llmpipe.datasets import write_jsonl
-from llmpipe.runner import stage_main
+from llmpipe.data.corpus import is_bad, read_corpus
+from llmpipe.jsonl import write_jsonl
+from llmpipe.runner import Sections, Stage, stage_main
 
-STAGE = "ingest"
-SECTIONS = [STAGE]
 SUMMARY = ["docs", "files", "docs_per_lang/*", "quarantined/*"]  # what its summary line shows (runner.summary)
-LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 
 
-def run(params: dict, root: Path) -> dict:
-    cfg = params[STAGE]
+def run(sections: Sections, root: Path) -> dict:
+    cfg = sections.ingest
     docs = read_corpus(cfg)
     by_file: dict[str, list[dict]] = defaultdict(list)
     quarantined = []
@@ -33,10 +30,10 @@ def run(params: dict, root: Path) -> dict:
             quarantined.append(doc)
             continue
         group = re.sub(r"[^\w.-]+", "_", str(doc["label"] or "unlabeled"))  # a safe file name
-        if cfg.get("max_docs_per_file") is None or len(by_file[group]) < cfg["max_docs_per_file"]:
+        if cfg.max_docs_per_file is None or len(by_file[group]) < cfg.max_docs_per_file:
             by_file[group].append(doc)
     if not by_file:
-        raise ValueError(f"ingest.source={cfg['source']!r} holds no documents of format {cfg['format']!r}")
+        raise ValueError(f"ingest.source={cfg.source!r} holds no documents of format {cfg.format!r}")
     with replace_dir(root / "data" / "raw") as tmp:
         for group, group_docs in by_file.items():
             write_jsonl(tmp / f"{group}.jsonl", group_docs)
@@ -51,9 +48,9 @@ def run(params: dict, root: Path) -> dict:
     }
 
 
-def main():
-    stage_main(STAGE, run, SECTIONS, LOGGED, SUMMARY)
+def stage() -> Stage:
+    return Stage("ingest", run, params=["ingest"], summary=SUMMARY)
 
 
 if __name__ == "__main__":
-    main()
+    stage_main(stage)

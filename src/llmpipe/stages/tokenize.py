@@ -20,45 +20,29 @@ from pathlib import Path
 from tqdm import tqdm
 
 from llmpipe.atomic import replace_dir
-from llmpipe.datasets import SPLITS, read_jsonl, split_of, write_jsonl, write_tokens
-from llmpipe.runner import stage_main
-from llmpipe.tokenizer import EOT, PAD, special_id, train_bpe
+from llmpipe.data.token_files import SPLITS, split_documents, write_tokens
+from llmpipe.data.tokenizer import EOT, PAD, special_id, train_bpe
+from llmpipe.jsonl import read_jsonl, write_jsonl
+from llmpipe.runner import Sections, Stage, stage_main
 
-STAGE = "tokenize"
-SECTIONS = [STAGE]
 SUMMARY = [
     "vocab_size",
     "train_bytes_per_token",
     "splits/*/docs",
     "splits/*/tokens",
 ]  # what its summary line shows (runner.summary)
-LOGGED: list[str] = []  # sections logged to MLflow that are not DVC params
 
 
-def as_split(doc: dict, split: str) -> dict | None:
-    """The document as its split holds it: a raw document (with `held_out`) trains on its raw text
-    and is held out as its cleaned record, or not held out where cleaning removed it."""
-    if "held_out" not in doc:
-        return doc
-    if split == "train":
-        return {k: v for k, v in doc.items() if k != "held_out"}
-    return doc["held_out"]
-
-
-def run(params: dict, root: Path) -> dict:
-    cfg = params[STAGE]
+def run(sections: Sections, root: Path) -> dict:
+    cfg = sections.tokenize
     docs = read_jsonl(root / "data" / "clean" / "docs.jsonl")
-    splits = {name: [] for name in SPLITS}
-    for doc in docs:
-        split = split_of(doc["id"], cfg["val_fraction"], cfg["test_fraction"])
-        if (kept := as_split(doc, split)) is not None:
-            splits[split].append(kept)
+    splits = split_documents(docs, cfg.val_fraction, cfg.test_fraction)
     empty = [name for name, split_docs in splits.items() if not split_docs]
     if empty:
         raise ValueError(
             f"splits {empty} are empty: {len(docs)} documents are too few for tokenize.val_fraction / test_fraction"
         )
-    tokenizer = train_bpe((d["text"] for d in splits["train"]), cfg["vocab_size"], cfg["min_frequency"])
+    tokenizer = train_bpe((d["text"] for d in splits["train"]), cfg.vocab_size, cfg.min_frequency)
     vocab_size = tokenizer.get_vocab_size()
     meta = {
         "vocab_size": vocab_size,
@@ -85,9 +69,9 @@ def run(params: dict, root: Path) -> dict:
     }
 
 
-def main():
-    stage_main(STAGE, run, SECTIONS, LOGGED, SUMMARY)
+def stage() -> Stage:
+    return Stage("tokenize", run, params=["tokenize"], summary=SUMMARY)
 
 
 if __name__ == "__main__":
-    main()
+    stage_main(stage)

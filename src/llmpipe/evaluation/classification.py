@@ -1,0 +1,60 @@
+"""Metrics: perplexity and bits per byte for language models, precision / recall / F1 and the
+confusion matrix for classifiers, with the baselines that give them meaning (unigram and bigram
+models fitted on train, the majority class).
+
+Language-model losses are kept per predicted token, so they can be summed over any grouping of the
+documents (a language, a source) without running the model again. The token files hold documents
+one after another, each closed by <|endoftext|>; `document_of_targets` says which document each
+predicted token belongs to.
+"""
+
+
+import numpy as np
+import torch
+from torchmetrics.functional.classification import (
+    multiclass_accuracy,
+    multiclass_confusion_matrix,
+    multiclass_f1_score,
+    multiclass_precision,
+    multiclass_recall,
+)
+
+
+def classification_metrics(pred: list[int], target: list[int], num_labels: int) -> dict:
+    """Accuracy; precision, recall and F1 averaged over classes (macro: each class counts alike) and
+    over examples (micro F1, which equals accuracy when every example has one label)."""
+    p, t = torch.tensor(pred), torch.tensor(target)
+    return {
+        "acc": multiclass_accuracy(p, t, num_labels, average="micro").item(),
+        "macro_precision": multiclass_precision(p, t, num_labels, average="macro").item(),
+        "macro_recall": multiclass_recall(p, t, num_labels, average="macro").item(),
+        "macro_f1": multiclass_f1_score(p, t, num_labels, average="macro").item(),
+        "micro_f1": multiclass_f1_score(p, t, num_labels, average="micro").item(),
+    }
+
+
+
+def per_class_metrics(pred: list[int], target: list[int], labels: list[str]) -> list[dict]:
+    """One row per label: precision, recall, F1 and support (how many test examples carry it)."""
+    p, t, n = torch.tensor(pred), torch.tensor(target), len(labels)
+    columns = {
+        "precision": multiclass_precision(p, t, n, average="none").tolist(),
+        "recall": multiclass_recall(p, t, n, average="none").tolist(),
+        "f1": multiclass_f1_score(p, t, n, average="none").tolist(),
+        "support": torch.bincount(t, minlength=n).tolist(),
+    }
+    return [{"label": label, **{k: v[i] for k, v in columns.items()}} for i, label in enumerate(labels)]
+
+
+
+def confusion_matrix(pred: list[int], target: list[int], num_labels: int) -> list[list[int]]:
+    """counts[actual][predicted]."""
+    return multiclass_confusion_matrix(torch.tensor(pred), torch.tensor(target), num_labels).tolist()
+
+
+
+def majority_baseline(train_labels: list[int], target: list[int], num_labels: int) -> dict:
+    """Metrics of always answering the most frequent training label."""
+    majority = int(np.bincount(train_labels, minlength=num_labels).argmax())
+    return classification_metrics([majority] * len(target), target, num_labels)
+

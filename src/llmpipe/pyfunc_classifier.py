@@ -1,8 +1,0 @@
-"""MLflow "model from code" for a classifier: MLflow runs this file to build the model, so the
-logged model holds no pickle. Not imported by llmpipe itself."""
-
-from mlflow.models import set_model
-
-from llmpipe.registry import TextClassifier
-
-set_model(TextClassifier())

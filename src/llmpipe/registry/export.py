@@ -1,0 +1,183 @@
+"""Self-describing model directories that Hugging Face transformers loads as they are.
+
+A directory holds:
+  model.safetensors      weights under the Hugging Face Llama names (`model.layers.0.self_attn.q_proj.weight`)
+  config.json            a transformers LlamaConfig (LlamaForCausalLM or LlamaForSequenceClassification)
+  modeling_llmpipe.py    a mean-pooling classifier only: its transformers class (custom code)
+  tokenizer.json         the BPE tokenizer, with tokenizer_config.json naming its special tokens
+  llmpipe.json           what llmpipe needs to rebuild the model: kind, GPTConfig, labels, ...
+  params.json            the params.yaml sections that made it
+
+Our Transformer is Llama's architecture (RMSNorm, RoPE in the rotate-half layout, SwiGLU,
+grouped-query attention, no biases), so the mapping is a rename: `model.` in front of the backbone's
+names. transformers has no Llama classifier that mean-pools (model.pool, the default): such a directory
+carries its own class, loaded with `trust_remote_code=True`. Nor has it an architecture that matches
+our recurrent models (recurrent.py): their directories hold the weights under our own names and no
+config.json, and llmpipe loads them.
+A directory is written next to its destination and renamed into place, so a reader never sees a
+half-written model.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from llmpipe.atomic import replace_dir
+from llmpipe.data.tokenizer import EOT, PAD, load_tokenizer, special_id
+from llmpipe.networks.build import classifier, is_transformer, language_model, model_config
+from llmpipe.networks.recurrent import RecurrentConfig
+from llmpipe.networks.transformer import GPTClassifier, GPTConfig
+
+KINDS = ("causal_lm", "classifier")
+HF_PREFIX = "model."
+MEAN_POOL_CODE = Path(__file__).parents[1] / "networks" / "modeling_llmpipe.py"  # copied into mean-pooling exports
+
+
+def hf_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Our parameters under the Hugging Face Llama names (a tied lm_head is stored once, as the embedding)."""
+    backbone = net.backbone if isinstance(net, GPTClassifier) else net
+    tensors = {HF_PREFIX + k: v for k, v in backbone.state_dict().items() if not k.startswith("lm_head.")}
+    if isinstance(net, GPTClassifier):
+        tensors["score.weight"] = net.score.weight
+    elif not backbone.config.tie_embeddings:
+        tensors["lm_head.weight"] = backbone.lm_head.weight
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def from_hf_state_dict(net: nn.Module, tensors: dict[str, torch.Tensor]):
+    """Load Hugging Face-named tensors into our network (the inverse of hf_state_dict)."""
+    backbone = net.backbone if isinstance(net, GPTClassifier) else net
+    ours = {k.removeprefix(HF_PREFIX): v for k, v in tensors.items() if k.startswith(HF_PREFIX)}
+    if "lm_head.weight" in tensors:
+        ours["lm_head.weight"] = tensors["lm_head.weight"]
+    missing, unexpected = backbone.load_state_dict(ours, strict=False)
+    # a tied head is the embedding; a classifier has no use for the language-model head
+    tied = ["lm_head.weight"] if backbone.config.tie_embeddings or isinstance(net, GPTClassifier) else []
+    assert set(missing) <= set(tied) and not unexpected, f"weights do not match the model: {missing} {unexpected}"
+    if isinstance(net, GPTClassifier):
+        net.score.weight.data.copy_(tensors["score.weight"])
+
+
+def hf_config(
+    cfg: GPTConfig, kind: str, eot_id: int, pad_id: int, labels: list[str] | None, pooling: str = "last"
+) -> dict:
+    """The transformers LlamaConfig that computes what our GPTConfig computes; for a mean-pooling
+    classifier, pointed at the class in modeling_llmpipe.py."""
+    from transformers import LlamaConfig
+
+    hf = LlamaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.ffn_hidden,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.n_kv_head,
+        head_dim=cfg.head_dim,
+        max_position_embeddings=cfg.block_size,
+        rms_norm_eps=cfg.norm_eps,
+        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
+        tie_word_embeddings=cfg.tie_embeddings,
+        bos_token_id=None,  # documents are not prefixed; <|endoftext|> ends them
+        eos_token_id=eot_id,
+        pad_token_id=pad_id,
+        architectures=["LlamaForSequenceClassification" if kind == "classifier" else "LlamaForCausalLM"],
+    )
+    if labels is not None:
+        hf.id2label = dict(enumerate(labels))
+        hf.label2id = {label: i for i, label in enumerate(labels)}
+    config = hf.to_dict()
+    if kind == "classifier" and pooling == "mean":
+        # a model type of its own, so that transformers refuses it without trust_remote_code
+        # rather than loading it as a Llama classifier that pools the last token
+        config["model_type"] = "llmpipe_mean_pool"
+        config["architectures"] = ["LlmpipeMeanPoolForSequenceClassification"]
+        config["auto_map"] = {
+            "AutoConfig": "modeling_llmpipe.LlmpipeMeanPoolConfig",
+            "AutoModelForSequenceClassification": "modeling_llmpipe.LlmpipeMeanPoolForSequenceClassification",
+        }
+    return config
+
+
+def own_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
+    """Our parameters under our own names, a tied head stored once (as the embedding)."""
+    tied = net.config.tie_embeddings if hasattr(net, "config") else net.backbone.config.tie_embeddings
+    tensors = {k: v for k, v in net.state_dict().items() if not (tied and k.endswith("lm_head.weight"))}
+    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+
+
+def from_own_state_dict(net: nn.Module, tensors: dict[str, torch.Tensor]):
+    missing, unexpected = net.load_state_dict(tensors, strict=False)
+    assert all(k.endswith("lm_head.weight") for k in missing) and not unexpected, (missing, unexpected)
+
+
+def save_model_dir(
+    out_dir: str | Path,
+    net: nn.Module,
+    cfg: GPTConfig | RecurrentConfig,
+    tokenizer_file: str | Path,
+    params: dict,
+    extra: dict | None = None,
+) -> Path:
+    """extra: more fields for llmpipe.json, e.g. a classifier's labels and max_tokens."""
+    kind = "classifier" if hasattr(net, "score") else "causal_lm"
+    transformer = is_transformer(cfg)
+    tokenizer = load_tokenizer(tokenizer_file)
+    eot_id, pad_id = special_id(tokenizer, EOT), special_id(tokenizer, PAD)
+    ours = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict(), **(extra or {})}
+    if kind == "classifier":
+        ours["pooling"] = net.pooling  # model.pool: how the head reads the hidden states
+    tokenizer_config = {
+        "tokenizer_class": "PreTrainedTokenizerFast",
+        "eos_token": EOT,
+        "pad_token": PAD,
+        "model_max_length": cfg.block_size,
+        "clean_up_tokenization_spaces": False,
+    }
+    with replace_dir(out_dir) as tmp:
+        tensors = hf_state_dict(net) if transformer else own_state_dict(net)
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        if transformer:  # what transformers' Auto classes read
+            pooling = ours.get("pooling", "last")
+            write_json(tmp / "config.json", hf_config(cfg, kind, eot_id, pad_id, ours.get("labels"), pooling))
+            if pooling == "mean":
+                shutil.copyfile(MEAN_POOL_CODE, tmp / MEAN_POOL_CODE.name)
+        write_json(tmp / "llmpipe.json", ours)
+        write_json(tmp / "params.json", params)
+        write_json(tmp / "tokenizer_config.json", tokenizer_config)
+        shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
+    return Path(out_dir)
+
+
+def write_json(path: Path, data: dict):
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_config(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / "llmpipe.json"
+    if not path.is_file():
+        raise ValueError(f"{model_dir} is not an llmpipe model directory: {path.name} is missing")
+    config = json.loads(path.read_text())
+    if config.get("format") != "llmpipe" or config.get("kind") not in KINDS:
+        raise ValueError(f"{path} does not describe an llmpipe model")
+    return config
+
+
+def load_model_dir(model_dir: str | Path):
+    """(network in eval mode, llmpipe.json as a dict, tokenizer) from a directory written by save_model_dir."""
+    config = read_config(model_dir)
+    cfg = model_config(config["model"])
+    net = (
+        classifier(cfg, len(config["labels"]), config.get("pooling", "last"))
+        if config["kind"] == "classifier"
+        else language_model(cfg)
+    )
+    tensors = load_file(str(Path(model_dir) / "model.safetensors"))
+    if is_transformer(cfg):
+        from_hf_state_dict(net, tensors)
+    else:
+        from_own_state_dict(net, tensors)
+    return net.eval(), config, load_tokenizer(model_dir)

@@ -1,0 +1,78 @@
+"""Sampling text from a language model: temperature, top-k and nucleus (top-p), streamed token by token."""
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+
+def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
+    """Keep the top_k most likely tokens, then the smallest set whose probability reaches top_p."""
+    if top_k is not None and top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1])).values[..., -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True)
+        probs = F.softmax(sorted_logits, dim=-1)
+        drop = probs.cumsum(dim=-1) - probs >= top_p  # the mass before this token is already enough
+        logits = logits.masked_fill(drop.scatter(-1, order, drop), float("-inf"))
+    return logits
+
+
+@torch.no_grad()
+def stream_tokens(
+    net,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    eos_id: int | None = None,
+    seed: int = 0,
+) -> Iterator[int]:
+    """Yield sampled token ids one at a time; temperature 0 is greedy decoding."""
+    generator = torch.Generator().manual_seed(seed)
+    idx = torch.tensor([prompt_ids])
+    for _ in range(max_new_tokens):
+        logits = net(idx[:, -net.config.block_size :])[0, -1].float()
+        if temperature == 0:
+            next_id = int(logits.argmax())
+        else:
+            probs = F.softmax(filter_logits(logits / temperature, top_k, top_p), dim=-1)
+            next_id = int(torch.multinomial(probs, 1, generator=generator))
+        if next_id == eos_id:
+            return
+        yield next_id
+        idx = torch.cat([idx, torch.tensor([[next_id]])], dim=1)
+
+
+def stream_text(net, tokenizer, prompt: str, **sampling) -> Iterator[str]:
+    """Yield the generated text in pieces as it grows. A piece is emitted once its bytes decode whole,
+    so a Chinese character split across byte-level tokens never shows up half-written."""
+    from llmpipe.data.tokenizer import EOT, special_id
+
+    ids, shown = [], ""
+    for token in stream_tokens(net, tokenizer.encode(prompt).ids, eos_id=special_id(tokenizer, EOT), **sampling):
+        ids.append(token)
+        text = tokenizer.decode(ids)
+        if text.endswith("\ufffd"):
+            continue  # an incomplete UTF-8 sequence: wait for its remaining bytes
+        yield text[len(shown) :]
+        shown = text
+
+
+def generate_text(net, tokenizer, prompt: str, **sampling) -> str:
+    return "".join(stream_text(net, tokenizer, prompt, **sampling))
+def classify_texts(net, tokenizer, texts: list[str], max_tokens: int, batch_size: int = 32) -> list[int]:
+    """Predicted label index of each text, truncated to max_tokens tokens."""
+    from llmpipe.data.tokenizer import PAD, special_id
+    from llmpipe.networks.batches import collate_labeled
+
+    collate = collate_labeled(special_id(tokenizer, PAD))
+    encoded = [enc.ids[:max_tokens] or [special_id(tokenizer, PAD)] for enc in tokenizer.encode_batch(texts)]
+    predictions = []
+    for start in range(0, len(encoded), batch_size):
+        idx, lengths, _ = collate([(ids, 0) for ids in encoded[start : start + batch_size]])
+        predictions += net(idx, lengths).argmax(dim=-1).tolist()
+    return predictions
+

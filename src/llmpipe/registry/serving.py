@@ -1,0 +1,54 @@
+"""The only module that talks to the MLflow model registry: log and register, promote, list.
+
+Models are logged as MLflow pyfuncs "from code" that wrap the safetensors export directory and carry
+llmpipe's own code: loading one unpickles nothing, and `mlflow.pyfunc.load_model` (or `mlflow models
+serve`) gives back something that answers text. A language model answers a `prompt` column with a
+`text` column; a classifier answers a `text` column with a `label` column.
+"""
+
+
+import mlflow
+import pandas as pd
+
+MODEL_DIR_ARTIFACT = "model_dir"  # the export directory, inside the logged model's artifacts
+
+
+
+DEFAULT_SAMPLING = {"max_new_tokens": 100, "temperature": 0.8, "top_k": 50, "top_p": 0.95, "seed": 0}
+
+
+
+class ExportModel(mlflow.pyfunc.PythonModel):
+    """A pyfunc that loads the llmpipe export directory logged as its artifact."""
+
+    def load_context(self, context):
+        from llmpipe.registry.export import load_model_dir
+
+        self.net, self.config, self.tokenizer = load_model_dir(context.artifacts[MODEL_DIR_ARTIFACT])
+
+
+
+class TextGenerator(ExportModel):
+    """pyfunc over a causal language model export: `prompt` in, generated `text` out."""
+
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+        from llmpipe.data.chat_template import model_prompt
+        from llmpipe.registry.inference import generate_text
+
+        sampling = {**DEFAULT_SAMPLING, **(params or {})}
+        prompts = [model_prompt(self.config, str(p)) for p in model_input["prompt"]]
+        texts = [generate_text(self.net, self.tokenizer, p, **sampling) for p in prompts]
+        return pd.DataFrame({"text": texts})
+
+
+
+class TextClassifier(ExportModel):
+    """pyfunc over a classifier export: `text` in, `label` out."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        from llmpipe.registry.inference import classify_texts
+
+        texts = [str(t) for t in model_input["text"]]
+        pred = classify_texts(self.net, self.tokenizer, texts, self.config["max_tokens"])
+        return pd.DataFrame({"label": [self.config["labels"][i] for i in pred]})
+

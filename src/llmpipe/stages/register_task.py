@@ -1,0 +1,26 @@
+"""register_task: register one fine-tuned model (<register.name_prefix>-<task>) as register does the
+language model: a new version, the `challenger` alias, its evaluation metrics as tags.
+
+Reads: models/finetune/<task>/; metrics/evaluate_task/<task>.json.
+Writes: metrics/register_task/<task>.json (name, version, URI, run id).
+Run: python -m llmpipe.stages.register_task <task>
+"""
+
+from pathlib import Path
+
+from llmpipe.registry.model_registry import register_export
+from llmpipe.runner import Sections, Stage, stage_main
+
+SUMMARY = ["model_name", "version", "alias"]  # what its summary line shows (runner.summary)
+
+
+def stage(task: str) -> Stage:
+    def run(cfg: Sections, root: Path) -> dict:
+        export, metrics = f"models/finetune/{task}", f"metrics/evaluate_task/{task}.json"
+        return register_export(root, export, metrics, cfg.register.model_name(task), cfg.register.alias)
+
+    return Stage(f"register_task/{task}", run, params=["register"], summary=SUMMARY)
+
+
+if __name__ == "__main__":
+    stage_main(stage, targets=True)
