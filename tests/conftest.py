@@ -191,8 +191,8 @@ def typed_section(name: str, **overrides):
     of its keys, typed as the runner hands it to a stage."""
     import yaml
 
-    from llmpipe import schema
+    from llmpipe import typed_params
     from llmpipe.config import section
 
     value = {**section(yaml.safe_load(default_params_text()), name), **overrides}
-    return schema.build(value, schema.type_at(name, value=value))
+    return typed_params.build(value, typed_params.type_at(name, value=value))

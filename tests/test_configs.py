@@ -8,7 +8,7 @@ import lightning as L
 import pytest
 import yaml
 
-from llmpipe import schema
+from llmpipe import typed_params
 from llmpipe.cli import registered_models
 from llmpipe.config import compose, section
 from llmpipe.networks.build import language_model, model_config
@@ -40,7 +40,7 @@ def test_every_group_has_a_tiny_option(group):
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_option_composes_and_instantiates(group, option):
     raw = yaml.safe_load(compose([f"{group}={option}"], conf_dir=CONF))
-    params = schema.build(raw)
+    params = typed_params.build(raw)
     assert {name for name in STAGES if name not in PER_TASK and name != "report"} <= set(raw)
     cfg = model_config(raw["model"], params.tokenize.vocab_size)
     assert language_model(cfg).num_params(non_embedding=False) == cfg.num_params()
@@ -117,7 +117,7 @@ def test_a_fourth_task_needs_a_conf_entry_only():
     promotion gates and the report card's section all follow from its name and type."""
     overrides = ["finetune.tasks=[topics,sentiment,sft,themes]", "+finetune.themes=${finetune.topics}"]
     raw = yaml.safe_load(compose(overrides, conf_dir=CONF))
-    params = schema.build(raw)
+    params = typed_params.build(raw)
     assert params.finetune["themes"].type == "classify"
     stages = dvc_stages(raw)
     assert "finetune.themes" in stages["finetune@themes"]["params"]
@@ -135,6 +135,7 @@ PLUMBING = {
     "llmpipe.registry.tracking",
     "llmpipe.config",
     "llmpipe.schema",
+    "llmpipe.typed_params",
     "llmpipe.atomic",
     "llmpipe.logs",
     "llmpipe.training.throughput",

@@ -11,7 +11,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from llmpipe import schema
+from llmpipe import typed_params
 from llmpipe.cli import registered_models
 from llmpipe.registry import tracking
 from llmpipe.registry.model_registry import list_versions, promote
@@ -42,7 +42,7 @@ def test_promotion_accepts_refuses_and_can_be_forced(tiny_project):
     root, metrics, params = tiny_project
     mlflow.set_tracking_uri(tracking.tracking_uri(root))
     client = mlflow.MlflowClient()
-    lm, gates = registered_models(schema.build(params))["lm"]
+    lm, gates = registered_models(typed_params.build(params))["lm"]
     first = promote(lm, gates, "challenger", "champion")
     assert first.promoted and first.reason == "no champion yet"
     champion = aliases(client, lm)["champion"]
@@ -88,11 +88,7 @@ def test_cli_generate_from_the_registry_and_models_listing(tiny_project):
     sft = llmpipe(root, "generate", str(root / "models" / "finetune" / "sft"), "床前明月光，", "--max-new-tokens", "5")
     assert sft.returncode == 0 and sft.stdout.startswith("床前明月光，\n"), sft.stderr  # asked through its template
     listing = llmpipe(root, "models")
-    assert (
-        listing.returncode == 0
-        and "challenger" in listing.stdout
-        and "llmpipe-lm" in listing.stdout
-    )
+    assert listing.returncode == 0 and "challenger" in listing.stdout and "llmpipe-lm" in listing.stdout
 
 
 def test_mlflow_models_serve_answers_a_prompt_on_loopback(tiny_project):

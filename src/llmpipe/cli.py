@@ -204,7 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="llmpipe", description="Raw text to a trained, evaluated, registered language model."
     )
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    add_pipeline_verbs(verbs)
+    add_model_verbs(verbs)
+    study_verb(verbs, "architectures", "compare the Transformer with RNN, LSTM and GRU models", cmd_architectures)
+    study_verb(verbs, "scaling", "data-scale study: data fraction x model size, with and without cleaning", cmd_scaling)
+    study_verb(
+        verbs, "transfer", "fine-tuning from pretrained weights against from scratch (and unadapted), over seeds",
+        cmd_transfer,
+    )  # fmt: skip
+    return parser
 
+
+def add_pipeline_verbs(verbs):
     compose = verbs.add_parser("compose", help="compose conf/ into params.yaml (what `dvc repro` reads)")
     compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=tiny model.n_layer=6")
     compose.add_argument("-o", "--output", default="params.yaml", help="file to write (default: params.yaml)")
@@ -216,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("target", nargs="?", help="a task in finetune.tasks, for finetune, evaluate_task, register_task")
     run.set_defaults(func=cmd_run)
 
+
+def add_model_verbs(verbs):
     generate = verbs.add_parser("generate", help="sample text from an exported language model directory")
     generate.add_argument(
         "model", help="model directory (models/pretrain) or registry URI (models:/llmpipe-lm@champion)"
@@ -245,14 +258,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = verbs.add_parser("models", help="list registered versions with their aliases and gate metrics")
     models.set_defaults(func=cmd_models)
-
-    study_verb(verbs, "architectures", "compare the Transformer with RNN, LSTM and GRU models", cmd_architectures)
-    study_verb(verbs, "scaling", "data-scale study: data fraction x model size, with and without cleaning", cmd_scaling)
-    study_verb(
-        verbs, "transfer", "fine-tuning from pretrained weights against from scratch (and unadapted), over seeds",
-        cmd_transfer,
-    )  # fmt: skip
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,9 +30,9 @@ def compose(overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR)
         raise ValueError(f"cannot compose {conf_dir} with overrides {overrides}: {err}") from err
     OmegaConf.resolve(cfg)
     text = OmegaConf.to_yaml(cfg)
-    from llmpipe import schema
+    from llmpipe import typed_params
 
-    schema.check(yaml.safe_load(text), source=f"the config composed from {conf_dir} with overrides {overrides}")
+    typed_params.check(yaml.safe_load(text), source=f"the config composed from {conf_dir} with overrides {overrides}")
     return text
 
 
@@ -46,22 +46,22 @@ def write_params(
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict:
     """params.yaml, checked against llmpipe.schema: every problem is reported before any work."""
-    from llmpipe import schema
+    from llmpipe import typed_params
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} not found: run `llmpipe compose` in the project root first")
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
-    schema.check(params, source=str(path))
+    typed_params.check(params, source=str(path))
     return params
 
 
 def load_typed(path: str | Path = PARAMS_FILE):
     """params.yaml as llmpipe.schema.Params: checked, then typed (for the CLI; stages get theirs
     from the runner, restricted to the sections they declare)."""
-    from llmpipe import schema
+    from llmpipe import typed_params
 
-    return schema.build(load_params(path))
+    return typed_params.build(load_params(path))
 
 
 def section(params: dict, name: str) -> dict:

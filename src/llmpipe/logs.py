@@ -1,5 +1,5 @@
-"""What every stage's main() does around its run(): read params.yaml, seed, open the stage's MLflow
-run, call run(), log and write metrics/<stage>.json. The CLI goes through here too."""
+"""Logging for stages and the CLI: what is shown by default (one summary line per stage, our own
+progress bars) and what only with LLMPIPE_VERBOSE set (libraries' log lines and progress bars)."""
 
 import logging
 import os
@@ -10,7 +10,6 @@ from contextlib import contextmanager
 def verbose() -> bool:
     """LLMPIPE_VERBOSE set (and not 0): libraries' own log lines are shown."""
     return os.environ.get("LLMPIPE_VERBOSE", "") not in ("", "0")
-
 
 
 def setup_logging():
@@ -25,7 +24,6 @@ def setup_logging():
         # Libraries' notices about their own future (Lightning's, torch's) say nothing about the run.
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", FutureWarning)
-
 
 
 @contextmanager
@@ -48,4 +46,3 @@ def quiet_bars():
         yield
     finally:
         std.tqdm.__init__ = init
-

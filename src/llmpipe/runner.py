@@ -10,14 +10,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmpipe import schema
+from llmpipe import typed_params
 from llmpipe.atomic import replace_file
 from llmpipe.config import load_params, section
 from llmpipe.logs import setup_logging
 from llmpipe.registry import tracking
 
 log = logging.getLogger("llmpipe")
-
 
 
 class Sections:
@@ -30,7 +29,7 @@ class Sections:
         self.raw = {name: section(params, name) for name in names}
         for name, value in self.raw.items():
             head, _, rest = name.partition(".")
-            typed = schema.build(value, schema.type_at(name, value=value))
+            typed = typed_params.build(value, typed_params.type_at(name, value=value))
             if not rest:
                 setattr(self, head, typed)
                 continue
@@ -116,7 +115,6 @@ def is_rank_zero() -> bool:
     return True
 
 
-
 def summary(metrics: dict, keys: list[str] | None = None) -> str:
     """The stage's summary line: the metrics at `keys` (paths such as "lm/val_bpb"; a `*` part takes
     every entry there: "removed/*/docs" gives each rule's count), all of them, never cut short; keys
@@ -138,7 +136,6 @@ def summary(metrics: dict, keys: list[str] | None = None) -> str:
     return ", ".join(parts)
 
 
-
 def lookup(tree, path: list[str], name: str = "") -> dict:
     """{name: value} of everything at `path` in nested dicts, `*` matching every key (its name kept)."""
     if not path:
@@ -154,7 +151,6 @@ def lookup(tree, path: list[str], name: str = "") -> dict:
     return lookup(tree[head], rest, name) if head in tree else {}
 
 
-
 def flat_keys(metrics: dict, prefix: str = "") -> set[str]:
     keys = set()
     for key, value in metrics.items():
@@ -164,10 +160,8 @@ def flat_keys(metrics: dict, prefix: str = "") -> set[str]:
     return keys
 
 
-
 def number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
 
 
 def stage_main(make_stage: Callable[..., Stage], targets: bool = False):

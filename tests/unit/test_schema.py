@@ -5,7 +5,7 @@ import yaml
 
 from llmpipe.config import load_params
 from llmpipe.runner import Stage, run_stage
-from llmpipe.schema import check, problems
+from llmpipe.typed_params import check, problems
 
 from ..conftest import REPO
 

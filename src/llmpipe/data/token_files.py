@@ -47,7 +47,6 @@ def token_dtype(vocab_size: int):
     return np.uint16 if vocab_size <= 65535 else np.uint32
 
 
-
 def write_tokens(path: str | Path, docs_ids: list[list[int]], eot_id: int, vocab_size: int) -> int:
     """Concatenate documents, each followed by eot, into a flat token file; returns its length."""
     flat = np.fromiter((t for ids in docs_ids for t in (*ids, eot_id)), dtype=token_dtype(vocab_size))
@@ -55,12 +54,10 @@ def write_tokens(path: str | Path, docs_ids: list[list[int]], eot_id: int, vocab
     return len(flat)
 
 
-
 def load_tokens(tokens_dir: str | Path, split: str) -> np.ndarray:
     tokens_dir = Path(tokens_dir)
     meta = json.loads((tokens_dir / "meta.json").read_text())
     return np.memmap(tokens_dir / f"{split}.bin", dtype=token_dtype(meta["vocab_size"]), mode="r")
-
 
 
 def document_fraction(tokens: np.ndarray, eot_id: int, fraction: float, seed: int) -> np.ndarray:
@@ -78,4 +75,3 @@ def document_fraction(tokens: np.ndarray, eot_id: int, fraction: float, seed: in
     total = np.cumsum((ends - starts)[order])
     take = np.sort(order[: int(np.searchsorted(total, fraction * len(tokens))) + 1])  # just reaches the fraction
     return np.concatenate([tokens[starts[i] : ends[i]] for i in take])
-

@@ -1,13 +1,5 @@
-"""Metrics: perplexity and bits per byte for language models, precision / recall / F1 and the
-confusion matrix for classifiers, with the baselines that give them meaning (unigram and bigram
-models fitted on train, the majority class).
-
-Language-model losses are kept per predicted token, so they can be summed over any grouping of the
-documents (a language, a source) without running the model again. The token files hold documents
-one after another, each closed by <|endoftext|>; `document_of_targets` says which document each
-predicted token belongs to.
-"""
-
+"""Classifier metrics (torchmetrics): accuracy, macro precision / recall / F1, micro-F1, the
+per-class table and the confusion matrix, next to always answering the majority training label."""
 
 import numpy as np
 import torch
@@ -33,7 +25,6 @@ def classification_metrics(pred: list[int], target: list[int], num_labels: int) 
     }
 
 
-
 def per_class_metrics(pred: list[int], target: list[int], labels: list[str]) -> list[dict]:
     """One row per label: precision, recall, F1 and support (how many test examples carry it)."""
     p, t, n = torch.tensor(pred), torch.tensor(target), len(labels)
@@ -46,15 +37,12 @@ def per_class_metrics(pred: list[int], target: list[int], labels: list[str]) -> 
     return [{"label": label, **{k: v[i] for k, v in columns.items()}} for i, label in enumerate(labels)]
 
 
-
 def confusion_matrix(pred: list[int], target: list[int], num_labels: int) -> list[list[int]]:
     """counts[actual][predicted]."""
     return multiclass_confusion_matrix(torch.tensor(pred), torch.tensor(target), num_labels).tolist()
-
 
 
 def majority_baseline(train_labels: list[int], target: list[int], num_labels: int) -> dict:
     """Metrics of always answering the most frequent training label."""
     majority = int(np.bincount(train_labels, minlength=num_labels).argmax())
     return classification_metrics([majority] * len(target), target, num_labels)
-

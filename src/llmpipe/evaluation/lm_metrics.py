@@ -1,12 +1,10 @@
-"""Metrics: perplexity and bits per byte for language models, precision / recall / F1 and the
-confusion matrix for classifiers, with the baselines that give them meaning (unigram and bigram
-models fitted on train, the majority class).
+"""Language-model metrics: perplexity and bits per byte, next to unigram and bigram models fitted on
+train, which give them meaning.
 
-Language-model losses are kept per predicted token, so they can be summed over any grouping of the
-documents (a language, a source) without running the model again. The token files hold documents
-one after another, each closed by <|endoftext|>; `document_of_targets` says which document each
-predicted token belongs to.
-"""
+Losses are kept per predicted token, so they can be summed over any grouping of the documents (a
+language, a source) without running the model again. The token files hold documents one after
+another, each closed by <|endoftext|>; `document_of_targets` says which document each predicted
+token belongs to."""
 
 import json
 import math
@@ -26,7 +24,6 @@ from llmpipe.training.loaders import SequentialWindows
 LM_SPLITS = ("val", "test")  # val: what pretraining watched; test: no choice ever looked at it
 
 
-
 @torch.no_grad()
 def token_nats(net, tokens: np.ndarray, block_size: int, batch_size: int = 16, progress: bool = False) -> np.ndarray:
     """Negative log-likelihood (nats) of every token of `tokens` but the first, in order: entry i is
@@ -43,12 +40,10 @@ def token_nats(net, tokens: np.ndarray, block_size: int, batch_size: int = 16, p
     return out
 
 
-
 def lm_nats(net, tokens: np.ndarray, block_size: int, batch_size: int = 16, progress: bool = False):
     """Summed negative log-likelihood (nats) of every token of `tokens` but the first, and their count."""
     nats = token_nats(net, tokens, block_size, batch_size, progress)
     return float(nats.sum()), len(nats)
-
 
 
 @torch.no_grad()
@@ -64,12 +59,10 @@ def sequence_nats(net, dataset, batch_size: int = 16) -> tuple[float, int]:
     return total, count
 
 
-
 def unigram_log_probs(train_tokens: np.ndarray, vocab_size: int) -> np.ndarray:
     """log p(token) of a unigram model fitted on train, with add-one smoothing."""
     counts = np.bincount(train_tokens, minlength=vocab_size).astype(np.float64) + 1.0
     return np.log(counts / counts.sum())
-
 
 
 def unigram_token_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -77,11 +70,9 @@ def unigram_token_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_
     return -unigram_log_probs(train_tokens, vocab_size)[np.asarray(eval_tokens[1:], dtype=np.int64)]
 
 
-
 def unigram_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> tuple[float, int]:
     nats = unigram_token_nats(train_tokens, eval_tokens, vocab_size)
     return float(nats.sum()), len(nats)
-
 
 
 def bigram_token_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -111,13 +102,11 @@ def bigram_token_nats(train_tokens: np.ndarray, eval_tokens: np.ndarray, vocab_s
     return -np.log(prob)
 
 
-
 def document_of_targets(tokens: np.ndarray, eot_id: int) -> np.ndarray:
     """For each predicted token (tokens[1:]), the index of its document: a document's tokens and
     the <|endoftext|> that closes it belong to it; the next token starts the next document."""
     ends = np.asarray(tokens[:-1]) == eot_id  # an <|endoftext|> before target i + 1 moves it on
     return np.cumsum(ends)
-
 
 
 def context_lengths(tokens: np.ndarray, block_size: int, eot_id: int) -> np.ndarray:
@@ -128,7 +117,6 @@ def context_lengths(tokens: np.ndarray, block_size: int, eot_id: int) -> np.ndar
     window_start = (i // block_size) * block_size
     last_eot = np.maximum.accumulate(np.where(np.asarray(tokens[:-1]) == eot_id, i, -1))
     return i + 1 - np.maximum(window_start, last_eot + 1)
-
 
 
 def context_buckets(max_context: int) -> list[tuple[int, int]]:
@@ -144,7 +132,6 @@ def context_buckets(max_context: int) -> list[tuple[int, int]]:
     return buckets
 
 
-
 def bits_by_context(nats: np.ndarray, contexts: np.ndarray, max_context: int) -> dict[str, float]:
     """Mean bits per token of the predicted tokens in each context-length bucket ("lo-hi" or "n"),
     leaving out empty buckets. How fast the loss falls with context says how much of its document a
@@ -158,16 +145,13 @@ def bits_by_context(nats: np.ndarray, contexts: np.ndarray, max_context: int) ->
     return out
 
 
-
 def perplexity(nats: float, count: int) -> float:
     return math.exp(nats / count)
-
 
 
 def bits_per_byte(nats: float, n_bytes: int) -> float:
     """Total information in bits over the UTF-8 bytes of the text: comparable across tokenizers."""
     return nats / math.log(2) / n_bytes
-
 
 
 def split_scores(nats: dict[str, np.ndarray], n_bytes: int, split: str) -> dict:
@@ -180,7 +164,6 @@ def split_scores(nats: dict[str, np.ndarray], n_bytes: int, split: str) -> dict:
     scores[f"{split}_tokens"] = len(nats[""])
     scores[f"{split}_bytes"] = n_bytes
     return scores
-
 
 
 def language_model_scores(net, block_size: int, tokens_dir: Path, batch_size: int) -> dict:
@@ -207,3 +190,11 @@ def language_model_scores(net, block_size: int, tokens_dir: Path, batch_size: in
             metrics.setdefault(lang, {}).update(split_scores(lang_nats, n_bytes, split))
     return metrics
 
+
+def val_bits_by_context(net, tokens_dir: Path, block_size: int) -> dict[str, float]:
+    """The whole val split's loss per token, grouped by context length (bits_by_context):
+    what the architecture comparison plots to show how far back each model reads."""
+    eot_id = json.loads((Path(tokens_dir) / "meta.json").read_text())["eot_id"]
+    tokens = load_tokens(tokens_dir, "val")
+    nats = token_nats(net, tokens, block_size)
+    return bits_by_context(nats, context_lengths(tokens, block_size, eot_id), block_size)

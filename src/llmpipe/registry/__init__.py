@@ -1,0 +1,5 @@
+"""Tracking, exports and the model registry: MLflow runs of every stage (tracking), the safetensors
+export directory that transformers loads (export), running a trained model (inference), the
+pyfuncs that registered models answer with (serving, pyfunc_generator, pyfunc_classifier) and the
+registry itself: register, promote, list (model_registry). It may import the plumbing, data and
+networks, never training or evaluation."""

@@ -1,4 +1,6 @@
-"""Sampling text from a language model: temperature, top-k and nucleus (top-p), streamed token by token."""
+"""Running a trained model: sampling text from a language model (temperature, top-k and nucleus
+(top-p), streamed token by token) and labelling texts with a classifier. The stages, the CLI and
+the registered pyfuncs all call these."""
 
 from collections.abc import Iterator
 
@@ -63,6 +65,8 @@ def stream_text(net, tokenizer, prompt: str, **sampling) -> Iterator[str]:
 
 def generate_text(net, tokenizer, prompt: str, **sampling) -> str:
     return "".join(stream_text(net, tokenizer, prompt, **sampling))
+
+
 def classify_texts(net, tokenizer, texts: list[str], max_tokens: int, batch_size: int = 32) -> list[int]:
     """Predicted label index of each text, truncated to max_tokens tokens."""
     from llmpipe.data.tokenizer import PAD, special_id
@@ -75,4 +79,3 @@ def classify_texts(net, tokenizer, texts: list[str], max_tokens: int, batch_size
         idx, lengths, _ = collate([(ids, 0) for ids in encoded[start : start + batch_size]])
         predictions += net(idx, lengths).argmax(dim=-1).tolist()
     return predictions
-

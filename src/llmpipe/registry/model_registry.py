@@ -1,10 +1,5 @@
-"""The only module that talks to the MLflow model registry: log and register, promote, list.
-
-Models are logged as MLflow pyfuncs "from code" that wrap the safetensors export directory and carry
-llmpipe's own code: loading one unpickles nothing, and `mlflow.pyfunc.load_model` (or `mlflow models
-serve`) gives back something that answers text. A language model answers a `prompt` column with a
-`text` column; a classifier answers a `text` column with a `label` column.
-"""
+"""The only module that talks to the MLflow model registry: log and register a version with its
+evaluation tags, promote a challenger through the gates, list the versions."""
 
 import json
 from dataclasses import dataclass, field
@@ -22,9 +17,7 @@ from llmpipe.registry.serving import DEFAULT_SAMPLING, MODEL_DIR_ARTIFACT
 EVAL_TAG_PREFIX = "eval/"  # version tags holding the evaluation metrics a version was judged by
 
 
-
 PACKAGE_DIR = Path(llmpipe.__file__).parent  # logged with every model, which needs it to load
-
 
 
 def pyfunc_for(model_dir: str | Path):
@@ -39,7 +32,6 @@ def pyfunc_for(model_dir: str | Path):
     example = pd.DataFrame({"prompt": ["The computer", "床前明月光，"]})
     signature = infer_signature(example, pd.DataFrame({"text": ["...", "..."]}), params=DEFAULT_SAMPLING)
     return PACKAGE_DIR / "registry" / "pyfunc_generator.py", signature, example
-
 
 
 def log_and_register(model_dir: str | Path, name: str, alias: str, tags: dict[str, str]) -> tuple[str, str]:
@@ -64,7 +56,6 @@ def log_and_register(model_dir: str | Path, name: str, alias: str, tags: dict[st
     return version, info.model_uri
 
 
-
 def download_model_dir(uri: str) -> Path:
     """The export directory inside a registered model, e.g. models:/llmpipe-lm@champion."""
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
@@ -72,7 +63,6 @@ def download_model_dir(uri: str) -> Path:
     if MODEL_DIR_ARTIFACT not in artifacts:
         raise ValueError(f"{uri} is not an llmpipe model (no {MODEL_DIR_ARTIFACT} among its artifacts)")
     return local / artifacts[MODEL_DIR_ARTIFACT]["path"]
-
 
 
 @dataclass
@@ -85,11 +75,9 @@ class Decision:
     compared: dict = field(default_factory=dict)  # metric -> {"challenger": x, "champion": y, "goal": "min"|"max"}
 
 
-
 def version_metric(version, metric: str) -> float | None:
     value = version.tags.get(EVAL_TAG_PREFIX + metric)
     return float(value) if value is not None else None
-
 
 
 def compare(challenger, champion, gates: dict[str, str]) -> tuple[bool, str, dict]:
@@ -107,7 +95,6 @@ def compare(challenger, champion, gates: dict[str, str]) -> tuple[bool, str, dic
     if failures:
         return False, "; ".join(failures), compared
     return True, "better on " + ", ".join(gates), compared
-
 
 
 def promote(
@@ -137,13 +124,11 @@ def promote(
     return decision
 
 
-
 def alias_version(client, name: str, alias: str):
     try:
         return client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException:
         return None
-
 
 
 def list_versions(name: str, metrics: list[str]) -> list[dict]:
@@ -165,7 +150,6 @@ def list_versions(name: str, metrics: list[str]) -> list[dict]:
             }
         )
     return sorted(rows, key=lambda r: -r["version"])
-
 
 
 def register_export(root: Path, export: str, metrics_file: str, name: str, alias: str) -> dict:

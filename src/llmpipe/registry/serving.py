@@ -1,11 +1,7 @@
-"""The only module that talks to the MLflow model registry: log and register, promote, list.
-
-Models are logged as MLflow pyfuncs "from code" that wrap the safetensors export directory and carry
-llmpipe's own code: loading one unpickles nothing, and `mlflow.pyfunc.load_model` (or `mlflow models
-serve`) gives back something that answers text. A language model answers a `prompt` column with a
-`text` column; a classifier answers a `text` column with a `label` column.
-"""
-
+"""What a registered model answers: MLflow pyfuncs over the safetensors export directory. A language
+model answers a `prompt` column with a `text` column; a classifier answers a `text` column with a
+`label` column. They are logged "from code" (pyfunc_generator.py, pyfunc_classifier.py), so loading
+one unpickles nothing."""
 
 import mlflow
 import pandas as pd
@@ -13,9 +9,7 @@ import pandas as pd
 MODEL_DIR_ARTIFACT = "model_dir"  # the export directory, inside the logged model's artifacts
 
 
-
 DEFAULT_SAMPLING = {"max_new_tokens": 100, "temperature": 0.8, "top_k": 50, "top_p": 0.95, "seed": 0}
-
 
 
 class ExportModel(mlflow.pyfunc.PythonModel):
@@ -25,7 +19,6 @@ class ExportModel(mlflow.pyfunc.PythonModel):
         from llmpipe.registry.export import load_model_dir
 
         self.net, self.config, self.tokenizer = load_model_dir(context.artifacts[MODEL_DIR_ARTIFACT])
-
 
 
 class TextGenerator(ExportModel):
@@ -41,7 +34,6 @@ class TextGenerator(ExportModel):
         return pd.DataFrame({"text": texts})
 
 
-
 class TextClassifier(ExportModel):
     """pyfunc over a classifier export: `text` in, `label` out."""
 
@@ -51,4 +43,3 @@ class TextClassifier(ExportModel):
         texts = [str(t) for t in model_input["text"]]
         pred = classify_texts(self.net, self.tokenizer, texts, self.config["max_tokens"])
         return pd.DataFrame({"label": [self.config["labels"][i] for i in pred]})
-

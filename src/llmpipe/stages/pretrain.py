@@ -9,6 +9,7 @@ Run: python -m llmpipe.stages.pretrain
 
 from pathlib import Path
 
+from llmpipe.evaluation.lm_metrics import val_bits_by_context
 from llmpipe.runner import Sections, Stage, stage_main
 from llmpipe.training.pretraining import pretrain
 
@@ -17,7 +18,12 @@ SUMMARY = ["val_bpb", "val_loss", "train_loss", "steps", "tokens_seen", "params"
 
 
 def run(cfg: Sections, root: Path) -> dict:
-    return pretrain(cfg.pretrain, cfg.hardware, cfg.seed, cfg.nested(PARAMS), root)
+    metrics, trained = pretrain(cfg.pretrain, cfg.hardware, cfg.seed, cfg.nested(PARAMS), root)
+    context_bits = {}
+    if trained is not None:  # bits per token by how much of its document the model had read
+        tokens_dir = root / "data" / "tokens"
+        context_bits = val_bits_by_context(trained.eval(), tokens_dir, cfg.model.block_size)
+    return {**metrics, "val_context_bits": context_bits}
 
 
 def stage() -> Stage:

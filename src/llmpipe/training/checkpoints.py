@@ -1,8 +1,6 @@
-"""Build the Lightning Trainer for a training stage and run it, resuming where a run was cut off.
-
-Resume checkpoints live in checkpoints/<stage>/<fingerprint>/, where the fingerprint hashes every
-setting that changes what the run computes: a checkpoint is only ever resumed by the same run.
-"""
+"""Resume checkpoints. They live in checkpoints/<stage>/<fingerprint>/, where the fingerprint hashes
+every setting that changes what the run computes and llmpipe's own code: a checkpoint is only ever
+resumed by the same run, and only if it holds plain weights."""
 
 import hashlib
 import json
@@ -25,7 +23,6 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-
 def file_digest(path: Path) -> str:
     """sha256 of a file's bytes: ties a run's checkpoints to the exact weights it started from."""
     digest = hashlib.sha256()
@@ -33,7 +30,6 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
 
 
 def verify_checkpoint(path: Path):
@@ -49,7 +45,6 @@ def verify_checkpoint(path: Path):
         ) from err
 
 
-
 def resume_fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_loader, checkpoint_dir: Path):
     """trainer.fit, resumed from checkpoint_dir/last.ckpt where an earlier run left one."""
     last = checkpoint_dir / "last.ckpt"
@@ -58,4 +53,3 @@ def resume_fit(trainer: L.Trainer, module: L.LightningModule, train_loader, val_
         log.info("resuming from %s", last)
     ckpt_path = str(last) if last.is_file() else None
     trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
-

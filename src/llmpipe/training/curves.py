@@ -1,8 +1,5 @@
-"""Build the Lightning Trainer for a training stage and run it, resuming where a run was cut off.
-
-Resume checkpoints live in checkpoints/<stage>/<fingerprint>/, where the fingerprint hashes every
-setting that changes what the run computes: a checkpoint is only ever resumed by the same run.
-"""
+"""The training curves as CSV files for `dvc plots`: train.csv at every logging step, val.csv at
+every validation, written again in full by a resumed run."""
 
 from pathlib import Path
 
@@ -51,10 +48,8 @@ class CurveWriter(Callback):
                 write_csv(self.folder / "val.csv", self.val)
 
 
-
 def write_csv(path: Path, rows: list[dict]):
     columns = list(dict.fromkeys(k for row in rows for k in row)) or ["step"]
     with replace_file(path) as tmp:
         lines = [",".join(columns)] + [",".join(f"{row.get(c, '')}" for c in columns) for row in rows]
         tmp.write_text("\n".join(lines) + "\n")
-

@@ -1,8 +1,7 @@
-"""Splits, token files and the torch datasets that read them.
-
-Token files are flat arrays of token ids (uint16 while the vocabulary fits), one per split, with
-every document followed by the end-of-text token, read back as memory maps (as nanoGPT does).
-"""
+"""The torch datasets and loaders of training. Their randomness is their own (seeded by position), so
+a run resumed from a checkpoint, or split across ranks, sees exactly the examples an uninterrupted
+one-process run would: RandomWindows for pretraining, Epochs (shuffled pass after pass) for
+fine-tuning, ResumableLoader to save the position, SkipSampler to shard it."""
 
 from collections.abc import Callable
 
@@ -153,4 +152,3 @@ def labeled_examples(docs: list[dict], labels: list[str], tokenizer, max_tokens:
     kept = [d for d in docs if d.get("label") in index]
     ids = [enc.ids[:max_tokens] for enc in tokenizer.encode_batch([d["text"] for d in kept])]
     return LabeledSequences(ids, [index[d["label"]] for d in kept])
-

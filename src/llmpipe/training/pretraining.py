@@ -11,9 +11,9 @@ import math
 from pathlib import Path
 
 import lightning as L
+from torch import nn
 
 from llmpipe.data.token_files import document_fraction, load_tokens
-from llmpipe.evaluation.lm_metrics import bits_by_context, context_lengths, token_nats
 from llmpipe.networks.batches import pad_windows
 from llmpipe.networks.build import language_model, model_config
 from llmpipe.registry.export import save_model_dir
@@ -26,10 +26,11 @@ from llmpipe.training.throughput import SpeedMonitor
 from llmpipe.training.trainer_setup import gathered, token_budget
 
 
-def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: Path) -> dict:
-    """Train from data/tokens as `cfg` says and export to models/pretrain/. `params` are the sections
-    the run depends on, as params.yaml holds them (seed, model, pretrain): the export records them
-    and the resume checkpoints are keyed by them."""
+def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: Path) -> tuple[dict, nn.Module | None]:
+    """Train from data/tokens as `cfg` says and export to models/pretrain/; the run's metrics and the
+    trained network (None in the processes of distributed training that do not write the export).
+    `params` are the sections the run depends on, as params.yaml holds them (seed, model, pretrain):
+    the export records them and the resume checkpoints are keyed by them."""
     tokens_dir = root / "data" / "tokens"
     meta = json.loads((tokens_dir / "meta.json").read_text())
     net_cfg = model_config(params["model"], meta["vocab_size"])
@@ -58,32 +59,30 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
     final = fitted.trainer.validate(module, fitted.val_loader, verbose=False)[0]
 
     trained = gathered(net, lambda: language_model(net_cfg))
-    context_bits = {}
     if fitted.trainer.is_global_zero:  # one process writes the export
         save_model_dir(root / "models" / "pretrain", trained, net_cfg, tokens_dir / "tokenizer.json", params)
-        context_bits = val_bits_by_context(trained.eval(), tokens_dir, meta["eot_id"], net_cfg.block_size)
+    else:
+        trained = None
 
     tokens_seen = max_steps * batch_size * net_cfg.block_size
-    non_embedding = net_cfg.num_params() - net_cfg.vocab_size * net_cfg.d_model
-    return {
+    metrics = {
         "train_loss": train_loss,
         "val_loss": final["val/loss"],
         "val_bpb": final["val/bpb"],
         "val_ppl": math.exp(final["val/loss"]),
-        "params": net_cfg.num_params(),
-        "params_non_embedding": non_embedding,
+        **size_metrics(net_cfg, tokens_seen),
         "steps": max_steps,
         "train_tokens": len(train_tokens),  # the distinct tokens it could see (data_fraction of the split)
         "train_cleaned": meta.get("train_cleaned", True),  # false: trained on raw text (clean.enabled=false)
-        "val_context_bits": context_bits,  # bits per token by how much of its document the model had read
+    }
+    return metrics, trained
+
+
+def size_metrics(net_cfg, tokens_seen: int) -> dict:
+    """The model's size and the run's compute: what the scaling study plots loss against."""
+    return {
+        "params": net_cfg.num_params(),
+        "params_non_embedding": net_cfg.num_params() - net_cfg.vocab_size * net_cfg.d_model,
         "tokens_seen": tokens_seen,
         "flops": tokens_seen * net_cfg.flops_per_token(),
     }
-
-
-def val_bits_by_context(net, tokens_dir: Path, eot_id: int, block_size: int) -> dict[str, float]:
-    """The whole val split's loss per token, grouped by context length (lm_metrics.bits_by_context):
-    what the architecture comparison plots to show how far back each model reads."""
-    tokens = load_tokens(tokens_dir, "val")
-    nats = token_nats(net, tokens, block_size)
-    return bits_by_context(nats, context_lengths(tokens, block_size, eot_id), block_size)

@@ -1,8 +1,6 @@
-"""Build the Lightning Trainer for a training stage and run it, resuming where a run was cut off.
-
-Resume checkpoints live in checkpoints/<stage>/<fingerprint>/, where the fingerprint hashes every
-setting that changes what the run computes: a checkpoint is only ever resumed by the same run.
-"""
+"""The Lightning Trainer of every training run, from the hardware section and the run's settings:
+the strategy (DDP, FSDP2), precision, gradient accumulation that keeps the optimizer batch the same
+on any hardware, the progress bar and the MLflow logger."""
 
 import logging
 import sys
@@ -19,7 +17,6 @@ from llmpipe.schema import Hardware, Optimization, Pretrain
 log = logging.getLogger(__name__)
 
 
-
 def batch_split(batch_size: int, hardware: Hardware) -> tuple[int, int]:
     """(sequences per forward pass, micro-batches per optimizer step) so that one optimizer step
     sees exactly batch_size sequences on any hardware: the largest micro-batch that divides each
@@ -30,7 +27,6 @@ def batch_split(batch_size: int, hardware: Hardware) -> tuple[int, int]:
     per_device, micro_batch_size = batch_size // world, hardware.micro_batch_size
     micro = max(m for m in range(1, min(micro_batch_size, per_device) + 1) if per_device % m == 0)
     return micro, per_device // micro
-
 
 
 def token_budget(section: Pretrain, block_size: int, train_tokens: int | None = None) -> tuple[int, int]:
@@ -55,7 +51,6 @@ def token_budget(section: Pretrain, block_size: int, train_tokens: int | None = 
     return batch_tokens // block_size, max_tokens // batch_tokens
 
 
-
 def mlflow_logger(prefix: str = ""):
     """Lightning's MLflow logger attached to the stage's active MLflow run, if there is one; a
     prefix keeps a second training in the same run (a baseline) apart: "<prefix>-train/loss"."""
@@ -72,7 +67,6 @@ def mlflow_logger(prefix: str = ""):
     )
 
 
-
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written beside their path and renamed into place: a kill during the write
     leaves the previous checkpoint, never a truncated one."""
@@ -80,7 +74,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None):
         with replace_file(path) as tmp:
             super().save_checkpoint(checkpoint, tmp, storage_options)
-
 
 
 def strategy(hardware: Hardware):
@@ -98,7 +91,6 @@ def strategy(hardware: Hardware):
     return hardware.strategy
 
 
-
 def compile_model(net, hardware: Hardware):
     """trainer.compile: torch.compile the network in place (parameter names stay the same, so
     checkpoints and exports do not change)."""
@@ -107,17 +99,14 @@ def compile_model(net, hardware: Hardware):
     return net
 
 
-
 def is_sharded(net) -> bool:
     """Whether FSDP2 has sharded the network (its parameters are then distributed tensors)."""
     return any(hasattr(p, "device_mesh") for p in net.parameters())
 
 
-
 def current_lr(trainer) -> float:
     """The learning rate the next optimizer step uses (every parameter group has the same)."""
     return trainer.optimizers[0].param_groups[0]["lr"]
-
 
 
 def gathered(net, build):
@@ -136,11 +125,9 @@ def gathered(net, build):
     return plain
 
 
-
 def is_logging_step(trainer) -> bool:
     """Whether Lightning sends this optimizer step's metrics to the logger (it counts from one)."""
     return (trainer.global_step + 1) % trainer.log_every_n_steps == 0
-
 
 
 class LearningRateLogger(Callback):
@@ -150,7 +137,6 @@ class LearningRateLogger(Callback):
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if trainer.is_global_zero and trainer.logger and is_logging_step(trainer):
             trainer.logger.log_metrics({"train/lr": current_lr(trainer)}, trainer.global_step)
-
 
 
 class LossProgressBar(TQDMProgressBar):
@@ -168,7 +154,6 @@ class LossProgressBar(TQDMProgressBar):
         if loss is not None:
             metrics["loss"] = f"{float(loss):.3f}"
         return metrics
-
 
 
 def build_trainer(
@@ -208,4 +193,3 @@ def build_trainer(
         enable_checkpointing=checkpoint is not None,
         default_root_dir=checkpoint.dirpath if checkpoint else default_root_dir,  # nothing in the working dir
     )
-
