@@ -21,13 +21,15 @@ import random
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from llmpipe import typed_params
 from llmpipe.config import compose
+from llmpipe.data.clean_outputs import collect
 from llmpipe.data.clean_pipeline import run_jobs
 from llmpipe.data.corpus import is_bad, read_corpus
 from llmpipe.data.near_dedup import random_edits
-from llmpipe.stages.clean import collect
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,9 +44,9 @@ def write_raw(folder: Path, docs: list[dict], files: int):
         handle.close()
 
 
-def timed_clean(cfg: dict, seed: int, raw: Path, work: Path, workers: int) -> float:
+def timed_clean(cfg, hardware, seed: int, raw: Path, work: Path, workers: int) -> float:
     started = time.perf_counter()
-    run_jobs({**cfg, "workers": workers}, seed, raw, work)
+    run_jobs(cfg, replace(hardware, workers=workers), seed, raw, work)
     return time.perf_counter() - started
 
 
@@ -61,27 +63,30 @@ def main():
 
     import yaml
 
-    params = yaml.safe_load(compose([], conf_dir=REPO / "conf"))
-    cfg, seed = params["clean"], params["seed"]
-    docs = [d for d in read_corpus(params["ingest"]) if not is_bad(d)]
+    params = typed_params.build(yaml.safe_load(compose([], conf_dir=REPO / "conf")))
+    cfg, hardware, seed = params.clean, params.hardware.clean, params.seed
+    docs = [d for d in read_corpus(params.ingest) if not is_bad(d)]
     tmp = Path(tempfile.mkdtemp(prefix="clean_bench_"))
     try:
         # 1. throughput on the default corpus, one worker
-        write_raw(tmp / "raw", docs, files=cfg["tasks"])
-        seconds = timed_clean(cfg, seed, tmp / "raw", tmp / "work", workers=1)
+        write_raw(tmp / "raw", docs, files=cfg.tasks)
+        seconds = timed_clean(cfg, hardware, seed, tmp / "raw", tmp / "work", workers=1)
         mb = raw_bytes(docs) / 1e6
-        print(f"default corpus: {len(docs)} documents, {mb:.2f} MB, tasks={cfg['tasks']}")
+        print(f"default corpus: {len(docs)} documents, {mb:.2f} MB, tasks={cfg.tasks}")
         print(f"  1 worker: {seconds:.1f} s = {mb / seconds:.3f} MB/s per worker")
 
         # 2. speed-up of 2 workers over 1 on a larger input
         larger = [{**d, "id": f"{k}-{d['id']}"} for k in range(args.copies) for d in docs]
-        write_raw(tmp / "raw_large", larger, files=4 * cfg["tasks"])
-        large_cfg = {**cfg, "tasks": 4 * cfg["tasks"]}  # more shards than workers: no idle worker at the end
-        times = {w: timed_clean(large_cfg, seed, tmp / "raw_large", tmp / f"work_large_{w}", workers=w) for w in (1, 2)}
+        write_raw(tmp / "raw_large", larger, files=4 * cfg.tasks)
+        large_cfg = replace(cfg, tasks=4 * cfg.tasks)  # more shards than workers: no idle worker at the end
+        times = {
+            w: timed_clean(large_cfg, hardware, seed, tmp / "raw_large", tmp / f"work_large_{w}", workers=w)
+            for w in (1, 2)
+        }
         mb_large = raw_bytes(larger) / 1e6
         print(
             f"larger input: the corpus {args.copies} times, {len(larger)} documents, {mb_large:.1f} MB, "
-            f"tasks={large_cfg['tasks']}"
+            f"tasks={large_cfg.tasks}"
         )
         for w, s in times.items():
             print(f"  {w} worker(s): {s:.1f} s = {mb_large / s:.3f} MB/s")
@@ -96,8 +101,8 @@ def main():
             for d in originals
         ]
         base = [{k: d.get(k) for k in ("id", "text", "source", "lang", "label")} for d in kept]
-        write_raw(tmp / "raw_planted", base + copies, files=cfg["tasks"])
-        run_jobs({**cfg, "workers": 2}, seed, tmp / "raw_planted", tmp / "work_planted")
+        write_raw(tmp / "raw_planted", base + copies, files=cfg.tasks)
+        run_jobs(cfg, replace(hardware, workers=2), seed, tmp / "raw_planted", tmp / "work_planted")
         kept2, removed, _ = collect(tmp / "work_planted")
         kept_ids = {d["id"] for d in kept2}
         near = {d["id"] for d in removed.get("near_duplicate", [])}

@@ -25,13 +25,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from lightning.pytorch.callbacks import Callback
 
+from llmpipe import typed_params
+from llmpipe.config import compose
 from llmpipe.networks.transformer import GPT, GPTConfig
+from llmpipe.schema import Hardware, Pretrain
+from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.loaders import RandomWindows, ResumableLoader
+from llmpipe.training.loaders import RandomWindows
 from llmpipe.training.throughput import SpeedMonitor, peak_flops
-from llmpipe.training.trainer_setup import build_trainer, compile_model
 
 PRESETS = {
     # nanoGPT's GPT-2 small (config/train_gpt2.py) at batch 16 x 1024 tokens, bf16, compiled.
@@ -46,6 +50,9 @@ PRESETS = {
     ),
 }  # fmt: skip
 LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 6e-4, (0.9, 0.95), 0.1, 1.0
+# The default config's hardware and pretrain sections, which each preset overrides where it differs.
+DEFAULTS = yaml.safe_load(compose(conf_dir=Path(__file__).resolve().parents[1] / "conf"))
+HARDWARE, PRETRAIN = DEFAULTS["hardware"], DEFAULTS["pretrain"]
 
 
 def synchronize(device: torch.device):
@@ -162,28 +169,30 @@ class StepClock(Callback):
 
 
 def run_llmpipe(cfg: GPTConfig, p: dict, tokens: np.ndarray, device: torch.device, workers: int) -> float:
+    """Our training step as the pretrain stage runs it: through training.fit, the one entry point."""
     torch.manual_seed(0)
     total = p["warmup"] + p["steps"]
-    hardware = {
-        "accelerator": p["accelerator"], "devices": 1, "num_nodes": 1, "strategy": "auto",
-        "precision": p["precision"], "micro_batch_size": p["batch"], "num_workers": workers,
-        "compile": p["compile"],
-    }  # fmt: skip
-    run = {"val_every": total + 1, "log_every": 10, "grad_clip": GRAD_CLIP}
-    net = compile_model(GPT(cfg), hardware)
-    module = LitLM(net, OptimConfig(lr=LR, max_steps=total, warmup_steps=10, weight_decay=WEIGHT_DECAY, betas=BETAS))
-    loader = ResumableLoader(
-        RandomWindows(tokens, cfg.block_size, total * p["batch"], seed=0),
-        batch_size=p["batch"],
-        consumed=lambda: trainer.global_step,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
+    hardware = typed_params.build(
+        {**HARDWARE, "accelerator": p["accelerator"], "precision": p["precision"], "micro_batch_size": p["batch"],
+         "num_workers": workers, "compile": p["compile"]},
+        Hardware,
+    )  # fmt: skip
+    module = LitLM(
+        GPT(cfg), OptimConfig(lr=LR, max_steps=total, warmup_steps=10, weight_decay=WEIGHT_DECAY, betas=BETAS)
     )
     clock = StepClock(p["warmup"])
     speed = SpeedMonitor(p["batch"] * cfg.block_size, cfg.flops_per_token())
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = build_trainer(hardware, run, 1, [clock, speed], total, 0, default_root_dir=Path(tmp))
-        trainer.fit(module, loader)
+        run = Run(
+            train_set=RandomWindows(tokens, cfg.block_size, total * p["batch"], seed=0),
+            batch_size=p["batch"],
+            steps=total,
+            settings=typed_params.build({**PRETRAIN, "val_every": total + 1, "grad_clip": GRAD_CLIP}, Pretrain),
+            checkpoint_dir=Path(tmp) / "checkpoints",
+            curves_dir=Path(tmp) / "curves",
+            callbacks=[clock, speed],
+        )
+        fit(module, run, hardware)
     return clock.seconds
 
 

@@ -30,6 +30,12 @@ STAGES = [
     "evaluate_task@sentiment", "register", "register_task@sft",
 ]  # fmt: skip
 KILLS_PER_STAGE = 2
+TASKS = ("topics", "sentiment", "sft")
+PIPELINE = [
+    "ingest", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS), "evaluate",
+    *(f"evaluate_task@{t}" for t in TASKS), "evaluate_harness", "report", "register",
+    *(f"register_task@{t}" for t in TASKS),
+]  # fmt: skip  # every stage, in the order dvc runs them
 
 
 def start_repro(root: Path, log: Path) -> subprocess.Popen:
@@ -42,11 +48,13 @@ def start_repro(root: Path, log: Path) -> subprocess.Popen:
 
 
 def kill_during(root: Path, stage: str, rng: random.Random, log: Path) -> str | None:
-    """Start `dvc repro`, wait until it starts `stage`, let it run a random while, then SIGKILL dvc
-    and the stage with it. Returns the stage that was running when killed, or None if dvc finished."""
+    """Start `dvc repro`, wait until it starts `stage` (or a stage after it: one finished by an
+    earlier attempt is not run again), let it run a random while, then SIGKILL dvc and the stage
+    with it. Returns the stage that was running when killed, or None if dvc finished."""
     process = start_repro(root, log)
     deadline = time.monotonic() + 300
-    while f"Running stage '{stage}'" not in log.read_text():
+    awaited = [f"Running stage '{s}'" for s in PIPELINE[PIPELINE.index(stage) :]]
+    while not any(line in log.read_text() for line in awaited):
         if process.poll() is not None:
             return None  # the stage was already done: dvc had nothing to run for it
         assert time.monotonic() < deadline, log.read_text()[-3000:]

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from llmpipe.networks.batches import pad_windows
 from llmpipe.networks.build import model_config
 from llmpipe.registry.export import load_model_dir
-from llmpipe.runner import run_stage
+from llmpipe.runner import Sections, run_stage
 from llmpipe.stages import finetune
 from llmpipe.training import finetuning
 from llmpipe.training.loaders import DocumentSequences
@@ -117,16 +117,20 @@ def test_adaptation_learns_held_out_task_text_from_training_texts_only_and_resum
     for part in ("data/tokens", "models/pretrain"):
         shutil.copytree(root / part, tmp_path / part)
     params = task_params(params, "sentiment", adapt_steps=20)
-    cfg = params["finetune"]["sentiment"]
+    cfg = Sections(params, ["seed", "finetune.sentiment", "hardware"])
+    task = finetuning.Task(
+        "sentiment", cfg.finetune["sentiment"], cfg.raw["finetune.sentiment"], cfg.seed, cfg.hardware, tmp_path
+    )
     backbone, config, tokenizer = load_model_dir(tmp_path / "models" / "pretrain")
     model_cfg = model_config(config["model"])
-    data = finetuning.classify_data("sentiment", cfg, tokenizer, tmp_path / "data" / "tokens", cfg["max_tokens"])
+    max_tokens = task.cfg.max_tokens
+    data = finetuning.classify_data("sentiment", task.cfg, tokenizer, tmp_path / "data" / "tokens", max_tokens)
     held_out = DocumentSequences(data.val.ids, data.eot_id)  # reviews the adaptation never sees
     train_only = replace(data, val=Untouchable())
-    adapted, info = finetuning.adapt(params, tmp_path, "sentiment", train_only, model_cfg, backbone, params["seed"])
+    adapted, info = finetuning.adapt(task, train_only, model_cfg, backbone)
     before, after = lm_loss(backbone, held_out), lm_loss(adapted, held_out)
     assert after < before - 0.1, (before, after)
     assert info["steps"] == 20 and info["last_loss"] < info["first_loss"]
     # A second run finds the finished run's checkpoint and trains nothing more.
-    again, _ = finetuning.adapt(params, tmp_path, "sentiment", train_only, model_cfg, backbone, params["seed"])
+    again, _ = finetuning.adapt(task, train_only, model_cfg, backbone)
     assert same_weights(again, adapted)

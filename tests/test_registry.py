@@ -80,9 +80,7 @@ def llmpipe(root: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_cli_generate_from_the_registry_and_models_listing(tiny_project):
     root, _, params = tiny_project
-    out = llmpipe(
-        root, "generate", f"models:/{params['register']['names']['lm']}@challenger", "The", "--max-new-tokens", "5"
-    )
+    out = llmpipe(root, "generate", "models:/llmpipe-lm@challenger", "The", "--max-new-tokens", "5")
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("The")
     sft = llmpipe(root, "generate", str(root / "models" / "finetune" / "sft"), "床前明月光，", "--max-new-tokens", "5")
@@ -93,7 +91,7 @@ def test_cli_generate_from_the_registry_and_models_listing(tiny_project):
 
 def test_mlflow_models_serve_answers_a_prompt_on_loopback(tiny_project):
     root, _, params = tiny_project
-    uri = f"models:/{params['register']['names']['lm']}@challenger"
+    uri = "models:/llmpipe-lm@challenger"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(root)}
     serve = ["models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]
     with mlflow_on_loopback(serve, "/ping", root, env) as base:

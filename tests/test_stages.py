@@ -175,9 +175,7 @@ def test_harness_scores_cloze_tasks_from_held_out_data(tiny_project):
     assert set(scores) == {"cloze_en", "cloze_zh"}
     for task, s in scores.items():
         assert (
-            0 <= s["acc"] <= 1
-            and 0 <= s["acc_norm"] <= 1
-            and s["chance"] == 1 / params["evaluate"]["harness"]["choices"]
+            0 <= s["acc"] <= 1 and 0 <= s["acc_norm"] <= 1 and s["chance"] == 1 / params["evaluate_harness"]["choices"]
         )
         lines = (root / "data" / "harness" / f"{task}.jsonl").read_text().splitlines()
         assert s["examples"] == len(lines) > 0

@@ -8,7 +8,7 @@ from torch import nn
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def apply_lora(net: nn.Module, cfg: dict, transformer: bool, task: str) -> nn.Module:
+def apply_lora(net: nn.Module, cfg, transformer: bool, task: str) -> nn.Module:
     """net wrapped with LoRA adapters (a classifier's `score` head is trained in full)."""
     if not transformer:
         raise ValueError(
@@ -18,9 +18,9 @@ def apply_lora(net: nn.Module, cfg: dict, transformer: bool, task: str) -> nn.Mo
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=cfg["r"],
-        lora_alpha=cfg["alpha"],
-        lora_dropout=cfg["dropout"],
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
         target_modules=TARGETS,
         modules_to_save=["score"] if hasattr(net, "score") else None,
     )

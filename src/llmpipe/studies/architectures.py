@@ -56,12 +56,7 @@ def bucket_label(low: int, high: int) -> str:
 def collect(client, experiment_id: str) -> dict[str, dict]:
     """For each architecture, the latest finished pretraining run of its experiment: sizes, speed,
     the validation curve (training tokens -> bits per byte) and bits per token by context length."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{tracking.STAGE_TAG}` = '{TARGET}' and attributes.status = 'FINISHED' "
-        f"and tags.`{tracking.EXPERIMENT_TAG}` LIKE '{PREFIX}%'",
-        order_by=["attributes.start_time DESC"],
-    )
+    runs = experiments.finished_runs(client, experiment_id, TARGET, PREFIX)
     found = {}
     for run in runs:
         arch = run.data.tags[tracking.EXPERIMENT_TAG].removeprefix(PREFIX)

@@ -11,6 +11,8 @@ import time
 
 from tqdm import tqdm
 
+from llmpipe.registry import tracking
+
 FINISHED = ("Success", "Failed")
 
 
@@ -79,3 +81,15 @@ def run_queue(names: list[str], poll_seconds: float = 10.0) -> dict[str, str]:
     if failed:
         raise ValueError(f"experiments {failed} failed: see `dvc queue logs <name>`")
     return state
+
+
+def finished_runs(client, experiment_id: str, stage: str, prefix: str) -> list:
+    """The finished MLflow runs of one stage (`stage` may end in % to match the per-task stages:
+    "finetune/%") in a study's queued experiments (named <prefix>...), newest first."""
+    match = "LIKE" if stage.endswith("%") else "="
+    return client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tracking.STAGE_TAG}` {match} '{stage}' and attributes.status = 'FINISHED' "
+        f"and tags.`{tracking.EXPERIMENT_TAG}` LIKE '{prefix}%'",
+        order_by=["attributes.start_time DESC"],
+    )

@@ -87,12 +87,7 @@ def queue(points: list[Point], run: bool, replace: bool = False, poll_seconds: f
 def collect(client, experiment_id: str, points: list[Point]) -> list[dict]:
     """The latest finished pretraining run of each point that has one: its N, D, C and val bpb."""
     by_name = {p.name: p for p in points}
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{tracking.STAGE_TAG}` = 'pretrain' and attributes.status = 'FINISHED' "
-        f"and tags.`{tracking.EXPERIMENT_TAG}` LIKE '{PREFIX}%'",
-        order_by=["attributes.start_time DESC"],
-    )
+    runs = experiments.finished_runs(client, experiment_id, "pretrain", PREFIX)
     found = {}
     for run in runs:
         name = run.data.tags[tracking.EXPERIMENT_TAG]

@@ -85,12 +85,7 @@ def queue(points: list[Point], run: bool, replace: bool = False, poll_seconds: f
 def collect(client, experiment_id: str, points: list[Point], task_types: dict[str, str]) -> list[dict]:
     """One row per (point, task) that has a finished finetune run: its validation metrics."""
     by_name = {p.name: p for p in points}
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"tags.`{tracking.STAGE_TAG}` LIKE 'finetune/%' and attributes.status = 'FINISHED' "
-        f"and tags.`{tracking.EXPERIMENT_TAG}` LIKE '{PREFIX}%'",
-        order_by=["attributes.start_time DESC"],
-    )
+    runs = experiments.finished_runs(client, experiment_id, "finetune/%", PREFIX)
     found = {}
     for run in runs:
         name, stage = run.data.tags[tracking.EXPERIMENT_TAG], run.data.tags[tracking.STAGE_TAG]
