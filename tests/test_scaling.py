@@ -2,11 +2,13 @@
 the DVC experiments, `llmpipe scaling report` reads their MLflow runs back, fits and plots."""
 
 import re
+from dataclasses import replace
 
 import mlflow
 import numpy as np
 import pytest
 
+from llmpipe import typed_params
 from llmpipe.config import compose
 from llmpipe.registry import tracking
 from llmpipe.studies import power_law, scaling
@@ -18,20 +20,18 @@ from .unit.test_power_law import TRUE
 def test_the_plan_crosses_sizes_and_fractions_and_checks_its_names():
     import yaml
 
-    cfg = yaml.safe_load(compose(["experiment=tiny"], REPO / "conf"))["scaling"]
+    cfg = typed_params.build(yaml.safe_load(compose(["experiment=tiny"], REPO / "conf"))).scaling
     points = scaling.plan(cfg, ["experiment=tiny"])
-    assert len(points) == len(cfg["fractions"]) * (len(cfg["sizes"]) + len(cfg["uncleaned_sizes"]))
+    assert len(points) == len(cfg.fractions) * (len(cfg.sizes) + len(cfg.uncleaned_sizes))
     raw = [p for p in points if not p.cleaned]
-    assert {p.size for p in raw} == set(cfg["uncleaned_sizes"]) and all(
-        "clean.enabled=false" in p.overrides for p in raw
-    )
+    assert {p.size for p in raw} == set(cfg.uncleaned_sizes) and all("clean.enabled=false" in p.overrides for p in raw)
     assert all(
         p.overrides[0] == "experiment=tiny" and f"pretrain.data_fraction={p.fraction}" in p.overrides for p in points
     )
     with pytest.raises(ValueError, match=r"scaling.sizes.a: \['n_layers'\] are not model keys"):
-        scaling.plan({**cfg, "sizes": {"a": {"n_layers": 2}}, "uncleaned_sizes": []})
+        scaling.plan(replace(cfg, sizes={"a": {"n_layers": 2}}, uncleaned_sizes=[]))
     with pytest.raises(ValueError, match=r"scaling.uncleaned_sizes: \['z'\] are not in scaling.sizes"):
-        scaling.plan({**cfg, "uncleaned_sizes": ["z"]})
+        scaling.plan(replace(cfg, uncleaned_sizes=["z"]))
     with pytest.raises(ValueError, match="scaling point scale-a-0.03125-clean: .*pretrain.batch_tokens=-1"):
         scaling.study(["experiment=tiny", "scaling.pretrain.batch_tokens=-1"], REPO / "conf")
 

@@ -1,30 +1,34 @@
 """The transfer study: its points from the composed config, and its report from the runs' scores."""
 
+from dataclasses import replace
+
 import pytest
 import yaml
 
+from llmpipe import typed_params
 from llmpipe.config import compose
+from llmpipe.schema import Params, Transfer
 from llmpipe.studies import transfer
 
 from .conftest import REPO
 
 
-def composed(*overrides: str) -> dict:
-    return yaml.safe_load(compose(list(overrides), REPO / "conf"))
+def composed(*overrides: str) -> Params:
+    return typed_params.build(yaml.safe_load(compose(list(overrides), REPO / "conf")))
 
 
 def test_the_default_plan_trains_every_task_pretrained_and_from_scratch_and_the_adapted_one_unadapted():
     params = composed()
     points = transfer.plan(params)
-    seeds = [params["seed"] + i for i in range(params["transfer"]["seeds"])]
+    seeds = [params.seed + i for i in range(params.transfer.seeds)]
     assert len(seeds) >= 3
     assert [(p.variant, p.seed) for p in points] == [
         (v, s) for s in seeds for v in ("pretrained", "unadapted", "scratch")
     ]
-    adapted = [t for t in params["finetune"]["tasks"] if params["finetune"][t].get("adapt_steps")]
+    adapted = [t for t in params.finetune.tasks if getattr(params.finetune[t], "adapt_steps", 0)]
     for point in points:
         assert point.name == f"transfer-{point.variant}-{point.seed}"
-        assert point.tasks == tuple(adapted if point.variant == "unadapted" else params["finetune"]["tasks"])
+        assert point.tasks == tuple(adapted if point.variant == "unadapted" else params.finetune.tasks)
         for task in point.tasks:  # every point sets its seed, so none equals the default pipeline's params
             assert f"finetune.{task}.seed={point.seed}" in point.overrides
             init = "scratch" if point.variant == "scratch" else "pretrained"
@@ -35,7 +39,7 @@ def test_the_default_plan_trains_every_task_pretrained_and_from_scratch_and_the_
 def test_the_plan_refuses_unknown_tasks_and_checks_each_point():
     params = composed()
     with pytest.raises(ValueError, match=r"transfer.tasks: \['poems'\] are not in finetune.tasks"):
-        transfer.plan({**params, "transfer": {"seeds": 3, "tasks": ["poems"]}})
+        transfer.plan(replace(params, transfer=Transfer(seeds=3, tasks=["poems"])))
     with pytest.raises(ValueError, match=r"transfer.tasks: \['poems'\] are not in finetune.tasks"):
         transfer.study(["transfer.tasks=[poems]"], REPO / "conf")
     tiny = transfer.plan(composed("experiment=tiny"), ["experiment=tiny"])  # topics has no adaptation

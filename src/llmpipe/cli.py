@@ -168,6 +168,7 @@ def cmd_scaling(args) -> int:
 def cmd_transfer(args) -> int:
     import yaml
 
+    from llmpipe import typed_params
     from llmpipe.config import compose
     from llmpipe.registry import tracking
     from llmpipe.studies import transfer
@@ -177,8 +178,8 @@ def cmd_transfer(args) -> int:
         return queued(transfer.queue(points, run=args.run, replace=args.replace), args.run)
     import mlflow
 
-    finetune = yaml.safe_load(compose(args.overrides))["finetune"]
-    task_types = {task: finetune[task]["type"] for task in finetune["tasks"]}
+    finetune = typed_params.build(yaml.safe_load(compose(args.overrides))).finetune
+    task_types = {task: finetune[task].type for task in finetune.tasks}
     experiment_id = tracking.setup()
     rows = transfer.collect(mlflow.MlflowClient(), experiment_id, points, task_types)
     report = transfer.write_report(rows, task_types, Path(args.out))

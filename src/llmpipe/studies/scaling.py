@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llmpipe import schema
+from llmpipe import schema, typed_params
 from llmpipe.config import compose
 from llmpipe.registry import tracking
 from llmpipe.studies import experiments, power_law
@@ -43,25 +43,25 @@ def hydra_value(value) -> str:
     return "null" if value is None else str(value)
 
 
-def plan(cfg: dict, base: list[str] = ()) -> list[Point]:
+def plan(cfg: schema.Scaling, base: list[str] = ()) -> list[Point]:
     """The study's points from a composed `scaling` section; base: the Hydra overrides every point
     starts from (the ones the section was composed with)."""
     model_keys = {f.name for f in fields(schema.Model)}
-    for size, keys in cfg["sizes"].items():
+    for size, keys in cfg.sizes.items():
         unknown = sorted(set(keys) - model_keys)
         if unknown:
             raise ValueError(f"scaling.sizes.{size}: {unknown} are not model keys (model has {sorted(model_keys)})")
-    missing = sorted(set(cfg["uncleaned_sizes"]) - set(cfg["sizes"]))
+    missing = sorted(set(cfg.uncleaned_sizes) - set(cfg.sizes))
     if missing:
-        raise ValueError(f"scaling.uncleaned_sizes: {missing} are not in scaling.sizes ({sorted(cfg['sizes'])})")
-    if len(set(cfg["fractions"])) != len(cfg["fractions"]):
-        raise ValueError(f"scaling.fractions repeats a fraction: {cfg['fractions']}")
-    shared = [f"pretrain.{k}={hydra_value(v)}" for k, v in cfg["pretrain"].items()]
+        raise ValueError(f"scaling.uncleaned_sizes: {missing} are not in scaling.sizes ({sorted(cfg.sizes)})")
+    if len(set(cfg.fractions)) != len(cfg.fractions):
+        raise ValueError(f"scaling.fractions repeats a fraction: {cfg.fractions}")
+    shared = [f"pretrain.{k}={hydra_value(v)}" for k, v in cfg.pretrain.items()]
     points = []
     for cleaned in (True, False):
-        for size in cfg["sizes"] if cleaned else cfg["uncleaned_sizes"]:
-            model = [f"model.{k}={hydra_value(v)}" for k, v in cfg["sizes"][size].items()]
-            for fraction in sorted(cfg["fractions"]):
+        for size in cfg.sizes if cleaned else cfg.uncleaned_sizes:
+            model = [f"model.{k}={hydra_value(v)}" for k, v in cfg.sizes[size].items()]
+            for fraction in sorted(cfg.fractions):
                 name = f"{PREFIX}{size}-{fraction:g}-{'clean' if cleaned else 'raw'}"
                 extra = [f"pretrain.data_fraction={fraction}", f"clean.enabled={hydra_value(cleaned)}"]
                 points.append(Point(name, size, fraction, cleaned, (*base, *model, *shared, *extra)))
@@ -73,7 +73,7 @@ def study(overrides: list[str], conf_dir: str | Path = "conf") -> list[Point]:
     before anything is queued (a bad override fails here, naming the point)."""
     import yaml
 
-    points = plan(yaml.safe_load(compose(overrides, conf_dir))["scaling"], overrides)
+    points = plan(typed_params.build(yaml.safe_load(compose(overrides, conf_dir))).scaling, overrides)
     return experiments.check_points(points, conf_dir, "scaling")
 
 

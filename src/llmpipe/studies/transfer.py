@@ -18,8 +18,10 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmpipe import typed_params
 from llmpipe.config import compose
 from llmpipe.registry import tracking
+from llmpipe.schema import Params
 from llmpipe.studies import experiments
 
 PREFIX = "transfer-"
@@ -42,17 +44,17 @@ class Point:
     overrides: tuple[str, ...]  # Hydra overrides of `dvc exp run -S`
 
 
-def plan(params: dict, base: list[str] = ()) -> list[Point]:
+def plan(params: Params, base: list[str] = ()) -> list[Point]:
     """The study's points from composed params: its `transfer` section, the tasks' settings and the
     global seed; base: the Hydra overrides every point starts from."""
-    cfg, finetune = params["transfer"], params["finetune"]
-    tasks = cfg["tasks"] or finetune["tasks"]
-    unknown = sorted(set(tasks) - set(finetune["tasks"]))
+    cfg, finetune = params.transfer, params.finetune
+    tasks = cfg.tasks or finetune.tasks
+    unknown = sorted(set(tasks) - set(finetune.tasks))
     if unknown:
-        raise ValueError(f"transfer.tasks: {unknown} are not in finetune.tasks ({finetune['tasks']})")
-    adapted = [t for t in tasks if finetune[t].get("adapt_steps")]
+        raise ValueError(f"transfer.tasks: {unknown} are not in finetune.tasks ({finetune.tasks})")
+    adapted = [t for t in tasks if getattr(finetune[t], "adapt_steps", 0)]
     points = []
-    for seed in range(params["seed"], params["seed"] + cfg["seeds"]):
+    for seed in range(params.seed, params.seed + cfg.seeds):
         for variant, (_, changes, adapted_only) in VARIANTS.items():
             chosen = adapted if adapted_only else tasks
             if not chosen:
@@ -67,7 +69,7 @@ def study(overrides: list[str], conf_dir: str | Path = "conf") -> list[Point]:
     before anything is queued (a bad override fails here, naming the point)."""
     import yaml
 
-    points = plan(yaml.safe_load(compose(overrides, conf_dir)), overrides)
+    points = plan(typed_params.build(yaml.safe_load(compose(overrides, conf_dir))), overrides)
     return experiments.check_points(points, conf_dir, "transfer")
 
 
