@@ -194,5 +194,6 @@ def typed_section(name: str, **overrides):
     from llmpipe import typed_params
     from llmpipe.config import section
 
-    value = {**section(yaml.safe_load(default_params_text()), name), **overrides}
-    return typed_params.build(value, typed_params.type_at(name, value=value))
+    params = yaml.safe_load(default_params_text())
+    value = {**section(params, name), **overrides}
+    return typed_params.build(value, typed_params.type_at(name, params))

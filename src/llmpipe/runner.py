@@ -29,7 +29,7 @@ class Sections:
         self.raw = {name: section(params, name) for name in names}
         for name, value in self.raw.items():
             head, _, rest = name.partition(".")
-            typed = typed_params.build(value, typed_params.type_at(name, value=value))
+            typed = typed_params.build(value, typed_params.type_at(name, params))
             if not rest:
                 setattr(self, head, typed)
                 continue

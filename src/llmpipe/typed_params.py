@@ -146,13 +146,16 @@ def build(value, tp=Params):
     return built
 
 
-def type_at(path: str, tp=Params, value=None):
-    """The schema type of a dotted section name ("finetune.sft"), given the value found there."""
+def type_at(path: str, params: dict, tp=Params):
+    """The schema type of the section at a dotted name ("finetune.sft") of a params mapping (a task's
+    schema depends on its `type` there)."""
+    value = params
     for key in path.split("."):
         if tp is Finetune and key not in {f.name for f in fields(Finetune)}:
-            tp = TASK_TYPES[value["type"]] if value is not None else FinetuneTask
-            continue
-        tp = typing.get_type_hints(tp)[key]
+            tp = TASK_TYPES.get(value[key].get("type"), FinetuneTask)
+        else:
+            tp = typing.get_type_hints(tp)[key]
+        value = value[key]
     return tp
 
 
