@@ -52,11 +52,16 @@ def pretrain_alone(root: Path):
 
 
 def test_the_tiny_pretraining_gives_the_golden_curve_and_weights(tiny_project, tmp_path):
+    import torch
+
     project, _, _ = tiny_project
-    shutil.copytree(project / "data" / "tokens", tmp_path / "data" / "tokens")
-    shutil.copy(project / "params.yaml", tmp_path / "params.yaml")
-    pretrain_alone(tmp_path)
-    ours = record(tmp_path)
+    if torch.get_num_threads() == 1:  # a pytest worker (make test): the tiny project trained on one thread
+        ours = record(project)
+    else:
+        shutil.copytree(project / "data" / "tokens", tmp_path / "data" / "tokens")
+        shutil.copy(project / "params.yaml", tmp_path / "params.yaml")
+        pretrain_alone(tmp_path)
+        ours = record(tmp_path)
     if os.environ.get("LLMPIPE_UPDATE_GOLDEN"):
         GOLDEN.parent.mkdir(exist_ok=True)
         GOLDEN.write_text(json.dumps(ours, indent=1) + "\n")
