@@ -20,7 +20,8 @@ def between(low=None, high=None, *, above=None, below=None, choices=None):
 @dataclass
 class Ingest:
     source: str
-    format: str = between(choices=("fortune", "jsonl", "parquet", "txt", "hf"))
+    # auto: each file as what it is (llmpipe.data.formats); the others: every file must be that
+    format: str = between(choices=("auto", "jsonl", "json", "parquet", "csv", "tsv", "fortune", "txt", "hf"))
     zh_files: list[str]
     exclude_files: list[str]
     max_docs_per_file: int | None = between(1)

@@ -1,4 +1,5 @@
 import json
+from collections import Counter
 
 import pytest
 
@@ -44,25 +45,27 @@ def test_jsonl_folder_and_bad_line_named(tmp_path):
     assert docs[-1]["id"] == "b:0000003" and docs[-1]["text"] == "fine"  # the blank line is skipped
 
 
-def test_fortune_entries_and_text_files_that_are_not_utf8_are_quarantined_not_lost(tmp_path):
-    (tmp_path / "mixed").write_bytes("first entry\n%\ncaf\xe9 in Latin-1\n%\nthird entry\n".encode("latin-1"))
-    docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="fortune")))
-    assert [d.get("text") for d in docs] == ["first entry", None, "third entry"]
-    assert docs[1] == {
-        "reason": "invalid_utf8",
-        "source": f"{tmp_path / 'mixed'}:entry 1",
-        "raw": "caf\\xe9 in Latin-1",
-    }
-    (tmp_path / "doc.txt").write_bytes(b"\xff\xfe binary-ish")
-    [txt] = list(read_corpus(typed_section("ingest", source=tmp_path, format="txt")))
-    assert txt["reason"] == "invalid_utf8"
+def test_entries_in_another_encoding_are_decoded_exactly_and_unreadable_ones_quarantined_not_lost(tmp_path):
+    poems = ["床前明月光，疑是地上霜。", "举头望明月，低头思故乡。", "春眠不觉晓，处处闻啼鸟。"]
+    (tmp_path / "gbk").write_bytes("\n%\n".join(poems).encode("gbk"))  # a whole file in GBK
+    (tmp_path / "mixed").write_bytes("first entry\n%\ncaf\xe9 au lait\n%\nthird entry\n".encode("latin-1"))
+    stats = Counter()
+    docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="fortune"), stats))
+    assert [d.get("text") for d in docs] == [*poems, "first entry", None, "third entry"]
+    assert sum(v for k, v in stats.items() if k.startswith("decoded/")) == 3  # the GBK entries, counted
+    # one byte outside ASCII is no evidence of an encoding (Latin-1 "café" or Arabic "cafﻠ"): quarantined
+    assert docs[4] == {"reason": "undecodable", "source": f"{tmp_path / 'mixed'}:entry 1", "raw": "caf\\xe9 au lait"}
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "doc.txt").write_bytes(b"\xff\xfe binary-ish")  # a UTF-16 mark, then an odd byte count
+    [txt] = list(read_corpus(typed_section("ingest", source=tmp_path / "txt", format="txt")))
+    assert txt["reason"] == "undecodable" and txt["source"].endswith("doc.txt")
 
 
 def test_missing_source_and_unknown_format_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="not a readable folder"):
         read_corpus(typed_section("ingest", source=tmp_path / "nope", format="txt"))
     with pytest.raises(ValueError, match="ingest.format"):
-        read_corpus(typed_section("ingest", source=tmp_path, format="csv"))
+        read_corpus(typed_section("ingest", source=tmp_path, format="docx"))
 
 
 def test_parquet_folder_with_a_custom_text_field(tmp_path):

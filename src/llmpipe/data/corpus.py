@@ -1,29 +1,39 @@
 """Read a text corpus into documents: {id, text, source, lang, label}.
 
-Formats (`ingest.format`):
-  fortune  a folder of fortune files (Debian's `fortunes`, `fortunes-zh`): entries are separated by
-           lines holding only `%`; the file name is the label (the topic or poem collection).
-  jsonl    a folder of .jsonl files, one JSON object per line with a text field (`ingest.text_field`);
-           `id`, `lang` and `label` are used when present, the file's stem is the default label.
-  parquet  a folder of .parquet files with the same columns as jsonl.
-  txt      a folder of .txt files, one document per file; the label is the file's stem.
+`ingest.source` is a folder (read recursively) or one file; `ingest.format` says how to read it:
+  auto     each file as what it is (llmpipe.data.formats: its extension, checked against its
+           content): jsonl, json (an array of objects), parquet, csv / tsv (a header row; the text
+           column is `ingest.text_field`), fortune (entries between `%` lines), txt (the file is one
+           document); `.gz` and `.zst` versions of each too. The default for your own corpus.
+  fortune  Debian's `fortunes` / `fortunes-zh` layout: entries between lines holding only `%`; the
+           file name is the label (topic or poem collection); `ingest.zh_files` are Chinese.
+  jsonl, json, parquet, csv, tsv, txt
+           every file must be of this format: one that is not fails, naming the file and what it
+           looks like (a folder of .jsonl read as fortunes would otherwise become one document).
   hf       a Hugging Face dataset: `ingest.source` is its name on the Hub (needs a network) or a
            builder such as `json` / `parquet` with `ingest.hf_data_files`; streamed, never held whole.
+Records with a text field take `id`, `lang` and `label` when present; the file's stem is the
+default label. Text files in another encoding than UTF-8 (GBK, GB18030, Big5, UTF-16 with a BOM,
+...) are decoded exactly or not at all (formats.decode), and counted (`ingest_stats`).
 
-A record that cannot become a document (not UTF-8, not JSON, not an object, no text field) is not
-an error: the readers yield it as a quarantine record {reason, source, raw} (see `bad`), and the
-ingest stage writes those to data/quarantine/ingest.jsonl. Only an unreadable source stops ingest.
+A record that cannot become a document (not decodable, not JSON, not an object, no text field, an
+empty text) is not an error: the readers yield it as a quarantine record {reason, source, raw} (see
+`bad`), and the ingest stage writes those to data/quarantine/ingest.jsonl. Only an unreadable
+source, or a file of another format than the one asked for, stops ingest.
 """
 
+import codecs
 import json
 import re
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from llmpipe.data import formats
 from llmpipe.schema import Ingest
 
-FORMATS = ("fortune", "jsonl", "parquet", "txt", "hf")
+FORMATS = ("auto", *formats.FORMATS, "hf")
 # A line holding only `%` (and maybe trailing blanks). Files are split as bytes, before decoding, so
 # one entry that is not UTF-8 is quarantined alone.
 FORTUNE_SEPARATOR = re.compile(rb"^%[ \t\r]*$", re.MULTILINE)
@@ -67,24 +77,64 @@ def fortune_files(folder: Path, exclude: list[str]) -> list[Path]:
     return files
 
 
-def read_fortunes(folder: Path, zh_files: list[str], exclude: list[str]) -> Iterator[dict]:
+def read_fortune_file(path: Path, lang: str | None, stats: Counter) -> Iterator[dict]:
+    """The entries of one fortune file; `lang` None: guessed per entry from its script. Entries are
+    UTF-8, or, in a file where no entry is UTF-8 beyond ASCII, in the legacy encoding that the
+    failing entries together reveal (formats.decode); any other entry is quarantined alone."""
+    entries = split_fortunes(formats.read_bytes(path))
+    texts = [utf8_or_none(e) for e in entries]
+    legacy = None
+    if None in texts and all(t is None or t.isascii() for t in texts):
+        found = formats.decode(b"\n".join(e for e, t in zip(entries, texts, strict=True) if t is None))
+        legacy = found[1] if found else None
+    for i, (entry, text) in enumerate(zip(entries, texts, strict=True)):
+        if text is None and legacy is not None:
+            text = entry.decode(legacy)  # the failing entries together decoded exactly in it
+            count_encoding(stats, legacy)
+        if text is None:
+            yield bad("undecodable", f"{path}:entry {i}", entry)
+            continue
+        doc = {"id": f"{path.name}:{i:05d}", "text": text, "source": str(path), "lang": lang or guess_lang(text)}
+        yield {**doc, "label": label_of(path)}
+
+
+def read_fortunes(
+    folder: Path, zh_files: list[str], exclude: list[str], stats: Counter | None = None
+) -> Iterator[dict]:
+    """Every entry of a fortune folder in Debian's layout (`zh_files` are Chinese, the rest English)."""
+    stats = Counter() if stats is None else stats
     for path in fortune_files(folder, exclude):
-        lang = "zh" if path.name in zh_files else "en"
-        for i, entry in enumerate(split_fortunes(path.read_bytes())):
-            try:
-                text = entry.decode("utf-8")
-            except UnicodeDecodeError:
-                yield bad("invalid_utf8", f"{path}:entry {i}", entry)
-                continue
-            yield {"id": f"{path.name}:{i:05d}", "text": text, "source": str(path), "lang": lang, "label": path.name}
+        yield from read_fortune_file(path, "zh" if path.name in zh_files else "en", stats)
+
+
+def utf8_or_none(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def label_of(path: Path) -> str:
+    """A file's default label: its name without the format and compression suffixes."""
+    name = path.name
+    for suffix in (*formats.COMPRESSED, *formats.EXTENSIONS):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def count_encoding(stats: Counter, encoding: str):
+    if encoding != "utf-8":
+        stats[f"decoded/{encoding}"] += 1
 
 
 def document(record: dict, text_field: str, default_id: str, source: str, default_label: str | None) -> dict:
-    """A document from one record of a jsonl / parquet / Hugging Face corpus (or a quarantine
-    record when it has no text)."""
+    """A document from one record of a jsonl / json / parquet / csv / Hugging Face corpus (or a
+    quarantine record when it has no text, or an empty one: nothing downstream can hold it)."""
     text = record.get(text_field)
     if not isinstance(text, str):
         return bad("missing_text", source, json.dumps(record, ensure_ascii=False, default=str))
+    if not text:
+        return bad("empty", source, json.dumps(record, ensure_ascii=False, default=str))
     label = record.get("label")
     if label is None:  # absent, or a null in a column that other rows fill
         label = default_label
@@ -97,36 +147,71 @@ def document(record: dict, text_field: str, default_id: str, source: str, defaul
     }
 
 
-def read_jsonl(folder: Path, text_field: str) -> Iterator[dict]:
-    for path in sorted(folder.glob("*.jsonl")):
-        with path.open("rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                where = f"{path}:{lineno}"
-                if not raw.strip():
-                    continue  # a blank line (often the last one) is not a record
-                try:
-                    record = json.loads(raw.decode("utf-8"))
-                except UnicodeDecodeError:
-                    yield bad("invalid_utf8", where, raw.rstrip(b"\n"))
-                    continue
-                except json.JSONDecodeError:
-                    yield bad("malformed_json", where, raw.rstrip(b"\n"))
-                    continue
-                if not isinstance(record, dict):
-                    yield bad("not_an_object", where, raw.rstrip(b"\n"))
-                    continue
-                yield document(record, text_field, f"{path.stem}:{lineno:07d}", where, path.stem)
+def read_jsonl_file(path: Path, text_field: str) -> Iterator[dict]:
+    with formats.open_binary(path) as f:
+        for lineno, raw in enumerate(f, start=1):
+            where = f"{path}:{lineno}"
+            if lineno == 1:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+            if not raw.strip():
+                continue  # a blank line (often the last one) is not a record
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                yield bad("invalid_utf8", where, raw.rstrip(b"\n"))
+                continue
+            except json.JSONDecodeError:
+                yield bad("malformed_json", where, raw.rstrip(b"\n"))
+                continue
+            if not isinstance(record, dict):
+                yield bad("not_an_object", where, raw.rstrip(b"\n"))
+                continue
+            yield document(record, text_field, f"{label_of(path)}:{lineno:07d}", where, label_of(path))
 
 
-def read_parquet(folder: Path, text_field: str) -> Iterator[dict]:
+def read_json_file(path: Path, text_field: str) -> Iterator[dict]:
+    try:
+        records = formats.json_records(formats.read_bytes(path))
+    except (ValueError, UnicodeDecodeError) as err:
+        yield bad("malformed_json", str(path), f"{type(err).__name__}: {err}")
+        return
+    for row, record in enumerate(records, start=1):
+        where = f"{path}:{row}"
+        if not isinstance(record, dict):
+            yield bad("not_an_object", where, json.dumps(record, ensure_ascii=False, default=str))
+            continue
+        yield document(record, text_field, f"{label_of(path)}:{row:07d}", where, label_of(path))
+
+
+def read_parquet_file(path: Path, text_field: str) -> Iterator[dict]:
+    import io
+
     import pyarrow.parquet as pq
 
-    for path in sorted(folder.glob("*.parquet")):
-        row = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):  # never the whole file in memory
-            for record in batch.to_pylist():
-                row += 1
-                yield document(record, text_field, f"{path.stem}:{row:07d}", f"{path}:{row}", path.stem)
+    source = path if path.suffix == ".parquet" else io.BytesIO(formats.read_bytes(path))
+    row = 0
+    for batch in pq.ParquetFile(source).iter_batches(batch_size=4096):  # never the whole file in memory
+        for record in batch.to_pylist():
+            row += 1
+            yield document(record, text_field, f"{label_of(path)}:{row:07d}", f"{path}:{row}", label_of(path))
+
+
+def read_table_file(path: Path, text_field: str, delimiter: str, stats: Counter) -> Iterator[dict]:
+    """A csv / tsv file with a header row; the text column is `text_field`."""
+    import csv
+    import io
+
+    decoded = formats.decode(formats.read_bytes(path))
+    if decoded is None:
+        yield bad("undecodable", str(path), formats.read_bytes(path)[:4096])
+        return
+    text, encoding = decoded
+    count_encoding(stats, encoding)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    if text_field not in (reader.fieldnames or []):
+        raise ValueError(f"{path}: no column {text_field!r} (ingest.text_field); its columns: {reader.fieldnames}")
+    for row, record in enumerate(reader, start=1):
+        yield document(record, text_field, f"{label_of(path)}:{row:07d}", f"{path}:{row + 1}", label_of(path))
 
 
 def read_hf(cfg: Ingest) -> Iterator[dict]:
@@ -149,32 +234,61 @@ def read_hf(cfg: Ingest) -> Iterator[dict]:
         yield document(record, cfg.text_field, f"{name}:{row:09d}", f"{name}:{row}", None)
 
 
-def read_txt(folder: Path) -> Iterator[dict]:
-    for path in sorted(folder.glob("*.txt")):
-        raw = path.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            yield bad("invalid_utf8", str(path), raw)
-            continue
-        yield {"id": path.stem, "text": text, "source": str(path), "lang": guess_lang(text), "label": path.stem}
+def read_txt_file(path: Path, stats: Counter) -> Iterator[dict]:
+    raw = formats.read_bytes(path)
+    decoded = formats.decode(raw)
+    if decoded is None:
+        yield bad("undecodable", str(path), raw)
+        return
+    text, encoding = decoded
+    count_encoding(stats, encoding)
+    if not text:
+        yield bad("empty", str(path), raw)
+        return
+    yield {"id": label_of(path), "text": text, "source": str(path), "lang": guess_lang(text), "label": label_of(path)}
 
 
-def read_corpus(cfg: Ingest) -> Iterator[dict]:
-    """Documents of the corpus that the ingest section describes."""
-    fmt, text_field = cfg.format, cfg.text_field
+def read_file(path: Path, fmt: str, cfg: Ingest, stats: Counter) -> Iterator[dict]:
+    stats[f"files/{fmt}"] += 1
+    if fmt == "fortune":  # Debian's layout names its Chinese files; elsewhere each entry's script decides
+        lang = "zh" if path.name in cfg.zh_files else ("en" if cfg.format == "fortune" else None)
+        return read_fortune_file(path, lang, stats)
+    if fmt == "jsonl":
+        return read_jsonl_file(path, cfg.text_field)
+    if fmt == "json":
+        return read_json_file(path, cfg.text_field)
+    if fmt == "parquet":
+        return read_parquet_file(path, cfg.text_field)
+    if fmt in ("csv", "tsv"):
+        return read_table_file(path, cfg.text_field, "," if fmt == "csv" else "\t", stats)
+    return read_txt_file(path, stats)
+
+
+def read_corpus(cfg: Ingest, stats: Counter | None = None) -> Iterator[dict]:
+    """Documents (and quarantine records) of the corpus that the ingest section describes; `stats`
+    counts files per format and files or entries decoded from an encoding other than UTF-8."""
+    fmt, stats = cfg.format, Counter() if stats is None else stats
     if fmt not in FORMATS:
         raise ValueError(f"ingest.format={fmt!r} is not one of {FORMATS}")
     if fmt == "hf":
         return read_hf(cfg)
-    folder = Path(cfg.source)
-    if not folder.is_dir():
+    source = Path(cfg.source)
+    if source.is_file():
+        files = [source]
+    elif source.is_dir():
+        files = (
+            fortune_files(source, cfg.exclude_files)
+            if fmt == "fortune"
+            else formats.corpus_files(source, cfg.exclude_files)
+        )
+    else:
         hint = " (install Debian's `fortunes` and `fortunes-zh`: make setup)" if fmt == "fortune" else ""
-        raise ValueError(f"ingest.source={str(folder)!r} is not a readable folder{hint}")
-    if fmt == "fortune":
-        return read_fortunes(folder, list(cfg.zh_files), list(cfg.exclude_files))
-    if fmt == "jsonl":
-        return read_jsonl(folder, text_field)
-    if fmt == "parquet":
-        return read_parquet(folder, text_field)
-    return read_txt(folder)
+        raise ValueError(f"ingest.source={str(source)!r} is not a readable folder or file{hint}")
+    kinds = []
+    for path in files:  # every file's format is settled before any is read: a wrong one stops at once
+        if fmt == "auto":
+            kinds.append(formats.detect(path))
+        else:
+            formats.check_format(path, fmt)
+            kinds.append(fmt)
+    return (doc for path, kind in zip(files, kinds, strict=True) for doc in read_file(path, kind, cfg, stats))

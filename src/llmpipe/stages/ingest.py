@@ -17,21 +17,24 @@ from llmpipe.data.corpus import is_bad, read_corpus
 from llmpipe.jsonl import write_jsonl
 from llmpipe.runner import Sections, Stage, stage_main
 
-SUMMARY = ["docs", "files", "docs_per_lang/*", "quarantined/*"]  # what its summary line shows (runner.summary)
+SUMMARY = ["docs", "files", "docs_per_lang/*", "quarantined/*", "capped", "decoded/*"]  # runner.summary
 
 
 def run(sections: Sections, root: Path) -> dict:
-    cfg = sections.ingest
-    docs = read_corpus(cfg)
+    cfg, stats = sections.ingest, Counter()
+    records = read_corpus(cfg, stats)
     by_file: dict[str, list[dict]] = defaultdict(list)
-    quarantined = []
-    for doc in tqdm(docs, desc="ingest", unit=" docs", leave=False):
+    quarantined, read, capped = [], 0, 0
+    for doc in tqdm(records, desc="ingest", unit=" docs", leave=False):
+        read += 1
         if is_bad(doc):
             quarantined.append(doc)
             continue
         group = re.sub(r"[^\w.-]+", "_", str(doc["label"] or "unlabeled"))  # a safe file name
         if cfg.max_docs_per_file is None or len(by_file[group]) < cfg.max_docs_per_file:
             by_file[group].append(doc)
+        else:
+            capped += 1  # ingest.max_docs_per_file: counted, never dropped silently
     if not by_file:
         raise ValueError(f"ingest.source={cfg.source!r} holds no documents of format {cfg.format!r}")
     with replace_dir(root / "data" / "raw") as tmp:
@@ -40,11 +43,15 @@ def run(sections: Sections, root: Path) -> dict:
     with replace_file(root / "data" / "quarantine" / "ingest.jsonl") as tmp:
         write_jsonl(tmp, quarantined)
     langs = Counter(doc["lang"] for group_docs in by_file.values() for doc in group_docs)
+    assert read == sum(langs.values()) + len(quarantined) + capped, "ingest lost records"
     return {
         "docs": sum(langs.values()),
         "files": len(by_file),
         "docs_per_lang": dict(langs),
         "quarantined": dict(Counter(q["reason"] for q in quarantined)),
+        "capped": capped,
+        "source_files": {k.removeprefix("files/"): v for k, v in stats.items() if k.startswith("files/")},
+        "decoded": {k.removeprefix("decoded/"): v for k, v in stats.items() if k.startswith("decoded/")},
     }
 
 
