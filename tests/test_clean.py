@@ -202,3 +202,29 @@ def test_languages_outside_the_keep_list_are_removed_and_kept_when_listed(tmp_pa
     assert "language" not in kept["clean"]["removed"] and kept["clean"]["languages"]["fr"]["docs_out"] == 1
     docs = read(tmp_path / "b" / "data" / "clean" / "docs.jsonl")
     assert {d["lang"] for d in docs if d["text"] == french} == {"fr"}
+
+
+def test_a_book_in_one_file_becomes_documents_split_by_position(tmp_path, mlflow_store, fortunes_installed):
+    """A 2 MB English text in one .txt file (Debian's English fortunes, one after another): cut into
+    documents at paragraph breaks by ingest, kept by clean, and split in order by tokenize."""
+    from llmpipe.data.corpus import read_fortunes
+    from llmpipe.stages import tokenize
+
+    entries = [d["text"] for d in read_fortunes(fortunes_installed, [], ["tang300", "song100", "chinese"])]
+    book, i = [], 0
+    while sum(map(len, book)) < 2_000_000:
+        book.append(entries[i % len(entries)].strip() + f" ({i})\n\n")  # numbered: no two paragraphs alike
+        i += 1
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "book.txt").write_text("".join(book), encoding="utf-8")
+    overrides = ["ingest.format=auto", f"ingest.source={tmp_path / 'corpus'}", "ingest.max_doc_bytes=20000"]
+    metrics = run(tmp_path, [*overrides, "tokenize.split_by=position", "clean.max_bytes=1000000"])
+    assert metrics["ingest"]["cut_into_pieces"] == 1 and metrics["ingest"]["docs"] > 90
+    assert metrics["clean"]["docs_out"] > 0.9 * metrics["ingest"]["docs"]
+    tokens = run_stage(tokenize.stage(), tmp_path)
+    parts = {
+        s: [d["part"] for d in read(tmp_path / "data" / "tokens" / f"{s}.jsonl")] for s in ("train", "val", "test")
+    }
+    assert parts["train"] and parts["val"] and parts["test"]
+    assert max(parts["train"]) < min(parts["val"]) and max(parts["val"]) < min(parts["test"])  # in book order
+    assert tokens["splits"]["train"]["docs"] > 8 * tokens["splits"]["test"]["docs"]

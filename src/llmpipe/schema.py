@@ -18,6 +18,17 @@ def between(low=None, high=None, *, above=None, below=None, choices=None):
 
 
 @dataclass
+class Fields:
+    """The names of a record's fields in jsonl, json, parquet, csv / tsv and Hugging Face corpora."""
+
+    text: str
+    id: str  # absent: a stable id from the file and position
+    lang: str  # absent: guessed from the script (CJK or not)
+    label: str  # absent: the file's name
+    split: str  # used by tokenize.split_by=field
+
+
+@dataclass
 class Ingest:
     source: str
     # auto: each file as what it is (llmpipe.data.formats); the others: every file must be that
@@ -25,7 +36,8 @@ class Ingest:
     zh_files: list[str]
     exclude_files: list[str]
     max_docs_per_file: int | None = between(1)
-    text_field: str
+    max_doc_bytes: int | None = between(1)  # longer texts are cut into documents (data/pieces.py)
+    fields: Fields
     hf_config: str | None
     hf_split: str
     hf_data_files: str | list[str] | None
@@ -76,6 +88,7 @@ class Clean:
 class Tokenize:
     vocab_size: int = between(260, 65535)  # 256 bytes and four special tokens; ids are stored as uint16
     min_frequency: int = between(1)
+    split_by: str = between(choices=("hash", "field", "position"))  # data/token_files.split_documents
     val_fraction: float = between(0, below=0.5)
     test_fraction: float = between(0, below=0.5)
 

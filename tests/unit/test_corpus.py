@@ -1,5 +1,6 @@
 import json
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -74,7 +75,8 @@ def test_parquet_folder_with_a_custom_text_field(tmp_path):
 
     table = pa.table({"body": ["床前明月光", "A fortune."], "label": ["poem", None]})
     pq.write_table(table, tmp_path / "part.parquet")
-    docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="parquet", text_field="body")))
+    cfg = typed_section("ingest", source=tmp_path, format="parquet")
+    docs = list(read_corpus(replace(cfg, fields=replace(cfg.fields, text="body"))))
     assert [(d["id"], d["text"], d["lang"], d["label"]) for d in docs] == [
         ("part:0000001", "床前明月光", "zh", "poem"),
         ("part:0000002", "A fortune.", "en", "part"),

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from llmpipe.data.labeled_docs import choose_labels
-from llmpipe.data.token_files import document_fraction, split_of, write_tokens
+from llmpipe.data.splits import split_of
+from llmpipe.data.token_files import document_fraction, write_tokens
 from llmpipe.networks.batches import pad_windows
 from llmpipe.training.loaders import DocumentSequences, Epochs, RandomWindows, SequentialWindows
 

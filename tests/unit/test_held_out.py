@@ -1,6 +1,6 @@
 """clean.enabled=false: tokenize trains on raw text and holds out the cleaned records."""
 
-from llmpipe.data.token_files import as_split
+from llmpipe.data.splits import as_split
 
 CLEANED = {"id": "a:1", "text": "Café.", "lang": "fr", "label": "a", "source": "s"}
 RAW = {"id": "a:1", "text": "\x1b[1mCafÃ©.\x1b[0m", "lang": "en", "label": "a", "source": "s", "held_out": CLEANED}

@@ -20,7 +20,13 @@ from llmpipe.jsonl import read_jsonl, write_jsonl
 from llmpipe.schema import Clean
 
 KEPT_FIELDS = ("id", "text", "source", "lang", "label")
+OPTIONAL_FIELDS = ("split", "part")  # kept where a document has them (its own split; its place in a long text)
 log = logging.getLogger("llmpipe")
+
+
+def kept_fields(record: dict) -> dict:
+    """What a document keeps in data/clean: its fields, without the cleaning's own notes."""
+    return {**{k: record.get(k) for k in KEPT_FIELDS}, **{k: record[k] for k in OPTIONAL_FIELDS if k in record}}
 
 
 def flat(record: dict) -> dict:
@@ -43,10 +49,10 @@ def collect(work: Path) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
 def uncleaned(root: Path, kept: list[dict], quarantined: list[dict]) -> list[dict]:
     """clean.enabled=false: every raw record that screening let through, as ingest wrote it (no
     normalization, quality, language, PII or dedup rule applied), with its cleaned record, if kept."""
-    cleaned = {r["id"]: {k: r.get(k) for k in KEPT_FIELDS} for r in kept}
+    cleaned = {r["id"]: kept_fields(r) for r in kept}
     bad = {r["id"] for r in quarantined}
     docs = [
-        {**{k: r.get(k) for k in KEPT_FIELDS}, "held_out": cleaned.get(r["id"])}
+        {**kept_fields(r), "held_out": cleaned.get(r["id"])}
         for path in sorted((root / "data" / "raw").glob("*.jsonl"))
         for r in read_jsonl(path)
         if r["id"] not in bad
@@ -66,7 +72,7 @@ def write_outputs(cfg: Clean, root: Path, work: Path) -> dict:
     clean_report.account(docs_in, kept, removed, quarantined)
 
     if cfg.enabled:
-        docs = [{k: r.get(k) for k in KEPT_FIELDS} for r in kept]
+        docs = [kept_fields(r) for r in kept]
     else:
         docs = uncleaned(root, kept, quarantined)
         log.warning("clean.enabled is false: %d raw documents go on, cleaning kept %d", len(docs), len(kept))

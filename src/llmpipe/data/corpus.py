@@ -3,7 +3,7 @@
 `ingest.source` is a folder (read recursively) or one file; `ingest.format` says how to read it:
   auto     each file as what it is (llmpipe.data.formats: its extension, checked against its
            content): jsonl, json (an array of objects), parquet, csv / tsv (a header row; the text
-           column is `ingest.text_field`), fortune (entries between `%` lines), txt (the file is one
+           column is `ingest.fields.text`), fortune (entries between `%` lines), txt (the file is one
            document); `.gz` and `.zst` versions of each too. The default for your own corpus.
   fortune  Debian's `fortunes` / `fortunes-zh` layout: entries between lines holding only `%`; the
            file name is the label (topic or poem collection); `ingest.zh_files` are Chinese.
@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from llmpipe.data import formats
-from llmpipe.schema import Ingest
+from llmpipe.schema import Fields, Ingest
 
 FORMATS = ("auto", *formats.FORMATS, "hf")
 # A line holding only `%` (and maybe trailing blanks). Files are split as bytes, before decoding, so
@@ -127,27 +127,30 @@ def count_encoding(stats: Counter, encoding: str):
         stats[f"decoded/{encoding}"] += 1
 
 
-def document(record: dict, text_field: str, default_id: str, source: str, default_label: str | None) -> dict:
+def document(record: dict, fields: Fields, default_id: str, source: str, default_label: str | None) -> dict:
     """A document from one record of a jsonl / json / parquet / csv / Hugging Face corpus (or a
     quarantine record when it has no text, or an empty one: nothing downstream can hold it)."""
-    text = record.get(text_field)
+    text = record.get(fields.text)
     if not isinstance(text, str):
         return bad("missing_text", source, json.dumps(record, ensure_ascii=False, default=str))
     if not text:
         return bad("empty", source, json.dumps(record, ensure_ascii=False, default=str))
-    label = record.get("label")
+    label = record.get(fields.label)
     if label is None:  # absent, or a null in a column that other rows fill
         label = default_label
-    return {
-        "id": str(record.get("id") or default_id),
+    doc = {
+        "id": str(record.get(fields.id) or default_id),
         "text": text,
         "source": source,
-        "lang": record.get("lang") or guess_lang(text),
+        "lang": record.get(fields.lang) or guess_lang(text),
         "label": None if label is None else str(label),
     }
+    if record.get(fields.split) is not None:  # the corpus's own split (tokenize.split_by=field)
+        doc["split"] = str(record[fields.split])
+    return doc
 
 
-def read_jsonl_file(path: Path, text_field: str) -> Iterator[dict]:
+def read_jsonl_file(path: Path, fields: Fields) -> Iterator[dict]:
     with formats.open_binary(path) as f:
         for lineno, raw in enumerate(f, start=1):
             where = f"{path}:{lineno}"
@@ -166,10 +169,10 @@ def read_jsonl_file(path: Path, text_field: str) -> Iterator[dict]:
             if not isinstance(record, dict):
                 yield bad("not_an_object", where, raw.rstrip(b"\n"))
                 continue
-            yield document(record, text_field, f"{label_of(path)}:{lineno:07d}", where, label_of(path))
+            yield document(record, fields, f"{label_of(path)}:{lineno:07d}", where, label_of(path))
 
 
-def read_json_file(path: Path, text_field: str) -> Iterator[dict]:
+def read_json_file(path: Path, fields: Fields) -> Iterator[dict]:
     try:
         records = formats.json_records(formats.read_bytes(path))
     except (ValueError, UnicodeDecodeError) as err:
@@ -180,10 +183,10 @@ def read_json_file(path: Path, text_field: str) -> Iterator[dict]:
         if not isinstance(record, dict):
             yield bad("not_an_object", where, json.dumps(record, ensure_ascii=False, default=str))
             continue
-        yield document(record, text_field, f"{label_of(path)}:{row:07d}", where, label_of(path))
+        yield document(record, fields, f"{label_of(path)}:{row:07d}", where, label_of(path))
 
 
-def read_parquet_file(path: Path, text_field: str) -> Iterator[dict]:
+def read_parquet_file(path: Path, fields: Fields) -> Iterator[dict]:
     import io
 
     import pyarrow.parquet as pq
@@ -193,11 +196,11 @@ def read_parquet_file(path: Path, text_field: str) -> Iterator[dict]:
     for batch in pq.ParquetFile(source).iter_batches(batch_size=4096):  # never the whole file in memory
         for record in batch.to_pylist():
             row += 1
-            yield document(record, text_field, f"{label_of(path)}:{row:07d}", f"{path}:{row}", label_of(path))
+            yield document(record, fields, f"{label_of(path)}:{row:07d}", f"{path}:{row}", label_of(path))
 
 
-def read_table_file(path: Path, text_field: str, delimiter: str, stats: Counter) -> Iterator[dict]:
-    """A csv / tsv file with a header row; the text column is `text_field`."""
+def read_table_file(path: Path, fields: Fields, delimiter: str, stats: Counter) -> Iterator[dict]:
+    """A csv / tsv file with a header row; the text column is `fields.text`."""
     import csv
     import io
 
@@ -208,10 +211,10 @@ def read_table_file(path: Path, text_field: str, delimiter: str, stats: Counter)
     text, encoding = decoded
     count_encoding(stats, encoding)
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    if text_field not in (reader.fieldnames or []):
-        raise ValueError(f"{path}: no column {text_field!r} (ingest.text_field); its columns: {reader.fieldnames}")
+    if fields.text not in (reader.fieldnames or []):
+        raise ValueError(f"{path}: no column {fields.text!r} (ingest.fields.text); its columns: {reader.fieldnames}")
     for row, record in enumerate(reader, start=1):
-        yield document(record, text_field, f"{label_of(path)}:{row:07d}", f"{path}:{row + 1}", label_of(path))
+        yield document(record, fields, f"{label_of(path)}:{row:07d}", f"{path}:{row + 1}", label_of(path))
 
 
 def read_hf(cfg: Ingest) -> Iterator[dict]:
@@ -231,7 +234,7 @@ def read_hf(cfg: Ingest) -> Iterator[dict]:
             f"ingest.source={name!r}: cannot open the Hugging Face dataset ({type(err).__name__}: {err})"
         ) from err
     for row, record in enumerate(stream, start=1):
-        yield document(record, cfg.text_field, f"{name}:{row:09d}", f"{name}:{row}", None)
+        yield document(record, cfg.fields, f"{name}:{row:09d}", f"{name}:{row}", None)
 
 
 def read_txt_file(path: Path, stats: Counter) -> Iterator[dict]:
@@ -254,13 +257,13 @@ def read_file(path: Path, fmt: str, cfg: Ingest, stats: Counter) -> Iterator[dic
         lang = "zh" if path.name in cfg.zh_files else ("en" if cfg.format == "fortune" else None)
         return read_fortune_file(path, lang, stats)
     if fmt == "jsonl":
-        return read_jsonl_file(path, cfg.text_field)
+        return read_jsonl_file(path, cfg.fields)
     if fmt == "json":
-        return read_json_file(path, cfg.text_field)
+        return read_json_file(path, cfg.fields)
     if fmt == "parquet":
-        return read_parquet_file(path, cfg.text_field)
+        return read_parquet_file(path, cfg.fields)
     if fmt in ("csv", "tsv"):
-        return read_table_file(path, cfg.text_field, "," if fmt == "csv" else "\t", stats)
+        return read_table_file(path, cfg.fields, "," if fmt == "csv" else "\t", stats)
     return read_txt_file(path, stats)
 
 

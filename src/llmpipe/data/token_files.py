@@ -1,46 +1,13 @@
-"""Splits and token files.
+"""Token files.
 
 Token files are flat arrays of token ids (uint16 while the vocabulary fits), one per split, with
 every document followed by the end-of-text token, read back as memory maps (as nanoGPT does).
 """
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
-
-SPLITS = ("train", "val", "test")
-
-
-def split_of(doc_id: str, val_fraction: float, test_fraction: float) -> str:
-    """The split of a document, from a hash of its id: stable across runs, machines and corpus edits."""
-    u = int.from_bytes(hashlib.sha256(doc_id.encode("utf-8")).digest()[:8], "big") / 2**64
-    if u < val_fraction:
-        return "val"
-    if u < val_fraction + test_fraction:
-        return "test"
-    return "train"
-
-
-def as_split(doc: dict, split: str) -> dict | None:
-    """The document as its split holds it: a raw document (with `held_out`) trains on its raw text
-    and is held out as its cleaned record, or not held out where cleaning removed it."""
-    if "held_out" not in doc:
-        return doc
-    if split == "train":
-        return {k: v for k, v in doc.items() if k != "held_out"}
-    return doc["held_out"]
-
-
-def split_documents(docs: list[dict], val_fraction: float, test_fraction: float) -> dict[str, list[dict]]:
-    """{split: its documents}, each placed by split_of its id and held as as_split says."""
-    splits = {name: [] for name in SPLITS}
-    for doc in docs:
-        split = split_of(doc["id"], val_fraction, test_fraction)
-        if (kept := as_split(doc, split)) is not None:
-            splits[split].append(kept)
-    return splits
 
 
 def token_dtype(vocab_size: int):

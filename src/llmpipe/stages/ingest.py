@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from llmpipe.atomic import replace_dir, replace_file
 from llmpipe.data.corpus import is_bad, read_corpus
+from llmpipe.data.pieces import split_document
 from llmpipe.jsonl import write_jsonl
 from llmpipe.runner import Sections, Stage, stage_main
 
@@ -24,7 +25,7 @@ def run(sections: Sections, root: Path) -> dict:
     cfg, stats = sections.ingest, Counter()
     records = read_corpus(cfg, stats)
     by_file: dict[str, list[dict]] = defaultdict(list)
-    quarantined, read, capped = [], 0, 0
+    quarantined, read, capped, cut = [], 0, 0, 0
     for doc in tqdm(records, desc="ingest", unit=" docs", leave=False):
         read += 1
         if is_bad(doc):
@@ -32,7 +33,9 @@ def run(sections: Sections, root: Path) -> dict:
             continue
         group = re.sub(r"[^\w.-]+", "_", str(doc["label"] or "unlabeled"))  # a safe file name
         if cfg.max_docs_per_file is None or len(by_file[group]) < cfg.max_docs_per_file:
-            by_file[group].append(doc)
+            pieces = split_document(doc, cfg.max_doc_bytes)  # a book in one file: documents in order
+            by_file[group] += pieces
+            cut += len(pieces) > 1
         else:
             capped += 1  # ingest.max_docs_per_file: counted, never dropped silently
     if not by_file:
@@ -43,13 +46,15 @@ def run(sections: Sections, root: Path) -> dict:
     with replace_file(root / "data" / "quarantine" / "ingest.jsonl") as tmp:
         write_jsonl(tmp, quarantined)
     langs = Counter(doc["lang"] for group_docs in by_file.values() for doc in group_docs)
-    assert read == sum(langs.values()) + len(quarantined) + capped, "ingest lost records"
+    kept = sum(1 for group_docs in by_file.values() for doc in group_docs if doc.get("part", 0) == 0)
+    assert read == kept + len(quarantined) + capped, "ingest lost records"
     return {
         "docs": sum(langs.values()),
         "files": len(by_file),
         "docs_per_lang": dict(langs),
         "quarantined": dict(Counter(q["reason"] for q in quarantined)),
         "capped": capped,
+        "cut_into_pieces": cut,  # texts over ingest.max_doc_bytes, each now several documents
         "source_files": {k.removeprefix("files/"): v for k, v in stats.items() if k.startswith("files/")},
         "decoded": {k.removeprefix("decoded/"): v for k, v in stats.items() if k.startswith("decoded/")},
     }

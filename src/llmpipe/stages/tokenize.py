@@ -20,7 +20,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from llmpipe.atomic import replace_dir
-from llmpipe.data.token_files import SPLITS, split_documents, write_tokens
+from llmpipe.data.splits import SPLITS, split_documents
+from llmpipe.data.token_files import write_tokens
 from llmpipe.data.tokenizer import EOT, PAD, special_id, train_bpe
 from llmpipe.jsonl import read_jsonl, write_jsonl
 from llmpipe.runner import Sections, Stage, stage_main
@@ -36,11 +37,12 @@ SUMMARY = [
 def run(sections: Sections, root: Path) -> dict:
     cfg = sections.tokenize
     docs = read_jsonl(root / "data" / "clean" / "docs.jsonl")
-    splits = split_documents(docs, cfg.val_fraction, cfg.test_fraction)
+    splits = split_documents(docs, cfg.val_fraction, cfg.test_fraction, cfg.split_by)
     empty = [name for name, split_docs in splits.items() if not split_docs]
     if empty:
         raise ValueError(
-            f"splits {empty} are empty: {len(docs)} documents are too few for tokenize.val_fraction / test_fraction"
+            f"splits {empty} are empty: {len(docs)} documents split by {cfg.split_by} (tokenize.split_by) "
+            f"at val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction} leave them nothing"
         )
     tokenizer = train_bpe((d["text"] for d in splits["train"]), cfg.vocab_size, cfg.min_frequency)
     vocab_size = tokenizer.get_vocab_size()

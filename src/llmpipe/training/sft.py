@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import Dataset
 
 from llmpipe.data.chat_template import Template
-from llmpipe.data.token_files import split_of
+from llmpipe.data.splits import split_of
 from llmpipe.jsonl import read_jsonl
 
 POEM_LABELS = ("tang300", "song100")
