@@ -36,7 +36,7 @@ class Ingest:
     zh_files: list[str]
     exclude_files: list[str]
     max_docs_per_file: int | None = between(1)
-    max_doc_bytes: int | None = between(1)  # longer texts are cut into documents (data/pieces.py)
+    max_doc_bytes: int | None = between(64)  # longer texts are cut into documents (data/pieces.py)
     fields: Fields
     hf_config: str | None
     hf_split: str

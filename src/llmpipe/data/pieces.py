@@ -25,7 +25,7 @@ def cut(text: str, max_bytes: int) -> list[str]:
 def units(text: str, max_bytes: int, level: int) -> list[str]:
     """The text split at the level's boundaries, each unit further split where it is still too long."""
     if level == len(BOUNDARIES):
-        return by_characters(text, max_bytes)
+        return list(text)  # no boundary left: between any two characters (pack joins them)
     parts = [p for p in split_keeping(text, BOUNDARIES[level]) if p]
     found = []
     for part in parts:
@@ -41,19 +41,6 @@ def split_keeping(text: str, boundary: re.Pattern) -> list[str]:
             pieces.append(text[start : match.end()])
             start = match.end()
     pieces.append(text[start:])
-    return pieces
-
-
-def by_characters(text: str, max_bytes: int) -> list[str]:
-    pieces, current, current_size = [], [], 0
-    for char in text:
-        char_size = size(char)
-        if current and current_size + char_size > max_bytes:
-            pieces.append("".join(current))
-            current, current_size = [], 0
-        current.append(char)
-        current_size += char_size
-    pieces.append("".join(current))
     return pieces
 
 
