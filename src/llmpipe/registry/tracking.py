@@ -120,7 +120,7 @@ def stage_run(stage: str, params: dict, root: str | Path = "."):
 
     experiment_id = setup(root)
     tags = {STAGE_TAG: stage, "dvc.stage": stage, "mlflow.source.git.commit": git_commit(root)}
-    if os.environ.get("DVC_EXP_NAME"):  # a queued DVC experiment (llmpipe.experiments): its name
+    if os.environ.get("DVC_EXP_NAME"):  # a queued DVC experiment (llmpipe.studies.experiments): its name
         tags[EXPERIMENT_TAG] = os.environ["DVC_EXP_NAME"]
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
         flat = redact(flatten(params))

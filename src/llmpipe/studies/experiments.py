@@ -1,4 +1,4 @@
-"""Queued DVC experiments, for the studies that compare runs (llmpipe.architectures, llmpipe.scaling):
+"""Queued DVC experiments, for the studies that compare runs (llmpipe.studies.architectures, .scaling, .transfer):
 queue named points with Hydra overrides (`dvc exp run --queue -n NAME -S ...`), run the queue one
 experiment at a time, and wait until every one of them has finished.
 

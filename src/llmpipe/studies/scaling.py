@@ -11,7 +11,7 @@ fraction with scaling.pretrain.epochs 1), parameters (N: non-embedding) and FLOP
 flops_per_token, 6N plus attention and the output layer).
 
 `llmpipe scaling report [OVERRIDES]` reads the points back from MLflow by experiment name, fits
-power laws (llmpipe.power_law) and writes reports/scaling.md and reports/scaling.png.
+power laws (llmpipe.studies.power_law) and writes reports/scaling.md and reports/scaling.png.
 """
 
 from dataclasses import dataclass, fields
