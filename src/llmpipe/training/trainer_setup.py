@@ -2,9 +2,7 @@
 the strategy (DDP, FSDP2), precision, gradient accumulation that keeps the optimizer batch the same
 on any hardware, the progress bar and the MLflow logger."""
 
-import logging
 import sys
-from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
@@ -13,8 +11,6 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from llmpipe.atomic import replace_file
 from llmpipe.schema import Hardware, Optimization, Pretrain
-
-log = logging.getLogger(__name__)
 
 
 def batch_split(batch_size: int, hardware: Hardware) -> tuple[int, int]:
@@ -160,22 +156,21 @@ def build_trainer(
     hardware: Hardware,
     settings: Optimization,
     accumulate: int,
+    checkpoint: ModelCheckpoint,
     callbacks: list[Callback],
-    max_steps: int | None = None,
+    max_steps: int,
     limit_val_batches: int | float = 1.0,
-    default_root_dir: Path | None = None,
     log_prefix: str = "",
 ) -> L.Trainer:
     """A Trainer from the hardware section and a training run's settings (val_every, log_every,
-    grad_clip, and max_steps unless given), with step counts in optimizer steps."""
-    checkpoint = next((c for c in callbacks if isinstance(c, ModelCheckpoint)), None)
+    grad_clip), with step counts in optimizer steps, saving resume checkpoints with `checkpoint`."""
     return L.Trainer(
         accelerator=hardware.accelerator,
         devices=hardware.devices,
         num_nodes=hardware.num_nodes,
         strategy=strategy(hardware),
         precision=hardware.precision,
-        max_steps=settings.max_steps if max_steps is None else max_steps,
+        max_steps=max_steps,
         accumulate_grad_batches=accumulate,
         gradient_clip_val=settings.grad_clip,
         val_check_interval=settings.val_every * accumulate,  # Lightning counts this in micro-batches
@@ -184,12 +179,11 @@ def build_trainer(
         log_every_n_steps=settings.log_every,
         num_sanity_val_steps=0,
         logger=mlflow_logger(log_prefix),
-        callbacks=[*callbacks, LossProgressBar(refresh_rate=settings.log_every), LearningRateLogger()],
+        callbacks=[checkpoint, *callbacks, LossProgressBar(refresh_rate=settings.log_every), LearningRateLogger()],
         plugins=[AtomicCheckpointIO()],
         # Our loaders shard themselves across ranks (datasets.SkipSampler), so that the position a
         # checkpoint saves is exact under data parallelism too.
         use_distributed_sampler=False,
         enable_model_summary=False,
-        enable_checkpointing=checkpoint is not None,
-        default_root_dir=checkpoint.dirpath if checkpoint else default_root_dir,  # nothing in the working dir
+        default_root_dir=checkpoint.dirpath,  # nothing in the working dir
     )
