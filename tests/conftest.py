@@ -29,12 +29,23 @@ if "PYTEST_XDIST_WORKER" in os.environ:
 PIPELINE_FIXTURES = {"tiny_project"}
 
 
+# The longest test files (each a few minutes on 2 cores), longest first. make test gives each pytest
+# worker one file at a time (--dist loadfile) in collection order: starting these first, then the
+# rest, keeps both workers busy to the end instead of leaving one long file running alone.
+LONGEST_FIRST = [
+    "test_pipeline", "test_chaos", "test_scaling", "test_book", "test_jsonl_folder",
+    "test_resume", "test_distributed", "test_stages", "test_clean", "test_finetune_tasks", "test_ui",
+]  # fmt: skip
+
+
 def pytest_collection_modifyitems(config, items):
     import torch
 
     for item in items:
         if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))  # stable: the rest keep their order
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -34,7 +34,7 @@ STAGES = [
 KILLS_PER_STAGE = {"pretrain": 2, "finetune@topics": 2, "finetune@sft": 2}
 TASKS = ("topics", "sentiment", "sft")
 PIPELINE = [
-    "ingest", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS), "evaluate",
+    "ingest", "plan", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS), "evaluate",
     *(f"evaluate_task@{t}" for t in TASKS), "evaluate_harness", "report", "register",
     *(f"register_task@{t}" for t in TASKS),
 ]  # fmt: skip  # every stage, in the order dvc runs them

@@ -228,3 +228,28 @@ def test_a_book_in_one_file_becomes_documents_split_by_position(tmp_path, mlflow
     assert parts["train"] and parts["val"] and parts["test"]
     assert max(parts["train"]) < min(parts["val"]) and max(parts["val"]) < min(parts["test"])  # in book order
     assert tokens["splits"]["train"]["docs"] > 8 * tokens["splits"]["test"]["docs"]
+
+
+def test_a_zero_fraction_leaves_its_split_empty_and_the_stage_that_needs_it_names_the_setting(
+    tmp_path, mlflow_store, fortunes_installed
+):
+    """tokenize.test_fraction 0 (or val_fraction 0) is a choice, not an error: the split is written
+    empty; reading it names the setting. A fraction above 0 that leaves a split empty still fails."""
+    from llmpipe.data.corpus import read_fortunes
+    from llmpipe.data.token_files import load_tokens
+    from llmpipe.stages import tokenize
+
+    texts = [d["text"] for d in read_fortunes(fortunes_installed, [], ["tang300", "song100", "chinese"])][:300]
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "notes.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    source = f"ingest.source={tmp_path / 'corpus'}"
+    run(tmp_path, ["ingest.format=auto", source, "tokenize.test_fraction=0", "tokenize.val_fraction=0.2"])
+    splits = run_stage(tokenize.stage(), tmp_path)["splits"]
+    assert splits["test"]["docs"] == 0 and splits["val"]["docs"] > 0 and splits["train"]["docs"] > 0
+    assert len(load_tokens(tmp_path / "data" / "tokens", "val")) > 0
+    with pytest.raises(ValueError, match=r"test split has no documents \(tokenize.test_fraction is 0"):
+        load_tokens(tmp_path / "data" / "tokens", "test")
+    too_small = ["experiment=tiny", "tokenize.val_fraction=0.0001"]  # 300 documents leave 0.01 % nothing
+    (tmp_path / "params.yaml").write_text(compose(too_small, conf_dir=REPO / "conf"))
+    with pytest.raises(ValueError, match=r"splits \['val'\] are empty: .* val_fraction=0.0001"):
+        run_stage(tokenize.stage(), tmp_path)

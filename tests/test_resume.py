@@ -1,5 +1,5 @@
 """Kill pretraining after a checkpoint, run it again, and get the same weights, bit for bit, as a run
-that was never interrupted (CPU, same seed): the Transformer and each recurrent model."""
+that was never interrupted (CPU, same seed): the Transformer and a recurrent model."""
 
 import os
 import shutil
@@ -39,7 +39,10 @@ def finish(process: subprocess.Popen):
 SMALL_RECURRENT = ["model.n_layer=1", "model.d_model=64", "model.block_size=64"]
 ARCHITECTURES = {
     "transformer": ["hardware.precision=bf16-mixed", "pretrain.optimizer=muon"],  # the default CPU recipe
-    **{arch: [f"model={arch}", *SMALL_RECURRENT] for arch in ("rnn", "lstm", "gru")},
+    # One recurrent model stands for the three: they share RecurrentLM and its training path, and
+    # each sequence's state starts at zero, so nothing but weights and optimizer state is resumed.
+    # LSTM, with its two states, is the one with most to lose.
+    "lstm": ["model=lstm", *SMALL_RECURRENT],
 }
 
 

@@ -2,6 +2,7 @@
 
 import argparse
 import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -87,6 +88,12 @@ def registered_models(params) -> dict[str, tuple[str, dict[str, str]]]:
     }
 
 
+def skip_reason_of(target: str) -> str | None:
+    """Why a task's register stage skipped it (the corpus could not feed the task), or None."""
+    path = Path("metrics") / "register_task" / f"{target}.json"
+    return json.loads(path.read_text(encoding="utf-8")).get("skipped") if target != "lm" and path.is_file() else None
+
+
 def cmd_promote(args) -> int:
     from llmpipe.config import load_typed
     from llmpipe.registry import tracking
@@ -95,8 +102,12 @@ def cmd_promote(args) -> int:
     params = load_typed()
     tracking.setup()
     refused = 0
-    for name, gates in registered_models(params).values():
+    for target, (name, gates) in registered_models(params).items():
         if args.model and name not in args.model:
+            continue
+        skipped = skip_reason_of(target)
+        if skipped:
+            print(f"{name}: not registered, the task was skipped: {skipped}")
             continue
         d = promote(name, gates, params.register.alias, params.promote.champion_alias, args.force)
         verdict = "promoted" if d.promoted else "unchanged" if d.champion == d.challenger else "refused"

@@ -100,6 +100,9 @@ def run_stage(stage: Stage, root: Path = Path(".")) -> dict:
     with tracking.stage_run(stage.name, cfg.raw, root):
         metrics = stage.run(cfg, root)
         tracking.log_metrics(metrics, prefix=stage.name)
+        if "skipped" in metrics:  # a task the corpus cannot feed (llmpipe.data.task_support): say why, loudly
+            tracking.set_tag("llmpipe.skipped", metrics["skipped"])
+            log.warning("%s skipped: %s", stage.name, metrics["skipped"])
     if metrics:  # a stage that only writes a report has none
         write_metrics(stage.name, metrics, root)
     log.info("%s done in %.1fs: %s", stage.name, time.perf_counter() - started, summary(metrics, stage.summary))

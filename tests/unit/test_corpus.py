@@ -38,7 +38,7 @@ def test_jsonl_folder_and_bad_line_named(tmp_path):
         json.dumps({"text": "你好世界", "label": "x"}) + "\n" + json.dumps({"id": "k", "text": "hi"}) + "\n"
     )
     docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="jsonl")))
-    assert [(d["id"], d["lang"], d["label"]) for d in docs] == [("a:0000001", "zh", "x"), ("k", "en", "a")]
+    assert [(d["id"], d["lang"], d["label"]) for d in docs] == [("a:0000001", "zh", "x"), ("k", "en", None)]
     (tmp_path / "b.jsonl").write_text('{"text": 1}\n\n{"text": "fine"}\n')
     docs = list(read_corpus(typed_section("ingest", source=tmp_path, format="jsonl")))
     bad = [d for d in docs if is_bad(d)]
@@ -79,7 +79,7 @@ def test_parquet_folder_with_a_custom_text_field(tmp_path):
     docs = list(read_corpus(replace(cfg, fields=replace(cfg.fields, text="body"))))
     assert [(d["id"], d["text"], d["lang"], d["label"]) for d in docs] == [
         ("part:0000001", "床前明月光", "zh", "poem"),
-        ("part:0000002", "A fortune.", "en", "part"),
+        ("part:0000002", "A fortune.", "en", None),
     ]
 
 

@@ -47,7 +47,11 @@ def test_auto_reads_every_format_as_what_it_is(tmp_path):
     by_text = {r["text"]: r for r in records}
     assert by_text[POEM]["id"] == "li-bai" and by_text[POEM]["lang"] == "zh"
     assert by_text["A row, with a comma."]["label"] == "csv" and by_text[SAYING]["label"] == "proverb"
-    assert by_text["Compressed."]["label"] == "h"  # the file's name without its suffixes
+    assert by_text["Compressed."]["label"] is None  # a record without a label has none (not its shard's name)
+    assert (
+        by_text["First entry."]["label"] == "f"
+        and by_text["A whole book in one file.\n\nIts second paragraph.\n"]["label"] == "g"
+    )  # a fortune or txt file's name is its label
 
 
 def test_a_format_that_does_not_match_a_file_stops_naming_it(tmp_path):

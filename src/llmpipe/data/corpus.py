@@ -12,9 +12,11 @@
            looks like (a folder of .jsonl read as fortunes would otherwise become one document).
   hf       a Hugging Face dataset: `ingest.source` is its name on the Hub (needs a network) or a
            builder such as `json` / `parquet` with `ingest.hf_data_files`; streamed, never held whole.
-Records with a text field take `id`, `lang` and `label` when present; the file's stem is the
-default label. Text files in another encoding than UTF-8 (GBK, GB18030, Big5, UTF-16 with a BOM,
-...) are decoded exactly or not at all (formats.decode), and counted (`ingest_stats`).
+Records with a text field take `id`, `lang` and `label` when present. A record without a label has
+none (a shard's file name says nothing of its text), while a fortune or txt file's name is its
+documents' label (Debian's fortune files are topics). Text files in another encoding than UTF-8
+(GBK, GB18030, Big5, UTF-16 with a BOM, ...) are decoded exactly or not at all (formats.decode),
+and counted (`ingest_stats`).
 
 A record that cannot become a document (not decodable, not JSON, not an object, no text field, an
 empty text) is not an error: the readers yield it as a quarantine record {reason, source, raw} (see
@@ -169,7 +171,7 @@ def read_jsonl_file(path: Path, fields: Fields) -> Iterator[dict]:
             if not isinstance(record, dict):
                 yield bad("not_an_object", where, raw.rstrip(b"\n"))
                 continue
-            yield document(record, fields, f"{label_of(path)}:{lineno:07d}", where, label_of(path))
+            yield document(record, fields, f"{label_of(path)}:{lineno:07d}", where, None)
 
 
 def read_json_file(path: Path, fields: Fields) -> Iterator[dict]:
@@ -183,7 +185,7 @@ def read_json_file(path: Path, fields: Fields) -> Iterator[dict]:
         if not isinstance(record, dict):
             yield bad("not_an_object", where, json.dumps(record, ensure_ascii=False, default=str))
             continue
-        yield document(record, fields, f"{label_of(path)}:{row:07d}", where, label_of(path))
+        yield document(record, fields, f"{label_of(path)}:{row:07d}", where, None)
 
 
 def read_parquet_file(path: Path, fields: Fields) -> Iterator[dict]:
@@ -196,7 +198,7 @@ def read_parquet_file(path: Path, fields: Fields) -> Iterator[dict]:
     for batch in pq.ParquetFile(source).iter_batches(batch_size=4096):  # never the whole file in memory
         for record in batch.to_pylist():
             row += 1
-            yield document(record, fields, f"{label_of(path)}:{row:07d}", f"{path}:{row}", label_of(path))
+            yield document(record, fields, f"{label_of(path)}:{row:07d}", f"{path}:{row}", None)
 
 
 def read_table_file(path: Path, fields: Fields, delimiter: str, stats: Counter) -> Iterator[dict]:
@@ -215,7 +217,7 @@ def read_table_file(path: Path, fields: Fields, delimiter: str, stats: Counter) 
     if fields.text not in (reader.fieldnames or []):
         raise ValueError(f"{path}: no column {fields.text!r} (ingest.fields.text); its columns: {reader.fieldnames}")
     for row, record in enumerate(reader, start=1):
-        yield document(record, fields, f"{label_of(path)}:{row:07d}", f"{path}:{row + 1}", label_of(path))
+        yield document(record, fields, f"{label_of(path)}:{row:07d}", f"{path}:{row + 1}", None)
 
 
 def read_hf(cfg: Ingest) -> Iterator[dict]:

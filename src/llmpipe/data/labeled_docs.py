@@ -5,6 +5,7 @@ import hashlib
 from pathlib import Path
 
 from llmpipe.data.splits import split_of
+from llmpipe.data.task_support import Unsupported, label_shortfall
 from llmpipe.jsonl import read_jsonl
 
 
@@ -17,22 +18,15 @@ def choose_labels(
     for doc in train_docs:
         if doc.get("label") is not None:
             counts[doc["label"]] = counts.get(doc["label"], 0) + 1
+    shortfall = label_shortfall(counts, wanted, min_examples)
+    if shortfall:
+        raise Unsupported(f"finetune.{task}: its training documents fall short: {shortfall}")
     if wanted:
-        missing = [label for label in wanted if label not in counts]
-        if missing:
-            raise ValueError(
-                f"finetune.{task}.labels {missing} have no training documents; labels present: {sorted(counts)}"
-            )
         return list(wanted)
     ranked = sorted(
         (label for label, n in counts.items() if n >= min_examples), key=lambda label: (-counts[label], label)
     )
     labels = ranked[:max_labels] if max_labels else ranked
-    if len(labels) < 2:
-        raise ValueError(
-            f"fewer than 2 labels have finetune.{task}.min_examples_per_label={min_examples} training documents "
-            f"(counts: {dict(sorted(counts.items(), key=lambda kv: -kv[1])[:10])})"
-        )
     return sorted(labels)
 
 

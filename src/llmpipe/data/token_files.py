@@ -24,6 +24,11 @@ def write_tokens(path: str | Path, docs_ids: list[list[int]], eot_id: int, vocab
 def load_tokens(tokens_dir: str | Path, split: str) -> np.ndarray:
     tokens_dir = Path(tokens_dir)
     meta = json.loads((tokens_dir / "meta.json").read_text())
+    if not meta["splits"][split]["docs"]:
+        raise ValueError(
+            f"{tokens_dir / split}.bin is empty: the {split} split has no documents (tokenize.{split}_fraction "
+            f"is 0, or tokenize.split_by=field and no document says split={split!r}), and this stage needs it"
+        )
     return np.memmap(tokens_dir / f"{split}.bin", dtype=token_dtype(meta["vocab_size"]), mode="r")
 
 

@@ -3,18 +3,21 @@ per-class table and the confusion matrix, next to always answering the majority 
 
 import numpy as np
 import torch
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_precision,
-    multiclass_recall,
-)
+
+# torchmetrics is imported where it is used: it takes seconds to import (it loads transformers), and
+# the stages that import this module for a generation task never need it.
 
 
 def classification_metrics(pred: list[int], target: list[int], num_labels: int) -> dict:
     """Accuracy; precision, recall and F1 averaged over classes (macro: each class counts alike) and
     over examples (micro F1, which equals accuracy when every example has one label)."""
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_f1_score,
+        multiclass_precision,
+        multiclass_recall,
+    )
+
     p, t = torch.tensor(pred), torch.tensor(target)
     return {
         "acc": multiclass_accuracy(p, t, num_labels, average="micro").item(),
@@ -27,6 +30,8 @@ def classification_metrics(pred: list[int], target: list[int], num_labels: int) 
 
 def per_class_metrics(pred: list[int], target: list[int], labels: list[str]) -> list[dict]:
     """One row per label: precision, recall, F1 and support (how many test examples carry it)."""
+    from torchmetrics.functional.classification import multiclass_f1_score, multiclass_precision, multiclass_recall
+
     p, t, n = torch.tensor(pred), torch.tensor(target), len(labels)
     columns = {
         "precision": multiclass_precision(p, t, n, average="none").tolist(),
@@ -39,6 +44,8 @@ def per_class_metrics(pred: list[int], target: list[int], labels: list[str]) -> 
 
 def confusion_matrix(pred: list[int], target: list[int], num_labels: int) -> list[list[int]]:
     """counts[actual][predicted]."""
+    from torchmetrics.functional.classification import multiclass_confusion_matrix
+
     return multiclass_confusion_matrix(torch.tensor(pred), torch.tensor(target), num_labels).tolist()
 
 

@@ -17,7 +17,6 @@ Scales follow the libraries: BLEU and chrF in 0..100 (corpus-level), ROUGE F1 an
 import re
 
 import sacrebleu
-from rouge_score import rouge_scorer
 
 ROUGE_TYPES = ("rouge1", "rouge2", "rougeL")
 # CJK Unified Ideographs with extension A and the compatibility block: one token per character
@@ -50,6 +49,8 @@ def generation_scores(outputs: list[str], references: list[str]) -> dict:
     assert len(outputs) == len(references)
     if not outputs:
         return {"pairs": 0}
+    from rouge_score import rouge_scorer  # here: it loads nltk (a second), which classifiers never need
+
     scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), tokenizer=RougeTokenizer())
     rouge = {name: 0.0 for name in ROUGE_TYPES}
     for output, reference in zip(outputs, references, strict=True):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from llmpipe.data.task_support import Unsupported
 from llmpipe.logs import quiet_bars, verbose
 from llmpipe.schema import EvaluateHarness
 
@@ -168,9 +169,9 @@ def evaluate(model_dir: Path, docs: list[dict], data_dir: Path, cfg: EvaluateHar
     check_loadable(model_dir)
     cfg = replace(cfg, max_tokens=min(cfg.max_tokens, config["model"]["block_size"] - 1))  # what it can read
     items = cloze_items(docs, tokenizer, cfg, seed)
-    if not items:
-        raise ValueError(
-            f"evaluate_harness: no language has {cfg.choices} held-out documents of at least "
+    if not items:  # a small or single-text corpus: too few held-out documents
+        raise Unsupported(
+            f"no language has {cfg.choices} held-out documents of at least "
             f"{cfg.min_chars} characters whose second half fits in {cfg.max_tokens // 2} tokens"
         )
     scores = run_lm_eval(model_dir, write_items(items, data_dir), cfg.batch_size, limit)

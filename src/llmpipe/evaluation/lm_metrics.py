@@ -173,6 +173,9 @@ def language_model_scores(net, block_size: int, tokens_dir: Path, batch_size: in
     train = load_tokens(tokens_dir, "train")
     metrics: dict = {}
     for split in LM_SPLITS:
+        if not meta["splits"][split]["docs"]:  # left empty on purpose (tokenize.test_fraction 0): not scored
+            metrics.setdefault("empty_splits", []).append(split)
+            continue
         tokens, docs = load_tokens(tokens_dir, split), read_jsonl(tokens_dir / f"{split}.jsonl")
         nats = {
             "": token_nats(net, tokens, block_size, batch_size, progress=True),

@@ -269,7 +269,10 @@ def samples_section(root: Path) -> str:
 def page(root: Path, finetune: Finetune, out: Path) -> str:
     parts = ["# llmpipe report card\n", lm_section(root, out), harness_section(root)]
     for task in finetune.tasks:
-        if finetune[task].type == "classify":
+        skipped = read_json(root / "metrics" / "evaluate_task" / f"{task}.json").get("skipped")
+        if skipped:  # the corpus could not feed it (llmpipe.data.task_support)
+            parts.append(f"## Task `{task}`: skipped\n\n{cell(skipped)}\n")
+        elif finetune[task].type == "classify":
             parts.append(classifier_section(root, task, out))
         else:
             parts.append(sft_section(root, task, out))

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from llmpipe.data.chat_template import Template, model_prompt
 from llmpipe.data.labeled_docs import classification_docs
+from llmpipe.data.task_support import Unsupported
 from llmpipe.evaluation import generation_metrics, report_card
 from llmpipe.evaluation.classification import (
     classification_metrics,
@@ -57,6 +58,8 @@ def evaluate_classifier(net, config: dict, tokenizer, tokens_dir: Path, shown: i
     `shown` misclassified examples into reports/misclassified.md."""
     labels, max_tokens = config["labels"], config["max_tokens"]
     train, test = (classify_docs(config, s, tokens_dir) for s in ("train", "test"))
+    if not test:
+        raise Unsupported(f"no test documents in lang {config['lang']!r} carry the classifier's labels {labels}")
     target = [labels.index(d["label"]) for d in test]
     pred = classify_texts(net, tokenizer, [d["text"] for d in test], max_tokens)
     scores = classification_metrics(pred, target, len(labels))
@@ -132,6 +135,8 @@ def evaluate_sft(
     section) and the scores of its responses under each decoding of `cfg` (evaluate_task.generation),
     next to random training responses; generation.csv into plots/, samples.md into reports/."""
     pairs = sft.task_pairs(task_cfg, "test", tokens_dir)
+    if not pairs:
+        raise Unsupported("the test split gives no prompt/response pairs")
     test = sft.SupervisedSequences(pairs, Template(**config["template"]), tokenizer, net.config.block_size)
     nats, count = sequence_nats(net, test, batch_size)
     shown = interleave_languages(pairs, cfg.max_pairs)

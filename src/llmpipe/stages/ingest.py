@@ -46,6 +46,7 @@ def run(sections: Sections, root: Path) -> dict:
     with replace_file(root / "data" / "quarantine" / "ingest.jsonl") as tmp:
         write_jsonl(tmp, quarantined)
     langs = Counter(doc["lang"] for group_docs in by_file.values() for doc in group_docs)
+    labels = Counter((d["lang"], d["label"]) for docs in by_file.values() for d in docs if d["label"] is not None)
     kept = sum(1 for group_docs in by_file.values() for doc in group_docs if doc.get("part", 0) == 0)
     assert read == kept + len(quarantined) + capped, "ingest lost records"
     return {
@@ -54,10 +55,20 @@ def run(sections: Sections, root: Path) -> dict:
         "docs_per_lang": dict(langs),
         "quarantined": dict(Counter(q["reason"] for q in quarantined)),
         "capped": capped,
+        "labels": labels_by_lang(labels),  # what the fine-tuning tasks can use (the plan stage reads it)
         "cut_into_pieces": cut,  # texts over ingest.max_doc_bytes, each now several documents
         "source_files": {k.removeprefix("files/"): v for k, v in stats.items() if k.startswith("files/")},
         "decoded": {k.removeprefix("decoded/"): v for k, v in stats.items() if k.startswith("decoded/")},
     }
+
+
+def labels_by_lang(counts: Counter, top: int = 100) -> dict:
+    """{lang: {label: documents}}, the `top` most frequent labels of each language."""
+    out: dict[str, dict] = defaultdict(dict)
+    for (lang, label), n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+        if len(out[lang]) < top:
+            out[lang][str(label)] = n
+    return dict(out)
 
 
 def stage() -> Stage:

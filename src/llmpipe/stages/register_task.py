@@ -2,21 +2,25 @@
 language model: a new version, the `challenger` alias, its evaluation metrics as tags.
 
 Reads: models/finetune/<task>/; metrics/evaluate_task/<task>.json.
-Writes: metrics/register_task/<task>.json (name, version, URI, run id).
+Writes: metrics/register_task/<task>.json (name, version, URI, run id; or why it was skipped).
 Run: python -m llmpipe.stages.register_task <task>
 """
 
+import json
 from pathlib import Path
 
 from llmpipe.registry.model_registry import register_export
 from llmpipe.runner import Sections, Stage, stage_main
 
-SUMMARY = ["model_name", "version", "alias"]  # what its summary line shows (runner.summary)
+SUMMARY = ["skipped", "model_name", "version", "alias"]  # what its summary line shows (runner.summary)
 
 
 def stage(task: str) -> Stage:
     def run(cfg: Sections, root: Path) -> dict:
         export, metrics = f"models/finetune/{task}", f"metrics/evaluate_task/{task}.json"
+        skipped = json.loads((root / metrics).read_text(encoding="utf-8")).get("skipped")
+        if skipped:  # nothing was trained or scored: nothing to register
+            return {"skipped": skipped, "model_name": cfg.register.model_name(task)}
         return register_export(root, export, metrics, cfg.register.model_name(task), cfg.register.alias)
 
     return Stage(f"register_task/{task}", run, params=["register"], summary=SUMMARY)

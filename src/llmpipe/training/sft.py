@@ -46,12 +46,18 @@ def poem_pair(doc: dict) -> Pair | None:
     return Pair("\n".join(lines[:3]), "\n".join(lines[3:]), doc["id"], doc["lang"])
 
 
-def fortune_pair(doc: dict, min_response_chars: int = 20) -> Pair | None:
-    """The first sentence  ->  the rest of the fortune."""
+def fortune_pair(doc: dict, min_response_chars: int = 20, max_response_chars: int = 2000) -> Pair | None:
+    """The first sentence  ->  the rest of the fortune, cut at the last sentence end within
+    max_response_chars (a document of a user's book is a 100 kB piece: a reply of the whole would be
+    longer than any model here reads, and scoring it against another would cost minutes)."""
     parts = SENTENCE_END.split(doc["text"].strip(), maxsplit=1)
     if len(parts) < 2 or len(parts[1]) < min_response_chars:
         return None
-    return Pair(parts[0], parts[1], doc["id"], doc["lang"])
+    response = parts[1]
+    if len(response) > max_response_chars:
+        ends = [m.start() for m in SENTENCE_END.finditer(response, 0, max_response_chars)]
+        response = response[: ends[-1]] if ends else response[:max_response_chars]
+    return Pair(parts[0], response, doc["id"], doc["lang"])
 
 
 def corpus_pairs(docs: list[dict], sources: list[str]) -> list[Pair]:
