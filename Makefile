@@ -51,8 +51,10 @@ repro: setup
 	dvc repro
 
 # Two pytest workers, one per core, each test file in one worker (its module fixtures are built once);
-# tests/conftest.py gives each worker one thread, so the two never compete for a core.
-PYTEST_WORKERS ?= -n 2 --dist loadfile
+# tests/conftest.py gives each worker one thread, so the two never compete for a core, and orders the
+# files longest first, which --no-loadscope-reorder keeps (xdist would put the files of many short
+# tests first and leave a long one running alone at the end).
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 test: setup
 	python -m pytest $(PYTEST_WORKERS)

@@ -31,7 +31,8 @@ PIPELINE_FIXTURES = {"tiny_project"}
 
 # The longest test files (each a few minutes on 2 cores), longest first. make test gives each pytest
 # worker one file at a time (--dist loadfile) in collection order: starting these first, then the
-# rest, keeps both workers busy to the end instead of leaving one long file running alone.
+# rest, keeps both workers busy to the end instead of leaving one long file running alone (the
+# Makefile passes --no-loadscope-reorder, or xdist would reorder files by their number of tests).
 LONGEST_FIRST = [
     "test_pipeline", "test_chaos", "test_scaling", "test_book", "test_jsonl_folder",
     "test_resume", "test_distributed", "test_stages", "test_clean", "test_finetune_tasks", "test_ui",
