@@ -20,6 +20,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from llmpipe.data.token_files import token_dtype
+
 from .conftest import sh, tiny_dvc_project
 
 pytestmark = pytest.mark.slow
@@ -82,7 +84,8 @@ def check_outputs_whole(root: Path):
     if tokens.is_dir():
         meta = json.loads((tokens / "meta.json").read_text())
         for split, info in meta["splits"].items():
-            assert np.fromfile(tokens / f"{split}.bin", dtype=np.uint16).size == info["tokens"], split
+            dtype = token_dtype(meta["vocab_size"])
+            assert np.fromfile(tokens / f"{split}.bin", dtype=dtype).size == info["tokens"], split
     for model in [root / "models" / "pretrain", *(root / "models" / "finetune").glob("*")]:
         if model.is_dir() and not model.name.endswith(".tmp"):
             assert load_file(model / "model.safetensors")

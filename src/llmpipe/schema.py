@@ -86,8 +86,10 @@ class Clean:
 
 @dataclass
 class Tokenize:
-    vocab_size: int = between(260, 65535)  # 256 bytes and four special tokens; ids are stored as uint16
+    vocab_size: int = between(260, 2**32 - 1)  # 256 bytes and four special tokens; token files are uint16
+    # up to 65535 ids, uint32 above (token_files.token_dtype)
     min_frequency: int = between(1)
+    bpe_sample_bytes: int | None = between(1)  # the BPE trains on the train split's first this many bytes
     split_by: str = between(choices=("hash", "field", "position"))  # data/token_files.split_documents
     val_fraction: float = between(0, below=0.5)
     test_fraction: float = between(0, below=0.5)

@@ -4,7 +4,7 @@ Byte-level means every string encodes, whatever its script: Chinese characters t
 not cover fall back to their UTF-8 bytes, so nothing is ever mapped to an unknown token.
 """
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -16,13 +16,22 @@ ASSISTANT = "<|assistant|>"  # opens the response
 SPECIAL_TOKENS = [EOT, PAD, USER, ASSISTANT]
 
 
+def first_bytes(texts: Iterable[str], max_bytes: int | None) -> Iterator[str]:
+    """The texts in order until they hold max_bytes of UTF-8 (None: all): the tokenizer's training
+    sample, the same on every run and bounded in memory whatever the corpus size."""
+    seen = 0
+    for text in texts:
+        if max_bytes is not None and seen >= max_bytes:
+            return
+        seen += len(text.encode("utf-8"))
+        yield text
+
+
 def train_bpe(texts: Iterable[str], vocab_size: int, min_frequency: int = 2) -> Tokenizer:
     if vocab_size < 256 + len(SPECIAL_TOKENS):
         raise ValueError(
             f"tokenize.vocab_size={vocab_size} is below the 256 byte tokens plus {len(SPECIAL_TOKENS)} special tokens"
         )
-    if vocab_size > 65535:
-        raise ValueError(f"tokenize.vocab_size={vocab_size} does not fit the uint16 token files (at most 65535)")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()

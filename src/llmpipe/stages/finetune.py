@@ -15,7 +15,7 @@ from pathlib import Path
 
 from llmpipe.atomic import replace_dir
 from llmpipe.data.task_support import Unsupported, write_skip
-from llmpipe.runner import Sections, Stage, stage_main
+from llmpipe.runner import Sections, Stage, is_rank_zero, stage_main
 from llmpipe.training.finetuning import Task, finetune_task
 
 SUMMARY = ["skipped", "macro_f1", "acc", "loss", "best_step", "seed", "train_examples", "capped", "adapt/last_loss"]
@@ -27,8 +27,9 @@ def run(task: str, cfg: Sections, root: Path) -> dict:
         return finetune_task(Task(task, settings, raw, cfg.seed, cfg.hardware, root))
     except Unsupported as why:
         for folder in (root / "models" / "finetune" / task, root / "plots" / "finetune" / task):
-            with replace_dir(folder) as tmp:
-                write_skip(tmp, task, str(why))
+            if is_rank_zero():  # under distributed training every process finds it; one writes
+                with replace_dir(folder) as tmp:
+                    write_skip(tmp, task, str(why))
         return {"skipped": str(why)}
 
 

@@ -1,13 +1,12 @@
-"""tokenize: split documents into train/val/test, train a byte-level BPE tokenizer on train only,
-and write each split as a flat file of token ids.
-
-Documents that carry a `held_out` record (clean.enabled false: the text is raw) train on their raw
-text and are held out as the cleaned record, or not at all where cleaning removed them: val and test
-are then the same documents, with the same text, as when cleaning is on.
+"""tokenize: split documents into train/val/test, train a byte-level BPE tokenizer on train only
+(tokenizers), and write each split as a flat file of token ids (encoded by tiktoken where it gives
+the same ids: llmpipe.data.fast_encoding). Documents that carry a `held_out` record (clean.enabled
+false: the text is raw) train on their raw text and are held out as the cleaned record, or not at
+all where cleaning removed them: val and test are the same documents as when cleaning is on.
 
 Reads: data/clean/docs.jsonl.
 Writes: data/tokens/{tokenizer.json, meta.json, <split>.bin, <split>.jsonl}; metrics/tokenize.json.
-  <split>.bin    uint16 token ids, every document followed by <|endoftext|>
+  <split>.bin    token ids (uint16; uint32 above 65535), every document followed by <|endoftext|>
   <split>.jsonl  the split's documents, for the stages that need text and labels
   meta.json      vocab size, special token ids, docs / tokens / UTF-8 bytes per split, and
                  train_cleaned (false when the train split is raw text)
@@ -20,9 +19,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from llmpipe.atomic import replace_dir
+from llmpipe.data.fast_encoding import fast_encoder, write_encoded
 from llmpipe.data.splits import SPLITS, split_documents
-from llmpipe.data.token_files import write_tokens
-from llmpipe.data.tokenizer import EOT, PAD, special_id, train_bpe
+from llmpipe.data.token_files import token_dtype
+from llmpipe.data.tokenizer import EOT, PAD, first_bytes, special_id, train_bpe
 from llmpipe.jsonl import read_jsonl, write_jsonl
 from llmpipe.runner import Sections, Stage, stage_main
 
@@ -33,8 +33,7 @@ def run(sections: Sections, root: Path) -> dict:
     cfg = sections.tokenize
     docs = read_jsonl(root / "data" / "clean" / "docs.jsonl")
     splits = split_documents(docs, cfg.val_fraction, cfg.test_fraction, cfg.split_by)
-    # A split asked for must get documents; one left empty on purpose (fraction 0, or no document of
-    # the corpus's own split field says it) is written empty, and the stages that need it say so.
+    # A split asked for gets documents; one empty on purpose (fraction 0, or split_by=field) is written empty.
     by_field = cfg.split_by == "field"
     asked = {"train": 1, "val": 0 if by_field else cfg.val_fraction, "test": 0 if by_field else cfg.test_fraction}
     empty = [name for name, split_docs in splits.items() if not split_docs and asked[name] > 0]
@@ -43,7 +42,8 @@ def run(sections: Sections, root: Path) -> dict:
             f"splits {empty} are empty: {len(docs)} documents split by {cfg.split_by} (tokenize.split_by) "
             f"at val_fraction={cfg.val_fraction}, test_fraction={cfg.test_fraction} leave them nothing"
         )
-    tokenizer = train_bpe((d["text"] for d in splits["train"]), cfg.vocab_size, cfg.min_frequency)
+    sample = first_bytes((d["text"] for d in splits["train"]), cfg.bpe_sample_bytes)
+    tokenizer = train_bpe(sample, cfg.vocab_size, cfg.min_frequency)
     vocab_size = tokenizer.get_vocab_size()
     meta = {
         "vocab_size": vocab_size,
@@ -52,11 +52,12 @@ def run(sections: Sections, root: Path) -> dict:
         "train_cleaned": not any("held_out" in d for d in docs),
         "splits": {},
     }
+    encoding = fast_encoder(tokenizer, samples=[d["text"] for d in splits["train"][:256]])  # None: tokenizers
     with replace_dir(root / "data" / "tokens") as tmp:
         for name in tqdm(SPLITS, desc="tokenize", leave=False):
-            split_docs = splits[name]
-            ids = [enc.ids for enc in tokenizer.encode_batch([d["text"] for d in split_docs])]
-            n_tokens = write_tokens(tmp / f"{name}.bin", ids, meta["eot_id"], vocab_size)
+            split_docs, dtype = splits[name], token_dtype(vocab_size)
+            texts = [d["text"] for d in split_docs]
+            n_tokens = write_encoded(tmp / f"{name}.bin", texts, tokenizer, encoding, meta["eot_id"], dtype)
             n_bytes = sum(len(d["text"].encode("utf-8")) for d in split_docs)
             meta["splits"][name] = {"docs": len(split_docs), "tokens": n_tokens, "bytes": n_bytes}
             write_jsonl(tmp / f"{name}.jsonl", split_docs)
@@ -64,6 +65,7 @@ def run(sections: Sections, root: Path) -> dict:
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     train = meta["splits"]["train"]
     return {
+        "encoder": "tokenizers" if encoding is None else "tiktoken",  # the same ids either way
         "vocab_size": vocab_size,
         "train_bytes_per_token": train["bytes"] / train["tokens"],
         "splits": meta["splits"],

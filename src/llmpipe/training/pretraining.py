@@ -55,7 +55,7 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
         callbacks=[SpeedMonitor(batch_size * net_cfg.block_size, net_cfg.flops_per_token())],
     )
     fitted = fit(module, run, hardware)
-    train_loss = fitted.curves.train[-1]["loss"]  # the last logged step's, also when resuming a finished run
+    train_loss = fitted.curves.train[-1]["loss"] if fitted.curves.train else None  # none if steps < log_every
     final = fitted.trainer.validate(module, fitted.val_loader, verbose=False)[0]
 
     trained = gathered(net, lambda: language_model(net_cfg))

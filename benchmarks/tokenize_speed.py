@@ -1,0 +1,77 @@
+"""Encoding speed of the tokenize stage: Hugging Face `tokenizers` (`encode_batch`, its own thread pool
+on every core) against tiktoken running the same merges (llmpipe.data.fast_encoding, a thread per
+core), on the same texts in the same process, with the ids compared one by one.
+
+The texts are the default corpus's cleaned documents (data/clean/docs.jsonl: run `dvc repro -s clean`
+first), repeated until they hold --megabytes (the ids of a text do not depend on what else is in the
+batch, so repeating measures speed at size without fetching anything). The tokenizer is trained on
+the first --train-megabytes with tokenize.vocab_size from params.yaml (or --vocab-size).
+
+  python benchmarks/tokenize_speed.py --megabytes 100
+"""
+
+import argparse
+import datetime
+import gc
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import yaml
+
+from llmpipe.data.fast_encoding import encode_texts, fast_encoder
+from llmpipe.data.tokenizer import train_bpe
+from llmpipe.jsonl import read_jsonl
+
+
+def timed(label: str, encode, batches: list[list[str]]) -> tuple[float, list[list[int]]]:
+    gc.collect()
+    start = time.perf_counter()
+    ids = [ids for batch in batches for ids in encode(batch)]
+    seconds = time.perf_counter() - start
+    print(f"{label:<28} {seconds:8.2f} s")
+    return seconds, ids
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--docs", default="data/clean/docs.jsonl")
+    parser.add_argument("--megabytes", type=float, default=100.0)
+    parser.add_argument("--train-megabytes", type=float, default=4.0)
+    parser.add_argument("--vocab-size", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=4096, help="texts per encode call (tokenize's batch)")
+    args = parser.parse_args()
+
+    texts = [d["text"] for d in read_jsonl(args.docs)]
+    corpus_bytes = sum(len(t.encode()) for t in texts)
+    vocab_size = args.vocab_size or yaml.safe_load(Path("params.yaml").read_text())["tokenize"]["vocab_size"]
+    train, size = [], 0
+    for text in texts:
+        if size >= args.train_megabytes * 1e6:
+            break
+        train.append(text)
+        size += len(text.encode())
+    tokenizer = train_bpe(train, vocab_size)
+    encoding = fast_encoder(tokenizer, samples=texts[:256])
+    assert encoding is not None, "tiktoken cannot run this tokenizer"
+
+    repeats = max(1, round(args.megabytes * 1e6 / corpus_bytes))
+    batches = [texts[i : i + args.batch] for _ in range(repeats) for i in range(0, len(texts), args.batch)]
+    megabytes = repeats * corpus_bytes / 1e6
+    print(f"{megabytes:.1f} MB ({repeats} x {corpus_bytes / 1e6:.2f} MB of {args.docs}), vocab {vocab_size}")
+    hf_seconds, hf_ids = timed("tokenizers encode_batch", lambda b: encode_texts(tokenizer, None, b), batches)
+    tk_seconds, tk_ids = timed("tiktoken (same merges)", lambda b: encode_texts(tokenizer, encoding, b), batches)
+    same = hf_ids == tk_ids
+    tokens = sum(map(len, tk_ids))
+    peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
+    print(f"identical ids: {same} ({tokens:,} tokens)")
+    print(f"speed: tokenizers {megabytes / hf_seconds:.2f} MB/s, tiktoken {megabytes / tk_seconds:.2f} MB/s")
+    print(f"tiktoken / tokenizers: {hf_seconds / tk_seconds:.2f}x faster; peak RSS of this process {peak_gb:.2f} GB")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {datetime.date.today()}")
+    assert same, "tiktoken and tokenizers gave different ids"
+
+
+if __name__ == "__main__":
+    main()

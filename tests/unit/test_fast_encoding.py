@@ -1,0 +1,62 @@
+"""tiktoken runs the merges that tokenizers trained and gives the very same ids (llmpipe.data.fast_encoding),
+on every kind of text a corpus holds; where it could not, tokenize keeps tokenizers."""
+
+import re
+
+import numpy as np
+import pytest
+from tokenizers import normalizers
+
+from llmpipe.data.fast_encoding import fast_encoder, flat_ids, write_encoded
+from llmpipe.data.tokenizer import EOT, special_id, train_bpe
+
+from ..conftest import FORTUNE_DIR
+
+HARD = [
+    "Plain English, with numbers 3.14159 and 1,000,000; it's we'll they've I'd.",
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",  # Chinese with full-width punctuation
+    "表情 😀👍🏽 and a family 👨‍👩‍👧 joined by zero-width joiners",
+    "control\x00chars\x01\x07\x1b[31m red\x7f and tabs\tand\r\nCRLF\u2028line separator",
+    "   leading spaces, trailing spaces   \n\n\n  several blank lines\n",
+    "a literal <|endoftext|> inside a text, and <|pad|> too",  # special tokens become their ids, in both
+    "é (precomposed) e\u0301 (combining), ﬁ ligature, Å, ß, İ, ǅ",
+    "\ufeffbyte-order mark, noncharacter \uffff, private use \ue000, and a lone high plane 𝔘𝔫𝔦",
+    "",
+]
+
+
+@pytest.fixture(scope="module")
+def texts(fortunes_installed):
+    out = []
+    for name in ("computers", "love", "tang300", "chinese"):
+        text = (FORTUNE_DIR / name).read_text(encoding="utf-8", errors="replace")
+        out += [e.strip() for e in re.split(r"^%$", text, flags=re.M) if e.strip()]
+    return out
+
+
+@pytest.fixture(scope="module")
+def tokenizer(texts):
+    return train_bpe(texts, 2048)
+
+
+def test_tiktoken_gives_the_same_ids_on_every_kind_of_text(tokenizer, texts):
+    encoding = fast_encoder(tokenizer, samples=texts[:20])
+    assert encoding is not None
+    for text in HARD + texts:
+        assert encoding.encode(text, allowed_special="all") == tokenizer.encode(text).ids, repr(text[:80])
+
+
+def test_the_token_file_is_the_same_whichever_encodes_it(tokenizer, texts, tmp_path):
+    encoding = fast_encoder(tokenizer)
+    eot = special_id(tokenizer, EOT)
+    fast = write_encoded(tmp_path / "fast.bin", HARD + texts, tokenizer, encoding, eot, np.uint16, batch=100)
+    slow = write_encoded(tmp_path / "slow.bin", HARD + texts, tokenizer, None, eot, np.uint16, batch=7)
+    assert fast == slow == len(HARD + texts) + sum(len(tokenizer.encode(t).ids) for t in HARD + texts)
+    assert (tmp_path / "fast.bin").read_bytes() == (tmp_path / "slow.bin").read_bytes()
+    assert flat_ids([[5, 6], [], [7]], 0, np.uint32).tolist() == [5, 6, 0, 0, 7, 0]
+
+
+def test_a_tokenizer_that_tiktoken_cannot_run_is_left_to_tokenizers(texts):
+    normalized = train_bpe(texts[:200], 512)
+    normalized.normalizer = normalizers.NFKC()  # tiktoken has no normalizer: it would give other ids
+    assert fast_encoder(normalized) is None
