@@ -100,7 +100,7 @@ def run_stage(stage: Stage, root: Path = Path(".")) -> dict:
     with tracking.stage_run(stage.name, cfg.raw, root):
         metrics = stage.run(cfg, root)
         tracking.log_metrics(metrics, prefix=stage.name)
-        if "skipped" in metrics:  # a task the corpus cannot feed (llmpipe.data.task_support): say why, loudly
+        if isinstance(metrics.get("skipped"), str):  # a task the corpus cannot feed (data.task_support): why
             tracking.set_tag("llmpipe.skipped", metrics["skipped"])
             log.warning("%s skipped: %s", stage.name, metrics["skipped"])
     if metrics:  # a stage that only writes a report has none

@@ -65,7 +65,7 @@ class Dedup:
     num_buckets: int = between(1)
     hashes_per_bucket: int = between(1)
     similarity: float = between(0, 1)
-    max_group: int = between(2)
+    max_compare: int = between(1)  # representatives a document is compared with, per band
 
 
 @dataclass

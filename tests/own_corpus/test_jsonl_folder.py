@@ -24,7 +24,10 @@ def test_a_folder_of_json_lines_without_labels_runs_and_skips_topics_saying_why(
     run_recipe(repo, readme_recipes()[0], "/data/my-corpus", corpus)
     ingest = metrics(repo, "ingest")
     assert ingest["quarantined"] == {"empty": 2} and ingest["labels"] == {}  # shard names are not labels
-    assert ingest["docs"] + ingest["capped"] == 300  # tiny caps documents per file: counted
+    assert ingest["docs"] == 120 and ingest["capped"] == 180  # tiny keeps 60 per file; the rest is counted
+    assert sorted(p.name for p in (repo / "data" / "raw").iterdir()) == [
+        "unlabeled.part-00000.jsonl", "unlabeled.part-00001.jsonl"
+    ]  # fmt: skip  # a file per shard, so clean's workers share them out
     assert metrics(repo, "plan")["tasks"]["topics"].startswith("skipped: ")
     assert metrics(repo, "plan")["tasks"]["sft"] == "runs"
     for stage in ("finetune/topics", "evaluate_task/topics", "register_task/topics"):
@@ -33,5 +36,7 @@ def test_a_folder_of_json_lines_without_labels_runs_and_skips_topics_saying_why(
     assert metrics(repo, "register")["version"] and metrics(repo, "register_task/sft")["version"]
     card = (repo / "reports" / "report" / "report.md").read_text()
     assert "Task `topics`: skipped" in card
+    sh(repo, "dvc", "plots", "show", "-o", "plots-html")  # the skipped task's plot folders are empty
+    assert "fine-tuning loss by step" in (repo / "plots-html" / "index.html").read_text()
     promoted = sh(repo, "llmpipe", "promote")
     assert "llmpipe-topics: not registered, the task was skipped" in promoted

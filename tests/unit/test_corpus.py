@@ -19,6 +19,20 @@ def test_guess_lang():
     assert guess_lang("12345") == "en"
 
 
+def test_guess_lang_of_a_book_in_one_record_reads_windows_of_it_in_flat_memory():
+    import tracemalloc
+
+    book = (
+        "The preface is in English. " * 2000 + "床前明月光，疑是地上霜。举头望明月，低头思故乡。" * 200_000
+    )  # 4.9M chars
+    tracemalloc.start()
+    assert guess_lang(book) == "zh"
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 2_000_000, peak  # the windows it reads (1 MB as UTF-32 at most), never a list per character
+    assert guess_lang("English only. " * 100_000) == "en"
+
+
 def test_fortune_folder_skips_index_files_links_and_subfolders(tmp_path):
     (tmp_path / "computers").write_text("Bugs are features.\n%\nRTFM.\n")
     (tmp_path / "computers.dat").write_bytes(b"\x00\x01binary index")

@@ -9,6 +9,7 @@ on the raw text and holds out the cleaned records, so both models are scored on 
 """
 
 import csv
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -65,6 +66,15 @@ def ingest_quarantine(root: Path) -> Counter:
     return Counter(record["reason"] for record in read_jsonl(path)) if path.exists() else Counter()
 
 
+def near_pair_stats(work: Path) -> dict:
+    """The near_pairs job's counts (datatrove's merged stats.json): candidate pairs compared, pairs
+    confirmed, and documents that reached clean.dedup.max_compare unmatched (compare_capped)."""
+    stats = json.loads((work / "logs" / "near_pairs" / "stats.json").read_text())
+    counts = next(step["stats"] for step in stats if "near-duplicate pairs" in step["name"])
+    total = lambda v: v["total"] if isinstance(v, dict) else v  # noqa: E731 (datatrove's stat or a number)
+    return {key: total(counts.get(key, 0)) for key in ("candidates", "confirmed", "compare_capped")}
+
+
 def write_outputs(cfg: Clean, root: Path, work: Path) -> dict:
     """The clean stage's outputs and metrics from the finished jobs in `work`."""
     kept, removed, quarantined = collect(work)
@@ -85,6 +95,8 @@ def write_outputs(cfg: Clean, root: Path, work: Path) -> dict:
         write_jsonl(tmp, quarantined)
 
     metrics = clean_report.metrics(kept, removed, quarantined, ingest_quarantine(root))
+    if cfg.dedup.near:  # how much comparing near-duplicate confirmation took, and what it left out
+        metrics["near_pairs"] = near_pair_stats(work)
     rows = clean_report.length_histogram(kept, removed, quarantined, cfg.language.keep)
     with replace_file(root / "plots" / "clean" / "lengths.csv") as tmp, tmp.open("w", newline="") as f:
         out = csv.DictWriter(f, fieldnames=list(rows[0]))

@@ -7,8 +7,9 @@ Six jobs, each a datatrove executor that waits for the one before it:
                 apply the quality rules, scrub PII, write exact-dedup signatures
   exact_find    find documents whose normalized text hashes alike (datatrove ExactFindDedups)
   exact_filter  drop all but one of each, write MinHash signatures (character shingles)
-  near_pairs    LSH: documents that agree on a band of hashes are candidates; a candidate pair is a
-                duplicate when its edit similarity reaches clean.dedup.similarity (near_dedup.py)
+  near_pairs    LSH: documents that agree on a band of hashes are candidates; each is compared with
+                at most clean.dedup.max_compare earlier representatives of its group, and a pair is
+                a duplicate when its edit similarity reaches clean.dedup.similarity (near_dedup.py)
   near_cluster  union-find over the duplicate pairs; all but one per cluster are removed
   near_filter   drop them and write what is left
 
@@ -246,7 +247,7 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
         jobs.append(("exact_filter" if dedup.exact else "near_signatures", steps, tasks))
     if dedup.near:
         pairs = ConfirmedPairs(
-            work / "minhash_sigs", current, work / "minhash_pairs", minhash, dedup.similarity, dedup.max_group
+            work / "minhash_sigs", current, work / "minhash_pairs", minhash, dedup.similarity, dedup.max_compare
         )
         cluster = MinhashDedupCluster(str(work / "minhash_pairs"), str(work / "minhash_remove"), config=minhash)
         near_filter = MinhashDedupFilter(

@@ -13,10 +13,10 @@ unrelated texts of the same language score 0.3 to 0.6.
 Shingles are characters, not words: no segmenter needed, so Chinese works like English.
 """
 
+import bisect
 import json
 import struct
 from collections import defaultdict
-from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,6 @@ from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignatur
 from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig, simplify_text
 from datatrove.utils.word_tokenizers import WordTokenizer
-from loguru import logger
 from rapidfuzz.distance import Levenshtein
 
 from llmpipe.data.cleaning import dedup_key
@@ -104,9 +103,43 @@ def similar(a: str, b: str, threshold: float) -> bool:
     return Levenshtein.normalized_similarity(a, b, score_cutoff=threshold) >= threshold
 
 
+class Known(tuple):
+    """A representative already confirmed with the document (in another band): no pair to write."""
+
+    def __new__(cls, rep):
+        return super().__new__(cls, (rep,))
+
+
+class Clusters:
+    """Union-find over documents: which ones are already confirmed duplicates of each other."""
+
+    def __init__(self):
+        self.parent: dict = {}
+
+    def find(self, doc):
+        root = self.parent.setdefault(doc, doc)
+        while root != self.parent[root]:
+            root = self.parent[root]
+        while doc != root:  # path compression: the next find is one step
+            self.parent[doc], doc = root, self.parent[doc]
+        return root
+
+    def union(self, a, b):
+        self.parent[self.find(b)] = self.find(a)
+
+
 class ConfirmedPairs(PipelineStep):
     """Replaces datatrove's MinhashDedupBuckets: candidate pairs from the bands, confirmed by edit
     similarity, written as its `.dups` files (one per band) for MinhashDedupCluster.
+
+    Near-linear, not all pairs of a group: documents that agree on a band are taken in order, and
+    each is compared with the group's representatives (the earlier documents that matched none
+    before them) whose length allows the similarity, nearest in length first, until one is similar
+    enough, at most `max_compare` of them; a document that matches none becomes a representative.
+    A family of similar-looking pages that share a band (thousands of generated API pages) costs at
+    most max_compare comparisons per page, not one per pair; a pair confirmed in an earlier band
+    is neither compared nor written again.
+    Documents that reached max_compare unmatched are counted (`compare_capped`), never silent.
 
     Task `rank` handles bands rank, rank + world_size, ... Documents are named (rank of the job
     that signed them, position in that rank's stream), as datatrove names them; `docs_folder`
@@ -122,11 +155,11 @@ class ConfirmedPairs(PipelineStep):
         output_folder: Path,
         config: MinhashConfig,
         similarity: float,
-        max_group: int,
+        max_compare: int,
     ):
         super().__init__()
         self.sig_folder, self.docs_folder, self.output_folder = Path(sig_folder), Path(docs_folder), Path(output_folder)
-        self.config, self.similarity, self.max_group = config, similarity, max_group
+        self.config, self.similarity, self.max_compare = config, similarity, max_compare
 
     def band_groups(self, band: int) -> list[list[tuple[int, int]]]:
         """Documents whose signatures agree on this band, in groups of two or more."""
@@ -136,12 +169,7 @@ class ConfirmedPairs(PipelineStep):
             signer = int(path.name.split(".")[0])
             for record in np.fromfile(path, dtype=dtype):
                 groups[record["hashes"].tobytes()].append((signer, int(record["doc"])))
-        found = [g for g in groups.values() if len(g) > 1]
-        for g in found:
-            if len(g) > self.max_group:  # thousands sharing a band: a shingle everyone has, not duplicates
-                logger.warning(f"band {band}: a group of {len(g)} documents is cut to {self.max_group}")
-                del g[self.max_group :]
-        return found
+        return [sorted(g) for g in groups.values() if len(g) > 1]
 
     def texts(self, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
         """The dedup keys of the wanted documents, read from the signed streams."""
@@ -156,24 +184,59 @@ class ConfirmedPairs(PipelineStep):
                         keys[(signer, position)] = dedup_key(json.loads(line)["text"])
         return keys
 
+    def confirm(self, group: list[tuple[int, int]], keys: dict, clusters: Clusters):
+        """The confirmed pairs (representative, document) of one group, in order. Representatives are
+        kept sorted by length: a pair can only reach the similarity if the shorter key is at least
+        `similarity` times the longer (the edit distance is at least their difference), so only the
+        representatives in that length window are candidates, the nearest in length first."""
+        lengths, representatives = [], []  # sorted by length, side by side
+        for doc in group:
+            size = len(keys[doc])
+            low, high = size * self.similarity, size / self.similarity if self.similarity else float("inf")
+            match = self.first_match(doc, size, low, high, lengths, representatives, keys, clusters)
+            if match is None:
+                at = bisect.bisect(lengths, size)
+                lengths.insert(at, size)
+                representatives.insert(at, doc)
+            elif not isinstance(match, Known):
+                yield match, doc
+
+    def first_match(self, doc, size, low, high, lengths, representatives, keys, clusters):
+        """The first representative (nearest in length, within [low, high]) that is similar to doc,
+        Known(rep) if one is already in doc's cluster, or None after max_compare comparisons."""
+        right = bisect.bisect(lengths, size)
+        left, compared = right - 1, 0
+        while (left >= 0 and lengths[left] >= low) or (right < len(lengths) and lengths[right] <= high):
+            take_left = right >= len(lengths) or lengths[right] > high
+            if not take_left and left >= 0 and lengths[left] >= low:
+                take_left = size - lengths[left] <= lengths[right] - size
+            rep = representatives[left] if take_left else representatives[right]
+            left, right = (left - 1, right) if take_left else (left, right + 1)
+            if clusters.find(rep) == clusters.find(doc):
+                return Known(rep)
+            if compared == self.max_compare:
+                self.stat_update("compare_capped")
+                return None
+            compared += 1
+            self.stat_update("candidates")
+            if similar(keys[rep], keys[doc], self.similarity):
+                self.stat_update("confirmed")
+                clusters.union(rep, doc)
+                return rep
+        return None
+
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         assert data is None, "ConfirmedPairs starts a pipeline"
         self.output_folder.mkdir(parents=True, exist_ok=True)
         bands = range(rank, self.config.num_buckets, world_size)
         groups = {band: self.band_groups(band) for band in bands}
         keys = self.texts({doc for gs in groups.values() for g in gs for doc in g})
-        checked = set()  # a pair that shares several bands is compared once
+        clusters = Clusters()
         for band, band_groups in groups.items():
             with (self.output_folder / f"{band:05d}_00.dups").open("wb") as out:
                 for group in band_groups:
-                    for a, b in combinations(sorted(group), 2):
-                        if (a, b) in checked:
-                            continue
-                        checked.add((a, b))
-                        self.stat_update("candidates")
-                        if similar(keys[a], keys[b], self.similarity):
-                            self.stat_update("confirmed")
-                            out.write(struct.pack("<4I", *a, *b))
+                    for a, b in self.confirm(group, keys, clusters):
+                        out.write(struct.pack("<4I", *a, *b))
         yield from ()
 
 

@@ -27,6 +27,7 @@ SUMMARY = [
     "removed/*/docs",
     "quarantined/*",
     "ingest_quarantined/*",
+    "near_pairs/*",
 ]  # what its summary line shows (runner.summary)
 
 

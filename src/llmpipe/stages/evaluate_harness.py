@@ -24,7 +24,9 @@ def run(cfg: Sections, root: Path) -> dict:
     model_dir = root / "models" / "pretrain"
     with replace_dir(root / "data" / "harness") as data_dir:
         reason = harness.unloadable_reason(model_dir)
-        if reason:  # a recurrent model: the rest of the pipeline goes on without the harness
+        if not docs:
+            reason = "the test split is empty (tokenize.test_fraction is 0, or no document says split=test)"
+        if reason:  # a recurrent model, or no test split: the pipeline goes on without the harness
             log.warning("lm-evaluation-harness not run: %s", reason)
             return {"not_run": reason}
         try:

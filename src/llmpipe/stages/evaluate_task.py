@@ -31,9 +31,8 @@ def evaluate(task: str, cfg: Sections, root: Path) -> dict:
     try:
         return {task: scores(task, cfg, root, plots_dir, reports_dir)}
     except Unsupported as why:  # the task was skipped, or its test split is empty: nothing to score
-        for folder in (plots_dir, reports_dir):
-            with replace_dir(folder) as tmp:
-                write_skip(tmp, task, str(why))
+        with replace_dir(plots_dir), replace_dir(reports_dir) as reports:  # plots empty: dvc reads them as data
+            write_skip(reports, task, str(why))
         return {"skipped": str(why)}
 
 

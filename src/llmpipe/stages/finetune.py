@@ -26,10 +26,11 @@ def run(task: str, cfg: Sections, root: Path) -> dict:
     try:
         return finetune_task(Task(task, settings, raw, cfg.seed, cfg.hardware, root))
     except Unsupported as why:
-        for folder in (root / "models" / "finetune" / task, root / "plots" / "finetune" / task):
-            if is_rank_zero():  # under distributed training every process finds it; one writes
-                with replace_dir(folder) as tmp:
-                    write_skip(tmp, task, str(why))
+        if is_rank_zero():  # under distributed training every process finds it; one writes
+            with replace_dir(root / "models" / "finetune" / task) as tmp:
+                write_skip(tmp, task, str(why))
+            with replace_dir(root / "plots" / "finetune" / task):
+                pass  # empty: dvc plots reads every file of a plots folder as data
         return {"skipped": str(why)}
 
 

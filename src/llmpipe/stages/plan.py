@@ -24,20 +24,19 @@ log = logging.getLogger("llmpipe")
 def run(cfg: Sections, root: Path) -> dict:
     facts = json.loads((root / "metrics" / "ingest.json").read_text(encoding="utf-8"))
     splits = {"val": cfg.tokenize.val_fraction, "test": cfg.tokenize.test_fraction}
+    if cfg.tokenize.split_by == "field":  # the corpus's own split field decides, not the fractions
+        splits = {"val": 1.0, "test": 1.0}
     plan = {}
     for task in cfg.finetune.tasks:
         reason = unsupported_reason(task, cfg.finetune[task], facts, splits)
         plan[task] = "runs" if reason is None else f"skipped: {reason}"
         (log.info if reason is None else log.warning)("task %s: %s", task, plan[task])
-    return {
-        "tasks": plan,
-        "runs": sum(v == "runs" for v in plan.values()),
-        "skipped": sum(v != "runs" for v in plan.values()),
-    }
+    runs = sum(verdict == "runs" for verdict in plan.values())
+    return {"tasks": plan, "runs": runs, "skipped_tasks": len(plan) - runs}
 
 
 def stage() -> Stage:
-    return Stage("plan", run, params=["finetune", "tokenize"], summary=["runs", "skipped", "tasks/*"])
+    return Stage("plan", run, params=["finetune", "tokenize"], summary=["runs", "skipped_tasks", "tasks/*"])
 
 
 if __name__ == "__main__":

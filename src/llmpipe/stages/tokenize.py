@@ -52,7 +52,7 @@ def run(sections: Sections, root: Path) -> dict:
         "train_cleaned": not any("held_out" in d for d in docs),
         "splits": {},
     }
-    encoding = fast_encoder(tokenizer, samples=[d["text"] for d in splits["train"][:256]])  # None: tokenizers
+    encoding = fast_encoder(tokenizer, samples=[d["text"] for d in splits["train"]])  # None: tokenizers encode
     with replace_dir(root / "data" / "tokens") as tmp:
         for name in tqdm(SPLITS, desc="tokenize", leave=False):
             split_docs, dtype = splits[name], token_dtype(vocab_size)

@@ -94,6 +94,8 @@ def collect(client, experiment_id: str, points: list[Point], task_types: dict[st
         task = stage.removeprefix("finetune/")
         if name not in by_name or task not in by_name[name].tasks or (name, task) in found:
             continue  # another study's run, or an older run of the same point
+        if "llmpipe.skipped" in run.data.tags:  # the corpus could not feed the task: nothing to compare
+            continue
         point, metrics = by_name[name], run.data.metrics
         if int(metrics[f"{stage}/seed"]) != point.seed:  # the point's overrides did not apply
             raise ValueError(

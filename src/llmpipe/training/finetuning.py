@@ -66,8 +66,9 @@ def classify_data(task: str, cfg: ClassifyTask, tokenizer, tokens_dir: Path, max
         capped = max(len(train_docs) - cap, 0) + max(len(val_docs) - max(cap // 10, 1), 0)
         train_docs, val_docs = train_docs[:cap], val_docs[: max(cap // 10, 1)]
     labels = choose_labels(train_docs, cfg.labels, cfg.min_examples_per_label, cfg.max_labels, task)
-    if not any(d.get("label") in labels for d in val_docs):
-        raise Unsupported(f"finetune.{task}: no validation documents in lang {cfg.lang!r} carry its labels {labels}")
+    for split, docs in (("val", val_docs), ("test", classification_docs(cfg.data, cfg.lang, "test", tokens_dir))):
+        if not any(d.get("label") in labels for d in docs):  # it could not be picked or scored: not trained
+            raise Unsupported(f"finetune.{task}: no {split} documents in lang {cfg.lang!r} carry its labels {labels}")
     train = labeled_examples(train_docs, labels, tokenizer, max_tokens)
     return TaskData(
         train=train,
@@ -89,10 +90,10 @@ def classify_data(task: str, cfg: ClassifyTask, tokenizer, tokens_dir: Path, max
 
 def sft_data(task: str, cfg: SftTask, tokenizer, tokens_dir: Path, max_tokens: int) -> TaskData:
     template = Template(cfg.template.prompt, cfg.template.end)
-    train_pairs, val_pairs = (sft.task_pairs(cfg, split, tokens_dir) for split in ("train", "val"))
-    if not train_pairs or not val_pairs:
+    train_pairs, val_pairs, test_pairs = (sft.task_pairs(cfg, split, tokens_dir) for split in ("train", "val", "test"))
+    if not train_pairs or not val_pairs or not test_pairs:  # it could not be picked or scored: not trained
         source = cfg.data_file or f"the corpus ({', '.join(cfg.sources)})"
-        raise Unsupported(f"finetune.{task}: {source} gives no prompt/response pairs for training or validation")
+        raise Unsupported(f"finetune.{task}: {source} gives no prompt/response pairs for train, val or test")
     return TaskData(
         train=sft.SupervisedSequences(train_pairs, template, tokenizer, max_tokens),
         val=sft.SupervisedSequences(val_pairs, template, tokenizer, max_tokens),

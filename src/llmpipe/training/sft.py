@@ -56,7 +56,8 @@ def fortune_pair(doc: dict, min_response_chars: int = 20, max_response_chars: in
     response = parts[1]
     if len(response) > max_response_chars:
         ends = [m.start() for m in SENTENCE_END.finditer(response, 0, max_response_chars)]
-        response = response[: ends[-1]] if ends else response[:max_response_chars]
+        cut = ends[-1] if ends and ends[-1] >= min_response_chars else max_response_chars
+        response = response[:cut]
     return Pair(parts[0], response, doc["id"], doc["lang"])
 
 
