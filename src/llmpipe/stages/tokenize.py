@@ -1,16 +1,12 @@
-"""tokenize: split documents into train/val/test, train a byte-level BPE tokenizer on train only
-(tokenizers), and write each split as a flat file of token ids (encoded by tiktoken where it gives
-the same ids: llmpipe.data.fast_encoding). Documents that carry a `held_out` record (clean.enabled
-false: the text is raw) train on their raw text and are held out as the cleaned record, or not at
-all where cleaning removed them: val and test are the same documents as when cleaning is on.
+"""tokenize: split documents into train/val/test (data.splits), train a byte-level BPE on train only
+(tokenizers), write each split as a flat file of token ids (by tiktoken where it gives the same ids:
+data.fast_encoding). A document with a `held_out` record (clean.enabled false) trains on its raw text
+and is held out as its cleaned record, or not at all where cleaning removed it (`not_held_out`).
 
-Reads: data/clean/docs.jsonl.
-Writes: data/tokens/{tokenizer.json, meta.json, <split>.bin, <split>.jsonl}; metrics/tokenize.json.
-  <split>.bin    token ids (uint16; uint32 above 65535), every document followed by <|endoftext|>
-  <split>.jsonl  the split's documents, for the stages that need text and labels
-  meta.json      vocab size, special token ids, docs / tokens / UTF-8 bytes per split, and
-                 train_cleaned (false when the train split is raw text)
-Run: python -m llmpipe.stages.tokenize
+Reads: data/clean/docs.jsonl. Writes: metrics/tokenize.json and data/tokens/: tokenizer.json;
+<split>.bin, token ids (uint16; uint32 above 65535), each document followed by <|endoftext|>;
+<split>.jsonl, the split's documents; meta.json, vocab size, special ids, docs / tokens / bytes per
+split, train_cleaned (false when train is raw text). Run: python -m llmpipe.stages.tokenize
 """
 
 import json
@@ -33,10 +29,13 @@ def run(sections: Sections, root: Path) -> dict:
     cfg = sections.tokenize
     docs = read_jsonl(root / "data" / "clean" / "docs.jsonl")
     splits = split_documents(docs, cfg.val_fraction, cfg.test_fraction, cfg.split_by)
+    not_held_out = len(docs) - sum(map(len, splits.values()))  # raw documents cleaning removed, drawn for val/test
+    assert not_held_out <= sum(d.get("held_out", 0) is None for d in docs), "tokenize lost documents"
     # A split asked for gets documents; one empty on purpose (fraction 0, or split_by=field) is written empty.
-    by_field = cfg.split_by == "field"
-    asked = {"train": 1, "val": 0 if by_field else cfg.val_fraction, "test": 0 if by_field else cfg.test_fraction}
-    empty = [name for name, split_docs in splits.items() if not split_docs and asked[name] > 0]
+    asked = (
+        {"train": 1, "val": cfg.val_fraction, "test": cfg.test_fraction} if cfg.split_by != "field" else {"train": 1}
+    )
+    empty = [name for name, split_docs in splits.items() if not split_docs and asked.get(name, 0) > 0]
     if empty:
         raise ValueError(
             f"splits {empty} are empty: {len(docs)} documents split by {cfg.split_by} (tokenize.split_by) "
@@ -69,6 +68,7 @@ def run(sections: Sections, root: Path) -> dict:
         "vocab_size": vocab_size,
         "train_bytes_per_token": train["bytes"] / train["tokens"],
         "splits": meta["splits"],
+        "not_held_out": not_held_out,  # every document is in one split but these (clean.enabled false only)
     }
 
 
