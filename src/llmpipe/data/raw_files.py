@@ -14,14 +14,14 @@ from collections import OrderedDict
 from pathlib import Path
 
 from llmpipe.data.corpus import label_of
+from llmpipe.data.splits import source_file
 
 
 def file_name(doc: dict) -> str:
     """A safe file name for the documents of doc's label, or of its source file when it has none."""
     group = doc["label"]
     if group is None:
-        source = re.sub(r":(entry )?\d+$", "", str(doc.get("source") or ""))  # without the line or row
-        group = "unlabeled." + (label_of(Path(source)) or "corpus")
+        group = "unlabeled." + (label_of(Path(source_file(str(doc.get("source") or "")))) or "corpus")
     return re.sub(r"[^\w.-]+", "_", str(group)) + ".jsonl"
 
 

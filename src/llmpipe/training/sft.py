@@ -22,9 +22,9 @@ from torch.utils.data import Dataset
 
 from llmpipe.data.chat_template import Template
 from llmpipe.data.splits import split_of
+from llmpipe.data.task_support import POEM_LABELS
 from llmpipe.jsonl import read_jsonl
 
-POEM_LABELS = ("tang300", "song100")
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")  # a user's pair with Chinese characters is `zh` unless it says
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
 IGNORE = -100  # the loss skips these targets (prompt and padding)
