@@ -1,7 +1,9 @@
 """Encoding at speed: the byte-level BPE that `tokenizers` trained, run by tiktoken.
 
 Training stays with Hugging Face `tokenizers` (tokenizer.train_bpe); encoding a corpus is where the
-time goes, and tiktoken encodes the same merges several times faster, in less memory, on every core.
+time goes, and tiktoken encodes the same merges faster (1.2x tokenizers' encode_batch on this
+project's 2 cores: benchmarks/RESULTS.md; its threads add little, since building the Python lists of
+ids holds the interpreter, so more speed needs worker processes).
 Both are byte-level BPE over GPT-2's pre-tokenization, so one can stand in for the other when:
 
   - the pre-tokenizer is GPT-2's regular expression (ByteLevel with use_regex, no prefix space), and
