@@ -82,12 +82,17 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+def venv_env() -> dict:
+    """The environment of a command run as in an activated venv, with the project's own MLflow store."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own default store
+    return env
+
+
 def sh(cwd: Path, *cmd: str) -> str:
     """Run a command with the venv's tools on PATH (as in an activated venv) and the project's own
     MLflow store; fail the test with its output if it fails."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own default store
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(cmd, cwd=cwd, env=venv_env(), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     return done.stdout + done.stderr
 

@@ -4,6 +4,9 @@ Checks after every kill that whatever outputs exist are whole (the previous comp
 none, never a partial one), and at the end that the pipeline is complete and up to date, that the
 pretrained weights are bit-identical to those of the uninterrupted run (the session's tiny project,
 same config and seed, on CPU), and that the training and evaluation metrics are identical too.
+Then, on the same project: register and promote killed at each of their registry writes (named
+failpoints, llmpipe.failpoints) and rerun, leaving one whole version each; and `dvc` killed alone,
+not its process group, taking its running stage with it.
 """
 
 import json
@@ -21,6 +24,7 @@ import torch
 from safetensors.torch import load_file
 
 from llmpipe.data.token_files import token_dtype
+from llmpipe.registry import integrity
 
 from .conftest import sh, tiny_dvc_project
 
@@ -36,18 +40,18 @@ STAGES = [
 KILLS_PER_STAGE = {"pretrain": 2, "finetune@topics": 2, "finetune@sft": 2}
 TASKS = ("topics", "sentiment", "sft")
 PIPELINE = [
-    "ingest", "plan", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS), "evaluate",
+    "check", "ingest", "plan", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS), "evaluate",
     *(f"evaluate_task@{t}" for t in TASKS), "evaluate_harness", "report", "register",
     *(f"register_task@{t}" for t in TASKS),
 ]  # fmt: skip  # every stage, in the order dvc runs them
 
 
-def start_repro(root: Path, log: Path) -> subprocess.Popen:
+def start_repro(root: Path, log: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     with open(log, "w") as out:  # a file, not a pipe: nobody has to read it while dvc runs
         return subprocess.Popen(
-            ["dvc", "repro"], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            ["dvc", "repro", *args], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
 
 
@@ -128,3 +132,85 @@ def test_killing_every_stage_anywhere_loses_nothing(tiny_project, tmp_path):
         ours, theirs = (json.loads((r / "metrics" / f"{name}.json").read_text()) for r in (root, reference_root))
         assert ours == theirs, name
     assert json.loads((root / "metrics" / "register.json").read_text())["alias"] == "challenger"
+
+    kill_register_and_promote_at_each_write(root, tmp_path)
+    kill_dvc_alone(root, tmp_path)
+
+
+def run_with_failpoint(root: Path, point: str, *cmd: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "LLMPIPE_FAILPOINT": point}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+
+def kill_register_and_promote_at_each_write(root: Path, tmp_path: Path):
+    """register killed after logging the model, after creating the version, after moving the alias:
+    the rerun leaves exactly one version, with its tags, under the alias, as metrics/register.json
+    says, and no run left RUNNING. promote killed between its decision and the alias: the rerun
+    promotes. Each point registers under a model name of its own (register.name_prefix)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}")
+    for i, point in enumerate(["register:logged", "register:versioned", "register:aliased"]):
+        name = f"crash{i}-lm"
+        sh(root, "llmpipe", "compose", "experiment=tiny", f"register.name_prefix=crash{i}")
+        killed = run_with_failpoint(root, point, "dvc", "repro", "register")
+        assert killed.returncode != 0 and "Running stage 'register'" in killed.stdout, killed.stdout[-2000:]
+        assert not (root / "metrics" / "register.json").exists()  # so DVC must run register again
+        sh(root, "dvc", "repro", "register")
+        versions = client.search_model_versions(f"name='{name}'")
+        assert len(versions) == 1, (point, [v.version for v in versions])
+        tags = versions[0].tags
+        assert "eval/lm/val_bpb" in tags and integrity.WEIGHTS_TAG in tags and integrity.CODE_TAG in tags, point
+        version = str(versions[0].version)
+        assert str(client.get_model_version_by_alias(name, "challenger").version) == version, point
+        recorded = json.loads((root / "metrics" / "register.json").read_text())
+        assert (recorded["model_name"], str(recorded["version"])) == (name, version), point
+        experiment = client.get_experiment_by_name("llmpipe").experiment_id
+        running = client.search_runs(
+            [experiment], "tags.`llmpipe.stage` = 'register' and attributes.status = 'RUNNING'"
+        )
+        assert not running, point  # the killed run was closed as KILLED by the rerun
+
+    killed = run_with_failpoint(root, "promote:decided", "llmpipe", "promote", "--model", name)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    with pytest.raises(mlflow.exceptions.MlflowException):  # the decision was written, the alias not moved
+        client.get_model_version_by_alias(name, "champion")
+    assert f"{name}: version 1 promoted" in sh(root, "llmpipe", "promote", "--model", name)
+    assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    sh(root, "llmpipe", "compose", "experiment=tiny")
+
+
+def kill_dvc_alone(root: Path, tmp_path: Path):
+    """SIGKILL to the dvc process only (its process group lives on): the running stage notices its
+    owner is gone and dies too, instead of writing outputs while the next `dvc repro` starts."""
+    log = tmp_path / "dvc-alone.log"
+    process = start_repro(root, log, "-f", "-s", "evaluate")
+    deadline = time.monotonic() + 120
+    while "Running stage 'evaluate'" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.05)
+    time.sleep(2.0)  # the stage is importing or running
+    assert process.poll() is None, log.read_text()[-2000:]
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 15
+    while group_alive(process.pid):
+        assert time.monotonic() < deadline, "the stage outlived dvc"
+        time.sleep(0.1)
+    out = sh(root, "dvc", "repro")  # evaluate runs again, or comes back from DVC's run cache
+    assert "'evaluate'" in out and "Running stage 'pretrain'" not in out, out[-2000:]
+    assert (root / "reports" / "samples.md").is_file()
+    assert "Data and pipelines are up to date" in sh(root, "dvc", "status") or not sh(root, "dvc", "status").strip()
+
+
+def group_alive(pgid: int) -> bool:
+    """A process of the group that is still running (a zombie has ended: it only waits to be reaped)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

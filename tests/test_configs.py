@@ -64,9 +64,32 @@ def declared(name: str, stage: dict):
     return module.stage(stage["item"]) if stage["item"] else module.stage()
 
 
+def runner_stages(params: dict) -> dict[str, dict]:
+    """dvc.yaml's stages but `check`, which runs before them all and outside the runner."""
+    return {name: stage for name, stage in dvc_stages(params).items() if name != "check"}
+
+
+def test_the_check_stage_reads_all_of_params_yaml_and_comes_before_every_other():
+    stages = dvc_stages(yaml.safe_load(compose(conf_dir=CONF)))
+    assert next(iter(stages)) == "check" and stages["check"]["params"] == [{"params.yaml": None}]
+    stamp = next(iter(stages["check"]["outs"][0]))
+    assert stamp in stages["ingest"]["deps"]  # every other stage is downstream of ingest or of its outputs
+    upstream = {"ingest"}
+    for name, stage in stages.items():
+        if name in ("check", "ingest"):
+            continue
+        feeds = {out if isinstance(out, str) else next(iter(out)) for s in upstream for out in outputs(stages[s])}
+        assert any(dep.split("#")[0].strip() in feeds for dep in stage["deps"]), f"{name} does not come after check"
+        upstream.add(name)
+
+
+def outputs(stage: dict) -> list:
+    return [*stage.get("outs", []), *stage.get("metrics", []), *stage.get("plots", [])]
+
+
 def test_each_dvc_stage_is_one_module_named_as_its_run_and_metrics_file():
     params = yaml.safe_load(compose(conf_dir=CONF))
-    stages = dvc_stages(params)
+    stages = runner_stages(params)
     assert list(dict.fromkeys(name.split("@")[0] for name in stages)) == list(STAGES)
     for name, stage in stages.items():
         module, _, item = name.partition("@")
@@ -82,7 +105,7 @@ def test_each_dvc_stage_is_one_module_named_as_its_run_and_metrics_file():
 
 def test_dvc_params_are_the_sections_the_runner_hands_each_stage():
     params = yaml.safe_load(compose(conf_dir=CONF))
-    for name, stage in dvc_stages(params).items():
+    for name, stage in runner_stages(params).items():
         assert stage["params"] == declared(name, stage).params, name
         for key in stage["params"]:
             assert section(params, key) is not None, f"stage {name} depends on missing param section {key}"
@@ -139,6 +162,10 @@ PLUMBING = {
     "llmpipe.atomic",
     "llmpipe.logs",
     "llmpipe.training.throughput",
+    "llmpipe.secrets",
+    "llmpipe.failpoints",
+    "llmpipe.lifetime",
+    "llmpipe.digests",
 }  # cannot change what a stage computes
 
 

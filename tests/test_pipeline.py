@@ -7,17 +7,19 @@ two recipes in tests/own_corpus/.)"""
 import csv
 import io
 import json
+import shutil
+import subprocess
 
 import pytest
 
-from .conftest import sh, tiny_dvc_project
+from .conftest import sh, tiny_dvc_project, venv_env
 from .own_corpus import entries, metrics, readme_recipes, recipe_args
 
 pytestmark = pytest.mark.slow
 
 TASKS = ["topics", "sentiment", "sft"]
 STAGES = [
-    "ingest", "plan", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS),
+    "check", "ingest", "plan", "clean", "tokenize", "pretrain", *(f"finetune@{t}" for t in TASKS),
     "evaluate", *(f"evaluate_task@{t}" for t in TASKS), "evaluate_harness", "report",
     "register", *(f"register_task@{t}" for t in TASKS),
 ]  # fmt: skip
@@ -80,8 +82,42 @@ def test_the_labelled_csv_recipe_runs_every_stage_then_nothing(repo, corpus):
 def test_changing_one_task_reruns_that_task_and_what_follows_only(repo, corpus):
     out = sh(repo, *corpus, "-S", "experiment=tiny", "-S", "finetune.topics.lr=0.002")
     # plan checks every task's needs (seconds); then the changed task only
-    assert ran_stages(out) == ["plan", "finetune@topics", "evaluate_task@topics", "report", "register_task@topics"]
+    assert ran_stages(out) == [
+        "check", "plan", "finetune@topics", "evaluate_task@topics", "report", "register_task@topics"
+    ]  # fmt: skip
     assert "lr: 0.002" in (repo / "params.yaml").read_text()
+
+
+def test_a_bad_value_or_an_unknown_key_fails_before_any_output_is_removed(repo, corpus):
+    """`dvc exp run -S` with a value of the wrong type, and with DVC's own `+key` hint for a typo: the
+    check stage stops both with the schema's report, before DVC removes any stage's outputs, and
+    puts params.yaml back as it was."""
+    params = (repo / "params.yaml").read_text()
+    kept = ["models/pretrain/model.safetensors", "metrics/pretrain.json", "plots/pretrain/val.csv"]
+    before = {path: (repo / path).read_bytes() for path in kept}
+    for override, report in [("pretrain.lr=abc", "pretrain.lr"), ("+pretrian.lr=0.1", "pretrian: unknown key")]:
+        done = subprocess.run(
+            [*corpus, "-S", "experiment=tiny", "-S", "finetune.topics.lr=0.002", "-S", override],
+            cwd=repo, env=venv_env(), capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        out = done.stdout + done.stderr
+        assert done.returncode != 0 and "check failed" in out and report in out, out[-3000:]
+        assert ran_stages(out) == ["check"], out[-3000:]
+        assert (repo / "params.yaml").read_text() == params, override
+        assert {path: (repo / path).read_bytes() for path in kept} == before, override
+    assert "up to date" in sh(repo, "dvc", "status") or not sh(repo, "dvc", "status").strip()
+
+
+def test_a_deleted_store_is_said_plainly_and_rebuilt_from_the_exports(repo, tmp_path):
+    shutil.move(repo / "mlflow.db", tmp_path / "mlflow.db")
+    done = subprocess.run(["llmpipe", "models"], cwd=repo, env=venv_env(), capture_output=True, text=True)
+    assert done.returncode == 2 and "is missing" in done.stderr and "llmpipe register" in done.stderr, done.stderr
+    assert not (repo / "mlflow.db").exists()  # no empty store made in its place
+    sh(repo, "llmpipe", "register")
+    listing = sh(repo, "llmpipe", "models")
+    for task in ["lm", *TASKS]:
+        assert f"llmpipe-{task}: 1 version(s)" in listing
+    assert "challenger" in listing
 
 
 def test_the_transfer_study_runs_as_queued_experiments_tracked_in_the_project_store(repo, corpus):

@@ -26,14 +26,73 @@ def cmd_run(args) -> int:
 
 
 def resolve_model_dir(model: str):
-    """A local export directory, or one downloaded from the registry for a models:/ or runs:/ URI."""
+    """A local export directory, or one downloaded from the registry for a models:/ or runs:/ URI
+    (its files checked against the SHA-256 tags of its version)."""
     if model.startswith(("models:/", "runs:/")):
-        from llmpipe.registry import tracking
         from llmpipe.registry.model_registry import download_model_dir
 
-        tracking.setup()
+        open_registry()
         return download_model_dir(model)
     return model
+
+
+def recorded_versions() -> list[str]:
+    """What the register stages recorded in metrics/ ("llmpipe-lm version 3", ...)."""
+    paths = [Path("metrics") / "register.json", *sorted(Path("metrics", "register_task").glob("*.json"))]
+    records = [json.loads(p.read_text(encoding="utf-8")) for p in paths if p.is_file()]
+    return [f"{r['model_name']} version {r['version']}" for r in records if "version" in r]
+
+
+REBUILD = (
+    "`dvc repro` will not bring it back, as its stages are up to date: rebuild the registry from the exported "
+    "models with `llmpipe register` (each registered again as challenger; then `llmpipe promote`), or point "
+    "MLFLOW_TRACKING_URI at the store's new place"
+)
+
+
+def open_registry(root: Path = Path(".")):
+    """tracking.setup, refusing to create an empty store where metrics/ says models were registered:
+    the store was deleted or moved, and an empty one would hide that."""
+    from llmpipe.registry import tracking
+
+    uri = tracking.tracking_uri(root)
+    recorded = recorded_versions()
+    if uri.startswith("sqlite:///") and recorded:
+        db = Path(uri.removeprefix("sqlite:///"))
+        if not db.is_file() or db.stat().st_size == 0:
+            raise ValueError(f"the MLflow store {db} is missing, but metrics/ records {', '.join(recorded)}: {REBUILD}")
+    tracking.setup(root)
+    if recorded:
+        import mlflow
+
+        if not mlflow.MlflowClient().search_registered_models(max_results=1):
+            raise ValueError(
+                f"the MLflow store {uri} holds no models, but metrics/ records {', '.join(recorded)}: {REBUILD}"
+            )
+
+
+def cmd_serve(args) -> int:
+    """`mlflow models serve` on a registered model, after checking its files against its SHA-256 tags;
+    it serves the checked copy, so nothing can change between the check and the load."""
+    import os
+
+    from llmpipe.registry.model_registry import verified_download
+
+    open_registry()
+    local, _ = verified_download(args.model)
+    serve = ["models", "serve", "-m", str(local), "--env-manager", "local", "-h", args.host, "-p", str(args.port)]
+    sys.stdout.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "mlflow", *serve])
+
+
+def cmd_register(args) -> int:
+    """Register every model again (`dvc repro -f -s` of the register stages), e.g. into a new store."""
+    import subprocess
+
+    from llmpipe.config import load_typed
+
+    targets = ["register", *(f"register_task@{task}" for task in load_typed().finetune.tasks)]
+    return subprocess.run(["dvc", "repro", "--force", "--single-item", *targets]).returncode
 
 
 def cmd_generate(args) -> int:
@@ -59,14 +118,12 @@ def cmd_eval_harness(args) -> int:
     import tempfile
 
     from llmpipe.config import load_typed
+    from llmpipe.data.token_files import load_split_docs
     from llmpipe.evaluation import harness
-    from llmpipe.jsonl import read_jsonl
 
     params = load_typed()
-    docs_file = Path(args.tokens) / f"{args.split}.jsonl"
-    if not docs_file.is_file():
-        raise ValueError(f"{docs_file} does not exist: run `dvc repro tokenize` first, or pass --tokens")
-    model_dir, docs, cfg = Path(resolve_model_dir(args.model)), read_jsonl(docs_file), params.evaluate_harness
+    docs = load_split_docs(args.tokens, args.split)
+    model_dir, cfg = Path(resolve_model_dir(args.model)), params.evaluate_harness
     with tempfile.TemporaryDirectory(prefix="llmpipe-harness-") as data_dir:
         scores = harness.evaluate(model_dir, docs, Path(data_dir), cfg, params.seed, args.limit)
     print(f"{'task':<12} {'acc':>7} {'± stderr':>9} {'acc_norm':>9} {'chance':>7} {'examples':>9}")
@@ -96,11 +153,10 @@ def skip_reason_of(target: str) -> str | None:
 
 def cmd_promote(args) -> int:
     from llmpipe.config import load_typed
-    from llmpipe.registry import tracking
     from llmpipe.registry.model_registry import promote
 
     params = load_typed()
-    tracking.setup()
+    open_registry()
     refused = 0
     for target, (name, gates) in registered_models(params).items():
         if args.model and name not in args.model:
@@ -122,11 +178,10 @@ def cmd_promote(args) -> int:
 
 def cmd_models(args) -> int:
     from llmpipe.config import load_typed
-    from llmpipe.registry import tracking
     from llmpipe.registry.model_registry import list_versions
 
     params = load_typed()
-    tracking.setup()
+    open_registry()
     for name, gates in registered_models(params).values():
         metrics = list(gates)
         rows = list_versions(name, metrics)
@@ -271,6 +326,17 @@ def add_model_verbs(verbs):
     models = verbs.add_parser("models", help="list registered versions with their aliases and gate metrics")
     models.set_defaults(func=cmd_models)
 
+    serve = verbs.add_parser("serve", help="serve a registered model over HTTP after checking its SHA-256 tags")
+    serve.add_argument("model", help="registry URI, e.g. models:/llmpipe-lm@champion")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=5001)
+    serve.set_defaults(func=cmd_serve)
+
+    register = verbs.add_parser(
+        "register", help="register every exported model again (dvc repro -f -s register...), e.g. into a new store"
+    )
+    register.set_defaults(func=cmd_register)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
@@ -281,9 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides += extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    from llmpipe.atomic import WriteError
+
     try:
         return args.func(args)
-    except ValueError as err:
+    except (ValueError, WriteError) as err:
         print(f"llmpipe {args.verb}: error: {err}", file=sys.stderr)
         return 2
 

@@ -23,6 +23,7 @@ def compose(overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR)
     conf_dir = Path(conf_dir).resolve()
     if not (conf_dir / "config.yaml").is_file():
         raise ValueError(f"no Hydra config found: {conf_dir / 'config.yaml'} does not exist")
+    refuse_environment(overrides or [], conf_dir)
     try:
         with initialize_config_dir(str(conf_dir), version_base=None):
             cfg = hydra_compose(config_name="config", overrides=list(overrides or []))
@@ -30,10 +31,30 @@ def compose(overrides: list[str] | None = None, conf_dir: str | Path = CONF_DIR)
         raise ValueError(f"cannot compose {conf_dir} with overrides {overrides}: {err}") from err
     OmegaConf.resolve(cfg)
     text = OmegaConf.to_yaml(cfg)
-    from llmpipe import typed_params
-
-    typed_params.check(yaml.safe_load(text), source=f"the config composed from {conf_dir} with overrides {overrides}")
+    check_params(yaml.safe_load(text), source=f"the config composed from {conf_dir} with overrides {overrides}")
     return text
+
+
+def refuse_environment(overrides: list[str], conf_dir: Path):
+    """No `${oc.env:...}` in the overrides or in conf/: it would write the environment's value (a
+    credential, or a value that differs from machine to machine) into params.yaml."""
+    from llmpipe import secrets
+
+    texts = {f"override {o!r}": o for o in overrides}
+    texts |= {
+        str(p.relative_to(conf_dir.parent)): p.read_text(encoding="utf-8") for p in sorted(conf_dir.rglob("*.yaml"))
+    }
+    problems = secrets.interpolation_problems(texts)
+    if problems:
+        raise ValueError("the config reads the environment into params.yaml:\n  " + "\n  ".join(problems))
+
+
+def check_params(params: dict, source: str):
+    """Every problem of a params mapping at once (llmpipe.schema), and no credentials in it."""
+    from llmpipe import secrets, typed_params
+
+    typed_params.check(params, source=source)
+    secrets.refuse(flatten(params), source)
 
 
 def write_params(
@@ -46,13 +67,12 @@ def write_params(
 
 def load_params(path: str | Path = PARAMS_FILE) -> dict:
     """params.yaml, checked against llmpipe.schema: every problem is reported before any work."""
-    from llmpipe import typed_params
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} not found: run `llmpipe compose` in the project root first")
     params = yaml.safe_load(path.read_text(encoding="utf-8"))
-    typed_params.check(params, source=str(path))
+    check_params(params, source=str(path))
     return params
 
 
@@ -74,3 +94,15 @@ def section(params: dict, name: str) -> dict:
             raise ValueError(f"params.yaml has no section `{name}` ({where} has {have})")
         value = value[key]
     return value
+
+
+def flatten(d: dict, sep: str = ".", prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}: params are dotted, metric keys use sep='/'."""
+    flat = {}
+    for key, value in d.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, sep, f"{name}{sep}"))
+        else:
+            flat[name] = value
+    return flat

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmpipe import typed_params
-from llmpipe.atomic import replace_file
+from llmpipe.atomic import STORAGE_ERRORS, WriteError, replace_file
 from llmpipe.config import load_params, section
 from llmpipe.logs import setup_logging
 from llmpipe.registry import tracking
@@ -174,6 +174,12 @@ def stage_main(make_stage: Callable[..., Stage], targets: bool = False):
     stage = make_stage(sys.argv[1]) if targets else make_stage()
     try:
         run_stage(stage)
-    except (ValueError, FloatingPointError) as err:
+    except (ValueError, FloatingPointError, WriteError) as err:
         log.error("%s failed: %s", stage.name, err)
+        sys.exit(2)
+    except OSError as err:
+        if err.errno not in STORAGE_ERRORS:
+            raise
+        # a write outside the helpers of llmpipe.atomic (a checkpoint, an MLflow artifact): the same one line
+        log.error("%s failed: cannot write %s: %s", stage.name, err.filename or "its output", STORAGE_ERRORS[err.errno])
         sys.exit(2)

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
+from llmpipe.data.fast_encoding import flat_ids
 from llmpipe.data.labeled_docs import choose_labels
 from llmpipe.data.splits import split_of
-from llmpipe.data.token_files import document_fraction, write_tokens
+from llmpipe.data.token_files import document_fraction, token_dtype
 from llmpipe.networks.batches import pad_windows
 from llmpipe.training.loaders import DocumentSequences, Epochs, RandomWindows, SequentialWindows
 
@@ -17,8 +18,9 @@ def test_split_of_is_stable_and_close_to_the_fractions():
 
 
 def test_token_file_ends_every_document_with_eot(tmp_path):
-    n = write_tokens(tmp_path / "t.bin", [[5, 6], [7]], eot_id=0, vocab_size=100)
-    assert n == 5
+    flat = flat_ids([[5, 6], [7]], eot_id=0, dtype=token_dtype(100))
+    flat.tofile(tmp_path / "t.bin")
+    assert len(flat) == 5
     assert np.fromfile(tmp_path / "t.bin", dtype=np.uint16).tolist() == [5, 6, 0, 7, 0]
 
 

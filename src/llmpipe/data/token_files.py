@@ -1,35 +1,79 @@
-"""Token files.
+"""Token files, and checking them before use.
 
 Token files are flat arrays of token ids (uint16 while the vocabulary fits), one per split, with
 every document followed by the end-of-text token, read back as memory maps (as nanoGPT does).
+
+tokenize records in meta.json the size and SHA-256 of every file it writes (`files`), and every stage
+that reads data/tokens checks a file against that record before using it: a truncated, zeroed or
+overwritten file stops the stage with the file's name and how to rebuild it, instead of training on
+garbage or failing later with an index error.
 """
 
 import json
+from functools import cache
 from pathlib import Path
 
 import numpy as np
+
+from llmpipe.digests import file_sha256
+from llmpipe.jsonl import read_jsonl
+
+REBUILD = "rebuild it with `dvc repro -f -s tokenize`, or restore it with `dvc checkout data/tokens`"
 
 
 def token_dtype(vocab_size: int):
     return np.uint16 if vocab_size <= 65535 else np.uint32
 
 
-def write_tokens(path: str | Path, docs_ids: list[list[int]], eot_id: int, vocab_size: int) -> int:
-    """Concatenate documents, each followed by eot, into a flat token file; returns its length."""
-    flat = np.fromiter((t for ids in docs_ids for t in (*ids, eot_id)), dtype=token_dtype(vocab_size))
-    flat.tofile(path)
-    return len(flat)
+def read_meta(tokens_dir: str | Path) -> dict:
+    path = Path(tokens_dir) / "meta.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist: run `dvc repro tokenize` first") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is damaged ({err}): {REBUILD}") from err
+
+
+def verified(tokens_dir: str | Path, name: str) -> Path:
+    """data/tokens/<name>, after checking its size and SHA-256 against meta.json."""
+    path = Path(tokens_dir) / name
+    record = read_meta(tokens_dir).get("files", {}).get(name)
+    if not path.is_file():
+        raise ValueError(f"{path} is missing: {REBUILD}")
+    if record is not None:  # a meta.json written before tokenize recorded its files has no record
+        stat = path.stat()
+        check_file(str(path), record["bytes"], record["sha256"], stat.st_size, stat.st_mtime_ns)
+    return path
+
+
+@cache  # once per process for an unchanged file: evaluation reads a split several times
+def check_file(path: str, expected_bytes: int, expected_sha256: str, size: int, mtime_ns: int):
+    if size != expected_bytes:
+        raise ValueError(f"{path} has {size:,} bytes where tokenize wrote {expected_bytes:,} (truncated?): {REBUILD}")
+    if file_sha256(path) != expected_sha256:
+        raise ValueError(f"{path} does not hold what tokenize wrote (its SHA-256 differs from meta.json): {REBUILD}")
 
 
 def load_tokens(tokens_dir: str | Path, split: str) -> np.ndarray:
     tokens_dir = Path(tokens_dir)
-    meta = json.loads((tokens_dir / "meta.json").read_text())
+    meta = read_meta(tokens_dir)
     if not meta["splits"][split]["docs"]:
         raise ValueError(
             f"{tokens_dir / split}.bin is empty: the {split} split has no documents (tokenize.{split}_fraction "
             f"is 0, or tokenize.split_by=field and no document says split={split!r}), and this stage needs it"
         )
-    return np.memmap(tokens_dir / f"{split}.bin", dtype=token_dtype(meta["vocab_size"]), mode="r")
+    path = verified(tokens_dir, f"{split}.bin")
+    dtype = token_dtype(meta["vocab_size"])
+    expected = meta["splits"][split]["tokens"] * np.dtype(dtype).itemsize
+    if path.stat().st_size != expected:
+        raise ValueError(f"{path} has {path.stat().st_size:,} bytes, meta.json says {expected:,}: {REBUILD}")
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def load_split_docs(tokens_dir: str | Path, split: str) -> list[dict]:
+    """The documents of a split (data/tokens/<split>.jsonl), checked like the token files."""
+    return read_jsonl(verified(tokens_dir, f"{split}.jsonl"))
 
 
 def document_fraction(tokens: np.ndarray, eot_id: int, fraction: float, seed: int) -> np.ndarray:

@@ -6,7 +6,6 @@ language, a source) without running the model again. The token files hold docume
 another, each closed by <|endoftext|>; `document_of_targets` says which document each predicted
 token belongs to."""
 
-import json
 import math
 from pathlib import Path
 
@@ -16,8 +15,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from llmpipe.data.token_files import load_tokens
-from llmpipe.jsonl import read_jsonl
+from llmpipe.data.token_files import load_split_docs, load_tokens, read_meta
 from llmpipe.networks.batches import pad_windows
 from llmpipe.training.loaders import SequentialWindows
 
@@ -169,14 +167,14 @@ def split_scores(nats: dict[str, np.ndarray], n_bytes: int, split: str) -> dict:
 def language_model_scores(net, block_size: int, tokens_dir: Path, batch_size: int) -> dict:
     """Perplexity and bits per byte of the model and the baselines on each held-out split, overall
     and for each language's documents (their tokens' losses summed over their bytes)."""
-    meta = json.loads((tokens_dir / "meta.json").read_text())
+    meta = read_meta(tokens_dir)
     train = load_tokens(tokens_dir, "train")
     metrics: dict = {}
     for split in LM_SPLITS:
         if not meta["splits"][split]["docs"]:  # left empty on purpose (tokenize.test_fraction 0): not scored
             metrics.setdefault("empty_splits", []).append(split)
             continue
-        tokens, docs = load_tokens(tokens_dir, split), read_jsonl(tokens_dir / f"{split}.jsonl")
+        tokens, docs = load_tokens(tokens_dir, split), load_split_docs(tokens_dir, split)
         nats = {
             "": token_nats(net, tokens, block_size, batch_size, progress=True),
             "unigram": unigram_token_nats(train, tokens, meta["vocab_size"]),
@@ -197,7 +195,7 @@ def language_model_scores(net, block_size: int, tokens_dir: Path, batch_size: in
 def val_bits_by_context(net, tokens_dir: Path, block_size: int) -> dict[str, float]:
     """The whole val split's loss per token, grouped by context length (bits_by_context):
     what the architecture comparison plots to show how far back each model reads."""
-    eot_id = json.loads((Path(tokens_dir) / "meta.json").read_text())["eot_id"]
+    eot_id = read_meta(tokens_dir)["eot_id"]
     tokens = load_tokens(tokens_dir, "val")
     nats = token_nats(net, tokens, block_size)
     return bits_by_context(nats, context_lengths(tokens, block_size, eot_id), block_size)

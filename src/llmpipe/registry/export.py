@@ -5,7 +5,8 @@ A directory holds:
   config.json            a transformers LlamaConfig (LlamaForCausalLM or LlamaForSequenceClassification)
   modeling_llmpipe.py    a mean-pooling classifier only: its transformers class (custom code)
   tokenizer.json         the BPE tokenizer, with tokenizer_config.json naming its special tokens
-  llmpipe.json           what llmpipe needs to rebuild the model: kind, GPTConfig, labels, ...
+  llmpipe.json           what llmpipe needs to rebuild the model: kind, GPTConfig, labels, ..., and
+                         the size and SHA-256 of model.safetensors and tokenizer.json, checked on load
   params.json            the params.yaml sections that made it
 
 Our Transformer is Llama's architecture (RMSNorm, RoPE in the rotate-half layout, SwiGLU,
@@ -23,16 +24,19 @@ import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmpipe.atomic import replace_dir
 from llmpipe.data.tokenizer import EOT, PAD, load_tokenizer, special_id
+from llmpipe.digests import file_record, file_sha256
 from llmpipe.networks.build import classifier, is_transformer, language_model, model_config
 from llmpipe.networks.recurrent import RecurrentConfig
 from llmpipe.networks.transformer import GPTClassifier, GPTConfig
 
 KINDS = ("causal_lm", "classifier")
+CHECKED_FILES = ("model.safetensors", "tokenizer.json")  # recorded in llmpipe.json, checked on every load
 HF_PREFIX = "model."
 MEAN_POOL_CODE = Path(__file__).parents[1] / "networks" / "modeling_llmpipe.py"  # copied into mean-pooling exports
 
@@ -145,10 +149,12 @@ def save_model_dir(
             write_json(tmp / "config.json", hf_config(cfg, kind, eot_id, pad_id, ours.get("labels"), pooling))
             if pooling == "mean":
                 shutil.copyfile(MEAN_POOL_CODE, tmp / MEAN_POOL_CODE.name)
-        write_json(tmp / "llmpipe.json", ours)
         write_json(tmp / "params.json", params)
         write_json(tmp / "tokenizer_config.json", tokenizer_config)
         shutil.copyfile(tokenizer_file, tmp / "tokenizer.json")
+        # what load_model_dir checks before use: a damaged or swapped file is refused by name
+        ours["files"] = {name: file_record(tmp / name) for name in CHECKED_FILES}
+        write_json(tmp / "llmpipe.json", ours)
     return Path(out_dir)
 
 
@@ -166,6 +172,35 @@ def read_config(model_dir: str | Path) -> dict:
     return config
 
 
+def verify_model_dir(model_dir: str | Path, config: dict):
+    """Check the weights and tokenizer against the sizes and SHA-256 that llmpipe.json records."""
+    for name, record in config.get("files", {}).items():  # an export written before they were recorded has none
+        path = Path(model_dir) / name
+        if not path.is_file():
+            raise ValueError(f"{path} is missing: {rebuild_hint(model_dir)}")
+        if path.stat().st_size != record["bytes"] or file_sha256(path) != record["sha256"]:
+            raise ValueError(
+                f"{path} is not the file that was exported (its size or SHA-256 differs from what "
+                f"{Path(model_dir) / 'llmpipe.json'} records): {rebuild_hint(model_dir)}"
+            )
+
+
+def rebuild_hint(model_dir: str | Path) -> str:
+    """How to get a damaged export back: the DVC stage that writes it, or its cached copy."""
+    parts = Path(model_dir).parts
+    stage = f"finetune@{parts[-1]}" if "finetune" in parts[:-1] else "pretrain"
+    return f"rebuild it with `dvc repro -f -s {stage}`, or restore it with `dvc checkout {model_dir}`"
+
+
+def load_weights(model_dir: str | Path, config: dict) -> dict[str, torch.Tensor]:
+    verify_model_dir(model_dir, config)
+    path = Path(model_dir) / "model.safetensors"
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise ValueError(f"{path} cannot be read as safetensors ({err}): {rebuild_hint(model_dir)}") from err
+
+
 def load_model_dir(model_dir: str | Path):
     """(network in eval mode, llmpipe.json as a dict, tokenizer) from a directory written by save_model_dir."""
     config = read_config(model_dir)
@@ -175,7 +210,7 @@ def load_model_dir(model_dir: str | Path):
         if config["kind"] == "classifier"
         else language_model(cfg)
     )
-    tensors = load_file(str(Path(model_dir) / "model.safetensors"))
+    tensors = load_weights(model_dir, config)
     if is_transformer(cfg):
         from_hf_state_dict(net, tensors)
     else:

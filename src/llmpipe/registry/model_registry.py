@@ -1,7 +1,18 @@
 """The only module that talks to the MLflow model registry: log and register a version with its
-evaluation tags, promote a challenger through the gates, list the versions."""
+evaluation tags, promote a challenger through the gates, list the versions, download a version
+after checking its files (registry.integrity).
+
+Registry writes are crash-consistent: a kill at any point leaves a state the next run completes.
+register creates a version and all its tags in one call (a version never exists half-tagged) and
+moves the alias last; a rerun finds a version of the same weights, evaluation and commit and points
+the alias at it instead of adding a copy, and deletes versions that an older llmpipe left without
+their evaluation tags. promote writes its decision before it moves the champion alias, and refuses a
+challenger that lacks the metrics its gates compare.
+"""
 
 import json
+import logging
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,9 +22,12 @@ import torch
 from mlflow.models import infer_signature
 
 import llmpipe
-from llmpipe.registry import tracking
+from llmpipe.digests import tree_sha256
+from llmpipe.failpoints import failpoint
+from llmpipe.registry import integrity, tracking
 from llmpipe.registry.serving import DEFAULT_SAMPLING, MODEL_DIR_ARTIFACT
 
+log = logging.getLogger(__name__)
 EVAL_TAG_PREFIX = "eval/"  # version tags holding the evaluation metrics a version was judged by
 
 
@@ -35,8 +49,8 @@ def pyfunc_for(model_dir: str | Path):
 
 
 def log_and_register(model_dir: str | Path, name: str, alias: str, tags: dict[str, str]) -> tuple[str, str]:
-    """Log model_dir to the active run, register it as a new version of `name`, point `alias` at it,
-    and tag the version. Returns (version, model URI)."""
+    """Log model_dir to the active run, register it as a new version of `name` with `tags` and the
+    SHA-256 of its weights and code (one call), then point `alias` at it. Returns (version, model URI)."""
     model_code, signature, example = pyfunc_for(model_dir)
     info = mlflow.pyfunc.log_model(
         name=name,
@@ -46,23 +60,79 @@ def log_and_register(model_dir: str | Path, name: str, alias: str, tags: dict[st
         input_example=example,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "tokenizers", "safetensors", "pandas"],
         code_paths=[str(PACKAGE_DIR)],
-        registered_model_name=name,
     )
-    version = str(info.registered_model_version)
-    client = mlflow.MlflowClient()
-    client.set_registered_model_alias(name, alias, version)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, str(value))
-    return version, info.model_uri
+    failpoint("register:logged")
+    with tempfile.TemporaryDirectory(prefix="llmpipe-register-") as tmp:  # the files as logged
+        logged = Path(mlflow.artifacts.download_artifacts(artifact_uri=info.model_uri, dst_path=tmp))
+        tags = {**tags, **integrity.digests(logged, integrity.model_dir_of(logged, MODEL_DIR_ARTIFACT))}
+    version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
+    failpoint("register:versioned")
+    mlflow.MlflowClient().set_registered_model_alias(name, alias, version)  # last: the version is whole
+    failpoint("register:aliased")
+    return version, f"models:/{name}/{version}"
+
+
+def same_version(client, name: str, weights: str, tags: dict[str, str]):
+    """A version of `name` holding these weights (their SHA-256) with these tags: a rerun after a
+    kill, or after DVC restored an older state, registers nothing new."""
+    for version in client.search_model_versions(f"name='{name}'"):
+        if version.tags.get(integrity.WEIGHTS_TAG) == weights and all(
+            version.tags.get(k) == str(v) for k, v in tags.items()
+        ):
+            return version
+    return None
+
+
+def reconcile(client, name: str):
+    """Delete the versions of `name` that a register killed half-way left without evaluation tags
+    (an older llmpipe tagged a version after creating it), so that no alias points at one. Only
+    versions made by llmpipe's register stages: a version registered by hand is left alone."""
+    for version in client.search_model_versions(f"name='{name}'"):
+        if any(k.startswith(EVAL_TAG_PREFIX) for k in version.tags) or integrity.WEIGHTS_TAG in version.tags:
+            continue
+        stage = client.get_run(version.run_id).data.tags.get(tracking.STAGE_TAG, "") if version.run_id else ""
+        if stage.startswith("register"):
+            log.warning("deleting version %s of %s: a killed register left it without tags", version.version, name)
+            client.delete_model_version(name, version.version)
 
 
 def download_model_dir(uri: str) -> Path:
-    """The export directory inside a registered model, e.g. models:/llmpipe-lm@champion."""
+    """The export directory inside a registered model, e.g. models:/llmpipe-lm@champion, downloaded
+    and checked against the SHA-256 tags of its version."""
+    return verified_download(uri)[1]
+
+
+def verified_download(uri: str) -> tuple[Path, Path]:
+    """(the logged model folder, the export directory in it) of a models:/ or runs:/ URI, after
+    checking a registered version's files against its SHA-256 tags."""
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    artifacts = mlflow.models.Model.load(str(local / "MLmodel")).flavors.get("python_function", {}).get("artifacts", {})
-    if MODEL_DIR_ARTIFACT not in artifacts:
-        raise ValueError(f"{uri} is not an llmpipe model (no {MODEL_DIR_ARTIFACT} among its artifacts)")
-    return local / artifacts[MODEL_DIR_ARTIFACT]["path"]
+    model_dir = integrity.model_dir_of(local, MODEL_DIR_ARTIFACT)
+    version = registered_version(uri)
+    if version is not None:
+        integrity.verify(local, model_dir, version.tags, f"{uri} (version {version.version} of {version.name})")
+    else:
+        log.warning("%s names no registered version: its files are not checked against registered digests", uri)
+    return local, local / model_dir
+
+
+def registered_version(uri: str):
+    """The registry's version for models:/<name>@<alias> or models:/<name>/<version>; None otherwise."""
+    if not uri.startswith("models:/"):
+        return None
+    ref = uri.removeprefix("models:/").rstrip("/")
+    client = mlflow.MlflowClient()
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return client.get_model_version_by_alias(name, alias)
+    name, _, number = ref.rpartition("/")
+    return client.get_model_version(name, number) if name and number.isdigit() else None
+
+
+def load_pyfunc(uri: str):
+    """mlflow.pyfunc.load_model for a registered llmpipe model, after checking that its weights and
+    code are what was registered (mlflow.pyfunc.load_model alone would run whatever code is there)."""
+    local, _ = verified_download(uri)
+    return mlflow.pyfunc.load_model(str(local))
 
 
 @dataclass
@@ -101,26 +171,38 @@ def promote(
     name: str, gates: dict[str, str], challenger_alias: str, champion_alias: str, force: bool = False
 ) -> Decision:
     """Move `champion_alias` to the version under `challenger_alias` when it beats the current
-    champion on every gate (or when forced), recording the decision as tags on the challenger."""
+    champion on every gate (or when forced), recording the decision as tags on the challenger. The
+    tags are written first and the alias moved last, so a kill in between leaves the champion as it
+    was and a rerun decides again. A challenger without the gates' metrics is refused, even forced:
+    there is nothing to say it was evaluated."""
     client = mlflow.MlflowClient()
     challenger = alias_version(client, name, challenger_alias)
     if challenger is None:
         raise ValueError(f"model {name!r} has no version with alias {challenger_alias!r}: run `dvc repro` first")
+    missing = [metric for metric in gates if version_metric(challenger, metric) is None]
+    if missing:
+        raise ValueError(
+            f"{name} version {challenger.version} ({challenger_alias}) lacks the gate metrics "
+            f"{', '.join(EVAL_TAG_PREFIX + m for m in missing)}: it was not registered by a complete `register`, "
+            "so it is not promoted. Run `dvc repro` (register reconciles the registry), then promote again"
+        )
     champion = alias_version(client, name, champion_alias)
+    if champion is not None and champion.version == challenger.version:  # nothing to decide, nothing to write
+        reason = f"version {challenger.version} already is {champion_alias}"
+        return Decision(name, challenger.version, champion.version, False, reason)
     if champion is None:
         promoted, reason, compared = True, "no champion yet", {}
-    elif champion.version == challenger.version:
-        promoted, reason, compared = False, f"version {challenger.version} already is {champion_alias}", {}
     else:
         promoted, reason, compared = compare(challenger, champion, gates)
     if force and not promoted:
         promoted, reason = True, f"forced over: {reason}"
     decision = Decision(name, challenger.version, champion.version if champion else None, promoted, reason, compared)
-    if promoted:
-        client.set_registered_model_alias(name, champion_alias, challenger.version)
     client.set_model_version_tag(name, challenger.version, "promotion.decision", "promoted" if promoted else "refused")
     client.set_model_version_tag(name, challenger.version, "promotion.reason", reason)
     client.set_model_version_tag(name, challenger.version, "promotion.compared", json.dumps(compared))
+    failpoint("promote:decided")
+    if promoted:
+        client.set_registered_model_alias(name, champion_alias, challenger.version)
     return decision
 
 
@@ -155,12 +237,29 @@ def list_versions(name: str, metrics: list[str]) -> list[dict]:
 def register_export(root: Path, export: str, metrics_file: str, name: str, alias: str) -> dict:
     """Log the export directory `export` (under root) to the active MLflow run, register it as a new
     version of `name` with `alias`, tagged with the evaluation metrics in `metrics_file` (what
-    `llmpipe promote` compares) and the git commit; what metrics/register*.json records."""
+    `llmpipe promote` compares) and the git commit; what metrics/register*.json records. A version
+    that already holds these weights with this evaluation and commit is pointed at, not copied
+    (`reused`): a rerun after a kill, or after DVC brought back an earlier model, adds nothing."""
     evaluation = json.loads((root / metrics_file).read_text())
     active = mlflow.active_run()
     if active is None:
         raise ValueError("register needs an active MLflow run: run it through `python -m llmpipe.stages.register`")
-    tags = {EVAL_TAG_PREFIX + key: value for key, value in tracking.flatten(evaluation, sep="/").items()}
+    tags = {EVAL_TAG_PREFIX + key: str(value) for key, value in tracking.flatten(evaluation, sep="/").items()}
     tags["git_commit"] = tracking.git_commit(root)
-    version, uri = log_and_register(root / export, name, alias, tags)
-    return {"alias": alias, "run_id": active.info.run_id, "model_name": name, "version": int(version), "model_uri": uri}
+    client = mlflow.MlflowClient()
+    reconcile(client, name)
+    same = same_version(client, name, tree_sha256(root / export), tags)
+    if same is not None:
+        client.set_registered_model_alias(name, alias, same.version)
+        version, uri, reused = str(same.version), f"models:/{name}/{same.version}", True
+    else:
+        version, uri = log_and_register(root / export, name, alias, tags)
+        reused = False
+    return {
+        "alias": alias,
+        "run_id": active.info.run_id,
+        "model_name": name,
+        "version": int(version),
+        "model_uri": uri,
+        "reused": reused,
+    }

@@ -6,10 +6,13 @@ directory is. MLFLOW_TRACKING_URI overrides the store.
 """
 
 import os
-import re
+import socket
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path
+
+from llmpipe import secrets
+from llmpipe.config import flatten
 
 # Off by default: users' machines may be offline or private. Set before mlflow is imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -17,10 +20,12 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 # MLflow's notices ("Creating initial MLflow database tables...") only with LLMPIPE_VERBOSE; read at import.
 if os.environ.get("LLMPIPE_VERBOSE", "") in ("", "0"):
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file, for local copies
 
 EXPERIMENT = "llmpipe"
 STAGE_TAG = "llmpipe.stage"
 EXPERIMENT_TAG = "dvc.experiment"
+PID_TAG, HOST_TAG = "llmpipe.pid", "llmpipe.host"  # which process runs it: a dead one's run is closed
 # A tracking server that does not answer must fail a stage quickly rather than hang it.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
@@ -78,39 +83,34 @@ def git_commit(root: str | Path = ".") -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-def flatten(d: dict, sep: str = ".", prefix: str = "") -> dict:
-    """{'a': {'b': 1}} -> {'a.b': 1}: params are dotted, metric keys use sep='/'."""
-    flat = {}
-    for key, value in d.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, sep, f"{name}{sep}"))
-        else:
-            flat[name] = value
-    return flat
+REDACTED = secrets.REDACTED
 
 
-# Names of environment variables that hold credentials (HF_TOKEN, AWS_SECRET_ACCESS_KEY,
-# MLFLOW_TRACKING_PASSWORD, OPENAI_API_KEY, ...).
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH)", re.I)
-# Param keys that would hold one (a key of their own, not tokenize.* or pretrain.batch_tokens).
-SECRET_KEY = re.compile(
-    r"(^|[._])(secret|password|passwd|api_?key|access_?key|auth_?token|hf_token|credentials?)$", re.I
-)
-REDACTED = "***"
+def close_dead_runs(experiment_id: str, stage: str):
+    """Mark KILLED the runs of this stage still RUNNING whose process on this machine is gone: a
+    stage killed with SIGKILL cannot end its own run, and the MLflow UI would show it running forever."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = client.search_runs(
+        [experiment_id], f"tags.`{STAGE_TAG}` = '{stage}' and attributes.status = 'RUNNING'", max_results=100
+    )
+    for run in found:
+        tags = run.data.tags
+        if tags.get(HOST_TAG) == socket.gethostname() and not process_alive(int(tags.get(PID_TAG, 0))):
+            client.set_terminated(run.info.run_id, status="KILLED")
 
 
-def redact(flat: dict, environ: dict | None = None) -> dict:
-    """Params safe to log: a value under a secret-looking key, or one that contains the value of a
-    secret-looking environment variable (a config can pull one in with ${oc.env:...}), becomes ***."""
-    environ = os.environ if environ is None else environ
-    secrets = [v for k, v in environ.items() if SECRET_NAME.search(k) and len(v) >= 6]
-    safe = {}
-    for key, value in flat.items():
-        text = str(value)
-        hidden = SECRET_KEY.search(key) is not None or any(secret in text for secret in secrets)
-        safe[key] = REDACTED if hidden else value
-    return safe
+def process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process with that number
+    return True
 
 
 @contextmanager
@@ -119,11 +119,13 @@ def stage_run(stage: str, params: dict, root: str | Path = "."):
     import mlflow
 
     experiment_id = setup(root)
+    close_dead_runs(experiment_id, stage)
     tags = {STAGE_TAG: stage, "dvc.stage": stage, "mlflow.source.git.commit": git_commit(root)}
+    tags |= {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
     if os.environ.get("DVC_EXP_NAME"):  # a queued DVC experiment (llmpipe.studies.experiments): its name
         tags[EXPERIMENT_TAG] = os.environ["DVC_EXP_NAME"]
     with mlflow.start_run(experiment_id=experiment_id, run_name=stage, tags=tags) as run:
-        flat = redact(flatten(params))
+        flat = secrets.redact(flatten(params))
         for start in range(0, len(flat), 100):  # MLflow takes at most 100 params per batch
             mlflow.log_params(dict(list(flat.items())[start : start + 100]))
         yield run

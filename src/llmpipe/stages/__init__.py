@@ -7,6 +7,10 @@ topics`, MLflow run `finetune/topics`, metrics/finetune/topics.json. Each module
 
 import importlib
 
+from llmpipe.lifetime import die_with_dvc
+
+die_with_dvc()  # a stage process started by DVC dies with it (llmpipe.lifetime), from its first import on
+
 # In pipeline order; PER_TASK stages run once per name in finetune.tasks.
 STAGES = (
     "ingest",

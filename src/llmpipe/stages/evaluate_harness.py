@@ -11,8 +11,8 @@ from pathlib import Path
 
 from llmpipe.atomic import replace_dir
 from llmpipe.data.task_support import Unsupported
+from llmpipe.data.token_files import load_split_docs
 from llmpipe.evaluation import harness
-from llmpipe.jsonl import read_jsonl
 from llmpipe.runner import Sections, Stage, stage_main
 
 SUMMARY = ["*/acc", "*/acc_norm", "*/chance", "not_run"]  # what its summary line shows (runner.summary)
@@ -20,7 +20,7 @@ log = logging.getLogger("llmpipe")
 
 
 def run(cfg: Sections, root: Path) -> dict:
-    docs = read_jsonl(root / "data" / "tokens" / "test.jsonl")
+    docs = load_split_docs(root / "data" / "tokens", "test")
     model_dir = root / "models" / "pretrain"
     with replace_dir(root / "data" / "harness") as data_dir:
         reason = harness.unloadable_reason(model_dir)

@@ -18,6 +18,7 @@ SUMMARY = ["skipped", "model_name", "version", "alias"]  # what its summary line
 def stage(task: str) -> Stage:
     def run(cfg: Sections, root: Path) -> dict:
         export, metrics = f"models/finetune/{task}", f"metrics/evaluate_task/{task}.json"
+        (root / "metrics" / "register_task" / f"{task}.json").unlink(missing_ok=True)  # as register does
         skipped = json.loads((root / metrics).read_text(encoding="utf-8")).get("skipped")
         if skipped:  # nothing was trained or scored: nothing to register
             return {"skipped": skipped, "model_name": cfg.register.model_name(task)}

@@ -6,8 +6,8 @@ and is held out as its cleaned record, or not at all where cleaning removed it (
 Reads: data/clean/docs.jsonl. Writes: metrics/tokenize.json and data/tokens/: tokenizer.json;
 <split>.bin, token ids (uint16; uint32 above 65535), each document followed by <|endoftext|>;
 <split>.jsonl, the split's documents; meta.json, vocab size, special ids, docs / tokens / bytes per
-split, train_cleaned (false when train is raw text). Run: python -m llmpipe.stages.tokenize
-"""
+split, train_cleaned (false when train is raw text), files (sizes and SHA-256, checked by readers).
+Run: python -m llmpipe.stages.tokenize"""
 
 import json
 from pathlib import Path
@@ -19,6 +19,7 @@ from llmpipe.data.fast_encoding import fast_encoder, write_encoded
 from llmpipe.data.splits import SPLITS, split_documents
 from llmpipe.data.token_files import token_dtype
 from llmpipe.data.tokenizer import EOT, PAD, first_bytes, special_id, train_bpe
+from llmpipe.digests import file_record
 from llmpipe.jsonl import read_jsonl, write_jsonl
 from llmpipe.runner import Sections, Stage, stage_main
 
@@ -32,9 +33,7 @@ def run(sections: Sections, root: Path) -> dict:
     not_held_out = len(docs) - sum(map(len, splits.values()))  # raw documents cleaning removed, drawn for val/test
     assert not_held_out <= sum(d.get("held_out", 0) is None for d in docs), "tokenize lost documents"
     # A split asked for gets documents; one empty on purpose (fraction 0, or split_by=field) is written empty.
-    asked = (
-        {"train": 1, "val": cfg.val_fraction, "test": cfg.test_fraction} if cfg.split_by != "field" else {"train": 1}
-    )
+    asked = {"train": 1} | ({} if cfg.split_by == "field" else {"val": cfg.val_fraction, "test": cfg.test_fraction})
     empty = [name for name, split_docs in splits.items() if not split_docs and asked.get(name, 0) > 0]
     if empty:
         raise ValueError(
@@ -51,7 +50,7 @@ def run(sections: Sections, root: Path) -> dict:
         "train_cleaned": not any("held_out" in d for d in docs),
         "splits": {},
     }
-    encoding = fast_encoder(tokenizer, samples=[d["text"] for d in splits["train"]])  # None: tokenizers encode
+    encoding = fast_encoder(tokenizer, samples=[d["text"] for d in splits["train"]])  # None: tokenizers encodes
     with replace_dir(root / "data" / "tokens") as tmp:
         for name in tqdm(SPLITS, desc="tokenize", leave=False):
             split_docs, dtype = splits[name], token_dtype(vocab_size)
@@ -61,6 +60,7 @@ def run(sections: Sections, root: Path) -> dict:
             meta["splits"][name] = {"docs": len(split_docs), "tokens": n_tokens, "bytes": n_bytes}
             write_jsonl(tmp / f"{name}.jsonl", split_docs)
         tokenizer.save(str(tmp / "tokenizer.json"))
+        meta["files"] = {path.name: file_record(path) for path in sorted(tmp.iterdir())}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     train = meta["splits"]["train"]
     return {

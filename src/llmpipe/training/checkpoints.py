@@ -23,15 +23,6 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes: ties a run's checkpoints to the exact weights it started from."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify_checkpoint(path: Path):
     """Refuse a resume checkpoint that is damaged or holds anything but weights and plain data
     (loading is weights-only: no code runs), with a message that says what to do. Memory-mapped, so

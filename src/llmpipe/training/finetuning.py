@@ -25,13 +25,14 @@ from llmpipe.data.chat_template import Template
 from llmpipe.data.labeled_docs import choose_labels, classification_docs
 from llmpipe.data.task_support import Unsupported
 from llmpipe.data.tokenizer import EOT, PAD, special_id
+from llmpipe.digests import file_sha256
 from llmpipe.networks import lora
 from llmpipe.networks.batches import collate_labeled, pad_windows
 from llmpipe.networks.build import classifier, is_transformer, language_model, model_config
 from llmpipe.registry.export import load_model_dir, save_model_dir
 from llmpipe.schema import ClassifyTask, FinetuneTask, Hardware, SftTask
 from llmpipe.training import sft
-from llmpipe.training.checkpoints import file_digest, fingerprint
+from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
 from llmpipe.training.loaders import DocumentSequences, Epochs, labeled_examples
@@ -138,7 +139,7 @@ class Task:
         """checkpoints/finetune/<task>/<fingerprint>: one folder per run ('adapt' or the task's own),
         keyed by the task's settings (as params.yaml holds them), seed and the pretrained weights,
         so the same run resumes and a changed one starts afresh."""
-        pretrained = file_digest(self.root / "models" / "pretrain" / "model.safetensors")
+        pretrained = file_sha256(self.root / "models" / "pretrain" / "model.safetensors")
         keys = {"seed": self.seed, self.name: self.raw, "run": run}
         return self.root / "checkpoints" / STAGE / self.name / fingerprint(keys, pretrained)
 

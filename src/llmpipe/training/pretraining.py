@@ -6,19 +6,19 @@ steps of pretrain.batch_tokens each; pretrain.data_fraction (the data-scale stud
 documents of the train split it may see.
 """
 
-import json
 import math
 from pathlib import Path
 
 import lightning as L
 from torch import nn
 
-from llmpipe.data.token_files import document_fraction, load_tokens
+from llmpipe.data.token_files import document_fraction, load_tokens, read_meta, verified
+from llmpipe.digests import file_sha256
 from llmpipe.networks.batches import pad_windows
 from llmpipe.networks.build import language_model, model_config
 from llmpipe.registry.export import save_model_dir
 from llmpipe.schema import Hardware, Pretrain
-from llmpipe.training.checkpoints import file_digest, fingerprint
+from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
 from llmpipe.training.loaders import RandomWindows, SequentialWindows
@@ -32,7 +32,7 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
     `params` are the sections the run depends on, as params.yaml holds them (seed, model, pretrain):
     the export records them and the resume checkpoints are keyed by them."""
     tokens_dir = root / "data" / "tokens"
-    meta = json.loads((tokens_dir / "meta.json").read_text())
+    meta = read_meta(tokens_dir)
     net_cfg = model_config(params["model"], meta["vocab_size"])
     train_tokens = document_fraction(load_tokens(tokens_dir, "train"), meta["eot_id"], cfg.data_fraction, seed)
     batch_size, max_steps = token_budget(cfg, net_cfg.block_size, len(train_tokens))
@@ -47,7 +47,7 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
         batch_size=batch_size,
         steps=max_steps,
         settings=cfg,
-        checkpoint_dir=root / "checkpoints" / "pretrain" / fingerprint(params, file_digest(tokens_dir / "train.bin")),
+        checkpoint_dir=root / "checkpoints" / "pretrain" / fingerprint(params, file_sha256(tokens_dir / "train.bin")),
         curves_dir=root / "plots" / "pretrain",
         val_set=SequentialWindows(load_tokens(tokens_dir, "val"), net_cfg.block_size),
         val_collate=pad_windows,
@@ -60,7 +60,7 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
 
     trained = gathered(net, lambda: language_model(net_cfg))
     if fitted.trainer.is_global_zero:  # one process writes the export
-        save_model_dir(root / "models" / "pretrain", trained, net_cfg, tokens_dir / "tokenizer.json", params)
+        save_model_dir(root / "models" / "pretrain", trained, net_cfg, verified(tokens_dir, "tokenizer.json"), params)
     else:
         trained = None
 

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 from llmpipe.data.chat_template import Template
 from llmpipe.data.splits import split_of
 from llmpipe.data.task_support import POEM_LABELS
-from llmpipe.jsonl import read_jsonl
+from llmpipe.data.token_files import load_split_docs
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")  # a user's pair with Chinese characters is `zh` unless it says
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)")
@@ -106,7 +106,7 @@ def task_pairs(cfg, split: str, tokens_dir: str | Path) -> list[Pair]:
     split, or from the user's data_file, split 90/5/5 by a hash of the prompt (stable across runs)."""
     if cfg.data_file:
         return [p for p in read_pairs(cfg.data_file) if split_of(p.prompt, 0.05, 0.05) == split]
-    return corpus_pairs(read_jsonl(Path(tokens_dir) / f"{split}.jsonl"), cfg.sources)
+    return corpus_pairs(load_split_docs(tokens_dir, split), cfg.sources)
 
 
 class SupervisedSequences(Dataset):
