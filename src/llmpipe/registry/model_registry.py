@@ -105,9 +105,12 @@ def download_model_dir(uri: str) -> Path:
 def verified_download(uri: str) -> tuple[Path, Path]:
     """(the logged model folder, the export directory in it) of a models:/ or runs:/ URI, after
     checking a registered version's files against its SHA-256 tags."""
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    try:
+        version = registered_version(uri)
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except mlflow.exceptions.MlflowException as err:
+        raise ValueError(f"{uri} cannot be loaded from the registry: {err.message}") from err
     model_dir = integrity.model_dir_of(local, MODEL_DIR_ARTIFACT)
-    version = registered_version(uri)
     if version is not None:
         integrity.verify(local, model_dir, version.tags, f"{uri} (version {version.version} of {version.name})")
     else:
