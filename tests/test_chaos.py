@@ -176,8 +176,18 @@ def kill_register_and_promote_at_each_write(root: Path, tmp_path: Path):
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     with pytest.raises(mlflow.exceptions.MlflowException):  # the decision was written, the alias not moved
         client.get_model_version_by_alias(name, "champion")
+    assert client.get_model_version(name, "1").tags["promotion.decision"] == "pending"  # not "promoted"
     assert f"{name}: version 1 promoted" in sh(root, "llmpipe", "promote", "--model", name)
     assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+    assert client.get_model_version(name, "1").tags["promotion.decision"] == "promoted"
+
+    name = "crash1-lm"  # killed after the alias moved, before the decision was final
+    sh(root, "llmpipe", "compose", "experiment=tiny", "register.name_prefix=crash1")
+    killed = run_with_failpoint(root, "promote:aliased", "llmpipe", "promote", "--model", name)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert client.get_model_version(name, "1").tags["promotion.decision"] == "pending"
+    sh(root, "llmpipe", "promote", "--model", name)  # already champion: it finishes the decision
+    assert client.get_model_version(name, "1").tags["promotion.decision"] == "promoted"
     sh(root, "llmpipe", "compose", "experiment=tiny")
 
 
@@ -190,8 +200,10 @@ def kill_dvc_alone(root: Path, tmp_path: Path):
     while "Running stage 'evaluate'" not in log.read_text():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.05)
-    time.sleep(2.0)  # the stage is importing or running
-    assert process.poll() is None, log.read_text()[-2000:]
+    stage = stage_process(process.pid, "llmpipe.stages.evaluate", deadline)
+    time.sleep(1.0)  # into its imports or its work
+    assert process.poll() is None and group_alive(process.pid), log.read_text()[-2000:]
+    assert Path(f"/proc/{stage}").exists(), "the stage ended before dvc was killed: nothing was tested"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.monotonic() + 15
@@ -202,6 +214,22 @@ def kill_dvc_alone(root: Path, tmp_path: Path):
     assert "'evaluate'" in out and "Running stage 'pretrain'" not in out, out[-2000:]
     assert (root / "reports" / "samples.md").is_file()
     assert "Data and pipelines are up to date" in sh(root, "dvc", "status") or not sh(root, "dvc", "status").strip()
+
+
+def stage_process(pgid: int, module: str, deadline: float) -> int:
+    """The pid of the process in the group that runs `module`."""
+    while True:
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if (
+                    module in cmdline.read_bytes().decode(errors="replace")
+                    and os.getpgid(int(cmdline.parent.name)) == pgid
+                ):
+                    return int(cmdline.parent.name)
+            except OSError:
+                continue
+        assert time.monotonic() < deadline, f"no {module} process appeared"
+        time.sleep(0.05)
 
 
 def group_alive(pgid: int) -> bool:

@@ -42,11 +42,13 @@ def free_bytes(path: Path) -> int | None:
     return None
 
 
-def fault_errno(err: BaseException, free: int | None) -> int | None:
-    """The storage fault behind an error, if it is one. Some writers lose the errno: numpy's tofile
-    raises `OSError: 234070 requested and 22528 written` on a full disk; a disk with almost nothing
-    left is taken as the cause then."""
+def fault_errno(err: BaseException, free: int | None, tmp: Path) -> int | None:
+    """The storage fault behind an error in writing tmp, if it is one (a fault in reading an input
+    passes unchanged). Some writers lose the errno: numpy's tofile raises `OSError: 234070 requested
+    and 22528 written` on a full disk; a disk with almost nothing left is taken as the cause then."""
     if not isinstance(err, OSError) or isinstance(err, WriteError):
+        return None
+    if err.filename is not None and not str(Path(err.filename).resolve()).startswith(str(tmp.resolve())):
         return None
     if err.errno in STORAGE_ERRORS:
         return err.errno
@@ -80,7 +82,7 @@ def removing_on_fault(out: Path, tmp: Path) -> Iterator[None]:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
-        code = fault_errno(err, free)
+        code = fault_errno(err, free, tmp)
         if code is not None:
             raise storage_error(err, code, out, written, free) from err
         raise

@@ -25,14 +25,14 @@ def cmd_run(args) -> int:
     return 0
 
 
-def resolve_model_dir(model: str):
-    """A local export directory, or one downloaded from the registry for a models:/ or runs:/ URI
-    (its files checked against the SHA-256 tags of its version)."""
+def resolve_model_dir(model: str, scratch: str):
+    """A local export directory, or one copied from the registry into scratch for a models:/ or
+    runs:/ URI (its files checked against the SHA-256 tags of its version)."""
     if model.startswith(("models:/", "runs:/")):
         from llmpipe.registry.model_registry import download_model_dir
 
         open_registry()
-        return download_model_dir(model)
+        return download_model_dir(model, scratch)
     return model
 
 
@@ -96,11 +96,14 @@ def cmd_register(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    import tempfile
+
     from llmpipe.data.chat_template import model_prompt
     from llmpipe.registry.export import load_model_dir
     from llmpipe.registry.inference import stream_text
 
-    net, config, tokenizer = load_model_dir(resolve_model_dir(args.model))
+    with tempfile.TemporaryDirectory(prefix="llmpipe-model-") as scratch:
+        net, config, tokenizer = load_model_dir(resolve_model_dir(args.model, scratch))
     if config["kind"] != "causal_lm":
         raise ValueError(f"{args.model} holds a {config['kind']}, not a language model")
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k}
@@ -123,9 +126,11 @@ def cmd_eval_harness(args) -> int:
 
     params = load_typed()
     docs = load_split_docs(args.tokens, args.split)
-    model_dir, cfg = Path(resolve_model_dir(args.model)), params.evaluate_harness
     with tempfile.TemporaryDirectory(prefix="llmpipe-harness-") as data_dir:
-        scores = harness.evaluate(model_dir, docs, Path(data_dir), cfg, params.seed, args.limit)
+        model_dir = Path(resolve_model_dir(args.model, data_dir))
+        scores = harness.evaluate(
+            model_dir, docs, Path(data_dir), cfg=params.evaluate_harness, seed=params.seed, limit=args.limit
+        )
     print(f"{'task':<12} {'acc':>7} {'± stderr':>9} {'acc_norm':>9} {'chance':>7} {'examples':>9}")
     for task, s in scores.items():
         figures = f"{s['acc']:>7.4f} {s['acc_stderr']:>9.4f} {s['acc_norm']:>9.4f} {s['chance']:>7.3f}"

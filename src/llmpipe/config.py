@@ -71,7 +71,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} not found: run `llmpipe compose` in the project root first")
-    params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        params = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is not valid YAML ({err}); compose it again with `llmpipe compose`") from err
+    if not isinstance(params, dict):
+        raise ValueError(f"{path} holds no mapping of params sections; compose it again with `llmpipe compose`")
     check_params(params, source=str(path))
     return params
 

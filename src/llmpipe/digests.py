@@ -19,14 +19,19 @@ def file_record(path: Path) -> dict:
     return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
+def bytecode(path: Path) -> bool:
+    return path.suffix == ".pyc" or "__pycache__" in path.parts
+
+
 def tree_sha256(folder: Path, skip: set[str] = frozenset()) -> str:
     """One SHA-256 over every file under folder: relative paths and contents, in sorted order, so a
     file added, removed, renamed or changed changes it. `skip`: relative paths left out (a folder
-    leaves out everything under it)."""
+    leaves out everything under it). Python's bytecode caches are left out too: importing the code
+    writes them beside it, and MLflow does not log them."""
     digest = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
-        if any(rel == s or rel.startswith(s + "/") for s in skip):
+        if any(rel == s or rel.startswith(s + "/") for s in skip) or bytecode(path):
             continue
         digest.update(f"{rel}\t{file_sha256(path)}\n".encode())
     return digest.hexdigest()

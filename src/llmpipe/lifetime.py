@@ -5,7 +5,8 @@ runner timing out) would leave the stage running as an orphan that writes its ou
 next `dvc repro` starts the same stage again. So a stage started by DVC (DVC_STAGE is set) watches
 the process that owns it, the nearest ancestor that is not a shell (DVC runs the command through
 $SHELL -c, which may or may not exec it), and kills itself the moment that process is gone: through
-a pidfd where Linux has them (no polling, no mistaking a reused pid), else by polling once a second.
+a pidfd where Linux has them (no polling, no mistaking a reused pid), else by polling once a second,
+and it takes its own child processes (worker pools, data loaders) with it.
 A stage run by hand (`python -m llmpipe.stages.x`, `nohup`) is left alone. The watch starts when
 llmpipe.stages is imported, the first thing a stage process does, before its slow imports.
 """
@@ -53,8 +54,8 @@ def die_with_dvc():
         return
     WATCHING.set()
     pid = owner()
-    if pid <= 1:  # dvc is gone already: this process was handed to init
-        die()
+    if pid <= 1:  # dvc is init itself (`docker run ... dvc repro`): when it ends, so does everything
+        return
     threading.Thread(target=watch, args=(pid,), name="llmpipe-die-with-dvc", daemon=True).start()
 
 
@@ -64,7 +65,7 @@ def watch(pid: int):
     except ProcessLookupError:
         die()
     except OSError:  # an old kernel: poll
-        while os.getppid() != 1 and Path(f"/proc/{pid}").exists():
+        while Path(f"/proc/{pid}").exists():
             time.sleep(1)
         die()
     else:
@@ -73,4 +74,24 @@ def watch(pid: int):
 
 
 def die():
+    """SIGKILL this process's descendants (a datatrove worker pool, DataLoader workers), then itself."""
+    for child in descendants(os.getpid()):
+        try:
+            os.kill(child, signal.SIGKILL)
+        except OSError:
+            pass  # gone already
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        parent = parent_of(int(stat.parent.name))
+        if parent is not None:
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

@@ -180,6 +180,6 @@ def stage_main(make_stage: Callable[..., Stage], targets: bool = False):
     except OSError as err:
         if err.errno not in STORAGE_ERRORS:
             raise
-        # a write outside the helpers of llmpipe.atomic (a checkpoint, an MLflow artifact): the same one line
-        log.error("%s failed: cannot write %s: %s", stage.name, err.filename or "its output", STORAGE_ERRORS[err.errno])
+        # outside the helpers of llmpipe.atomic (an input it cannot read, a checkpoint, an MLflow artifact)
+        log.error("%s failed: %s: %s", stage.name, err.filename or "a file it needs", STORAGE_ERRORS[err.errno])
         sys.exit(2)

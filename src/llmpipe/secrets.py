@@ -9,8 +9,11 @@ import os
 import re
 
 # Names of environment variables that hold credentials (HF_TOKEN, AWS_SECRET_ACCESS_KEY,
-# MLFLOW_TRACKING_PASSWORD, OPENAI_API_KEY, ...).
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH)", re.I)
+# MLFLOW_TRACKING_PASSWORD, OPENAI_API_KEY, ...): whole words of the name, so that MAX_TOTAL_TOKENS,
+# SSH_AUTH_SOCK or XAUTHORITY are not taken for one.
+SECRET_NAME = re.compile(
+    r"(^|_)(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE_?KEY|CREDENTIALS?|AUTH_?TOKEN)(_|$)", re.I
+)
 # Param keys that would hold one (a key of their own, not tokenize.* or pretrain.batch_tokens).
 SECRET_KEY = re.compile(
     r"(^|[._])(secret|password|passwd|api_?key|access_?key|auth_?token|hf_token|credentials?)$", re.I
@@ -18,12 +21,26 @@ SECRET_KEY = re.compile(
 ENV_INTERPOLATION = re.compile(r"\$\{\s*oc\.env\s*:\s*([^,}\s]+)")
 REDACTED = "***"
 MIN_SECRET_LENGTH = 6  # shorter values ("1", "true") would match everywhere
+INSIDE_FROM = 12  # a value this long is looked for inside params' text too (a URL's user:password@)
 
 
 def environment_secrets(environ: dict | None = None) -> dict[str, str]:
-    """{variable: value} of the environment variables named like credentials."""
+    """{variable: value} of the environment variables named like credentials, whose values could be
+    told apart from ordinary data (not short, not a number)."""
     environ = os.environ if environ is None else environ
-    return {k: v for k, v in environ.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH}
+    return {
+        k: v
+        for k, v in environ.items()
+        if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_LENGTH and not v.replace(".", "").isdigit()
+    }
+
+
+def holds(value, secret: str) -> bool:
+    """Does a param's value carry the secret? Text only (a number is no credential); all of it, or,
+    for a secret long enough not to occur by chance, part of it."""
+    if not isinstance(value, str):
+        return False
+    return value == secret or (len(secret) >= INSIDE_FROM and secret in value)
 
 
 def where_it_belongs(variable: str) -> str:
@@ -54,7 +71,7 @@ def value_problems(flat: dict, environ: dict | None = None) -> list[str]:
     problems = []
     for key, value in flat.items():
         text = "" if value is None else str(value)
-        leaked = [name for name, secret in secrets.items() if secret in text]
+        leaked = [name for name, secret in secrets.items() if holds(value, secret)]
         if leaked:
             problems.append(
                 f"{key} holds the value of the environment variable {leaked[0]}: {where_it_belongs(leaked[0])}"
@@ -76,7 +93,6 @@ def redact(flat: dict, environ: dict | None = None) -> dict:
     secrets = list(environment_secrets(environ).values())
     safe = {}
     for key, value in flat.items():
-        text = str(value)
-        hidden = SECRET_KEY.search(key) is not None or any(secret in text for secret in secrets)
+        hidden = SECRET_KEY.search(key) is not None or any(holds(value, secret) for secret in secrets)
         safe[key] = REDACTED if hidden else value
     return safe

@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-STAGE = "import llmpipe.stages, time; time.sleep(60)"  # what any stage process imports first
-
 
 def alive(pid: int) -> bool:
     try:
@@ -22,7 +20,10 @@ def start_owner(tmp_path: Path, env: dict) -> tuple[subprocess.Popen, int]:
     """A stand-in for dvc: it starts the stage through `sh -c` (which does not exec a command that is
     followed by another) and waits; returns it and the stage's pid."""
     pid_file, script = tmp_path / "stage.pid", tmp_path / "stage.py"
-    script.write_text(f"import os\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n{STAGE}\n")
+    # the pid is written once llmpipe.stages is imported: from then on the watch is on
+    script.write_text(
+        f"import os, time, llmpipe.stages\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n"
+    )
     command = f"{sys.executable} {script}; true"
     parent = f"import subprocess, time; subprocess.Popen(['/bin/sh', '-c', {command!r}]); time.sleep(60)"
     process = subprocess.Popen([sys.executable, "-c", parent], env=env, start_new_session=True)
@@ -35,7 +36,7 @@ def start_owner(tmp_path: Path, env: dict) -> tuple[subprocess.Popen, int]:
 
 def test_a_stage_started_by_dvc_dies_when_dvc_is_killed(tmp_path):
     process, stage = start_owner(tmp_path, {**os.environ, "DVC_STAGE": "evaluate"})
-    time.sleep(1.0)  # the stage has imported llmpipe.stages: its watch is on
+    assert alive(stage)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     deadline = time.monotonic() + 10
@@ -47,7 +48,7 @@ def test_a_stage_started_by_dvc_dies_when_dvc_is_killed(tmp_path):
 def test_a_stage_run_by_hand_is_left_alone(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DVC_STAGE"}
     process, stage = start_owner(tmp_path, env)
-    time.sleep(1.0)
+    assert alive(stage)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     time.sleep(1.0)

@@ -1,6 +1,14 @@
 from llmpipe import secrets
 
-ENV = {"HF_TOKEN": "hf_s3cr3tvalue", "AWS_SECRET_ACCESS_KEY": "aws-s3cr3t-key", "GIT_AUTH": "1", "HOME": "/root"}
+ENV = {
+    "HF_TOKEN": "hf_s3cr3tvalue",
+    "AWS_SECRET_ACCESS_KEY": "aws-s3cr3t-key",
+    "GIT_TOKEN": "1",  # too short to be told apart from data
+    "MAX_TOTAL_TOKENS": "100000",  # a setting, not a token: its name is no credential's, and it is a number
+    "SSH_AUTH_SOCK": "/tmp/ssh-agent.sock",
+    "POSTGRES_PASSWORD": "postgres",  # a short password is only recognised whole
+    "HOME": "/root",
+}
 
 
 def test_a_value_that_holds_a_secret_variable_is_named_by_the_variable_never_by_its_value():
@@ -14,7 +22,10 @@ def test_a_value_that_holds_a_secret_variable_is_named_by_the_variable_never_by_
 
 def test_token_counts_and_short_values_are_not_secrets():
     flat = {"pretrain.batch_tokens": 4096, "tokenize.vocab_size": 1, "clean.enabled": True, "register.api_key": ""}
-    assert secrets.value_problems(flat, ENV) == []  # GIT_AUTH=1 is too short to be told apart from data
+    flat |= {"clean.max_bytes": 100000, "ingest.source": "postgres-dump.jsonl", "x.socket": "/tmp/ssh-agent.sock2"}
+    assert secrets.value_problems(flat, ENV) == []
+    assert sorted(secrets.environment_secrets(ENV)) == ["AWS_SECRET_ACCESS_KEY", "HF_TOKEN", "POSTGRES_PASSWORD"]
+    assert secrets.value_problems({"db.pass_word": "postgres"}, ENV)  # the whole value is the password
 
 
 def test_every_environment_interpolation_in_config_text_is_refused():

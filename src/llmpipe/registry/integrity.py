@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 WEIGHTS_TAG = "llmpipe.sha256.weights"
 CODE_TAG = "llmpipe.sha256.code"
+PACKAGE_TAG = "llmpipe.sha256.package"  # the installed llmpipe source that register ran: when a version may be reused
 # Written by MLflow when a logged model is registered (the model's name and version): not code.
 NOT_CODE = {"registered_model_meta"}
 

@@ -6,8 +6,9 @@ Registry writes are crash-consistent: a kill at any point leaves a state the nex
 register creates a version and all its tags in one call (a version never exists half-tagged) and
 moves the alias last; a rerun finds a version of the same weights, evaluation and commit and points
 the alias at it instead of adding a copy, and deletes versions that an older llmpipe left without
-their evaluation tags. promote writes its decision before it moves the champion alias, and refuses a
-challenger that lacks the metrics its gates compare.
+their evaluation tags. promote writes its decision (`pending`) before it moves the champion alias and
+`promoted` after, finishes a pending one on rerun, and refuses a challenger that lacks the metrics its
+gates compare.
 """
 
 import json
@@ -29,6 +30,7 @@ from llmpipe.registry.serving import DEFAULT_SAMPLING, MODEL_DIR_ARTIFACT
 
 log = logging.getLogger(__name__)
 EVAL_TAG_PREFIX = "eval/"  # version tags holding the evaluation metrics a version was judged by
+DECISION_TAG, PENDING = "promotion.decision", "pending"  # promoted | refused | pending (alias not yet moved)
 
 
 PACKAGE_DIR = Path(llmpipe.__file__).parent  # logged with every model, which needs it to load
@@ -83,33 +85,54 @@ def same_version(client, name: str, weights: str, tags: dict[str, str]):
     return None
 
 
-def reconcile(client, name: str):
+def reconcile(client, name: str, alias: str):
     """Delete the versions of `name` that a register killed half-way left without evaluation tags
-    (an older llmpipe tagged a version after creating it), so that no alias points at one. Only
-    versions made by llmpipe's register stages: a version registered by hand is left alone."""
+    (an older llmpipe tagged a version after creating it), so that `alias` never points at one. Only
+    versions made by llmpipe's register stages and under no other alias: a version registered by
+    hand, or one someone made champion, is left alone (promote refuses it for want of metrics)."""
+    try:
+        aliases = client.get_registered_model(name).aliases  # alias -> version
+    except mlflow.exceptions.MlflowException:
+        return  # no such model yet
     for version in client.search_model_versions(f"name='{name}'"):
         if any(k.startswith(EVAL_TAG_PREFIX) for k in version.tags) or integrity.WEIGHTS_TAG in version.tags:
             continue
-        stage = client.get_run(version.run_id).data.tags.get(tracking.STAGE_TAG, "") if version.run_id else ""
+        if any(str(v) == str(version.version) and a != alias for a, v in aliases.items()):
+            continue
+        try:
+            stage = client.get_run(version.run_id).data.tags.get(tracking.STAGE_TAG, "") if version.run_id else ""
+        except mlflow.exceptions.MlflowException:  # its run was deleted: nothing says llmpipe made it
+            continue
         if stage.startswith("register"):
             log.warning("deleting version %s of %s: a killed register left it without tags", version.version, name)
             client.delete_model_version(name, version.version)
 
 
-def download_model_dir(uri: str) -> Path:
-    """The export directory inside a registered model, e.g. models:/llmpipe-lm@champion, downloaded
-    and checked against the SHA-256 tags of its version."""
-    return verified_download(uri)[1]
+def download_model_dir(uri: str, dst: str | Path | None = None) -> Path:
+    """The export directory inside a registered model, e.g. models:/llmpipe-lm@champion, copied
+    into dst (a new temporary folder if None) and checked against the SHA-256 tags of its version."""
+    return verified_download(uri, dst)[1]
 
 
-def verified_download(uri: str) -> tuple[Path, Path]:
-    """(the logged model folder, the export directory in it) of a models:/ or runs:/ URI, after
-    checking a registered version's files against its SHA-256 tags."""
+def verified_download(uri: str, dst: str | Path | None = None) -> tuple[Path, Path]:
+    """(the logged model folder, the export directory in it) of a models:/ or runs:/ URI, copied into
+    dst (a new temporary folder if None), after checking a registered version's files against its
+    SHA-256 tags. Always a copy: for a local store MLflow would otherwise hand back the store's own
+    folder, which could change between the check and the load (and which loading writes into). An
+    alias is resolved once, so the files checked are those of the version whose tags they are
+    checked against."""
+    dst = Path(dst or tempfile.mkdtemp(prefix="llmpipe-model-"))
     try:
         version = registered_version(uri)
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+        source = f"models:/{version.name}/{version.version}" if version is not None else uri
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dst)))
     except mlflow.exceptions.MlflowException as err:
         raise ValueError(f"{uri} cannot be loaded from the registry: {err.message}") from err
+    if not (local / "MLmodel").is_file():
+        raise ValueError(
+            f"{uri}: the artifact store holds no model files for it (was mlartifacts/ moved or deleted?); "
+            "restore it, or register the models again with `llmpipe register`"
+        )
     model_dir = integrity.model_dir_of(local, MODEL_DIR_ARTIFACT)
     if version is not None:
         integrity.verify(local, model_dir, version.tags, f"{uri} (version {version.version} of {version.name})")
@@ -133,7 +156,8 @@ def registered_version(uri: str):
 
 def load_pyfunc(uri: str):
     """mlflow.pyfunc.load_model for a registered llmpipe model, after checking that its weights and
-    code are what was registered (mlflow.pyfunc.load_model alone would run whatever code is there)."""
+    code are what was registered (mlflow.pyfunc.load_model alone would run whatever code is there).
+    The checked copy stays in a temporary folder: MLflow imports the model's code from it."""
     local, _ = verified_download(uri)
     return mlflow.pyfunc.load_model(str(local))
 
@@ -190,7 +214,9 @@ def promote(
             "so it is not promoted. Run `dvc repro` (register reconciles the registry), then promote again"
         )
     champion = alias_version(client, name, champion_alias)
-    if champion is not None and champion.version == challenger.version:  # nothing to decide, nothing to write
+    if champion is not None and champion.version == challenger.version:  # nothing to decide
+        if challenger.tags.get(DECISION_TAG) == PENDING:  # a promote killed after moving the alias: finish it
+            client.set_model_version_tag(name, challenger.version, DECISION_TAG, "promoted")
         reason = f"version {challenger.version} already is {champion_alias}"
         return Decision(name, challenger.version, champion.version, False, reason)
     if champion is None:
@@ -200,12 +226,15 @@ def promote(
     if force and not promoted:
         promoted, reason = True, f"forced over: {reason}"
     decision = Decision(name, challenger.version, champion.version if champion else None, promoted, reason, compared)
-    client.set_model_version_tag(name, challenger.version, "promotion.decision", "promoted" if promoted else "refused")
+    # The decision says `pending` until the alias has moved: no tag ever claims a promotion not made.
+    client.set_model_version_tag(name, challenger.version, DECISION_TAG, PENDING if promoted else "refused")
     client.set_model_version_tag(name, challenger.version, "promotion.reason", reason)
     client.set_model_version_tag(name, challenger.version, "promotion.compared", json.dumps(compared))
     failpoint("promote:decided")
     if promoted:
         client.set_registered_model_alias(name, champion_alias, challenger.version)
+        failpoint("promote:aliased")
+        client.set_model_version_tag(name, challenger.version, DECISION_TAG, "promoted")
     return decision
 
 
@@ -242,25 +271,27 @@ def register_export(root: Path, export: str, metrics_file: str, name: str, alias
     version of `name` with `alias`, tagged with the evaluation metrics in `metrics_file` (what
     `llmpipe promote` compares) and the git commit; what metrics/register*.json records. A version
     that already holds these weights with this evaluation and commit is pointed at, not copied
-    (`reused`): a rerun after a kill, or after DVC brought back an earlier model, adds nothing."""
+    (`reused`): a rerun after a kill, or after DVC brought back an earlier model, adds nothing. The
+    llmpipe package's source is part of that match: changed serving code makes a new version."""
     evaluation = json.loads((root / metrics_file).read_text())
     active = mlflow.active_run()
     if active is None:
         raise ValueError("register needs an active MLflow run: run it through `python -m llmpipe.stages.register`")
     tags = {EVAL_TAG_PREFIX + key: str(value) for key, value in tracking.flatten(evaluation, sep="/").items()}
     tags["git_commit"] = tracking.git_commit(root)
+    tags[integrity.PACKAGE_TAG] = tree_sha256(PACKAGE_DIR)  # the code a reused version must have been logged with
     client = mlflow.MlflowClient()
-    reconcile(client, name)
+    reconcile(client, name, alias)
     same = same_version(client, name, tree_sha256(root / export), tags)
     if same is not None:
         client.set_registered_model_alias(name, alias, same.version)
-        version, uri, reused = str(same.version), f"models:/{name}/{same.version}", True
+        version, uri, run_id, reused = str(same.version), f"models:/{name}/{same.version}", same.run_id, True
     else:
         version, uri = log_and_register(root / export, name, alias, tags)
-        reused = False
+        run_id, reused = active.info.run_id, False
     return {
         "alias": alias,
-        "run_id": active.info.run_id,
+        "run_id": run_id,  # the run that logged the version
         "model_name": name,
         "version": int(version),
         "model_uri": uri,
