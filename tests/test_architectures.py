@@ -73,7 +73,9 @@ def test_context_bits_are_read_back_in_order_from_metric_names():
 def test_queue_gives_every_architecture_the_overrides_and_stops_at_pretrain(monkeypatch):
     queued = {}
     monkeypatch.setattr(
-        architectures.experiments, "queue", lambda points, targets, replace: queued.update(points, targets=targets)
+        architectures.experiments,
+        "queue",
+        lambda points, targets, replace, run: queued.update(points, targets=targets),
     )
     architectures.queue(["experiment=tiny"], run=False)
     assert queued.pop("targets") == ["pretrain"]

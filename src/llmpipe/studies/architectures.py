@@ -29,13 +29,11 @@ CONTEXT_METRIC = "pretrain/val_context_bits/"
 BUDGET = ["pretrain.max_tokens=1228800"]
 
 
-def queue(overrides: list[str], run: bool, replace: bool = False, poll_seconds: float = 10.0) -> list[str]:
+def queue(overrides: list[str], run: bool, replace: bool = False) -> list[str]:
     """Queue one experiment per architecture (the budget, the overrides, then its model option);
-    with run, start the queue and wait for it."""
+    with run, run them now, one at a time (experiments.queue)."""
     points = {f"{PREFIX}{arch}": [*BUDGET, *overrides, f"model={option}"] for arch, option in OPTIONS.items()}
-    names = experiments.queue(points, targets=[TARGET], replace=replace)
-    if run:
-        experiments.run_queue(names, poll_seconds)
+    names = experiments.queue(points, targets=[TARGET], replace=replace, run=run)
     return names
 
 

@@ -1,19 +1,16 @@
-"""Queued DVC experiments, for the studies that compare runs (llmpipe.studies.architectures, .scaling, .transfer):
-queue named points with Hydra overrides (`dvc exp run --queue -n NAME -S ...`), run the queue one
-experiment at a time, and wait until every one of them has finished.
+"""DVC experiments for the studies that compare runs (llmpipe.studies.architectures, .scaling, .transfer):
+named points with Hydra overrides, queued (`dvc exp run --queue -n NAME -S ...`) for `dvc queue start`,
+or run now, one at a time (`dvc exp run --temp`).
 
 Each point runs in a temporary copy of the project; its MLflow runs land in the project's store
 (tracking.tracking_uri) and are tagged with the experiment's name (tracking.stage_run).
 """
 
 import subprocess
-import time
 
 from tqdm import tqdm
 
 from llmpipe.registry import tracking
-
-FINISHED = ("Success", "Failed")
 
 
 def check_points(points, conf_dir, study: str):
@@ -37,50 +34,26 @@ def existing(names: list[str]) -> list[str]:
     return [name for name in names if name in listed]
 
 
-def queue(points: dict[str, list[str]], targets: list[str] = (), replace: bool = False) -> list[str]:
+def queue(points: dict[str, list[str]], targets: list[str] = (), replace: bool = False, run: bool = False) -> list[str]:
     """Queue one experiment per point (name -> Hydra overrides), running only up to `targets` (stage
-    names; none: the whole pipeline). With replace, experiments of those names are removed first;
-    without, an existing name is an error, before anything is queued."""
+    names; none: the whole pipeline), for `dvc queue start`. With run, run each one now instead, one
+    after another, each in a temporary copy of the project (`dvc exp run --temp`). A run that waits for
+    its results does not use DVC's queue worker: on its file-system broker the worker can die on a
+    half-written message after an experiment or two and leave the rest queued for ever
+    (treeverse/dvc#10398, #10428; it happened here under load). With replace, experiments of those
+    names are removed first; without, an existing name is an error, before anything is queued."""
     taken = existing(list(points))
     if taken and not replace:
         raise ValueError(f"experiments {taken} exist already: pass --replace to run them again, or `dvc exp remove`")
     if taken:
         subprocess.run(["dvc", "exp", "remove", *taken], check=True)
-    for name, overrides in points.items():
-        command = ["dvc", "exp", "run", "--queue", "-n", name, *(a for o in overrides for a in ("-S", o)), *targets]
+    mode = "--temp" if run else "--queue"
+    for name, overrides in tqdm(points.items(), desc="experiments", unit=" exp", disable=not run):
+        command = ["dvc", "exp", "run", mode, "-n", name, *(a for o in overrides for a in ("-S", o)), *targets]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode:
-            raise ValueError(f"`{' '.join(command)}` failed:\n{done.stdout}{done.stderr}")
+            raise ValueError(f"`{' '.join(command)}` failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     return list(points)
-
-
-def statuses(names: list[str]) -> dict[str, str]:
-    """name -> Queued | Running | Success | Failed, for those of names that `dvc queue status` lists
-    (its rows: task, name, created (one or two words), status)."""
-    out = subprocess.run(["dvc", "queue", "status"], capture_output=True, text=True, check=True).stdout
-    rows = [line.split() for line in out.splitlines()]
-    return {row[1]: row[-1] for row in rows if len(row) >= 4 and row[1] in names}
-
-
-def run_queue(names: list[str], poll_seconds: float = 10.0) -> dict[str, str]:
-    """Start the queue's worker and wait for the named experiments; a failed one is an error that
-    names it. One worker, so experiments run one at a time: fair timings, and a laptop stays usable."""
-    subprocess.run(["dvc", "queue", "start", "-j", "1"], check=True)
-    with tqdm(total=len(names), desc="experiments", unit=" exp") as progress:
-        while True:
-            state = statuses(names)
-            finished = sum(s in FINISHED for s in state.values())
-            progress.update(finished - progress.n)
-            if finished == len(names):
-                break
-            missing = set(names) - set(state)
-            if missing:
-                raise ValueError(f"`dvc queue status` does not list {sorted(missing)}: were they removed?")
-            time.sleep(poll_seconds)
-    failed = [name for name, s in state.items() if s == "Failed"]
-    if failed:
-        raise ValueError(f"experiments {failed} failed: see `dvc queue logs <name>`")
-    return state
 
 
 def finished_runs(client, experiment_id: str, stage: str, prefix: str) -> list:

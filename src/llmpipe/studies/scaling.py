@@ -77,10 +77,8 @@ def study(overrides: list[str], conf_dir: str | Path = "conf") -> list[Point]:
     return experiments.check_points(points, conf_dir, "scaling")
 
 
-def queue(points: list[Point], run: bool, replace: bool = False, poll_seconds: float = 10.0) -> list[str]:
-    names = experiments.queue({p.name: list(p.overrides) for p in points}, targets=[TARGET], replace=replace)
-    if run:
-        experiments.run_queue(names, poll_seconds)
+def queue(points: list[Point], run: bool, replace: bool = False) -> list[str]:
+    names = experiments.queue({p.name: list(p.overrides) for p in points}, targets=[TARGET], replace=replace, run=run)
     return names
 
 

@@ -73,14 +73,12 @@ def study(overrides: list[str], conf_dir: str | Path = "conf") -> list[Point]:
     return experiments.check_points(points, conf_dir, "transfer")
 
 
-def queue(points: list[Point], run: bool, replace: bool = False, poll_seconds: float = 10.0) -> list[str]:
+def queue(points: list[Point], run: bool, replace: bool = False) -> list[str]:
     queued = {p.name: list(p.overrides) for p in points}
     names = []
     for point in points:  # each point runs the finetune stages of its own tasks
         targets = [f"finetune@{task}" for task in point.tasks]
-        names += experiments.queue({point.name: queued[point.name]}, targets=targets, replace=replace)
-    if run:
-        experiments.run_queue(names, poll_seconds)
+        names += experiments.queue({point.name: queued[point.name]}, targets=targets, replace=replace, run=run)
     return names
 
 
