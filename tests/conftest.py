@@ -144,11 +144,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def mlflow_on_loopback(args: list[str], ready: str, cwd: Path, env: dict | None = None):
-    """Run `mlflow <args> --port P` bound to 127.0.0.1 with the venv's tools on PATH (as in an
-    activated venv), wait until GET <ready> answers, yield the base URL, and stop it afterwards."""
+def mlflow_on_loopback(args: list[str], ready: str, cwd: Path, env: dict | None = None, program: str = "mlflow"):
+    """Run `<program> <args> --port P` (mlflow, or llmpipe serve) bound to 127.0.0.1 with the venv's
+    tools on PATH (as in an activated venv), wait until GET <ready> answers, yield the base URL, and
+    stop it afterwards."""
     port = free_port()
-    mlflow_cli = Path(sys.executable).parent / "mlflow"
+    mlflow_cli = Path(sys.executable).parent / program
     env = {**(env or os.environ), "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ['PATH']}"}
     log = tempfile.TemporaryFile()
     server = subprocess.Popen(

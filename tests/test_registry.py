@@ -1,4 +1,5 @@
-"""Promotion gates, loading by alias, `llmpipe generate` from the registry, and serving over HTTP."""
+"""Promotion gates, loading by alias, `llmpipe generate` from the registry, and serving over HTTP
+(`llmpipe serve`)."""
 
 import json
 import os
@@ -89,12 +90,13 @@ def test_cli_generate_from_the_registry_and_models_listing(tiny_project):
     assert listing.returncode == 0 and "challenger" in listing.stdout and "llmpipe-lm" in listing.stdout
 
 
-def test_mlflow_models_serve_answers_a_prompt_on_loopback(tiny_project):
+def test_llmpipe_serve_answers_a_prompt_on_loopback(tiny_project):
+    """`llmpipe serve`: the version's files checked against its SHA-256 tags, then `mlflow models serve`
+    on the checked copy."""
     root, _, params = tiny_project
     uri = "models:/llmpipe-lm@challenger"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(root)}
-    serve = ["models", "serve", "-m", uri, "--env-manager", "local", "-h", "127.0.0.1"]
-    with mlflow_on_loopback(serve, "/ping", root, env) as base:
+    with mlflow_on_loopback(["serve", uri], "/ping", root, env, program="llmpipe") as base:
         body = json.dumps(
             {"dataframe_records": [{"prompt": "The"}], "params": {"max_new_tokens": 6, "temperature": 0.0}}
         )
