@@ -56,8 +56,9 @@ repro: setup
 # tests first and leave a long one running alone at the end).
 PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
+# --durations: the slowest tests at the end of the log, where the 10-minute budget goes.
 test: setup
-	python -m pytest $(PYTEST_WORKERS)
+	python -m pytest $(PYTEST_WORKERS) --durations=15
 
 test-fast: setup
 	python -m pytest $(PYTEST_WORKERS) -m "not slow"
