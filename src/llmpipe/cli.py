@@ -263,7 +263,7 @@ def study_verb(verbs, name: str, what: str, func) -> argparse.ArgumentParser:
     """A verb for a study of queued DVC experiments: `queue` them (and run them), then `report`."""
     study = verbs.add_parser(name, help=f"{what} (queue, then report)")
     study.add_argument("action", choices=["queue", "report"])
-    study.add_argument("--run", action="store_true", help="queue: run the experiments now instead, one at a time, each in a temporary copy")
+    study.add_argument("--run", action="store_true", help="queue: run them now, one at a time, in temporary copies")
     study.add_argument("--replace", action="store_true", help="queue: remove experiments of the same names first")
     study.add_argument("--out", default="reports", help=f"report: folder for {name}.md (and .png)")
     study.add_argument("overrides", nargs="*", help="Hydra overrides every point starts from, e.g. experiment=tiny")

@@ -11,8 +11,10 @@ their evaluation tags. promote writes its decision (`pending`) before it moves t
 gates compare.
 """
 
+import atexit
 import json
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +123,10 @@ def verified_download(uri: str, dst: str | Path | None = None) -> tuple[Path, Pa
     folder, which could change between the check and the load (and which loading writes into). An
     alias is resolved once, so the files checked are those of the version whose tags they are
     checked against."""
-    dst = Path(dst or tempfile.mkdtemp(prefix="llmpipe-model-"))
+    if dst is None:  # ours: removed when this process ends (the loaded model lives in memory by then)
+        dst = tempfile.mkdtemp(prefix="llmpipe-model-")
+        atexit.register(shutil.rmtree, dst, ignore_errors=True)
+    dst = Path(dst)
     try:
         version = registered_version(uri)
         source = f"models:/{version.name}/{version.version}" if version is not None else uri
