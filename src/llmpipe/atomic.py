@@ -48,7 +48,7 @@ def fault_errno(err: BaseException, free: int | None, tmp: Path) -> int | None:
     and 22528 written` on a full disk; a disk with almost nothing left is taken as the cause then."""
     if not isinstance(err, OSError) or isinstance(err, WriteError):
         return None
-    if err.filename is not None and not str(Path(err.filename).resolve()).startswith(str(tmp.resolve())):
+    if err.filename is not None and not Path(err.filename).resolve().is_relative_to(tmp.resolve()):
         return None
     if err.errno in STORAGE_ERRORS:
         return err.errno

@@ -83,9 +83,6 @@ def git_commit(root: str | Path = ".") -> str:
     return out.stdout.strip() if out.returncode == 0 else "unknown"
 
 
-REDACTED = secrets.REDACTED
-
-
 def close_dead_runs(experiment_id: str, stage: str):
     """Mark KILLED the runs of this stage still RUNNING whose process on this machine is gone: a
     stage killed with SIGKILL cannot end its own run, and the MLflow UI would show it running forever."""
