@@ -26,7 +26,7 @@ from pathlib import Path
 
 from llmpipe import typed_params
 from llmpipe.config import compose
-from llmpipe.data.clean_outputs import collect
+from llmpipe.data.clean_outputs import flat_records
 from llmpipe.data.clean_pipeline import run_jobs
 from llmpipe.data.corpus import is_bad, read_corpus
 from llmpipe.data.near_dedup import random_edits
@@ -35,13 +35,22 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def write_raw(folder: Path, docs: list[dict], files: int):
-    """docs as data/raw would hold them, spread over `files` files (the executors shard by file)."""
+    """docs as data/raw would hold them, spread over `files` files."""
     folder.mkdir(parents=True)
     handles = [(folder / f"part{i:03d}.jsonl").open("w", encoding="utf-8") for i in range(files)]
     for i, doc in enumerate(docs):
         handles[i % files].write(json.dumps(doc, ensure_ascii=False) + "\n")
     for handle in handles:
         handle.close()
+
+
+def finished(work: Path) -> tuple[list[dict], dict[str, list[dict]]]:
+    """The kept records and the removed ones by rule, from a finished clean's work folder."""
+    removed: dict[str, list[dict]] = {}
+    for folder in sorted((work / "removed").glob("*")):
+        for record in flat_records(folder):
+            removed.setdefault(record.pop("filter_reason", folder.name), []).append(record)
+    return list(flat_records(work / "kept")), removed
 
 
 def timed_clean(cfg, hardware, seed: int, raw: Path, work: Path, workers: int) -> float:
@@ -93,7 +102,7 @@ def main():
         print(f"  speed-up of 2 workers over 1: {times[1] / times[2]:.2f}x (target >= 1.6x)")
 
         # 3. near-duplicate recall and precision on planted edits of the cleaned corpus
-        kept, _, _ = collect(tmp / "work")
+        kept, _ = finished(tmp / "work")
         rng = random.Random(args.seed)
         originals = rng.sample(kept, min(args.planted, len(kept)))
         copies = [
@@ -103,7 +112,7 @@ def main():
         base = [{k: d.get(k) for k in ("id", "text", "source", "lang", "label")} for d in kept]
         write_raw(tmp / "raw_planted", base + copies, files=cfg.tasks)
         run_jobs(cfg, replace(hardware, workers=2), seed, tmp / "raw_planted", tmp / "work_planted")
-        kept2, removed, _ = collect(tmp / "work_planted")
+        kept2, removed = finished(tmp / "work_planted")
         kept_ids = {d["id"] for d in kept2}
         near = {d["id"] for d in removed.get("near_duplicate", [])}
         elsewhere = {d["id"] for rule, rs in removed.items() if rule != "near_duplicate" for d in rs}

@@ -12,7 +12,7 @@ it; the number of steps a budget of seconds buys does. So the sweep is two comma
          number of steps its shape takes in --seconds on the timed machine, then scored on the whole
          validation split. One JSON line per recipe, written as each finishes.
 
-`prepare` first tokenizes data/clean/docs.jsonl at each vocabulary size with the tokenize stage's
+`prepare` first tokenizes the shards of data/clean at each vocabulary size with the tokenize stage's
 own code (splits by id hash, byte-level BPE on train), so bits per byte are comparable across sizes,
 and records each size's bigram baseline (evaluation.bigram_token_nats), the figure `evaluate` sets
 the model against.
@@ -77,19 +77,16 @@ def recipe_name(recipe: dict) -> str:
 
 def cmd_prepare(args):
     from llmpipe.data.token_files import load_tokens
+    from llmpipe.data.tokenize_corpus import tokenize_corpus
     from llmpipe.evaluation.lm_metrics import bigram_token_nats, bits_per_byte
-    from llmpipe.stages import tokenize
+    from llmpipe.schema import DataHardware, Tokenize
 
     docs = Path(args.docs).resolve()
     for vocab in args.vocab:
         root = Path(args.out) / f"v{vocab}"
-        (root / "data" / "clean").mkdir(parents=True, exist_ok=True)
-        link = root / "data" / "clean" / "docs.jsonl"
-        if not link.exists():
-            link.symlink_to(docs)
-        params = {"tokenize": {"vocab_size": vocab, "min_frequency": 2, "val_fraction": 0.05, "test_fraction": 0.05}}
-        tokenize.run(params, root)
+        cfg = Tokenize(vocab, 2, 64_000_000, "hash", 0.05, 0.05)
         tokens = root / "data" / "tokens"
+        tokenize_corpus(cfg, DataHardware("local", None, 2), docs, tokens, root / "data" / "work" / "tokenize")
         meta = json.loads((tokens / "meta.json").read_text())
         nats = bigram_token_nats(load_tokens(tokens, "train"), load_tokens(tokens, "val"), meta["vocab_size"])
         meta["bigram_val_bpb"] = bits_per_byte(float(nats.sum()), meta["splits"]["val"]["bytes"])
@@ -374,7 +371,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     verbs = parser.add_subparsers(dest="verb", required=True)
     prepare = verbs.add_parser("prepare", help="tokenize data/clean at each vocabulary size")
-    prepare.add_argument("--docs", default="data/clean/docs.jsonl")
+    prepare.add_argument("--docs", default="data/clean", help="the shards of data/clean")
     prepare.add_argument("--vocab", type=int, nargs="+", required=True)
     prepare.add_argument("--out", required=True)
     timing = verbs.add_parser("time", help="seconds per optimizer step of each shape, on this CPU")

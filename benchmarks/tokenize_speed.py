@@ -2,7 +2,7 @@
 on every core) against tiktoken running the same merges (llmpipe.data.fast_encoding, a thread per
 core), on the same texts in the same process, with the ids compared one by one.
 
-The texts are the default corpus's cleaned documents (data/clean/docs.jsonl: run `dvc repro -s clean`
+The texts are the default corpus's cleaned documents (the shards of data/clean: run `dvc repro -s clean`
 first), repeated until they hold --megabytes (the ids of a text do not depend on what else is in the
 batch, so repeating measures speed at size without fetching anything). The tokenizer is trained on
 the first --train-megabytes with tokenize.vocab_size from params.yaml (or --vocab-size).
@@ -23,7 +23,7 @@ import yaml
 
 from llmpipe.data.fast_encoding import encode_texts, fast_encoder
 from llmpipe.data.tokenizer import train_bpe
-from llmpipe.jsonl import read_jsonl
+from llmpipe.jsonl import iter_folder
 
 
 def compare(tokenizer, encoding, batches: list[list[str]]) -> tuple[float, float, bool, int]:
@@ -46,14 +46,14 @@ def compare(tokenizer, encoding, batches: list[list[str]]) -> tuple[float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--docs", default="data/clean/docs.jsonl")
+    parser.add_argument("--docs", default="data/clean", help="a folder of JSON-lines shards")
     parser.add_argument("--megabytes", type=float, default=100.0)
     parser.add_argument("--train-megabytes", type=float, default=4.0)
     parser.add_argument("--vocab-size", type=int, default=None)
     parser.add_argument("--batch", type=int, default=4096, help="texts per encode call (tokenize's batch)")
     args = parser.parse_args()
 
-    texts = [d["text"] for d in read_jsonl(args.docs)]
+    texts = [d["text"] for d in iter_folder(args.docs)]
     corpus_bytes = sum(len(t.encode()) for t in texts)
     vocab_size = args.vocab_size or yaml.safe_load(Path("params.yaml").read_text())["tokenize"]["vocab_size"]
     train, size = [], 0

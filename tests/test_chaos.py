@@ -89,7 +89,8 @@ def check_outputs_whole(root: Path):
         meta = json.loads((tokens / "meta.json").read_text())
         for split, info in meta["splits"].items():
             dtype = token_dtype(meta["vocab_size"])
-            assert np.fromfile(tokens / f"{split}.bin", dtype=dtype).size == info["tokens"], split
+            shards = [tokens / split / f"{shard}.bin" for shard in meta["shards"][split]]
+            assert sum(np.fromfile(path, dtype=dtype).size for path in shards) == info["tokens"], split
     for model in [root / "models" / "pretrain", *(root / "models" / "finetune").glob("*")]:
         if model.is_dir() and not model.name.endswith(".tmp"):
             assert load_file(model / "model.safetensors")

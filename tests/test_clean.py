@@ -8,8 +8,9 @@ import pytest
 
 from llmpipe.config import compose
 from llmpipe.data.near_dedup import random_edits
+from llmpipe.data.token_files import load_split_docs
 from llmpipe.runner import run_stage
-from llmpipe.stages import clean, ingest
+from llmpipe.stages import clean, ingest, tokenize
 
 from .conftest import REPO
 
@@ -24,14 +25,19 @@ GOOD = [
 ]
 
 
-def run(root, overrides):
+def run(root, overrides, stages=(ingest, clean)):
     overrides = ["experiment=tiny", "ingest.max_docs_per_file=null", *overrides]
     (root / "params.yaml").write_text(compose(overrides, conf_dir=REPO / "conf"))
-    return {module.stage().name: run_stage(module.stage(), root) for module in (ingest, clean)}
+    return {module.stage().name: run_stage(module.stage(), root) for module in stages}
 
 
 def read(path):
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def read_clean(root):
+    """The kept documents: every shard of data/clean, in order."""
+    return [doc for path in sorted((root / "data" / "clean").glob("*.jsonl")) for doc in read(path)]
 
 
 @pytest.fixture
@@ -87,7 +93,7 @@ def test_bad_input_is_quarantined_with_reason_and_position_and_good_records_all_
     invalid = next(q for q in read(tmp_path / "data" / "quarantine" / "ingest.jsonl") if q["reason"] == "invalid_utf8")
     assert invalid["raw"] == '{"text": "caf\\xe9 au lait, served in Latin-1"}'  # the bytes, escaped, kept
 
-    kept = read(tmp_path / "data" / "clean" / "docs.jsonl")
+    kept = read_clean(tmp_path)
     assert sorted(d["text"] for d in kept) == sorted(GOOD)
     assert {d["lang"] for d in kept} == {"en", "zh"}
     assert metrics["clean"]["docs_in"] == len(GOOD) + 4 and metrics["clean"]["docs_out"] == len(GOOD)
@@ -142,7 +148,7 @@ def test_planted_near_duplicates_are_removed_in_english_and_chinese_and_the_kept
                 "clean.quality.default.min_words=1",
             ],
         )
-        kept = {d["id"] for d in read(root / "data" / "clean" / "docs.jsonl")}
+        kept = {d["id"] for d in read_clean(root)}
         removed = {d["id"] for d in read(root / "data" / "removed" / "near_duplicate.jsonl")}
         for original, copy in pairs:
             assert (original in kept) != (copy in kept), f"exactly one of {original}, {copy} is kept"
@@ -175,15 +181,22 @@ def test_the_ray_executor_gives_the_local_executors_output(tmp_path, mlflow_stor
     for executor in ("local", "ray"):
         root = tmp_path / executor
         root.mkdir()
-        hardware = [f"hardware.clean.executor={executor}", "hardware.clean.workers=2"]
-        run(root, ["ingest.format=jsonl", f"ingest.source={source}", *hardware])
+        hardware = [
+            f"hardware.{stage}.{key}"
+            for stage in ("clean", "tokenize")
+            for key in (f"executor={executor}", "workers=2")
+        ]
+        run(root, ["ingest.format=jsonl", f"ingest.source={source}", *hardware], stages=(ingest, clean, tokenize))
+        data = root / "data"
         outputs[executor] = {
-            path.relative_to(root).as_posix(): path.read_text(encoding="utf-8")
-            for path in [root / "data" / "clean" / "docs.jsonl", root / "data" / "quarantine" / "clean.jsonl"]
-            + sorted((root / "data" / "removed").glob("*.jsonl"))
+            path.relative_to(root).as_posix(): path.read_bytes()
+            for path in sorted((data / "clean").glob("*.jsonl"))
+            + [data / "quarantine" / "clean.jsonl"]
+            + sorted((data / "removed").glob("*.jsonl"))
+            + sorted((data / "tokens").rglob("*.*"))
         }
     assert outputs["ray"] == outputs["local"]
-    assert "data/removed/near_duplicate.jsonl" in outputs["ray"]
+    assert "data/removed/near_duplicate.jsonl" in outputs["ray"] and "data/tokens/train/00001.bin" in outputs["ray"]
 
 
 def test_languages_outside_the_keep_list_are_removed_and_kept_when_listed(tmp_path, mlflow_store):
@@ -200,7 +213,7 @@ def test_languages_outside_the_keep_list_are_removed_and_kept_when_listed(tmp_pa
     (tmp_path / "b").mkdir()
     kept = run(tmp_path / "b", ["ingest.format=jsonl", f"ingest.source={source}", "clean.language.keep=[en,zh,fr]"])
     assert "language" not in kept["clean"]["removed"] and kept["clean"]["languages"]["fr"]["docs_out"] == 1
-    docs = read(tmp_path / "b" / "data" / "clean" / "docs.jsonl")
+    docs = read_clean(tmp_path / "b")
     assert {d["lang"] for d in docs if d["text"] == french} == {"fr"}
 
 
@@ -208,7 +221,6 @@ def test_a_book_in_one_file_becomes_documents_split_by_position(tmp_path, mlflow
     """A 2 MB English text in one .txt file (Debian's English fortunes, one after another): cut into
     documents at paragraph breaks by ingest, kept by clean, and split in order by tokenize."""
     from llmpipe.data.corpus import read_fortunes
-    from llmpipe.stages import tokenize
 
     entries = [d["text"] for d in read_fortunes(fortunes_installed, [], ["tang300", "song100", "chinese"])]
     book, i = [], 0
@@ -222,9 +234,7 @@ def test_a_book_in_one_file_becomes_documents_split_by_position(tmp_path, mlflow
     assert metrics["ingest"]["cut_into_pieces"] == 1 and metrics["ingest"]["docs"] > 90
     assert metrics["clean"]["docs_out"] > 0.9 * metrics["ingest"]["docs"]
     tokens = run_stage(tokenize.stage(), tmp_path)
-    parts = {
-        s: [d["part"] for d in read(tmp_path / "data" / "tokens" / f"{s}.jsonl")] for s in ("train", "val", "test")
-    }
+    parts = {s: [d["part"] for d in load_split_docs(tmp_path / "data" / "tokens", s)] for s in ("train", "val", "test")}
     assert parts["train"] and parts["val"] and parts["test"]
     assert max(parts["train"]) < min(parts["val"]) and max(parts["val"]) < min(parts["test"])  # in book order
     assert tokens["splits"]["train"]["docs"] > 8 * tokens["splits"]["test"]["docs"]
@@ -237,7 +247,6 @@ def test_a_zero_fraction_leaves_its_split_empty_and_the_stage_that_needs_it_name
     empty; reading it names the setting. A fraction above 0 that leaves a split empty still fails."""
     from llmpipe.data.corpus import read_fortunes
     from llmpipe.data.token_files import load_tokens
-    from llmpipe.stages import tokenize
 
     texts = [d["text"] for d in read_fortunes(fortunes_installed, [], ["tang300", "song100", "chinese"])][:300]
     (tmp_path / "corpus").mkdir()

@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from .conftest import REPO
 
 GOLDEN = REPO / "tests" / "golden" / "tiny_pretrain.json"
@@ -22,6 +24,13 @@ GOLDEN = REPO / "tests" / "golden" / "tiny_pretrain.json"
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def train_tokens_sha256(tokens_dir: Path) -> str:
+    """The SHA-256 of the train split's token stream (its shards, joined in order)."""
+    from llmpipe.data.token_files import load_tokens
+
+    return hashlib.sha256(np.asarray(load_tokens(tokens_dir, "train")).tobytes()).hexdigest()
 
 
 def rows(path: Path) -> list[dict]:
@@ -33,7 +42,7 @@ def record(root: Path) -> dict:
     """What a finished pretrain run under `root` computed: its inputs' and weights' hashes, and every
     logged training and validation figure, as written (repr-exact floats)."""
     return {
-        "train_bin_sha256": sha256(root / "data" / "tokens" / "train.bin"),
+        "train_bin_sha256": train_tokens_sha256(root / "data" / "tokens"),
         "model_safetensors_sha256": sha256(root / "models" / "pretrain" / "model.safetensors"),
         "train": rows(root / "plots" / "pretrain" / "train.csv"),
         "val": rows(root / "plots" / "pretrain" / "val.csv"),

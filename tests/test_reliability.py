@@ -58,7 +58,7 @@ def project_copy(tiny_project, dest: Path, *paths: str) -> Path:
 @pytest.mark.parametrize("damage", ["truncated", "zeroed", "random"])
 def test_damaged_token_files_stop_pretraining_naming_the_file(tiny_project, tmp_path, damage):
     root = project_copy(tiny_project, tmp_path / "p", "data/tokens", "models/pretrain")
-    train = root / "data" / "tokens" / "train.bin"
+    train = root / "data" / "tokens" / "train" / "00000.bin"  # the first shard
     size = train.stat().st_size
     if damage == "truncated":
         train.write_bytes(train.read_bytes()[: size // 10])
@@ -67,13 +67,17 @@ def test_damaged_token_files_stop_pretraining_naming_the_file(tiny_project, tmp_
     else:
         train.write_bytes(np.random.default_rng(0).bytes(size))
     if damage != "truncated":  # in this process: the same check the stage makes
-        with pytest.raises(ValueError, match=r"train.bin does not hold what tokenize wrote.*dvc repro -f -s tokenize"):
+        with pytest.raises(
+            ValueError, match=r"train/00000.bin does not hold what tokenize wrote.*dvc repro -f -s tokenize"
+        ):
             load_tokens(root / "data" / "tokens", "train")
         return
     export = (root / "models" / "pretrain" / "model.safetensors").read_bytes()
     done = llmpipe(root, "run", "pretrain")  # as the issue ran it: the stage, in its own process
     assert done.returncode == 2, done.stderr[-2000:]
-    assert "data/tokens/train.bin" in done.stderr and "dvc repro -f -s tokenize" in done.stderr, done.stderr[-2000:]
+    assert "data/tokens/train/00000.bin" in done.stderr and "dvc repro -f -s tokenize" in done.stderr, done.stderr[
+        -2000:
+    ]
     assert (root / "models" / "pretrain" / "model.safetensors").read_bytes() == export  # not overwritten
 
 
@@ -81,10 +85,10 @@ def test_documents_of_a_split_are_checked_too(tiny_project, tmp_path):
     from llmpipe.data.token_files import load_split_docs
 
     root = project_copy(tiny_project, tmp_path / "p", "data/tokens")
-    val = root / "data" / "tokens" / "val.jsonl"
+    val = root / "data" / "tokens" / "val" / "00000.jsonl"  # the first shard
     assert load_split_docs(root / "data" / "tokens", "val")
     val.write_text("".join(val.read_text(encoding="utf-8").splitlines(keepends=True)[1:]), encoding="utf-8")
-    with pytest.raises(ValueError, match="val.jsonl has .* bytes where tokenize wrote"):
+    with pytest.raises(ValueError, match="val/00000.jsonl has .* bytes where tokenize wrote"):
         load_split_docs(root / "data" / "tokens", "val")
 
 
@@ -116,7 +120,7 @@ def test_a_full_disk_stops_tokenize_with_the_path_and_keeps_the_previous_output(
     """tokenize on a small tmpfs (in a mount namespace of its own) that holds its input and its
     previous output but has no room for a new one; a patched writer where namespaces are not allowed."""
     root = project_copy(tiny_project, tmp_path / "p", "data/clean", "data/tokens")
-    before = {p.name: p.read_bytes() for p in (root / "data" / "tokens").iterdir()}
+    before = files_of(root / "data" / "tokens")
     if small_disk_available():
         data_bytes = sum(p.stat().st_size for p in (root / "data").rglob("*") if p.is_file())
         size_kb = data_bytes // 1024 + 64  # the input and old tokens, plus a little: not a second copy of tokens
@@ -134,18 +138,23 @@ def test_a_full_disk_stops_tokenize_with_the_path_and_keeps_the_previous_output(
         assert "tokens.tmp" not in (root / "listing.txt").read_text()  # the partial files were removed
         after = root / "tokens-after"
     else:  # a writer that fails as a full disk does, after writing part of a file
+        from llmpipe.data.encode_shards import SplitWriter
         from llmpipe.stages import tokenize
 
-        def full(path, *args, **kwargs):
-            Path(path).write_bytes(bytes(4096))
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        def full(writer, *args, **kwargs):
+            writer.bin.write(bytes(4096))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), writer.bin.name)
 
-        monkeypatch.setattr(tokenize, "write_encoded", full)
+        monkeypatch.setattr(SplitWriter, "write", full)
         with pytest.raises(WriteError, match="no space left on the device"):
             run_stage(tokenize.stage(), root)
         assert not (root / "data" / "tokens.tmp").exists()
         after = root / "data" / "tokens"
-    assert {p.name: p.read_bytes() for p in after.iterdir()} == before  # the previous output, intact
+    assert files_of(after) == before  # the previous output, intact
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def test_a_deleted_or_empty_mlflow_store_is_said_plainly(tiny_project, tmp_path):

@@ -28,7 +28,9 @@ def test_clean_removes_the_colour_codes(tiny_project):
     root, metrics, _ = tiny_project
     assert metrics["clean"]["fixed"]["ansi_escapes"] > 0
     assert metrics["clean"]["docs_out"] <= metrics["clean"]["docs_in"]
-    text = (root / "data" / "clean" / "docs.jsonl").read_text()
+    shards = sorted((root / "data" / "clean").glob("*.jsonl"))
+    assert len(shards) > 1  # a shard per clean task
+    text = "".join(path.read_text() for path in shards)
     assert "\\u001b" not in text and "\x1b" not in text
 
 
@@ -38,7 +40,8 @@ def test_tokenize_splits_and_counts(tiny_project):
     assert meta["vocab_size"] <= params["tokenize"]["vocab_size"]
     for split in ("train", "val", "test"):
         info = meta["splits"][split]
-        assert info["docs"] > 0 and (root / "data" / "tokens" / f"{split}.bin").stat().st_size == 2 * info["tokens"]
+        shards = [root / "data" / "tokens" / split / f"{shard}.bin" for shard in meta["shards"][split]]
+        assert info["docs"] > 0 and sum(path.stat().st_size for path in shards) == 2 * info["tokens"]
     assert metrics["tokenize"]["splits"] == meta["splits"]
 
 

@@ -90,7 +90,7 @@ class Tokenize:
     # up to 65535 ids, uint32 above (token_files.token_dtype)
     min_frequency: int = between(1)
     bpe_sample_bytes: int | None = between(1)  # the BPE trains on the train split's first this many bytes
-    split_by: str = between(choices=("hash", "field", "position"))  # data/token_files.split_documents
+    split_by: str = between(choices=("hash", "field", "position"))  # data/splits.Placement
     val_fraction: float = between(0, below=0.5)
     test_fraction: float = between(0, below=0.5)
 
@@ -108,7 +108,9 @@ class Model:
 
 
 @dataclass
-class CleanHardware:
+class DataHardware:
+    """A data stage's datatrove executor (data/executors.py)."""
+
     executor: str = between(choices=("local", "ray"))
     ray_address: str | None
     workers: int = between(1)
@@ -131,7 +133,8 @@ class Hardware:
     micro_batch_size: int = between(1)
     num_workers: int = between(0)
     compile: bool
-    clean: CleanHardware
+    clean: DataHardware
+    tokenize: DataHardware
     evaluate: EvaluateHardware
 
 

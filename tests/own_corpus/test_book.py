@@ -1,8 +1,9 @@
 """The README's second own-corpus recipe: one 2 MB English book in one file, split by position."""
 
-import json
 
 import pytest
+
+from llmpipe.data.token_files import load_split_docs
 
 from ..conftest import tiny_dvc_project
 from . import english_files, entries, metrics, readme_recipes, run_recipe
@@ -30,7 +31,7 @@ def test_a_two_megabyte_book_splits_by_position_in_order_and_registers_a_model(r
     assert ingest["cut_into_pieces"] == 1 and ingest["docs"] >= 20 and ingest["capped"] == 0
     parts = {}
     for split in ("train", "val", "test"):
-        docs = [json.loads(line) for line in (repo / "data" / "tokens" / f"{split}.jsonl").open()]
+        docs = load_split_docs(repo / "data" / "tokens", split)
         assert docs, f"the {split} split is empty"
         parts[split] = sorted(doc["part"] for doc in docs)
     assert max(parts["train"]) < min(parts["val"]) <= max(parts["val"]) < min(parts["test"])  # in text order

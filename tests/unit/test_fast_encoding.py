@@ -7,8 +7,11 @@ import numpy as np
 import pytest
 from tokenizers import normalizers
 
-from llmpipe.data.fast_encoding import fast_encoder, flat_ids, write_encoded
+from llmpipe.data.encode_shards import EncodeShard
+from llmpipe.data.fast_encoding import fast_encoder, flat_ids
+from llmpipe.data.splits import Placement
 from llmpipe.data.tokenizer import EOT, special_id, train_bpe
+from llmpipe.jsonl import read_jsonl, write_jsonl
 
 from ..conftest import FORTUNE_DIR
 
@@ -46,13 +49,32 @@ def test_tiktoken_gives_the_same_ids_on_every_kind_of_text(tokenizer, texts):
         assert encoding.encode(text, allowed_special="all") == tokenizer.encode(text).ids, repr(text[:80])
 
 
-def test_the_token_file_is_the_same_whichever_encodes_it(tokenizer, texts, tmp_path):
-    encoding = fast_encoder(tokenizer)
+def test_the_token_shards_are_the_same_whichever_encodes_them(tokenizer, texts, tmp_path):
+    """tokenize's encoding task (EncodeShard), with tiktoken and with tokenizers, on two clean shards:
+    byte-identical token shards, each document's ids followed by the end-of-text id, in shard order."""
+    docs = [
+        {"id": f"d{i:05d}", "text": t, "source": "s", "lang": "en", "label": None} for i, t in enumerate(HARD + texts)
+    ]
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    half = len(docs) // 2
+    write_jsonl(clean / "00000.jsonl", docs[:half])
+    write_jsonl(clean / "00001.jsonl", docs[half:])
     eot = special_id(tokenizer, EOT)
-    fast = write_encoded(tmp_path / "fast.bin", HARD + texts, tokenizer, encoding, eot, np.uint16, batch=100)
-    slow = write_encoded(tmp_path / "slow.bin", HARD + texts, tokenizer, None, eot, np.uint16, batch=7)
-    assert fast == slow == len(HARD + texts) + sum(len(tokenizer.encode(t).ids) for t in HARD + texts)
-    assert (tmp_path / "fast.bin").read_bytes() == (tmp_path / "slow.bin").read_bytes()
+    written = {}
+    for tiktoken in (True, False):
+        out = tmp_path / f"tiktoken={tiktoken}"
+        out.mkdir()
+        tokenizer.save(str(out / "tokenizer.json"))
+        step = EncodeShard(sorted(clean.glob("*.jsonl")), out, Placement("hash", 0.0, 0.0), tiktoken, eot, "uint16")
+        step.batch_bytes = 5000  # many batches
+        for rank in range(2):
+            step.run(None, rank, 2)
+        written[tiktoken] = [(out / "train" / f"{r:05d}.bin").read_bytes() for r in range(2)]
+        assert [d["id"] for d in read_jsonl(out / "train" / "00001.jsonl")] == [d["id"] for d in docs[half:]]
+    assert written[True] == written[False]
+    expected = [i for t in HARD + texts for i in [*tokenizer.encode(t).ids, eot]]
+    assert np.frombuffer(b"".join(written[True]), dtype=np.uint16).tolist() == expected
     assert flat_ids([[5, 6], [], [7]], 0, np.uint32).tolist() == [5, 6, 0, 0, 7, 0]
 
 

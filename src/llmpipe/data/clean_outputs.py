@@ -1,23 +1,26 @@
-"""The clean stage's outputs from datatrove's finished jobs: data/clean/docs.jsonl (kept, sorted by
-id), data/removed/<rule>.jsonl, data/quarantine/clean.jsonl, the length histogram (plots/clean/)
-and reports/clean.md, with every record accounted for (clean_report.account).
+"""The clean stage's outputs from datatrove's finished jobs, written as they are read, so that memory
+holds one record at a time: data/clean/<shard>.jsonl (kept, one shard per clean task, in the order
+the task met them), data/removed/<rule>.jsonl, data/quarantine/clean.jsonl, the length histogram
+(plots/clean/) and reports/clean.md, with every record accounted for (clean_report.Tally.account).
 
 With clean.enabled false (the data-scale study's "cleaning off"), bad records are still screened
-into quarantine, but data/clean/docs.jsonl holds every other record as ingest wrote it, each with
-the record cleaning would have kept in `held_out` (null where a rule removed it); tokenize trains
-on the raw text and holds out the cleaned records, so both models are scored on the same documents.
+into quarantine, but data/clean holds every other record as ingest wrote it (a shard per raw file),
+each with the record cleaning would have kept in `held_out` (null where a rule removed it);
+tokenize trains on the raw text and holds out the cleaned records, so both models are scored on the
+same documents. That mode joins raw and kept records by id in memory: it is for corpora of a study's
+size, not for a large corpus.
 """
 
 import csv
 import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from llmpipe.atomic import replace_dir, replace_file
 from llmpipe.data import clean_report
-from llmpipe.data.clean_pipeline import read_folder
-from llmpipe.jsonl import read_jsonl, write_jsonl
+from llmpipe.jsonl import iter_folder, iter_jsonl, write_jsonl
 from llmpipe.schema import Clean
 
 KEPT_FIELDS = ("id", "text", "source", "lang", "label")
@@ -35,35 +38,55 @@ def flat(record: dict) -> dict:
     return {"id": record["id"], "text": record["text"], **record.get("metadata", {})}
 
 
-def collect(work: Path) -> tuple[list[dict], dict[str, list[dict]], list[dict]]:
-    """Kept, removed (by rule) and quarantined records from the work folder."""
-    kept = sorted((flat(r) for r in read_folder(work / "kept")), key=lambda r: r["id"])
-    removed: dict[str, list[dict]] = {}
-    for folder in sorted((work / "removed").glob("*")):
-        for record in map(flat, read_folder(folder)):
-            rule = record.pop("filter_reason", folder.name)
-            removed.setdefault(rule, []).append(record)
-    quarantined = sorted((flat(r) for r in read_folder(work / "quarantine")), key=lambda r: r["id"])
-    return kept, removed, quarantined
+def flat_records(folder: Path) -> Iterator[dict]:
+    return map(flat, iter_folder(folder))
 
 
-def uncleaned(root: Path, kept: list[dict], quarantined: list[dict]) -> list[dict]:
+def write_kept(work: Path, out: Path, tally: clean_report.Tally):
+    """data/clean: each task's kept records as its own shard, with only the fields that go on."""
+    for path in sorted((work / "kept").glob("*.jsonl")):
+        with (out / path.name).open("w", encoding="utf-8") as f:
+            for record in map(flat, iter_jsonl(path)):
+                tally.add_kept(record)
+                f.write(json.dumps(kept_fields(record), ensure_ascii=False) + "\n")
+
+
+def write_removed(work: Path, out: Path, tally: clean_report.Tally):
+    """data/removed/<rule>.jsonl: every removed record under the rule that removed it."""
+    files: dict[str, object] = {}
+    try:
+        for folder in sorted((work / "removed").glob("*")):
+            for record in flat_records(folder):
+                rule = record.pop("filter_reason", folder.name)
+                tally.add_removed(rule, record)
+                if rule not in files:
+                    files[rule] = (out / f"{rule}.jsonl").open("w", encoding="utf-8")
+                files[rule].write(json.dumps(record, ensure_ascii=False) + "\n")
+    finally:
+        for f in files.values():
+            f.close()
+
+
+def tallied(records: Iterator[dict], tally: clean_report.Tally) -> Iterator[dict]:
+    for record in records:
+        tally.add_quarantined(record)
+        yield record
+
+
+def write_uncleaned(root: Path, work: Path, out: Path):
     """clean.enabled=false: every raw record that screening let through, as ingest wrote it (no
     normalization, quality, language, PII or dedup rule applied), with its cleaned record, if kept."""
-    cleaned = {r["id"]: kept_fields(r) for r in kept}
-    bad = {r["id"] for r in quarantined}
-    docs = [
-        {**kept_fields(r), "held_out": cleaned.get(r["id"])}
-        for path in sorted((root / "data" / "raw").glob("*.jsonl"))
-        for r in read_jsonl(path)
-        if r["id"] not in bad
-    ]
-    return sorted(docs, key=lambda r: r["id"])
+    cleaned = {r["id"]: kept_fields(r) for r in flat_records(work / "kept")}
+    bad = {r["id"] for r in flat_records(work / "quarantine")}
+    for i, path in enumerate(sorted((root / "data" / "raw").glob("*.jsonl"))):
+        docs = ({**kept_fields(r), "held_out": cleaned.get(r["id"])} for r in iter_jsonl(path) if r["id"] not in bad)
+        write_jsonl(out / f"{i:05d}.jsonl", docs)
+    return len(cleaned)
 
 
 def ingest_quarantine(root: Path) -> Counter:
     path = root / "data" / "quarantine" / "ingest.jsonl"
-    return Counter(record["reason"] for record in read_jsonl(path)) if path.exists() else Counter()
+    return Counter(record["reason"] for record in iter_jsonl(path)) if path.exists() else Counter()
 
 
 def near_pair_stats(work: Path) -> dict:
@@ -77,27 +100,25 @@ def near_pair_stats(work: Path) -> dict:
 
 def write_outputs(cfg: Clean, root: Path, work: Path) -> dict:
     """The clean stage's outputs and metrics from the finished jobs in `work`."""
-    kept, removed, quarantined = collect(work)
-    docs_in = sum(1 for path in (root / "data" / "raw").glob("*.jsonl") for _ in path.open(encoding="utf-8"))
-    clean_report.account(docs_in, kept, removed, quarantined)
-
-    if cfg.enabled:
-        docs = [kept_fields(r) for r in kept]
-    else:
-        docs = uncleaned(root, kept, quarantined)
-        log.warning("clean.enabled is false: %d raw documents go on, cleaning kept %d", len(docs), len(kept))
-    with replace_file(root / "data" / "clean" / "docs.jsonl") as tmp:
-        write_jsonl(tmp, docs)
+    tally = clean_report.Tally(cfg.language.keep)
+    with replace_dir(root / "data" / "clean") as kept_tmp:
+        write_kept(work, kept_tmp, tally)
+        if not cfg.enabled:
+            for shard in kept_tmp.glob("*.jsonl"):
+                shard.unlink()
+            cleaned = write_uncleaned(root, work, kept_tmp)
+            log.warning("clean.enabled is false: the raw documents go on, cleaning kept %d", cleaned)
     with replace_dir(root / "data" / "removed") as tmp:
-        for rule, records in removed.items():
-            write_jsonl(tmp / f"{rule}.jsonl", sorted(records, key=lambda r: r["id"]))
+        write_removed(work, tmp, tally)
     with replace_file(root / "data" / "quarantine" / "clean.jsonl") as tmp:
-        write_jsonl(tmp, quarantined)
+        write_jsonl(tmp, tallied(flat_records(work / "quarantine"), tally))
+    docs_in = sum(1 for path in (root / "data" / "raw").glob("*.jsonl") for _ in path.open(encoding="utf-8"))
+    tally.account(docs_in)
 
-    metrics = clean_report.metrics(kept, removed, quarantined, ingest_quarantine(root))
+    metrics = tally.metrics(ingest_quarantine(root))
     if cfg.dedup.near:  # how much comparing near-duplicate confirmation took, and what it left out
         metrics["near_pairs"] = near_pair_stats(work)
-    rows = clean_report.length_histogram(kept, removed, quarantined, cfg.language.keep)
+    rows = tally.length_histogram()
     with replace_file(root / "plots" / "clean" / "lengths.csv") as tmp, tmp.open("w", newline="") as f:
         out = csv.DictWriter(f, fieldnames=list(rows[0]))
         out.writeheader()
@@ -105,5 +126,5 @@ def write_outputs(cfg: Clean, root: Path, work: Path) -> dict:
     with replace_file(root / "plots" / "clean" / "lengths.png") as tmp:
         clean_report.histogram_png(rows, tmp)
     with replace_file(root / "reports" / "clean.md") as tmp:
-        tmp.write_text(clean_report.report(metrics, removed, quarantined), encoding="utf-8")
+        tmp.write_text(clean_report.report(metrics, tally), encoding="utf-8")
     return metrics

@@ -3,7 +3,8 @@ language_id.py; this module wires them into datatrove steps and runs them on its
 
 Six jobs, each a datatrove executor that waits for the one before it:
 
-  filter        read data/raw, screen bad records into quarantine, normalize, identify language,
+  filter        read data/raw (each task its byte range of every file: record_ranges.py), screen
+                bad records into quarantine, normalize, identify language,
                 apply the quality rules, scrub PII, write exact-dedup signatures
   exact_find    find documents whose normalized text hashes alike (datatrove ExactFindDedups)
   exact_filter  drop all but one of each, write MinHash signatures (character shingles)
@@ -13,22 +14,18 @@ Six jobs, each a datatrove executor that waits for the one before it:
   near_cluster  union-find over the duplicate pairs; all but one per cluster are removed
   near_filter   drop them and write what is left
 
-With `clean.executor: local` they run on datatrove's LocalPipelineExecutor (`clean.workers`
-processes over `clean.tasks` shards); with `ray`, as tasks of a Ray cluster (RayPipelineExecutor);
-the same pipelines run under datatrove's SlurmPipelineExecutor (see the README). Every record that
+They run on the executor that `hardware.clean` names (data/executors.py: local processes over
+`clean.tasks` shards, or a Ray cluster); the same pipelines run under datatrove's
+SlurmPipelineExecutor (see the README). Every record that
 enters leaves in exactly one place: the kept output, a removed/ folder named for its rule, or
 quarantine; clean_report.account checks it.
 """
 
 import json
-import shutil
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from datatrove.data import Document
-from datatrove.executor import LocalPipelineExecutor
-from datatrove.executor import base as datatrove_executor_base
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.exact_dedup import (
     ExactDedupConfig,
@@ -38,48 +35,19 @@ from datatrove.pipeline.dedup.exact_dedup import (
 )
 from datatrove.pipeline.dedup.minhash import MinhashDedupCluster, MinhashDedupFilter
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
-from datatrove.utils import logging as datatrove_logging
-from loguru import logger
 
 from llmpipe.data import language_id, pii, quality
 from llmpipe.data.cleaning import clean_text, dedup_key, screen
+from llmpipe.data.executors import run_in_order
 from llmpipe.data.near_dedup import HASH, CharacterMinhashSignature, ConfirmedPairs, minhash_config
-from llmpipe.jsonl import read_jsonl
-from llmpipe.logs import quiet_bars, verbose
-from llmpipe.schema import Clean, CleanHardware, Language
+from llmpipe.data.record_ranges import RecordRangeReader
+from llmpipe.schema import Clean, DataHardware, Language
 
 
 def dedup_content(doc: Document) -> str:
     """What exact dedup hashes (module level: datatrove pickles it into worker processes)."""
     return dedup_key(doc.text)
-
-
-def warnings_only_on_stderr():
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
-
-
-def task_logger_quiet_on_stderr(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
-    """datatrove's add_task_logger, with stderr at WARNING: its INFO lines (the pipeline, per-task
-    statistics) stay in the task's log file under data/work/clean/logs/<job>/logs/."""
-    warnings_only_on_stderr()
-    logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
-    logger.add(logfile, level="DEBUG")
-    return logfile
-
-
-class Executor(LocalPipelineExecutor):
-    """datatrove's local executor, quiet on stderr unless LLMPIPE_VERBOSE is set. datatrove sets up
-    loguru in every task (and resets it to print everything after each), so the quieting is done
-    where tasks run: in this process and in each worker."""
-
-    def _launch_run_for_rank(self, rank: int, ranks_q, completed=None, completed_lock=None):
-        if not verbose():
-            datatrove_executor_base.add_task_logger = task_logger_quiet_on_stderr
-            datatrove_logging.setup_default_logger = warnings_only_on_stderr  # called by close_task_logger
-        return super()._launch_run_for_rank(rank, ranks_q, completed, completed_lock)
 
 
 class ScreenAndNormalize(PipelineStep):
@@ -221,7 +189,7 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
         (
             "filter",
             [
-                JsonlReader(str(raw), glob_pattern="*.jsonl", compression=None, text_key="text", id_key="id"),
+                RecordRangeReader(raw),  # every task reads its share of every file: one big file uses every worker
                 ScreenAndNormalize(cfg, writer(work / "quarantine")),
                 IdentifyLanguage(cfg.language, removed_writer(work, "language")),
                 QualityRules(cfg.quality, cfg.min_chars, removed_writer(work, "quality")),
@@ -263,63 +231,8 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
     return jobs
 
 
-def executor(hardware: CleanHardware, name: str, pipeline: list, tasks: int, work: Path):
-    """A datatrove executor for one job: local processes, or tasks on a Ray cluster."""
-    common = {"tasks": tasks, "logging_dir": str(work / "logs" / name), "skip_completed": False}
-    # skip_completed=False: the work folder is fresh every run; never trust a half-finished one
-    if hardware.executor == "ray":
-        from datatrove.executor import RayPipelineExecutor
-
-        return RayPipelineExecutor(pipeline, **common, cpus_per_task=1, mem_per_cpu_gb=1)
-    # fork, not datatrove's default forkserver: a forkserver worker imports datatrove, jieba and
-    # py3langid again for every job, which cost a third of the stage's time with 2 workers here.
-    return Executor(pipeline, **common, workers=min(hardware.workers, tasks), start_method="fork")
-
-
-def start_ray(hardware: CleanHardware) -> bool:
-    """Connect to the Ray cluster at `hardware.clean.ray_address` ("auto": the one this machine belongs to),
-    or start one here with `hardware.clean.workers` CPUs when it is null. True when this call started Ray."""
-    import logging
-
-    import ray
-
-    if ray.is_initialized():
-        return False
-    quiet = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.WARNING}
-    if hardware.ray_address:
-        ray.init(address=hardware.ray_address, **quiet)
-    else:
-        ray.init(num_cpus=hardware.workers, include_dashboard=False, **quiet)
-    return True
-
-
-def run_jobs(cfg: Clean, hardware: CleanHardware, seed: int, raw: Path, work: Path, progress=None) -> list[str]:
+def run_jobs(cfg: Clean, hardware: DataHardware, seed: int, raw: Path, work: Path, progress=None) -> list[str]:
     """Run every job of the clean stage, in order, into a fresh work folder."""
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    if not verbose():
-        warnings_only_on_stderr()  # the executors' own messages in this process
-    started_ray = hardware.executor == "ray" and start_ray(hardware)
     jobs = pipelines(cfg, seed, raw, work)
-    if progress is not None:
-        progress.reset(total=len(jobs))
-    try:
-        for name, pipeline, tasks in jobs:
-            if progress is not None:
-                progress.set_description(f"clean: {name}")
-            with quiet_bars():
-                executor(hardware, name, pipeline, tasks, work).run()
-            if progress is not None:
-                progress.update(1)
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+    run_in_order(jobs, hardware, work, "clean", progress)
     return [name for name, _, _ in jobs]
-
-
-def read_folder(folder: Path) -> list[dict]:
-    """Every record of a folder of per-rank JSONL files, as plain dicts."""
-    return [record for path in sorted(folder.glob("*.jsonl")) for record in read_jsonl(path)]

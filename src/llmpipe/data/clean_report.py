@@ -1,11 +1,12 @@
 """What the clean stage did, from the records it wrote: metrics/clean.json, a length histogram for
 `dvc plots`, and reports/clean.md with a few removed examples per rule.
 
-Everything is counted from the output files themselves (kept, removed/<rule>, quarantine), so the
-numbers cannot disagree with the data, and `account` checks that every input record is in exactly
-one of them.
+Everything is counted from the output records themselves (kept, removed/<rule>, quarantine) as they
+are written, so the numbers cannot disagree with the data, and `Tally.account` checks that every
+input record is in exactly one of them. The tally holds counters, never the records.
 """
 
+import heapq
 import math
 from collections import Counter, defaultdict
 
@@ -21,73 +22,115 @@ def lang_of(record: dict) -> str:
     return record.get("lang") or "unknown"
 
 
-def account(docs_in: int, kept: list, removed: dict[str, list], quarantined: list):
-    """Every record that entered is kept, removed for one rule, or quarantined: nothing vanished."""
-    out = len(kept) + sum(len(v) for v in removed.values()) + len(quarantined)
-    assert out == docs_in, f"clean lost records: {docs_in} in, {out} accounted for"
+def bin_of(n: int) -> int:
+    """The histogram bin of a byte length: log2 of the bin's upper edge, clipped to HISTOGRAM_BINS."""
+    return min(max(math.ceil(math.log2(max(n, 1))), HISTOGRAM_BINS[0]), HISTOGRAM_BINS[-1])
 
 
-def metrics(
-    kept: list[dict], removed: dict[str, list[dict]], quarantined: list[dict], ingest_quarantine: Counter
-) -> dict:
-    """metrics/clean.json. Records are flat dicts (id, text and metadata keys)."""
-    everything = [*kept, *(r for rs in removed.values() for r in rs)]
-    languages: dict[str, Counter] = defaultdict(Counter)
-    for r in [*everything, *quarantined]:
-        raw = r.get("raw_bytes", r.get("bytes", 0))
-        languages[lang_of(r)].update(docs_in=1, bytes_in=raw)
-    for r in kept:
-        languages[lang_of(r)].update(docs_out=1, bytes_out=size(r))
-    fixed = Counter(fix for r in everything for fix in r.get("fixes", []))
-    pii = Counter()
-    for r in kept:
-        pii.update(r.get("pii", {}))
-    detected = [r for r in everything if "lang_detected" in r]
-    return {
-        "docs_in": sum(c["docs_in"] for c in languages.values()),
-        "bytes_in": sum(c["bytes_in"] for c in languages.values()),
-        "docs_out": len(kept),
-        "bytes_out": sum(size(r) for r in kept),
-        "languages": {
-            lang: {k: c[k] for k in ("docs_in", "bytes_in", "docs_out", "bytes_out")}
-            for lang, c in sorted(languages.items())
-        },
-        "removed": {
-            rule: {
-                "docs": len(rs),
-                "bytes": sum(size(r) for r in rs),
-                "per_language": dict(sorted(Counter(lang_of(r) for r in rs).items())),
-            }
-            for rule, rs in sorted(removed.items())
-        },
-        "quarantined": dict(sorted(Counter(r["reason"] for r in quarantined).items())),
-        "ingest_quarantined": dict(sorted(ingest_quarantine.items())),
-        "fixed": dict(sorted(fixed.items())),
-        "pii_replaced": dict(sorted(pii.items())),
-        "lang_identified": sum(1 for r in detected if r["lang_detected"]),
-        "lang_kept_declared": sum(1 for r in detected if not r["lang_detected"]),
-    }
+class Tally:
+    """What the report needs, counted one record at a time (records are flat dicts: id, text and
+    metadata keys), so that the stage's memory does not grow with the corpus: counters, and the
+    EXAMPLES_PER_RULE removed (and quarantined) records with the smallest ids per rule."""
+
+    def __init__(self, langs: list[str]):
+        self.langs = langs  # kept languages: one histogram column pair each, the rest under `other`
+        self.languages: dict[str, Counter] = defaultdict(Counter)
+        self.removed: dict[str, Counter] = defaultdict(Counter)
+        self.removed_langs: dict[str, Counter] = defaultdict(Counter)
+        self.quarantined, self.fixed, self.pii, self.histogram = Counter(), Counter(), Counter(), Counter()
+        self.kept = self.kept_bytes = self.identified = self.declared = 0
+        self.examples: dict[str, list] = defaultdict(list)  # rule -> heap of (-id, record), largest id on top
+
+    def column(self, record: dict) -> str:
+        return lang_of(record) if lang_of(record) in self.langs else "other"
+
+    def entered(self, record: dict):
+        raw = record.get("raw_bytes", record.get("bytes", 0))
+        self.languages[lang_of(record)].update(docs_in=1, bytes_in=raw)
+        self.histogram[(f"in_{self.column(record)}", bin_of(raw))] += 1
+        if "lang_detected" in record:
+            self.identified += bool(record["lang_detected"])
+            self.declared += not record["lang_detected"]
+
+    def add_kept(self, record: dict):
+        self.entered(record)
+        self.fixed.update(record.get("fixes", []))
+        self.pii.update(record.get("pii", {}))
+        self.kept += 1
+        self.kept_bytes += size(record)
+        self.languages[lang_of(record)].update(docs_out=1, bytes_out=size(record))
+        self.histogram[(f"out_{self.column(record)}", bin_of(size(record)))] += 1
+
+    def add_removed(self, rule: str, record: dict):
+        self.entered(record)
+        self.fixed.update(record.get("fixes", []))
+        self.removed[rule].update(docs=1, bytes=size(record))
+        self.removed_langs[rule][lang_of(record)] += 1
+        self.example(rule, record)
+
+    def add_quarantined(self, record: dict):
+        self.entered(record)
+        self.quarantined[record["reason"]] += 1
+        self.example(f"quarantined: {record['reason']}", record)
+
+    def example(self, key: str, record: dict):
+        heap = self.examples[key]
+        item = (_Descending(record["id"]), {k: record.get(k) for k in ("id", "text", "lang", "source", "bytes")})
+        if len(heap) < EXAMPLES_PER_RULE:
+            heapq.heappush(heap, item)
+        elif item[0] > heap[0][0]:  # a smaller id than the largest kept
+            heapq.heapreplace(heap, item)
+
+    def examples_of(self, key: str) -> list[dict]:
+        return [record for _, record in sorted(self.examples.get(key, []), reverse=True)]
+
+    def account(self, docs_in: int):
+        """Every record that entered is kept, removed for one rule, or quarantined: nothing vanished."""
+        out = self.kept + sum(c["docs"] for c in self.removed.values()) + sum(self.quarantined.values())
+        assert out == docs_in, f"clean lost records: {docs_in} in, {out} accounted for"
+
+    def metrics(self, ingest_quarantine: Counter) -> dict:
+        """metrics/clean.json."""
+        return {
+            "docs_in": sum(c["docs_in"] for c in self.languages.values()),
+            "bytes_in": sum(c["bytes_in"] for c in self.languages.values()),
+            "docs_out": self.kept,
+            "bytes_out": self.kept_bytes,
+            "languages": {
+                lang: {k: c[k] for k in ("docs_in", "bytes_in", "docs_out", "bytes_out")}
+                for lang, c in sorted(self.languages.items())
+            },
+            "removed": {
+                rule: {
+                    "docs": c["docs"],
+                    "bytes": c["bytes"],
+                    "per_language": dict(sorted(self.removed_langs[rule].items())),
+                }
+                for rule, c in sorted(self.removed.items())
+            },
+            "quarantined": dict(sorted(self.quarantined.items())),
+            "ingest_quarantined": dict(sorted(ingest_quarantine.items())),
+            "fixed": dict(sorted(self.fixed.items())),
+            "pii_replaced": dict(sorted(self.pii.items())),
+            "lang_identified": self.identified,
+            "lang_kept_declared": self.declared,
+        }
+
+    def length_histogram(self) -> list[dict]:
+        """Rows for `dvc plots`: documents per byte-length bin (log2 of the upper edge), in and out, for
+        each kept language; documents in any other language are counted under `other`."""
+        columns = [f"{way}_{lang}" for lang in self.langs for way in ("in", "out")] + ["in_other"]
+        return [{"log2_bytes": b, **{c: self.histogram[(c, b)] for c in columns}} for b in HISTOGRAM_BINS]
 
 
-def length_histogram(
-    kept: list[dict], removed: dict[str, list[dict]], quarantined: list[dict], langs: list[str]
-) -> list[dict]:
-    """Rows for `dvc plots`: documents per byte-length bin (log2 of the upper edge), in and out, for
-    each kept language; documents in any other language are counted under `other`."""
+class _Descending(str):
+    """An id that sorts backwards, so that a min-heap keeps the smallest ids."""
 
-    def bin_of(n: int) -> int:
-        return min(max(math.ceil(math.log2(max(n, 1))), HISTOGRAM_BINS[0]), HISTOGRAM_BINS[-1])
+    def __lt__(self, other):
+        return str.__gt__(self, other)
 
-    def column(record: dict) -> str:
-        return lang_of(record) if lang_of(record) in langs else "other"
-
-    counts = Counter()
-    for r in [*kept, *quarantined, *(r for rs in removed.values() for r in rs)]:
-        counts[(f"in_{column(r)}", bin_of(r.get("raw_bytes", r.get("bytes", 0))))] += 1
-    for r in kept:
-        counts[(f"out_{column(r)}", bin_of(size(r)))] += 1
-    columns = [f"{way}_{lang}" for lang in langs for way in ("in", "out")] + ["in_other"]
-    return [{"log2_bytes": b, **{c: counts[(c, b)] for c in columns}} for b in HISTOGRAM_BINS]
+    def __gt__(self, other):
+        return str.__lt__(self, other)
 
 
 def histogram_png(rows: list[dict], path):
@@ -115,7 +158,7 @@ def excerpt(text: str, limit: int = 300) -> str:
     return text.replace("```", "'''")
 
 
-def report(m: dict, removed: dict[str, list[dict]], quarantined: list[dict]) -> str:
+def report(m: dict, tally: Tally) -> str:
     """reports/clean.md."""
     lines = [
         "# Cleaning report",
@@ -155,16 +198,13 @@ def report(m: dict, removed: dict[str, list[dict]], quarantined: list[dict]) -> 
         "## Examples of removed documents",
         "",
     ]
-    for rule, records in sorted(removed.items()):
+    for rule in sorted(m["removed"]):
         lines += [f"### {rule}", ""]
-        for r in sorted(records, key=lambda r: r["id"])[:EXAMPLES_PER_RULE]:
+        for r in tally.examples_of(rule):
             lines += [f"`{r['id']}` ({lang_of(r)})", "", "```", excerpt(r["text"]), "```", ""]
-    by_reason = defaultdict(list)
-    for r in quarantined:
-        by_reason[r["reason"]].append(r)
-    for reason, records in sorted(by_reason.items()):
+    for reason in sorted(m["quarantined"]):
         lines += [f"### quarantined: {reason}", ""]
-        for r in records[:EXAMPLES_PER_RULE]:
+        for r in tally.examples_of(f"quarantined: {reason}"):
             lines += [
                 f"`{r['id']}` from `{r.get('source', '?')}`, {r['bytes']} bytes",
                 "",

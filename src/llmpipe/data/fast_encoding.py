@@ -1,9 +1,9 @@
 """Encoding at speed: the byte-level BPE that `tokenizers` trained, run by tiktoken.
 
 Training stays with Hugging Face `tokenizers` (tokenizer.train_bpe); encoding a corpus is where the
-time goes, and tiktoken encodes the same merges faster (1.2x tokenizers' encode_batch on this
-project's 2 cores: benchmarks/RESULTS.md; its threads add little, since building the Python lists of
-ids holds the interpreter, so more speed needs worker processes).
+time goes, and tiktoken encodes the same merges faster (1.2x tokenizers' encode_batch in one process
+on this project's 2 cores: benchmarks/RESULTS.md; its threads add little, since building the Python
+lists of ids holds the interpreter, so tokenize runs one process per worker: data/encode_shards.py).
 Both are byte-level BPE over GPT-2's pre-tokenization, so one can stand in for the other when:
 
   - the pre-tokenizer is GPT-2's regular expression (ByteLevel with use_regex, no prefix space), and
@@ -24,7 +24,6 @@ benchmarks/tokenize_speed.py measures the speed.
 import json
 import logging
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -80,19 +79,24 @@ def ranks_and_specials(tokenizer) -> tuple[dict[bytes, int], dict[str, int]] | N
     return ranks, specials
 
 
-def fast_encoder(tokenizer, samples: list[str] = ()):
-    """A tiktoken Encoding that gives exactly `tokenizer`'s ids, or None where it cannot (the caller
-    keeps tokenizers). `samples`: texts of which 256, evenly spaced, are encoded both ways as a final check."""
+def tiktoken_encoding(tokenizer):
+    """A tiktoken Encoding with `tokenizer`'s merges, or None where they cannot run in tiktoken."""
     import tiktoken
 
     found = ranks_and_specials(tokenizer)
     if found is None:
-        log.info("tokenizer is not plain byte-level BPE: encoding with tokenizers")
         return None
     ranks, specials = found
-    encoding = tiktoken.Encoding(
-        name="llmpipe-bpe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=specials
-    )
+    return tiktoken.Encoding(name="llmpipe-bpe", pat_str=GPT2_PATTERN, mergeable_ranks=ranks, special_tokens=specials)
+
+
+def fast_encoder(tokenizer, samples: list[str] = ()):
+    """A tiktoken Encoding that gives exactly `tokenizer`'s ids, or None where it cannot (the caller
+    keeps tokenizers). `samples`: texts of which 256, evenly spaced, are encoded both ways as a final check."""
+    encoding = tiktoken_encoding(tokenizer)
+    if encoding is None:
+        log.info("tokenizer is not plain byte-level BPE: encoding with tokenizers")
+        return None
     for text in samples[:: max(1, len(samples) // 256)]:  # 256 spread over them: every source and language
         if encoding.encode(text, allowed_special="all") != tokenizer.encode(text).ids:
             log.warning("tiktoken and tokenizers disagree on a sample: encoding with tokenizers")
@@ -100,11 +104,14 @@ def fast_encoder(tokenizer, samples: list[str] = ()):
     return encoding
 
 
-def encode_texts(tokenizer, encoding, texts: list[str]) -> list[list[int]]:
-    """The ids of each text: by tiktoken on every core where `encoding` is given, else by tokenizers."""
+def encode_texts(tokenizer, encoding, texts: list[str], threads: int | None = None) -> list[list[int]]:
+    """The ids of each text: by tiktoken where `encoding` is given (on `threads` threads, default
+    every core), else by tokenizers."""
     if encoding is None:
         return [e.ids for e in tokenizer.encode_batch(texts)]
-    threads = max(os.cpu_count() or 1, 1)
+    threads = threads or max(os.cpu_count() or 1, 1)
+    if threads == 1:
+        return [encoding.encode(text, allowed_special="all") for text in texts]
     return encoding.encode_batch(texts, num_threads=threads, allowed_special="all")
 
 
@@ -118,16 +125,3 @@ def flat_ids(docs_ids: list[list[int]], eot_id: int, dtype) -> np.ndarray:
         flat[at + length - 1] = eot_id
         at += length
     return flat
-
-
-def write_encoded(path: Path, texts: list[str], tokenizer, encoding, eot_id: int, dtype, batch: int = 4096) -> int:
-    """Encode `texts` `batch` at a time and append each batch's ids (every text followed by eot_id) to
-    the token file at `path`: the ids of one batch are in memory at a time, never a split's. Returns
-    how many ids it wrote."""
-    written = 0
-    with open(path, "wb") as out:
-        for start in range(0, len(texts), batch):
-            flat = flat_ids(encode_texts(tokenizer, encoding, texts[start : start + batch]), eot_id, dtype)
-            flat.tofile(out)
-            written += len(flat)
-    return written

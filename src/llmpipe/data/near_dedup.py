@@ -16,7 +16,7 @@ Shingles are characters, not words: no segmenter needed, so Chinese works like E
 import bisect
 import json
 import struct
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -171,19 +171,6 @@ class ConfirmedPairs(PipelineStep):
                 groups[record["hashes"].tobytes()].append((signer, int(record["doc"])))
         return [sorted(g) for g in groups.values() if len(g) > 1]
 
-    def texts(self, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], str]:
-        """The dedup keys of the wanted documents, read from the signed streams."""
-        by_signer = defaultdict(set)
-        for signer, doc in wanted:
-            by_signer[signer].add(doc)
-        keys = {}
-        for signer, docs in by_signer.items():
-            with (self.docs_folder / f"{signer:05d}.jsonl").open(encoding="utf-8") as f:
-                for position, line in enumerate(f):
-                    if position in docs:
-                        keys[(signer, position)] = dedup_key(json.loads(line)["text"])
-        return keys
-
     def confirm(self, group: list[tuple[int, int]], keys: dict, clusters: Clusters):
         """The confirmed pairs (representative, document) of one group, in order. Representatives are
         kept sorted by length: a pair can only reach the similarity if the shorter key is at least
@@ -229,15 +216,59 @@ class ConfirmedPairs(PipelineStep):
         assert data is None, "ConfirmedPairs starts a pipeline"
         self.output_folder.mkdir(parents=True, exist_ok=True)
         bands = range(rank, self.config.num_buckets, world_size)
-        groups = {band: self.band_groups(band) for band in bands}
-        keys = self.texts({doc for gs in groups.values() for g in gs for doc in g})
         clusters = Clusters()
-        for band, band_groups in groups.items():
-            with (self.output_folder / f"{band:05d}_00.dups").open("wb") as out:
-                for group in band_groups:
-                    for a, b in self.confirm(group, keys, clusters):
-                        out.write(struct.pack("<4I", *a, *b))
+        with DedupKeys(self.docs_folder) as keys:
+            for band in bands:  # one band's groups in memory at a time
+                with (self.output_folder / f"{band:05d}_00.dups").open("wb") as out:
+                    for group in self.band_groups(band):
+                        for a, b in self.confirm(group, keys, clusters):
+                            out.write(struct.pack("<4I", *a, *b))
         yield from ()
+
+
+class DedupKeys:
+    """The dedup keys of documents named (signer rank, position), read on demand from the signed
+    streams ({rank:05d}.jsonl) and kept in a cache of at most `max_chars` characters, least recently
+    used out first: memory stays bounded whatever the corpus, while the representatives that most
+    documents are compared with stay in the cache. An index of line offsets per stream (8 bytes a
+    document) finds a document without reading its stream again."""
+
+    def __init__(self, docs_folder: Path, max_chars: int = 32_000_000):
+        self.docs_folder, self.max_chars = Path(docs_folder), max_chars
+        self.offsets: dict[int, np.ndarray] = {}
+        self.files: dict[int, object] = {}
+        self.cache: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self.chars = 0
+
+    def stream(self, signer: int):
+        if signer not in self.files:
+            f = (self.docs_folder / f"{signer:05d}.jsonl").open("rb")
+            starts = [0]
+            for line in f:
+                starts.append(starts[-1] + len(line))
+            self.offsets[signer], self.files[signer] = np.array(starts[:-1], dtype=np.int64), f
+        return self.files[signer]
+
+    def __getitem__(self, doc: tuple[int, int]) -> str:
+        key = self.cache.get(doc)
+        if key is not None:
+            self.cache.move_to_end(doc)
+            return key
+        f = self.stream(doc[0])
+        f.seek(int(self.offsets[doc[0]][doc[1]]))
+        key = dedup_key(json.loads(f.readline())["text"])
+        self.cache[doc] = key
+        self.chars += len(key)
+        while self.chars > self.max_chars and len(self.cache) > 1:
+            self.chars -= len(self.cache.popitem(last=False)[1])
+        return key
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for f in self.files.values():
+            f.close()
 
 
 def random_edits(text: str, rate: float, rng) -> str:

@@ -3,8 +3,9 @@ remove exact and near duplicates, on datatrove's executors (llmpipe.data.clean_p
 write what was kept, removed and quarantined (llmpipe.data.clean_outputs).
 
 Reads: data/raw/*.jsonl; data/quarantine/ingest.jsonl (only to count it).
-Writes: data/clean/docs.jsonl (kept, sorted by id); data/removed/<rule>.jsonl (every removed
-document, by rule); data/quarantine/clean.jsonl (bad records, with reason and source position);
+Writes: data/clean/<shard>.jsonl (kept: a shard per clean task, in the order the task read them);
+data/removed/<rule>.jsonl (every removed document, by rule); data/quarantine/clean.jsonl (bad
+records, with reason and source position);
 metrics/clean.json; plots/clean/lengths.csv and .png; reports/clean.md.
 Run: python -m llmpipe.stages.clean
 """

@@ -12,8 +12,7 @@ from pathlib import Path
 import lightning as L
 from torch import nn
 
-from llmpipe.data.token_files import document_fraction, load_tokens, read_meta, verified
-from llmpipe.digests import file_sha256
+from llmpipe.data.token_files import document_fraction, load_tokens, read_meta, split_digest, verified
 from llmpipe.networks.batches import pad_windows
 from llmpipe.networks.build import language_model, model_config
 from llmpipe.registry.export import save_model_dir
@@ -47,7 +46,7 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
         batch_size=batch_size,
         steps=max_steps,
         settings=cfg,
-        checkpoint_dir=root / "checkpoints" / "pretrain" / fingerprint(params, file_sha256(tokens_dir / "train.bin")),
+        checkpoint_dir=root / "checkpoints" / "pretrain" / fingerprint(params, split_digest(tokens_dir, "train")),
         curves_dir=root / "plots" / "pretrain",
         val_set=SequentialWindows(load_tokens(tokens_dir, "val"), net_cfg.block_size),
         val_collate=pad_windows,

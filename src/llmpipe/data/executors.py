@@ -1,0 +1,105 @@
+"""datatrove's executors for the data stages (clean, tokenize): a stage is a list of jobs, each a
+datatrove pipeline over a fixed number of tasks, run one after another on the executor that its
+hardware section names (`hardware.clean`, `hardware.tokenize`):
+
+  local   datatrove's LocalPipelineExecutor: `workers` processes share the tasks out;
+  ray     tasks on a Ray cluster (datatrove's RayPipelineExecutor): `ray_address` null starts Ray on
+          this machine with `workers` CPUs, "auto" joins the cluster this machine belongs to.
+
+The same pipelines run under datatrove's SlurmPipelineExecutor (README, "Large corpora"). The number
+of tasks is a stage parameter, never the number of workers, so outputs do not depend on the hardware.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.executor import base as datatrove_executor_base
+from datatrove.utils import logging as datatrove_logging
+from loguru import logger
+
+from llmpipe.logs import quiet_bars, verbose
+from llmpipe.schema import DataHardware
+
+
+def warnings_only_on_stderr():
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+
+
+def task_logger_quiet_on_stderr(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
+    """datatrove's add_task_logger, with stderr at WARNING: its INFO lines (the pipeline, per-task
+    statistics) stay in the task's log file under data/work/<stage>/logs/<job>/logs/."""
+    warnings_only_on_stderr()
+    logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+    logger.add(logfile, level="DEBUG")
+    return logfile
+
+
+class Executor(LocalPipelineExecutor):
+    """datatrove's local executor, quiet on stderr unless LLMPIPE_VERBOSE is set. datatrove sets up
+    loguru in every task (and resets it to print everything after each), so the quieting is done
+    where tasks run: in this process and in each worker."""
+
+    def _launch_run_for_rank(self, rank: int, ranks_q, completed=None, completed_lock=None):
+        if not verbose():
+            datatrove_executor_base.add_task_logger = task_logger_quiet_on_stderr
+            datatrove_logging.setup_default_logger = warnings_only_on_stderr  # called by close_task_logger
+        return super()._launch_run_for_rank(rank, ranks_q, completed, completed_lock)
+
+
+def executor(hardware: DataHardware, name: str, pipeline: list, tasks: int, work: Path):
+    """A datatrove executor for one job: local processes, or tasks on a Ray cluster."""
+    common = {"tasks": tasks, "logging_dir": str(work / "logs" / name), "skip_completed": False}
+    # skip_completed=False: the work folder is fresh every run; never trust a half-finished one
+    if hardware.executor == "ray":
+        from datatrove.executor import RayPipelineExecutor
+
+        return RayPipelineExecutor(pipeline, **common, cpus_per_task=1, mem_per_cpu_gb=1)
+    # fork, not datatrove's default forkserver: a forkserver worker imports datatrove, jieba and
+    # py3langid again for every job, which cost a third of the clean stage's time with 2 workers here.
+    return Executor(pipeline, **common, workers=min(hardware.workers, tasks), start_method="fork")
+
+
+def start_ray(hardware: DataHardware) -> bool:
+    """Connect to the Ray cluster at `ray_address` ("auto": the one this machine belongs to), or
+    start one here with `workers` CPUs when it is null. True when this call started Ray."""
+    import logging
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": verbose(), "logging_level": logging.INFO if verbose() else logging.WARNING}
+    if hardware.ray_address:
+        ray.init(address=hardware.ray_address, **quiet)
+    else:
+        ray.init(num_cpus=hardware.workers, include_dashboard=False, **quiet)
+    return True
+
+
+def run_in_order(jobs: list[tuple[str, list, int]], hardware: DataHardware, work: Path, stage: str, progress=None):
+    """Run (name, datatrove pipeline, tasks) jobs one after another, logging into a fresh `work`
+    folder (its previous content is removed: never trust a half-finished one)."""
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    if not verbose():
+        warnings_only_on_stderr()  # the executors' own messages in this process
+    started_ray = hardware.executor == "ray" and start_ray(hardware)
+    if progress is not None:
+        progress.reset(total=len(jobs))
+    try:
+        for name, pipeline, tasks in jobs:
+            if progress is not None:
+                progress.set_description(f"{stage}: {name}")
+            with quiet_bars():
+                executor(hardware, name, pipeline, tasks, work).run()
+            if progress is not None:
+                progress.update(1)
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()

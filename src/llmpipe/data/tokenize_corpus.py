@@ -1,0 +1,109 @@
+"""The tokenize stage's work: place documents in splits, train the BPE on a bounded sample of train,
+encode every shard of data/clean on datatrove's executors (encode_shards), and describe the result
+in meta.json. Memory is bounded by configuration: the BPE reads the train split's first
+`bpe_sample_bytes`, and each task holds one batch of documents (split_by=position also keeps an id
+and size per document)."""
+
+import json
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+from llmpipe.atomic import replace_dir
+from llmpipe.data.encode_shards import EncodeShard
+from llmpipe.data.executors import run_in_order
+from llmpipe.data.fast_encoding import fast_encoder
+from llmpipe.data.splits import SPLITS, Placement, as_split
+from llmpipe.data.token_files import token_dtype
+from llmpipe.data.tokenizer import EOT, PAD, first_bytes, special_id, train_bpe
+from llmpipe.digests import file_record
+from llmpipe.jsonl import iter_folder
+from llmpipe.schema import DataHardware, Tokenize
+
+CHECK_SAMPLES = 256  # train documents encoded both ways before tiktoken stands in for tokenizers
+
+
+def train_texts(clean: Path, place: Placement, samples: list[str]):
+    """The train split's texts in stream order; every 16th of the first 16 * CHECK_SAMPLES goes into
+    `samples` too (cut to 20,000 characters) for fast_encoder's check."""
+    seen = 0
+    for doc in iter_folder(clean):
+        split = place(doc)
+        if split != "train":
+            continue
+        text = as_split(doc, split)["text"]
+        if seen % 16 == 0 and len(samples) < CHECK_SAMPLES:
+            samples.append(text[:20000])
+        seen += 1
+        yield text
+
+
+def tokenize_corpus(cfg: Tokenize, hardware: DataHardware, clean: Path, out: Path, work: Path, progress=None) -> dict:
+    """Write data/tokens (`out`) from the shards of data/clean (`clean`); returns meta.json's content
+    with `encoder` (tiktoken or tokenizers: the same ids either way) and `not_held_out` added."""
+    with replace_dir(out) as tmp:
+        encode, meta = prepare(cfg, clean, tmp)
+        run_in_order([("encode", [encode], len(encode.shards))], hardware, work, "tokenize", progress)
+        return finish(cfg, tmp, meta)
+
+
+def prepare(cfg: Tokenize, clean: Path, out: Path) -> tuple[EncodeShard, dict]:
+    """Train the BPE into `out`/tokenizer.json; return the encoding job's step (a task per shard of
+    data/clean, for any datatrove executor) and what meta.json will hold besides the counts."""
+    shards = sorted(clean.glob("*.jsonl"))
+    if not shards:
+        raise ValueError(f"no input: {clean} holds no .jsonl shards (run clean first)")
+    place = Placement.of(iter_folder(clean), cfg.val_fraction, cfg.test_fraction, cfg.split_by)
+    samples: list[str] = []
+    sample = first_bytes(train_texts(clean, place, samples), cfg.bpe_sample_bytes)
+    tokenizer = train_bpe(sample, cfg.vocab_size, cfg.min_frequency)
+    vocab_size, eot_id = tokenizer.get_vocab_size(), special_id(tokenizer, EOT)
+    encoding = fast_encoder(tokenizer, samples)  # None: tokenizers encodes
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the tasks are the parallelism (and fork after training)
+    tokenizer.save(str(out / "tokenizer.json"))
+    encode = EncodeShard(shards, out, place, encoding is not None, eot_id, token_dtype(vocab_size).__name__)
+    meta = {"vocab_size": vocab_size, "eot_id": eot_id, "pad_id": special_id(tokenizer, PAD)}
+    return encode, {**meta, "encoder": "tokenizers" if encoding is None else "tiktoken"}
+
+
+def finish(cfg: Tokenize, out: Path, meta: dict) -> dict:
+    """After the encoding job: sum the tasks' counts, check the splits, write `out`/meta.json."""
+    splits, found = merge_counts(out / "counts")
+    shutil.rmtree(out / "counts")
+    check_splits(cfg, splits, sum(1 for _ in (out / "train").glob("*.bin")))
+    encoder = meta.pop("encoder")
+    meta = {
+        **meta,
+        "train_cleaned": not found["raw"],
+        "splits": splits,
+        "shards": {name: sorted(p.stem for p in (out / name).glob("*.bin")) for name in SPLITS},
+    }
+    meta["files"] = {p.relative_to(out).as_posix(): file_record(p) for p in sorted(out.rglob("*")) if p.is_file()}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return {**meta, "encoder": encoder, "not_held_out": found["not_held_out"]}
+
+
+def merge_counts(folder: Path) -> tuple[dict, Counter]:
+    """{split: docs, tokens, bytes} over every task, and the tasks' other counts summed."""
+    splits = {name: Counter(docs=0, tokens=0, bytes=0) for name in SPLITS}
+    found = Counter(raw=0, not_held_out=0)
+    for path in sorted(folder.glob("*.json")):
+        counts = json.loads(path.read_text())
+        for name, split in counts.pop("splits").items():
+            splits[name].update(split)
+        found.update(counts)
+    return {name: dict(c) for name, c in splits.items()}, found
+
+
+def check_splits(cfg: Tokenize, splits: dict, train_shards: int):
+    """A split asked for gets documents; one empty on purpose (fraction 0, or split_by=field) is written empty."""
+    asked = {"train": 1} | ({} if cfg.split_by == "field" else {"val": cfg.val_fraction, "test": cfg.test_fraction})
+    empty = [name for name, split in splits.items() if not split["docs"] and asked.get(name, 0) > 0]
+    if empty:
+        docs = sum(split["docs"] for split in splits.values())
+        raise ValueError(
+            f"splits {empty} are empty: {docs} documents ({train_shards} shards of train) split by "
+            f"{cfg.split_by} (tokenize.split_by) at val_fraction={cfg.val_fraction}, "
+            f"test_fraction={cfg.test_fraction} leave them nothing"
+        )

@@ -1,0 +1,60 @@
+"""Work split by records (record_ranges) and splits read as one stream over their shards (TokenShards)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from llmpipe.data.record_ranges import RecordRangeReader, byte_range, lines_in_range
+from llmpipe.data.token_files import TokenShards
+
+
+@pytest.mark.parametrize("tasks", [1, 2, 3, 7, 64])
+def test_the_tasks_together_read_every_line_once_in_order(tmp_path, tasks):
+    rng = np.random.default_rng(tasks)
+    lines = [("é" * int(rng.integers(0, 40)) + f" line {i}").encode() for i in range(200)]
+    lines[5] = b""  # an empty line, and lines far longer than a task's range
+    lines[9] = b"x" * 5000
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    size = path.stat().st_size
+    read = [line for rank in range(tasks) for line in lines_in_range(path, *byte_range(size, rank, tasks))]
+    assert read == lines
+    ranges = [byte_range(size, rank, tasks) for rank in range(tasks)]
+    assert ranges[0][0] == 0 and ranges[-1][1] == size and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+
+
+def test_a_file_without_a_final_newline_loses_no_record(tmp_path):
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"one\ntwo\nthree")
+    assert [line for rank in range(2) for line in lines_in_range(path, *byte_range(13, rank, 2))] == [
+        b"one",
+        b"two",
+        b"three",
+    ]
+
+
+def test_one_big_file_is_shared_by_every_task(tmp_path):
+    (tmp_path / "raw").mkdir()
+    records = [{"id": f"r{i}", "text": f"document {i}", "lang": "en"} for i in range(100)]
+    (tmp_path / "raw" / "big.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    reader = RecordRangeReader(tmp_path / "raw")
+    per_task = [[doc.id for doc in reader.run(None, rank, 4)] for rank in range(4)]
+    assert all(15 <= len(ids) <= 35 for ids in per_task)  # every task gets a share
+    assert sum(per_task, []) == [r["id"] for r in records]
+    first = next(reader.run(None, 0, 4))
+    assert first.text == "document 0" and first.metadata == {"lang": "en"}
+
+
+def test_token_shards_read_as_one_stream():
+    parts = [np.arange(0, 5, dtype=np.uint16), np.arange(5, 6, dtype=np.uint16), np.arange(6, 20, dtype=np.uint16)]
+    stream, whole = TokenShards(parts), np.arange(20, dtype=np.uint16)
+    assert len(stream) == 20 and stream.dtype == np.uint16
+    for start in range(21):
+        for stop in range(start, 22):
+            assert stream[start:stop].tolist() == whole[start:stop].tolist(), (start, stop)
+    assert stream[:-1].tolist() == whole[:-1].tolist() and stream[1:].tolist() == whole[1:].tolist()
+    assert [int(stream[i]) for i in range(-20, 20)] == whole[-20:].tolist() + whole.tolist()
+    assert np.asarray(stream).tolist() == whole.tolist() and np.bincount(stream).tolist() == [1] * 20
+    with pytest.raises(IndexError):
+        stream[20]
