@@ -164,7 +164,7 @@ def main():
     meta = json.loads((args.tokens / "meta.json").read_text())
     recipe = yaml.safe_load((args.conf / "pretrain" / "default.yaml").read_text())
     data = {
-        "train": torch.from_numpy(load_tokens(args.tokens, "train").astype(np.int64)).to(device),
+        "train": torch.from_numpy(np.asarray(load_tokens(args.tokens, "train"), dtype=np.int64)).to(device),
         "val": load_tokens(args.tokens, "val"),
         "val_bytes": meta["splits"]["val"]["bytes"],
         "vocab_size": meta["vocab_size"],

@@ -506,7 +506,7 @@ def encode_speed(project: Path, workers: int) -> dict:
     started = time.perf_counter()
     run_in_order([("encode", [step], len(shards))], DataHardware("local", None, workers), out / "work", "bench")
     ours_s = time.perf_counter() - started
-    ours = np.concatenate([np.fromfile(out / "train" / f"{r:05d}.bin", dtype=dtype) for r in range(len(shards))])
+    ours = np.concatenate([np.fromfile(path, dtype=dtype) for path in sorted((out / "train").glob("*.bin"))])
 
     texts = [doc["text"] for doc in iter_folder(clean)]
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
@@ -595,15 +595,15 @@ def ratios(results: list[dict], base: str) -> list[dict]:
         b = done.get((base, stage))
         if size == base or b is None:
             continue
-        rss = r["peak_rss_single_mb"] / b["peak_rss_single_mb"]  # the goal is per process
+        rss = r["peak_rss_single_mb"] / max(b["peak_rss_single_mb"], 1)  # the goal is per process
         seconds_per_mb = (r["wall_s"] / r["input_mb"]) / (b["wall_s"] / b["input_mb"])
         out.append(
             {
                 "size": size,
                 "base": base,
                 "stage": stage,
-                "rss_ratio_sum": round(rss, 3),
-                "rss_ratio_single": round(r["peak_rss_single_mb"] / b["peak_rss_single_mb"], 3),
+                "rss_ratio_sum": round(r["peak_rss_sum_mb"] / max(b["peak_rss_sum_mb"], 1), 3),
+                "rss_ratio_single": round(rss, 3),
                 "time_per_mb_ratio": round(seconds_per_mb, 3),
                 "rss_ok": rss <= RSS_RATIO_GOAL and r["peak_rss_single_mb"] <= RSS_GOAL_MB,
                 "time_ok": seconds_per_mb <= TIME_RATIO_GOAL,

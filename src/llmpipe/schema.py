@@ -89,7 +89,7 @@ class Tokenize:
     vocab_size: int = between(260, 2**32 - 1)  # 256 bytes and four special tokens; token files are uint16
     # up to 65535 ids, uint32 above (token_files.token_dtype)
     min_frequency: int = between(1)
-    bpe_sample_bytes: int | None = between(1)  # the BPE trains on the train split's first this many bytes
+    bpe_sample_bytes: int | None = between(1)  # the BPE trains on about this many bytes of train (tokenize_corpus)
     split_by: str = between(choices=("hash", "field", "position"))  # data/splits.Placement
     val_fraction: float = between(0, below=0.5)
     test_fraction: float = between(0, below=0.5)

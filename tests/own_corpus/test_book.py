@@ -1,6 +1,5 @@
 """The README's second own-corpus recipe: one 2 MB English book in one file, split by position."""
 
-
 import pytest
 
 from llmpipe.data.token_files import load_split_docs

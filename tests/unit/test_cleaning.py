@@ -60,3 +60,18 @@ def test_terminal_effects_that_fortunes_use_are_not_binary():
 def test_dedup_key_ignores_case_and_spacing_only():
     assert dedup_key("Hello  World\n") == dedup_key("hello world")
     assert dedup_key("Hello, World") != dedup_key("Hello World")
+
+
+def test_the_clean_report_keeps_the_smallest_ids_as_examples_even_with_repeated_ids():
+    from llmpipe.data.clean_report import Tally
+
+    tally = Tally(["en"])
+    for i, doc_id in enumerate(["d", "b", "b", "e", "a", "c"]):
+        tally.add_removed("quality", {"id": doc_id, "text": f"text {i}", "lang": "en"})
+    assert [(r["id"], r["text"]) for r in tally.examples_of("quality")] == [
+        ("a", "text 4"),
+        ("b", "text 1"),
+        ("b", "text 2"),
+    ]
+    tally.account(6)
+    assert tally.metrics({})["removed"]["quality"]["docs"] == 6

@@ -67,7 +67,7 @@ def test_the_token_shards_are_the_same_whichever_encodes_them(tokenizer, texts, 
         out.mkdir()
         tokenizer.save(str(out / "tokenizer.json"))
         step = EncodeShard(sorted(clean.glob("*.jsonl")), out, Placement("hash", 0.0, 0.0), tiktoken, eot, "uint16")
-        step.batch_bytes = 5000  # many batches
+        step.batch_chars = 5000  # many batches
         for rank in range(2):
             step.run(None, rank, 2)
         written[tiktoken] = [(out / "train" / f"{r:05d}.bin").read_bytes() for r in range(2)]

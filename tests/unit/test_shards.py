@@ -1,6 +1,7 @@
 """Work split by records (record_ranges) and splits read as one stream over their shards (TokenShards)."""
 
 import json
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -21,7 +22,7 @@ def test_the_tasks_together_read_every_line_once_in_order(tmp_path, tasks):
     read = [line for rank in range(tasks) for line in lines_in_range(path, *byte_range(size, rank, tasks))]
     assert read == lines
     ranges = [byte_range(size, rank, tasks) for rank in range(tasks)]
-    assert ranges[0][0] == 0 and ranges[-1][1] == size and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    assert ranges[0][0] == 0 and ranges[-1][1] == size and all(a[1] == b[0] for a, b in pairwise(ranges))
 
 
 def test_a_file_without_a_final_newline_loses_no_record(tmp_path):
@@ -58,3 +59,33 @@ def test_token_shards_read_as_one_stream():
     assert np.asarray(stream).tolist() == whole.tolist() and np.bincount(stream).tolist() == [1] * 20
     with pytest.raises(IndexError):
         stream[20]
+
+
+def test_a_damaged_raw_record_names_its_file(tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.jsonl").write_text('{"id": "1", "text": "fine"}\n{"text": "no id"}\n')
+    with pytest.raises(ValueError, match=r"a.jsonl: a record in bytes 0\.\.\d+ is not an ingest record"):
+        list(RecordRangeReader(tmp_path / "raw").run(None, 0, 1))
+
+
+def test_the_bpe_sample_spreads_over_every_shard_whatever_their_order(tmp_path):
+    from llmpipe.data.splits import Placement
+    from llmpipe.data.tokenize_corpus import bpe_sample
+    from llmpipe.jsonl import write_jsonl
+
+    docs = [{"id": f"doc-{i}", "text": f"text number {i} " * 20} for i in range(400)]
+    for name, order in (("a", docs), ("b", docs[::-1])):
+        (tmp_path / name).mkdir()
+        write_jsonl(tmp_path / name / "00000.jsonl", order[:200])
+        write_jsonl(tmp_path / name / "00001.jsonl", order[200:])
+    place, on_disk = Placement("hash", 0.0, 0.0), sum(p.stat().st_size for p in (tmp_path / "a").iterdir())
+    drawn = {}
+    for name in ("a", "b"):
+        samples: list[str] = []
+        drawn[name] = set(bpe_sample(tmp_path / name, place, on_disk // 4, samples))
+        assert len(samples) == min(256, len(drawn[name]))
+    assert drawn["a"] == drawn["b"] and 50 < len(drawn["a"]) < 150  # about a quarter, the same documents
+    numbers = sorted(int(t.split()[2]) for t in drawn["a"])
+    assert numbers[0] < 100 and numbers[-1] > 300  # from both ends of the corpus
+    everything: list[str] = []
+    assert len(list(bpe_sample(tmp_path / "a", place, None, everything))) == 400

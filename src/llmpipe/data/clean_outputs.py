@@ -16,6 +16,7 @@ import json
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 from llmpipe.atomic import replace_dir, replace_file
@@ -84,6 +85,11 @@ def write_uncleaned(root: Path, work: Path, out: Path):
     return len(cleaned)
 
 
+def count_lines(path: Path) -> int:
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
 def ingest_quarantine(root: Path) -> Counter:
     path = root / "data" / "quarantine" / "ingest.jsonl"
     return Counter(record["reason"] for record in iter_jsonl(path)) if path.exists() else Counter()
@@ -101,19 +107,20 @@ def near_pair_stats(work: Path) -> dict:
 def write_outputs(cfg: Clean, root: Path, work: Path) -> dict:
     """The clean stage's outputs and metrics from the finished jobs in `work`."""
     tally = clean_report.Tally(cfg.language.keep)
-    with replace_dir(root / "data" / "clean") as kept_tmp:
-        write_kept(work, kept_tmp, tally)
-        if not cfg.enabled:
-            for shard in kept_tmp.glob("*.jsonl"):
-                shard.unlink()
+    with ExitStack() as outputs:  # all three outputs replace the old ones together, once accounted for
+        kept_tmp = outputs.enter_context(replace_dir(root / "data" / "clean"))
+        removed_tmp = outputs.enter_context(replace_dir(root / "data" / "removed"))
+        quarantine_tmp = outputs.enter_context(replace_file(root / "data" / "quarantine" / "clean.jsonl"))
+        if cfg.enabled:
+            write_kept(work, kept_tmp, tally)
+        else:
+            for record in flat_records(work / "kept"):
+                tally.add_kept(record)
             cleaned = write_uncleaned(root, work, kept_tmp)
             log.warning("clean.enabled is false: the raw documents go on, cleaning kept %d", cleaned)
-    with replace_dir(root / "data" / "removed") as tmp:
-        write_removed(work, tmp, tally)
-    with replace_file(root / "data" / "quarantine" / "clean.jsonl") as tmp:
-        write_jsonl(tmp, tallied(flat_records(work / "quarantine"), tally))
-    docs_in = sum(1 for path in (root / "data" / "raw").glob("*.jsonl") for _ in path.open(encoding="utf-8"))
-    tally.account(docs_in)
+        write_removed(work, removed_tmp, tally)
+        write_jsonl(quarantine_tmp, tallied(flat_records(work / "quarantine"), tally))
+        tally.account(sum(count_lines(path) for path in (root / "data" / "raw").glob("*.jsonl")))
 
     metrics = tally.metrics(ingest_quarantine(root))
     if cfg.dedup.near:  # how much comparing near-duplicate confirmation took, and what it left out

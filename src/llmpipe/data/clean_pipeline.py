@@ -18,7 +18,7 @@ They run on the executor that `hardware.clean` names (data/executors.py: local p
 `clean.tasks` shards, or a Ray cluster); the same pipelines run under datatrove's
 SlurmPipelineExecutor (see the README). Every record that
 enters leaves in exactly one place: the kept output, a removed/ folder named for its rule, or
-quarantine; clean_report.account checks it.
+quarantine; clean_report.Tally.account checks it.
 """
 
 import json

@@ -39,7 +39,8 @@ class Tally:
         self.removed_langs: dict[str, Counter] = defaultdict(Counter)
         self.quarantined, self.fixed, self.pii, self.histogram = Counter(), Counter(), Counter(), Counter()
         self.kept = self.kept_bytes = self.identified = self.declared = 0
-        self.examples: dict[str, list] = defaultdict(list)  # rule -> heap of (-id, record), largest id on top
+        self.examples: dict[str, list] = defaultdict(list)  # rule -> heap of (-id, -seen, record): largest id on top
+        self.seen = 0  # ties (a corpus may repeat an id) go to the record met first
 
     def column(self, record: dict) -> str:
         return lang_of(record) if lang_of(record) in self.langs else "other"
@@ -74,15 +75,16 @@ class Tally:
         self.example(f"quarantined: {record['reason']}", record)
 
     def example(self, key: str, record: dict):
-        heap = self.examples[key]
-        item = (_Descending(record["id"]), {k: record.get(k) for k in ("id", "text", "lang", "source", "bytes")})
+        heap, self.seen = self.examples[key], self.seen + 1
+        kept = {k: record.get(k) for k in ("id", "text", "lang", "source", "bytes")}
+        item = (_Descending(str(record["id"])), -self.seen, kept)
         if len(heap) < EXAMPLES_PER_RULE:
             heapq.heappush(heap, item)
-        elif item[0] > heap[0][0]:  # a smaller id than the largest kept
+        elif item[:2] > heap[0][:2]:  # a smaller id than the largest kept
             heapq.heapreplace(heap, item)
 
     def examples_of(self, key: str) -> list[dict]:
-        return [record for _, record in sorted(self.examples.get(key, []), reverse=True)]
+        return [record for *_, record in sorted(self.examples.get(key, []), key=lambda item: item[:2], reverse=True)]
 
     def account(self, docs_in: int):
         """Every record that entered is kept, removed for one rule, or quarantined: nothing vanished."""

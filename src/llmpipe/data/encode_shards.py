@@ -8,13 +8,14 @@ writes, for every split it met:
   <split>/<r:05d>.jsonl  the documents, in the same order
   counts/<r:05d>.json    docs, tokens and bytes per split, for meta.json
 
-Memory holds one batch of documents (`batch_bytes` of text) at a time. The order of the token stream
+Memory holds one batch of documents (`batch_chars` of text) at a time. The order of the token stream
 is shard order, then document order within a shard: it depends on the clean stage's tasks, never on
 how many workers encode.
 """
 
 import json
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,10 @@ from llmpipe.jsonl import iter_jsonl
 class SplitWriter:
     """One split's token shard and document shard of one task, opened on the first document."""
 
-    def __init__(self, out: Path, split: str, rank: int, dtype):
+    def __init__(self, out: Path, split: str, rank: int, dtype, files: ExitStack):
         (out / split).mkdir(parents=True, exist_ok=True)
-        self.bin = (out / split / f"{rank:05d}.bin").open("wb")
-        self.docs = (out / split / f"{rank:05d}.jsonl").open("w", encoding="utf-8")
+        self.bin = files.enter_context((out / split / f"{rank:05d}.bin").open("wb"))
+        self.docs = files.enter_context((out / split / f"{rank:05d}.jsonl").open("w", encoding="utf-8"))
         self.dtype, self.counts = dtype, Counter()
 
     def write(self, docs: list[dict], ids: list[list[int]], eot_id: int):
@@ -41,10 +42,6 @@ class SplitWriter:
         for doc in docs:
             self.docs.write(json.dumps(doc, ensure_ascii=False) + "\n")
         self.counts.update(docs=len(docs), tokens=len(flat), bytes=sum(len(d["text"].encode("utf-8")) for d in docs))
-
-    def close(self):
-        self.bin.close()
-        self.docs.close()
 
 
 class EncodeShard(PipelineStep):
@@ -57,7 +54,7 @@ class EncodeShard(PipelineStep):
         super().__init__()
         self.shards, self.out, self.place = [Path(p) for p in shards], Path(out), place
         self.tiktoken, self.eot_id, self.dtype = tiktoken, eot_id, np.dtype(dtype)
-        self.batch_bytes = 8 << 20
+        self.batch_chars = 8 << 20  # characters of text encoded at a time
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         assert world_size == len(self.shards), "one task per shard of data/clean"
@@ -65,7 +62,7 @@ class EncodeShard(PipelineStep):
         encoding = tiktoken_encoding(tokenizer) if self.tiktoken else None
         writers: dict[str, SplitWriter] = {}
         batch: list[tuple[str, dict]] = []
-        size, counts = 0, Counter()
+        size, counts, files = 0, Counter(), ExitStack()
 
         def flush():
             ids = encode_texts(tokenizer, encoding, [doc["text"] for _, doc in batch], threads=1)
@@ -73,11 +70,11 @@ class EncodeShard(PipelineStep):
                 picked = [i for i, (s, _) in enumerate(batch) if s == split]
                 if picked:
                     if split not in writers:
-                        writers[split] = SplitWriter(self.out, split, rank, self.dtype)
+                        writers[split] = SplitWriter(self.out, split, rank, self.dtype, files)
                     writers[split].write([batch[i][1] for i in picked], [ids[i] for i in picked], self.eot_id)
             batch.clear()
 
-        try:
+        with files:  # every shard file is closed, whatever fails
             for doc in iter_jsonl(self.shards[rank]):
                 counts["raw"] += "held_out" in doc
                 split = self.place(doc)
@@ -88,14 +85,11 @@ class EncodeShard(PipelineStep):
                 batch.append((split, held))
                 size += len(held["text"])
                 self.stat_update(f"docs_{split}")
-                if size >= self.batch_bytes:
+                if size >= self.batch_chars:
                     flush()
                     size = 0
             if batch:
                 flush()
-        finally:
-            for writer in writers.values():
-                writer.close()
         (self.out / "counts").mkdir(exist_ok=True)
         summary = {"splits": {s: dict(w.counts) for s, w in writers.items()}, **counts}
         (self.out / "counts" / f"{rank:05d}.json").write_text(json.dumps(summary))

@@ -94,8 +94,15 @@ def run_in_order(jobs: list[tuple[str, list, int]], hardware: DataHardware, work
         for name, pipeline, tasks in jobs:
             if progress is not None:
                 progress.set_description(f"{stage}: {name}")
+            job = executor(hardware, name, pipeline, tasks, work)
             with quiet_bars():
-                executor(hardware, name, pipeline, tasks, work).run()
+                job.run()
+            # A local task's error stops the job here; datatrove's Ray executor only logs one.
+            if failed := job.get_incomplete_ranks(range(tasks), skip_completed=True):
+                raise RuntimeError(
+                    f"{stage}: {len(failed)} of {tasks} tasks of job {name!r} failed (ranks {failed[:10]}); "
+                    f"their logs are in {work / 'logs' / name / 'logs'}"
+                )
             if progress is not None:
                 progress.update(1)
     finally:

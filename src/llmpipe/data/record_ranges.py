@@ -52,7 +52,13 @@ class RecordRangeReader(PipelineStep):
             for line in lines_in_range(path, start, end):
                 if not line.strip():
                     continue
-                record = json.loads(line)
-                text, doc_id = record.pop("text"), record.pop("id")
+                try:
+                    record = json.loads(line)
+                    text, doc_id = record.pop("text"), record.pop("id")
+                except (ValueError, KeyError, TypeError, AttributeError) as err:
+                    raise ValueError(
+                        f"{path}: a record in bytes {start}..{end} is not an ingest record ({err!r}): "
+                        "data/raw is written by ingest; run `dvc repro -f -s ingest`"
+                    ) from err
                 self.stat_update("documents")
                 yield Document(text=text, id=str(doc_id), metadata=record)

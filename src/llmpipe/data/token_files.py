@@ -138,11 +138,12 @@ def split_digest(tokens_dir: str | Path, split: str) -> str:
 def document_fraction(tokens: np.ndarray, eot_id: int, fraction: float, seed: int) -> np.ndarray:
     """A seeded random `fraction` of the documents of a token stream (each ends with eot_id), whole,
     in stream order. The documents are taken in one seeded order until they hold the fraction's tokens,
-    so a smaller fraction's documents are a subset of a larger one's. Not a prefix: the stream is
-    sorted by document id, so a prefix would be the first few sources only."""
+    so a smaller fraction's documents are a subset of a larger one's. Not a prefix: the stream is in
+    shard order, so a prefix would be the start of each source file only."""
     if fraction >= 1:
         return tokens
-    ends = np.flatnonzero(np.asarray(tokens) == eot_id) + 1
+    tokens = np.asarray(tokens)  # the split, read once (a fraction is copied out of it anyway)
+    ends = np.flatnonzero(tokens == eot_id) + 1
     if len(ends) == 0 or ends[-1] != len(tokens):
         raise ValueError(f"the token stream does not end every document with the end-of-text token {eot_id}")
     starts = np.concatenate([[0], ends[:-1]])

@@ -4,10 +4,13 @@ in meta.json. Memory is bounded by configuration: the BPE reads the train split'
 `bpe_sample_bytes`, and each task holds one batch of documents (split_by=position also keeps an id
 and size per document)."""
 
+import hashlib
 import json
 import os
+import random
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 from llmpipe.atomic import replace_dir
@@ -24,19 +27,31 @@ from llmpipe.schema import DataHardware, Tokenize
 CHECK_SAMPLES = 256  # train documents encoded both ways before tiktoken stands in for tokenizers
 
 
-def train_texts(clean: Path, place: Placement, samples: list[str]):
-    """The train split's texts in stream order; every 16th of the first 16 * CHECK_SAMPLES goes into
-    `samples` too (cut to 20,000 characters) for fast_encoder's check."""
-    seen = 0
+def bpe_sample(clean: Path, place: Placement, max_bytes: int | None, samples: list[str]) -> Iterator[str]:
+    """The BPE's training texts: train documents drawn by a hash of their id, each with probability
+    max_bytes / (the size of data/clean on disk), so the sample spreads over every source and shard,
+    whatever their order, and holds about max_bytes (never more); every train document where data/clean
+    is smaller. `samples` receives CHECK_SAMPLES of them (seeded reservoir, cut to 20,000 characters)
+    for fast_encoder's check."""
+    on_disk = sum(path.stat().st_size for path in clean.glob("*.jsonl"))
+    rate = 1.0 if max_bytes is None else min(1.0, max_bytes / max(on_disk, 1))
+    reservoir, seen = random.Random(0), 0
     for doc in iter_folder(clean):
         split = place(doc)
-        if split != "train":
+        if split != "train" or (rate < 1 and drawn(doc["id"]) >= rate):
             continue
         text = as_split(doc, split)["text"]
-        if seen % 16 == 0 and len(samples) < CHECK_SAMPLES:
-            samples.append(text[:20000])
         seen += 1
+        if len(samples) < CHECK_SAMPLES:
+            samples.append(text[:20000])
+        elif (at := reservoir.randrange(seen)) < CHECK_SAMPLES:
+            samples[at] = text[:20000]
         yield text
+
+
+def drawn(doc_id: str) -> float:
+    """A number in [0, 1) from a document's id, independent of the split's hash (splits.split_of)."""
+    return int.from_bytes(hashlib.sha256(b"bpe sample\0" + doc_id.encode("utf-8")).digest()[:8], "big") / 2**64
 
 
 def tokenize_corpus(cfg: Tokenize, hardware: DataHardware, clean: Path, out: Path, work: Path, progress=None) -> dict:
@@ -53,10 +68,10 @@ def prepare(cfg: Tokenize, clean: Path, out: Path) -> tuple[EncodeShard, dict]:
     data/clean, for any datatrove executor) and what meta.json will hold besides the counts."""
     shards = sorted(clean.glob("*.jsonl"))
     if not shards:
-        raise ValueError(f"no input: {clean} holds no .jsonl shards (run clean first)")
+        raise ValueError(f"no input: {clean} holds no .jsonl shards (run clean first; or clean kept nothing)")
     place = Placement.of(iter_folder(clean), cfg.val_fraction, cfg.test_fraction, cfg.split_by)
     samples: list[str] = []
-    sample = first_bytes(train_texts(clean, place, samples), cfg.bpe_sample_bytes)
+    sample = first_bytes(bpe_sample(clean, place, cfg.bpe_sample_bytes, samples), cfg.bpe_sample_bytes)
     tokenizer = train_bpe(sample, cfg.vocab_size, cfg.min_frequency)
     vocab_size, eot_id = tokenizer.get_vocab_size(), special_id(tokenizer, EOT)
     encoding = fast_encoder(tokenizer, samples)  # None: tokenizers encodes

@@ -168,7 +168,7 @@ def language_model_scores(net, block_size: int, tokens_dir: Path, batch_size: in
     """Perplexity and bits per byte of the model and the baselines on each held-out split, overall
     and for each language's documents (their tokens' losses summed over their bytes)."""
     meta = read_meta(tokens_dir)
-    train = load_tokens(tokens_dir, "train")
+    train = np.asarray(load_tokens(tokens_dir, "train"))  # read once: both baselines count over it
     metrics: dict = {}
     for split in LM_SPLITS:
         if not meta["splits"][split]["docs"]:  # left empty on purpose (tokenize.test_fraction 0): not scored

@@ -1,7 +1,7 @@
 """evaluate_harness: lm-evaluation-harness (llmpipe.evaluation.harness) on the pretrained model:
 multiple-choice cloze tasks built from held-out test documents, per language.
 
-Reads: models/pretrain/, data/tokens/test.jsonl.
+Reads: models/pretrain/, data/tokens/test/*.jsonl.
 Writes: data/harness/ (the cloze items); metrics/evaluate_harness.json.
 Run: python -m llmpipe.stages.evaluate_harness
 """

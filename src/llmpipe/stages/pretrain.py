@@ -1,6 +1,6 @@
 """pretrain: train the network (model.arch) on next-token prediction (llmpipe.training.pretraining).
 
-Reads: data/tokens/{train,val}.bin, meta.json, tokenizer.json.
+Reads: data/tokens/{train,val}/*.bin (a split's shards, read as one stream), meta.json, tokenizer.json.
 Writes: models/pretrain/ (model.safetensors, config.json, tokenizer.json, params.json);
   metrics/pretrain.json; plots/pretrain/; per-step metrics to MLflow; resume checkpoints under
   checkpoints/pretrain/.
