@@ -46,10 +46,7 @@ def flat_records(folder: Path) -> Iterator[dict]:
 def write_kept(work: Path, out: Path, tally: clean_report.Tally):
     """data/clean: each task's kept records as its own shard, with only the fields that go on."""
     for path in sorted((work / "kept").glob("*.jsonl")):
-        with (out / path.name).open("w", encoding="utf-8") as f:
-            for record in map(flat, iter_jsonl(path)):
-                tally.add_kept(record)
-                f.write(json.dumps(kept_fields(record), ensure_ascii=False) + "\n")
+        write_jsonl(out / path.name, map(kept_fields, tallied(map(flat, iter_jsonl(path)), tally.add_kept)))
 
 
 def write_removed(work: Path, out: Path, tally: clean_report.Tally):
@@ -68,9 +65,10 @@ def write_removed(work: Path, out: Path, tally: clean_report.Tally):
             f.close()
 
 
-def tallied(records: Iterator[dict], tally: clean_report.Tally) -> Iterator[dict]:
+def tallied(records: Iterator[dict], add) -> Iterator[dict]:
+    """The records, each counted by `add` (a Tally method) on its way to being written."""
     for record in records:
-        tally.add_quarantined(record)
+        add(record)
         yield record
 
 
@@ -119,7 +117,7 @@ def write_outputs(cfg: Clean, root: Path, work: Path) -> dict:
             cleaned = write_uncleaned(root, work, kept_tmp)
             log.warning("clean.enabled is false: the raw documents go on, cleaning kept %d", cleaned)
         write_removed(work, removed_tmp, tally)
-        write_jsonl(quarantine_tmp, tallied(flat_records(work / "quarantine"), tally))
+        write_jsonl(quarantine_tmp, tallied(flat_records(work / "quarantine"), tally.add_quarantined))
         tally.account(sum(count_lines(path) for path in (root / "data" / "raw").glob("*.jsonl")))
 
     metrics = tally.metrics(ingest_quarantine(root))

@@ -6,7 +6,7 @@ are written, so the numbers cannot disagree with the data, and `Tally.account` c
 input record is in exactly one of them. The tally holds counters, never the records.
 """
 
-import heapq
+import bisect
 import math
 from collections import Counter, defaultdict
 
@@ -39,7 +39,7 @@ class Tally:
         self.removed_langs: dict[str, Counter] = defaultdict(Counter)
         self.quarantined, self.fixed, self.pii, self.histogram = Counter(), Counter(), Counter(), Counter()
         self.kept = self.kept_bytes = self.identified = self.declared = 0
-        self.examples: dict[str, list] = defaultdict(list)  # rule -> heap of (-id, -seen, record): largest id on top
+        self.examples: dict[str, list] = defaultdict(list)  # rule -> (id, seen, record), smallest first
         self.seen = 0  # ties (a corpus may repeat an id) go to the record met first
 
     def column(self, record: dict) -> str:
@@ -75,16 +75,14 @@ class Tally:
         self.example(f"quarantined: {record['reason']}", record)
 
     def example(self, key: str, record: dict):
-        heap, self.seen = self.examples[key], self.seen + 1
+        """Keep the record if its id is among the EXAMPLES_PER_RULE smallest of `key` so far."""
+        self.seen += 1  # unique, so two examples never compare their records
         kept = {k: record.get(k) for k in ("id", "text", "lang", "source", "bytes")}
-        item = (_Descending(str(record["id"])), -self.seen, kept)
-        if len(heap) < EXAMPLES_PER_RULE:
-            heapq.heappush(heap, item)
-        elif item[:2] > heap[0][:2]:  # a smaller id than the largest kept
-            heapq.heapreplace(heap, item)
+        bisect.insort(self.examples[key], (str(record["id"]), self.seen, kept))
+        del self.examples[key][EXAMPLES_PER_RULE:]
 
     def examples_of(self, key: str) -> list[dict]:
-        return [record for *_, record in sorted(self.examples.get(key, []), key=lambda item: item[:2], reverse=True)]
+        return [record for *_, record in self.examples.get(key, [])]
 
     def account(self, docs_in: int):
         """Every record that entered is kept, removed for one rule, or quarantined: nothing vanished."""
@@ -123,16 +121,6 @@ class Tally:
         each kept language; documents in any other language are counted under `other`."""
         columns = [f"{way}_{lang}" for lang in self.langs for way in ("in", "out")] + ["in_other"]
         return [{"log2_bytes": b, **{c: self.histogram[(c, b)] for c in columns}} for b in HISTOGRAM_BINS]
-
-
-class _Descending(str):
-    """An id that sorts backwards, so that a min-heap keeps the smallest ids."""
-
-    def __lt__(self, other):
-        return str.__gt__(self, other)
-
-    def __gt__(self, other):
-        return str.__lt__(self, other)
 
 
 def histogram_png(rows: list[dict], path):

@@ -1,8 +1,8 @@
 """The tokenize stage's work: place documents in splits, train the BPE on a bounded sample of train,
 encode every shard of data/clean on datatrove's executors (encode_shards), and describe the result
-in meta.json. Memory is bounded by configuration: the BPE reads the train split's first
-`bpe_sample_bytes`, and each task holds one batch of documents (split_by=position also keeps an id
-and size per document)."""
+in meta.json. Memory is bounded by configuration: the BPE reads about `bpe_sample_bytes` of train
+(bpe_sample), and each task holds one batch of documents (split_by=position also keeps an id and
+size per document)."""
 
 import hashlib
 import json
@@ -86,14 +86,10 @@ def finish(cfg: Tokenize, out: Path, meta: dict) -> dict:
     """After the encoding job: sum the tasks' counts, check the splits, write `out`/meta.json."""
     splits, found = merge_counts(out / "counts")
     shutil.rmtree(out / "counts")
-    check_splits(cfg, splits, sum(1 for _ in (out / "train").glob("*.bin")))
+    shards = {name: sorted(p.stem for p in (out / name).glob("*.bin")) for name in SPLITS}
+    check_splits(cfg, splits, len(shards["train"]))
     encoder = meta.pop("encoder")
-    meta = {
-        **meta,
-        "train_cleaned": not found["raw"],
-        "splits": splits,
-        "shards": {name: sorted(p.stem for p in (out / name).glob("*.bin")) for name in SPLITS},
-    }
+    meta = {**meta, "train_cleaned": not found["raw"], "splits": splits, "shards": shards}
     meta["files"] = {p.relative_to(out).as_posix(): file_record(p) for p in sorted(out.rglob("*")) if p.is_file()}
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return {**meta, "encoder": encoder, "not_held_out": found["not_held_out"]}
