@@ -65,7 +65,7 @@ class Dedup:
     num_buckets: int = between(1)
     hashes_per_bucket: int = between(1)
     similarity: float = between(0, 1)
-    max_compare: int = between(1)  # representatives a document is compared with, per band
+    max_compare: int = between(1)  # comparisons a document may make, over all bands
 
 
 @dataclass
@@ -86,7 +86,7 @@ class Clean:
 
 @dataclass
 class Tokenize:
-    vocab_size: int = between(260, 2**32 - 1)  # 256 bytes and four special tokens; token files are uint16
+    vocab_size: int = between(277, 2**32 - 1)  # 256 bytes and 21 special tokens; token files are uint16
     # up to 65535 ids, uint32 above (token_files.token_dtype)
     min_frequency: int = between(1)
     bpe_sample_bytes: int | None = between(1)  # the BPE trains on about this many bytes of train (tokenize_corpus)
@@ -97,7 +97,7 @@ class Tokenize:
 
 @dataclass
 class Model:
-    arch: str = between(choices=("transformer", "rnn", "lstm", "gru"))
+    arch: str = between(choices=("transformer", "bert", "rnn", "lstm", "gru"))  # build.ARCHS
     block_size: int = between(1)
     n_layer: int = between(1)
     n_head: int = between(1)
@@ -155,6 +155,15 @@ class Optimization:
 
 
 @dataclass
+class Masking:
+    """Masked-language modelling, the encoder's pretraining (networks/encoder.py, training/masking.py)."""
+
+    rate: float = between(above=0, below=1)  # share of each window's positions that are scored
+    mask: float = between(0, 1)  # of those, the share replaced by <|mask|>
+    random: float = between(0, 1)  # the share replaced by a random token; the rest stay as they are
+
+
+@dataclass
 class Pretrain(Optimization):
     optimizer: str = between(choices=("adamw", "muon"))  # optimizers.build_optimizer
     batch_tokens: int = between(1)
@@ -162,6 +171,7 @@ class Pretrain(Optimization):
     data_fraction: float = between(above=0, high=1)
     epochs: float | None = between(above=0)
     val_batches: int = between(1)
+    masking: Masking  # the encoder's objective (model.arch=bert); decoders ignore it
 
 
 @dataclass
@@ -194,7 +204,9 @@ class ClassifyTask(FinetuneTask):
     max_labels: int | None = between(2)
     max_examples: int | None = between(1)
     class_weighted_loss: bool
-    pooling: str = between(choices=("mean", "last"))  # model.pool: what the head reads
+    pooling: str = between(
+        choices=("mean", "last", "first")
+    )  # what the head reads: last for a decoder, first for an encoder
     adapt_steps: int = between(0)  # task-adaptive pretraining steps on the training texts (0: none)
     adapt_lr: float = between(above=0)
 

@@ -1,6 +1,6 @@
 import torch
 
-from llmpipe.data.tokenizer import EOT, special_id, train_bpe
+from llmpipe.data.tokenizer import EOT, SPECIAL_TOKENS, special_id, train_bpe
 from llmpipe.networks.transformer import GPT, GPTConfig
 from llmpipe.registry.inference import filter_logits, generate_text, stream_text, stream_tokens
 
@@ -36,7 +36,7 @@ def test_streamed_text_never_shows_half_a_character():
     # A model trained to recite one line, with a tokenizer that has almost no merges, so most
     # Chinese characters take three byte tokens: the stream must still show whole characters.
     line = "床前明月光，疑是地上霜。"
-    tok = train_bpe([line], vocab_size=262)
+    tok = train_bpe([line], vocab_size=256 + len(SPECIAL_TOKENS) + 2)
     ids = tok.encode(line).ids + [special_id(tok, EOT)]
     assert len(ids) > len(line) + 10
     torch.manual_seed(0)

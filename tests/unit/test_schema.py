@@ -78,7 +78,7 @@ def test_a_stage_with_a_bad_params_file_stops_before_any_work(params, tmp_path):
     with pytest.raises(ValueError, match=r"2 problem\(s\)") as err:
         run_stage(Stage("ingest", lambda cfg, root: pytest.fail("the stage ran"), ["ingest"]), tmp_path)
     assert "ingest.formt: unknown key (did you mean format?)" in str(err.value)
-    assert "tokenize.vocab_size: 100 is below the minimum 260" in str(err.value)
+    assert "tokenize.vocab_size: 100 is below the minimum 277" in str(err.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
     with pytest.raises(ValueError, match="params.yaml"):
         load_params(tmp_path / "params.yaml")

@@ -8,9 +8,10 @@ Six jobs, each a datatrove executor that waits for the one before it:
                 apply the quality rules, scrub PII, write exact-dedup signatures
   exact_find    find documents whose normalized text hashes alike (datatrove ExactFindDedups)
   exact_filter  drop all but one of each, write MinHash signatures (character shingles)
-  near_pairs    LSH: documents that agree on a band of hashes are candidates; each is compared with
-                at most clean.dedup.max_compare earlier representatives of its group, and a pair is
-                a duplicate when its edit similarity reaches clean.dedup.similarity (near_dedup.py)
+  near_pairs    LSH: documents that agree on a band of hashes are candidates; each document is
+                compared with at most clean.dedup.max_compare earlier representatives over all its
+                bands, and a pair is a duplicate when its edit similarity reaches
+                clean.dedup.similarity (near_dedup.py)
   near_cluster  union-find over the duplicate pairs; all but one per cluster are removed
   near_filter   drop them and write what is left
 
@@ -214,21 +215,26 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
             steps.append(CharacterMinhashSignature(str(work / "minhash_sigs"), minhash))
         jobs.append(("exact_filter" if dedup.exact else "near_signatures", steps, tasks))
     if dedup.near:
-        pairs = ConfirmedPairs(
-            work / "minhash_sigs", current, work / "minhash_pairs", minhash, dedup.similarity, dedup.max_compare
-        )
-        cluster = MinhashDedupCluster(str(work / "minhash_pairs"), str(work / "minhash_remove"), config=minhash)
-        near_filter = MinhashDedupFilter(
-            str(work / "minhash_remove"), exclusion_writer=removed_writer(work, "near_duplicate")
-        )
-        jobs += [
-            ("near_pairs", [pairs], min(tasks, dedup.num_buckets)),
-            ("near_cluster", [cluster], 1),
-            ("near_filter", [RankFileReader(current), near_filter, writer(work / "kept")], tasks),
-        ]
+        jobs += near_jobs(dedup, minhash, work, current, tasks)
     else:
         jobs.append(("keep", [RankFileReader(current), writer(work / "kept")], tasks))
     return jobs
+
+
+def near_jobs(dedup, minhash, work: Path, deduped: Path, tasks: int) -> list[tuple[str, list, int]]:
+    """Near-duplicate removal after the signatures: confirmed pairs, their clusters, the filter."""
+    near_tasks = min(tasks, dedup.num_buckets)
+    budget = -(-dedup.max_compare // near_tasks)  # a document's comparisons, shared out among the tasks' bands
+    pairs = ConfirmedPairs(work / "minhash_sigs", deduped, work / "minhash_pairs", minhash, dedup.similarity, budget)
+    cluster = MinhashDedupCluster(str(work / "minhash_pairs"), str(work / "minhash_remove"), config=minhash)
+    near_filter = MinhashDedupFilter(
+        str(work / "minhash_remove"), exclusion_writer=removed_writer(work, "near_duplicate")
+    )
+    return [
+        ("near_pairs", [pairs], near_tasks),
+        ("near_cluster", [cluster], 1),
+        ("near_filter", [RankFileReader(deduped), near_filter, writer(work / "kept")], tasks),
+    ]
 
 
 def run_jobs(cfg: Clean, hardware: DataHardware, seed: int, raw: Path, work: Path, progress=None) -> list[str]:

@@ -133,14 +133,15 @@ class ConfirmedPairs(PipelineStep):
     """Replaces datatrove's MinhashDedupBuckets: candidate pairs from the bands, confirmed by edit
     similarity, written as its `.dups` files (one per band) for MinhashDedupCluster.
 
-    Near-linear, not all pairs of a group: documents that agree on a band are taken in order, and
-    each is compared with the group's representatives (the earlier documents that matched none
-    before them) whose length allows the similarity, nearest in length first, until one is similar
-    enough, at most `max_compare` of them; a document that matches none becomes a representative.
-    A family of similar-looking pages that share a band (thousands of generated API pages) costs at
-    most max_compare comparisons per page, not one per pair; a pair confirmed in an earlier band
-    is neither compared nor written again.
-    Documents that reached max_compare unmatched are counted (`compare_capped`), never silent.
+    Linear, not all pairs of a group: documents that agree on a band are taken in order, and each
+    is compared with the group's representatives (the earlier documents that matched none before
+    them) whose length allows the similarity, nearest in length first, until one is similar enough;
+    a document that matches none becomes a representative. A document has a budget of `budget`
+    comparisons for all the bands of this task together, so a family of similar-looking pages
+    (thousands of generated API pages, sharing many bands) costs a bounded number of comparisons
+    per page whatever the family's size: the cost per document stays the same as the corpus grows.
+    A pair confirmed in an earlier band is neither compared nor written again. Documents that ran
+    out of budget unmatched are counted (`compare_capped`), never silent.
 
     Task `rank` handles bands rank, rank + world_size, ... Documents are named (rank of the job
     that signed them, position in that rank's stream), as datatrove names them; `docs_folder`
@@ -156,11 +157,12 @@ class ConfirmedPairs(PipelineStep):
         output_folder: Path,
         config: MinhashConfig,
         similarity: float,
-        max_compare: int,
+        budget: int,
     ):
         super().__init__()
         self.sig_folder, self.docs_folder, self.output_folder = Path(sig_folder), Path(docs_folder), Path(output_folder)
-        self.config, self.similarity, self.max_compare = config, similarity, max_compare
+        self.config, self.similarity, self.budget = config, similarity, budget
+        self.spent: dict[tuple[int, int], int] = {}  # comparisons each document has made in this task
 
     def band_groups(self, band: int) -> list[list[tuple[int, int]]]:
         """Documents whose signatures agree on this band, in groups of two or more, each sorted, the
@@ -210,9 +212,10 @@ class ConfirmedPairs(PipelineStep):
 
     def first_match(self, doc, size, low, high, lengths, representatives, keys, clusters):
         """The first representative (nearest in length, within [low, high]) that is similar to doc,
-        Known(rep) if one is already in doc's cluster, or None after max_compare comparisons."""
+        Known(rep) if one is already in doc's cluster, or None once doc has spent its budget
+        (comparisons in this band and in this task's earlier bands)."""
         right = bisect.bisect(lengths, size)
-        left, compared = right - 1, 0
+        left, compared = right - 1, self.spent.get(doc, 0)
         while (left >= 0 and lengths[left] >= low) or (right < len(lengths) and lengths[right] <= high):
             take_left = right >= len(lengths) or lengths[right] > high
             if not take_left and left >= 0 and lengths[left] >= low:
@@ -221,10 +224,11 @@ class ConfirmedPairs(PipelineStep):
             left, right = (left - 1, right) if take_left else (left, right + 1)
             if clusters.find(rep) == clusters.find(doc):
                 return Known(rep)
-            if compared == self.max_compare:
+            if compared == self.budget:
                 self.stat_update("compare_capped")
                 return None
             compared += 1
+            self.spent[doc] = compared
             self.stat_update("candidates")
             if similar(keys[rep], keys[doc], self.similarity):
                 self.stat_update("confirmed")
@@ -237,6 +241,7 @@ class ConfirmedPairs(PipelineStep):
         self.output_folder.mkdir(parents=True, exist_ok=True)
         bands = range(rank, self.config.num_buckets, world_size)
         clusters = Clusters()
+        self.spent.clear()
         with DedupKeys(self.docs_folder) as keys:
             for band in bands:  # one band's groups in memory at a time
                 with (self.output_folder / f"{band:05d}_00.dups").open("wb") as out:

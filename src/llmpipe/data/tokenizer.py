@@ -13,7 +13,11 @@ EOT = "<|endoftext|>"  # ends every document in the token stream
 PAD = "<|pad|>"  # right-padding for classification batches; never predicted
 USER = "<|user|>"  # opens a prompt in the fine-tuning template (llmpipe.training.sft)
 ASSISTANT = "<|assistant|>"  # opens the response
-SPECIAL_TOKENS = [EOT, PAD, USER, ASSISTANT]
+MASK = "<|mask|>"  # hides a token from the encoder in masked-language modelling (networks/encoder.py)
+# Stand for the spans that an encoder-decoder's span corruption removes (T5's sentinels). Reserved
+# with the others so that adding that family does not move every token id.
+SENTINELS = [f"<|sentinel_{i}|>" for i in range(16)]
+SPECIAL_TOKENS = [EOT, PAD, USER, ASSISTANT, MASK, *SENTINELS]
 
 
 def first_bytes(texts: Iterable[str], max_bytes: int | None) -> Iterator[str]:

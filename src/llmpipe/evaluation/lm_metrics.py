@@ -199,3 +199,39 @@ def val_bits_by_context(net, tokens_dir: Path, block_size: int) -> dict[str, flo
     tokens = load_tokens(tokens_dir, "val")
     nats = token_nats(net, tokens, block_size)
     return bits_by_context(nats, context_lengths(tokens, block_size, eot_id), block_size)
+
+
+@torch.no_grad()
+def masked_token_scores(net, masking_of, tokens_dir: Path, block_size: int, batch_size: int) -> dict:
+    """An encoder's scores on each held-out split: the mean cross-entropy (nats) of its masked
+    tokens and the share it restores exactly, next to a unigram model fitted on train at the same
+    positions. The masks are drawn as in pretraining's validation (whole windows, seeded by
+    position: the same every run); `masking_of(windows)` wraps windows into masked examples.
+    Not comparable with a decoder's loss or bits per byte (training/objectives.py)."""
+    meta = read_meta(tokens_dir)
+    unigram = unigram_log_probs(np.asarray(load_tokens(tokens_dir, "train")), meta["vocab_size"])
+    device = next((p.device for p in net.parameters()), torch.device("cpu"))
+    metrics: dict = {"objective": "masked"}
+    for split in LM_SPLITS:
+        tokens = load_tokens(tokens_dir, split)
+        windows = (len(tokens) - 1) // block_size
+        if not meta["splits"][split]["docs"] or windows < 1:  # empty on purpose, or under one window
+            metrics.setdefault("empty_splits", []).append(split)
+            continue
+        loader = DataLoader(
+            masking_of(SequentialWindows(tokens, block_size, max_windows=windows)), batch_size=batch_size
+        )
+        nats = correct = base = count = 0.0
+        for x, y in tqdm(loader, desc=f"masked tokens ({split})", leave=False):
+            scored = y != -100
+            logits = net.token_logits(net.hidden_states(x.to(device))[scored.to(device)]).float()
+            targets = y[scored].to(device)
+            nats += F.cross_entropy(logits, targets, reduction="sum").item()
+            correct += int((logits.argmax(-1) == targets).sum())
+            base -= float(unigram[y[scored].numpy()].sum())
+            count += int(scored.sum())
+        metrics[f"{split}_masked_loss"] = nats / count
+        metrics[f"{split}_masked_accuracy"] = correct / count
+        metrics[f"unigram_{split}_masked_loss"] = base / count
+        metrics[f"{split}_masked_tokens"] = int(count)
+    return metrics

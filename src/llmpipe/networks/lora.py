@@ -4,16 +4,18 @@ the exported model is a plain network that loads without peft."""
 
 from torch import nn
 
-# The Transformer's projections (model.py): attention q, k, v, o and the SwiGLU gate, up, down.
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# The Transformers' projections: attention q, k, v, o in both; the decoder's SwiGLU gate, up, down
+# (transformer.py) and the encoder's feed-forward in and out (encoder.py).
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "ffn_in", "ffn_out"]
+FRESH = ("score", "pool_dense")  # a classifier's new head (and the encoder's pooler): trained in full
 
 
 def apply_lora(net: nn.Module, cfg, transformer: bool, task: str) -> nn.Module:
-    """net wrapped with LoRA adapters (a classifier's `score` head is trained in full)."""
+    """net wrapped with LoRA adapters (a classifier's new head is trained in full)."""
     if not transformer:
         raise ValueError(
             f"finetune.{task}.lora.enabled: LoRA adapts linear projections; peft has no adapter for "
-            "nn.RNN / nn.LSTM / nn.GRU (use model.arch=transformer, or lora.enabled=false)"
+            "nn.RNN / nn.LSTM / nn.GRU (use model.arch=transformer or bert, or lora.enabled=false)"
         )
     from peft import LoraConfig, get_peft_model
 
@@ -22,7 +24,7 @@ def apply_lora(net: nn.Module, cfg, transformer: bool, task: str) -> nn.Module:
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
         target_modules=TARGETS,
-        modules_to_save=["score"] if hasattr(net, "score") else None,
+        modules_to_save=[name for name in FRESH if hasattr(net, name)] or None,
     )
     return get_peft_model(net, config)
 

@@ -1,7 +1,9 @@
-"""A Llama sequence classifier that pools the mean of the token states, for transformers.
+"""Sequence classifiers that pool the mean of the token states, for transformers: on a Llama
+backbone (llmpipe's decoder, transformer.py) and on a BERT one (llmpipe's encoder, encoder.py).
 
-transformers' LlamaForSequenceClassification reads the state of the last real token; llmpipe's
-classifiers read the mean over the real tokens by default (model.pool). So that such an export still
+transformers' LlamaForSequenceClassification reads the state of the last real token, and its
+BertForSequenceClassification the state of the first; llmpipe's classifiers read the mean over the
+real tokens by default (finetune.<task>.pooling). So that such an export still
 loads in transformers' Auto classes, export.py copies this file into the model directory as
 `modeling_llmpipe.py` and names it in config.json's `auto_map` ("custom code" in transformers'
 terms), with a model type of its own: loading needs `trust_remote_code=True`, and without it
@@ -12,8 +14,9 @@ transformers refuses instead of silently pooling the last token.
 This file runs inside transformers, from the model directory: it imports transformers and torch only.
 """
 
+import torch
 from torch import nn
-from transformers import LlamaConfig, LlamaModel, LlamaPreTrainedModel
+from transformers import BertConfig, BertModel, BertPreTrainedModel, LlamaConfig, LlamaModel, LlamaPreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
@@ -34,11 +37,45 @@ class LlmpipeMeanPoolForSequenceClassification(LlamaPreTrainedModel):
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
         """Logits (B, num_labels) from the mean of the last hidden states over the real tokens: those
         of `attention_mask` (left or right padding), else those that are not the pad token."""
+        attention_mask = real_tokens(input_ids, attention_mask, self.config.pad_token_id)
         hidden = self.model(input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state  # (B, T, C)
-        if attention_mask is None:
-            assert input_ids is not None, "pass attention_mask with inputs_embeds"
-            attention_mask = input_ids != self.config.pad_token_id
         real = attention_mask.to(hidden.dtype)[..., None]  # (B, T, 1)
         logits = self.score((hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1))
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels.to(logits.device))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def real_tokens(input_ids, attention_mask, pad_token_id):
+    """(B, T) 1 at the real tokens: attention_mask's (left or right padding), else the non-pad ones."""
+    if attention_mask is None:
+        assert input_ids is not None, "pass attention_mask with inputs_embeds"
+        attention_mask = input_ids != pad_token_id
+    return attention_mask
+
+
+class LlmpipeBertMeanPoolConfig(BertConfig):
+    model_type = "llmpipe_bert_mean_pool"
+
+
+class LlmpipeBertMeanPoolForSequenceClassification(BertPreTrainedModel):
+    """BERT's classification head (pooler dense + tanh, then a linear layer to the labels) on the
+    mean of the real tokens' final states instead of the first token's."""
+
+    config_class = LlmpipeBertMeanPoolConfig
+
+    def __init__(self, config: LlmpipeBertMeanPoolConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.bert = BertModel(config, add_pooling_layer=True)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
+        attention_mask = real_tokens(input_ids, attention_mask, self.config.pad_token_id)
+        hidden = self.bert(input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state  # (B, T, C)
+        real = attention_mask.to(hidden.dtype)[..., None]  # (B, T, 1)
+        mean = (hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+        logits = self.classifier(self.dropout(torch.tanh(self.bert.pooler.dense(mean))))
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels.to(logits.device))
         return SequenceClassifierOutput(loss=loss, logits=logits)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmpipe.networks.transformer import pool
+from llmpipe.networks.transformer import POOLINGS, pool
 
 ARCHS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight blocks per matrix: one per gate or candidate
@@ -131,6 +131,8 @@ class RecurrentClassifier(nn.Module):
 
     def __init__(self, cfg: RecurrentConfig, num_labels: int, pooling: str = "mean"):
         super().__init__()
+        if pooling not in POOLINGS:  # `first` is an encoder's: a decoder's first state has seen one token
+            raise ValueError(f"pooling={pooling!r}: a left-to-right model pools {list(POOLINGS)}")
         self.pooling = pooling
         self.backbone = RecurrentLM(cfg)
         self.score = nn.Linear(cfg.d_model, num_labels, bias=False)

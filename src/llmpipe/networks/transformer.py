@@ -227,6 +227,8 @@ class GPTClassifier(nn.Module):
 
     def __init__(self, cfg: GPTConfig, num_labels: int, pooling: str = "mean"):
         super().__init__()
+        if pooling not in POOLINGS:  # `first` is an encoder's: a decoder's first state has seen one token
+            raise ValueError(f"pooling={pooling!r}: a left-to-right model pools {list(POOLINGS)}")
         self.pooling = pooling
         self.backbone = GPT(cfg)
         self.score = nn.Linear(cfg.d_model, num_labels, bias=False)

@@ -1,8 +1,10 @@
 """Self-describing model directories that Hugging Face transformers loads as they are.
 
 A directory holds:
-  model.safetensors      weights under the Hugging Face Llama names (`model.layers.0.self_attn.q_proj.weight`)
-  config.json            a transformers LlamaConfig (LlamaForCausalLM or LlamaForSequenceClassification)
+  model.safetensors      weights under the Hugging Face Llama names (`model.layers.0.self_attn.q_proj.weight`),
+                         or BERT names for the encoder (hf_bert.py)
+  config.json            a transformers LlamaConfig (LlamaForCausalLM or LlamaForSequenceClassification), or
+                         for the encoder a BertConfig (BertForMaskedLM or BertForSequenceClassification)
   modeling_llmpipe.py    a mean-pooling classifier only: its transformers class (custom code)
   tokenizer.json         the BPE tokenizer, with tokenizer_config.json naming its special tokens
   llmpipe.json           what llmpipe needs to rebuild the model: kind, GPTConfig, labels, ..., and
@@ -11,7 +13,8 @@ A directory holds:
 
 Our Transformer is Llama's architecture (RMSNorm, RoPE in the rotate-half layout, SwiGLU,
 grouped-query attention, no biases), so the mapping is a rename: `model.` in front of the backbone's
-names. transformers has no Llama classifier that mean-pools (model.pool, the default): such a directory
+names. The encoder (encoder.py) is BERT's architecture: hf_bert.py renames it. transformers has no
+Llama or BERT classifier that mean-pools (model.pool, the default): such a directory
 carries its own class, loaded with `trust_remote_code=True`. Nor has it an architecture that matches
 our recurrent models (recurrent.py): their directories hold the weights under our own names and no
 config.json, and llmpipe loads them.
@@ -29,13 +32,13 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmpipe.atomic import replace_dir
-from llmpipe.data.tokenizer import EOT, PAD, load_tokenizer, special_id
+from llmpipe.data.tokenizer import EOT, MASK, PAD, load_tokenizer, special_id
 from llmpipe.digests import file_record, file_sha256
-from llmpipe.networks.build import classifier, is_transformer, language_model, model_config
-from llmpipe.networks.recurrent import RecurrentConfig
+from llmpipe.networks.build import NetworkConfig, classifier, is_encoder, is_transformer, language_model, model_config
 from llmpipe.networks.transformer import GPTClassifier, GPTConfig
+from llmpipe.registry.hf_bert import bert_config, bert_state_dict, from_bert_state_dict
 
-KINDS = ("causal_lm", "classifier")
+KINDS = ("causal_lm", "masked_lm", "classifier")
 CHECKED_FILES = ("model.safetensors", "tokenizer.json")  # recorded in llmpipe.json, checked on every load
 HF_PREFIX = "model."
 MEAN_POOL_CODE = Path(__file__).parents[1] / "networks" / "modeling_llmpipe.py"  # copied into mean-pooling exports
@@ -118,17 +121,22 @@ def from_own_state_dict(net: nn.Module, tensors: dict[str, torch.Tensor]):
     assert all(k.endswith("lm_head.weight") for k in missing) and not unexpected, (missing, unexpected)
 
 
+def export_kind(net: nn.Module, cfg: NetworkConfig) -> str:
+    if hasattr(net, "score"):
+        return "classifier"
+    return "masked_lm" if is_encoder(cfg) else "causal_lm"
+
+
 def save_model_dir(
     out_dir: str | Path,
     net: nn.Module,
-    cfg: GPTConfig | RecurrentConfig,
+    cfg: NetworkConfig,
     tokenizer_file: str | Path,
     params: dict,
     extra: dict | None = None,
 ) -> Path:
     """extra: more fields for llmpipe.json, e.g. a classifier's labels and max_tokens."""
-    kind = "classifier" if hasattr(net, "score") else "causal_lm"
-    transformer = is_transformer(cfg)
+    kind = export_kind(net, cfg)
     tokenizer = load_tokenizer(tokenizer_file)
     eot_id, pad_id = special_id(tokenizer, EOT), special_id(tokenizer, PAD)
     ours = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict(), **(extra or {})}
@@ -141,12 +149,22 @@ def save_model_dir(
         "model_max_length": cfg.block_size,
         "clean_up_tokenization_spaces": False,
     }
+    pooling = ours.get("pooling")
+    if is_transformer(cfg):  # what transformers' Auto classes read
+        tensors, config = (
+            hf_state_dict(net),
+            hf_config(cfg, kind, eot_id, pad_id, ours.get("labels"), pooling or "last"),
+        )
+    elif is_encoder(cfg):
+        mask_id = special_id(tokenizer, MASK)
+        tensors, config = bert_state_dict(net), bert_config(cfg, kind, pad_id, mask_id, ours.get("labels"), pooling)
+        tokenizer_config["mask_token"] = MASK
+    else:  # no transformers architecture computes our recurrent models
+        tensors, config = own_state_dict(net), None
     with replace_dir(out_dir) as tmp:
-        tensors = hf_state_dict(net) if transformer else own_state_dict(net)
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        if transformer:  # what transformers' Auto classes read
-            pooling = ours.get("pooling", "last")
-            write_json(tmp / "config.json", hf_config(cfg, kind, eot_id, pad_id, ours.get("labels"), pooling))
+        if config is not None:
+            write_json(tmp / "config.json", config)
             if pooling == "mean":
                 shutil.copyfile(MEAN_POOL_CODE, tmp / MEAN_POOL_CODE.name)
         write_json(tmp / "params.json", params)
@@ -213,6 +231,8 @@ def load_model_dir(model_dir: str | Path):
     tensors = load_weights(model_dir, config)
     if is_transformer(cfg):
         from_hf_state_dict(net, tensors)
+    elif is_encoder(cfg):
+        from_bert_state_dict(net, tensors)
     else:
         from_own_state_dict(net, tensors)
     return net.eval(), config, load_tokenizer(model_dir)

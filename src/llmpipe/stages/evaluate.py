@@ -1,5 +1,7 @@
 """evaluate: score the pretrained language model: perplexity and bits per byte on the val and test
 splits, overall and per language, next to unigram and bigram models fitted on train; and samples.
+An encoder (model.arch=bert) is scored on its own objective instead: the loss and accuracy of its
+masked tokens, next to a unigram model; it writes no samples, since it does not generate.
 
 The fine-tuned models are scored by evaluate_task, lm-evaluation-harness runs in evaluate_harness,
 and the report card is the report stage.
@@ -12,20 +14,32 @@ Run: python -m llmpipe.stages.evaluate
 from pathlib import Path
 
 from llmpipe.atomic import replace_file
-from llmpipe.evaluation.lm_metrics import language_model_scores
+from llmpipe.evaluation.lm_metrics import language_model_scores, masked_token_scores
 from llmpipe.evaluation.samples import samples_markdown
 from llmpipe.registry import tracking
 from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import Sections, Stage, stage_main
+from llmpipe.training.objectives import MASKED, masked, objective, pretrained_masking
 
-SUMMARY = ["lm/val_bpb", "lm/bigram_val_bpb", "lm/unigram_val_bpb", "lm/test_bpb"]  # runner.summary
+SUMMARY = ["lm/val_bpb", "lm/bigram_val_bpb", "lm/unigram_val_bpb", "lm/test_bpb", "lm/val_masked_loss"]
 
 
 def run(cfg: Sections, root: Path) -> dict:
-    lm, lm_config, tokenizer = load_model_dir(root / "models" / "pretrain")
-    block_size, tokens_dir = lm_config["model"]["block_size"], root / "data" / "tokens"
-    metrics = {"lm": language_model_scores(lm, block_size, tokens_dir, cfg.hardware.evaluate.batch_size)}
-    samples = samples_markdown(lm, tokenizer, cfg.evaluate.samples, cfg.seed)
+    pretrained = root / "models" / "pretrain"
+    lm, lm_config, tokenizer = load_model_dir(pretrained)
+    block_size, tokens_dir, batch_size = (
+        lm.config.block_size,
+        root / "data" / "tokens",
+        cfg.hardware.evaluate.batch_size,
+    )
+    if objective(lm.config) == MASKED:
+        masking = pretrained_masking(pretrained)
+        masking_of = lambda windows: masked(windows, lm.config, masking, tokenizer, cfg.seed)  # noqa: E731
+        metrics = {"lm": masked_token_scores(lm, masking_of, tokens_dir, block_size, batch_size)}
+        samples = "An encoder (model.arch=bert) does not generate text: no samples.\n"
+    else:
+        metrics = {"lm": language_model_scores(lm, block_size, tokens_dir, batch_size)}
+        samples = samples_markdown(lm, tokenizer, cfg.evaluate.samples, cfg.seed)
     with replace_file(root / "reports" / "samples.md") as tmp:
         tmp.write_text("# Samples from the pretrained model\n\n" + samples, encoding="utf-8")
     tracking.log_artifacts([root / "reports" / "samples.md"])

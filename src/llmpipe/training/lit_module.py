@@ -1,4 +1,5 @@
-"""One LightningModule for pretraining (next-token prediction) and fine-tuning (classification).
+"""One LightningModule for pretraining (next-token prediction, or masked-token prediction for the
+encoder: training/objectives.py) and fine-tuning (classification).
 
 The network, the optimizer settings and the task come in from outside; this module only knows how
 to compute the loss of a batch, what to log, and how to build the optimizer and its schedule.
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 class LitLM(L.LightningModule):
-    """task 'lm': batches (x, y) of token windows. task 'classify': batches (idx, lengths, labels)."""
+    """task 'lm': batches (x, y) of token windows, y holding -100 where nothing is scored (the network
+    computes the loss: next-token or masked-token). task 'classify': batches (idx, lengths, labels).
+    val/bpb is logged only given tokens_per_byte, which a masked-token loss must not be given."""
 
     def __init__(
         self,
@@ -123,11 +126,12 @@ class LitLM(L.LightningModule):
             return  # not sharded training, or sharded already (Lightning calls this for fit and validate)
         from torch.distributed.fsdp import fully_shard
 
+        from llmpipe.networks.encoder import Layer
         from llmpipe.networks.transformer import Block
 
         data_parallel = mesh["data_parallel"]
         for block in self.net.modules():
-            if isinstance(block, Block):
+            if isinstance(block, Block | Layer):
                 fully_shard(block, mesh=data_parallel)
         fully_shard(self.net, mesh=data_parallel)
 

@@ -1,5 +1,7 @@
-"""Pretraining: the network learns next-token prediction on random windows of the train split, is
-validated on the val split in bits per byte, and is exported to models/pretrain/ with its tokenizer.
+"""Pretraining: the network learns its objective (training/objectives.py: next-token prediction for
+the decoders, masked tokens for the encoder) on random windows of the train split, is validated on
+the val split (in bits per byte for a decoder; by the masked-token loss for the encoder), and is
+exported to models/pretrain/ with its tokenizer.
 
 The recipe is the stage's settings made concrete: the token budget becomes a number of optimizer
 steps of pretrain.batch_tokens each; pretrain.data_fraction (the data-scale study's D) chooses which
@@ -13,6 +15,7 @@ import lightning as L
 from torch import nn
 
 from llmpipe.data.token_files import document_fraction, load_tokens, read_meta, split_digest, verified
+from llmpipe.data.tokenizer import load_tokenizer
 from llmpipe.networks.batches import pad_windows
 from llmpipe.networks.build import language_model, model_config
 from llmpipe.registry.export import save_model_dir
@@ -20,7 +23,7 @@ from llmpipe.schema import Hardware, Pretrain
 from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.loaders import RandomWindows, SequentialWindows
+from llmpipe.training.objectives import CAUSAL, objective, pretraining_examples
 from llmpipe.training.throughput import SpeedMonitor
 from llmpipe.training.trainer_setup import gathered, token_budget
 
@@ -40,15 +43,20 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
     net = language_model(net_cfg)
     val = meta["splits"]["val"]
     optim = OptimConfig.from_section(cfg, max_steps=max_steps)
-    module = LitLM(net, optim, tokens_per_byte=val["tokens"] / val["bytes"])
+    module = LitLM(net, optim, tokens_per_byte=val["tokens"] / val["bytes"] if objective(net_cfg) == CAUSAL else None)
+    tokenizer_file = verified(tokens_dir, "tokenizer.json")
+    val_tokens, tokenizer = load_tokens(tokens_dir, "val"), load_tokenizer(tokenizer_file)
+    examples = pretraining_examples(
+        net_cfg, cfg.masking, tokenizer, train_tokens, val_tokens, max_steps * batch_size, seed
+    )
     run = Run(
-        train_set=RandomWindows(train_tokens, net_cfg.block_size, max_steps * batch_size, seed),
+        train_set=examples[0],
         batch_size=batch_size,
         steps=max_steps,
         settings=cfg,
         checkpoint_dir=root / "checkpoints" / "pretrain" / fingerprint(params, split_digest(tokens_dir, "train")),
         curves_dir=root / "plots" / "pretrain",
-        val_set=SequentialWindows(load_tokens(tokens_dir, "val"), net_cfg.block_size),
+        val_set=examples[1],
         val_collate=pad_windows,
         val_batches=cfg.val_batches,
         callbacks=[SpeedMonitor(batch_size * net_cfg.block_size, net_cfg.flops_per_token())],
@@ -56,20 +64,15 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
     fitted = fit(module, run, hardware)
     train_loss = fitted.curves.train[-1]["loss"] if fitted.curves.train else None  # none if steps < log_every
     final = fitted.trainer.validate(module, fitted.val_loader, verbose=False)[0]
-
     trained = gathered(net, lambda: language_model(net_cfg))
     if fitted.trainer.is_global_zero:  # one process writes the export
-        save_model_dir(root / "models" / "pretrain", trained, net_cfg, verified(tokens_dir, "tokenizer.json"), params)
+        save_model_dir(root / "models" / "pretrain", trained, net_cfg, tokenizer_file, params)
     else:
         trained = None
 
-    tokens_seen = max_steps * batch_size * net_cfg.block_size
     metrics = {
-        "train_loss": train_loss,
-        "val_loss": final["val/loss"],
-        "val_bpb": final["val/bpb"],
-        "val_ppl": math.exp(final["val/loss"]),
-        **size_metrics(net_cfg, tokens_seen),
+        **val_scores(net_cfg, train_loss, final),
+        **size_metrics(net_cfg, max_steps * batch_size * net_cfg.block_size),
         "steps": max_steps,
         "train_tokens": len(train_tokens),  # the distinct tokens it could see (data_fraction of the split)
         "train_cleaned": meta.get("train_cleaned", True),  # false: trained on raw text (clean.enabled=false)
@@ -77,11 +80,26 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
     return metrics, trained
 
 
+def val_scores(net_cfg, train_loss: float | None, final: dict) -> dict:
+    """The objective and its losses; bits per byte and perplexity for a decoder only: a masked-token
+    loss is not comparable with them (training/objectives.py)."""
+    scores = {"objective": objective(net_cfg), "train_loss": train_loss, "val_loss": final["val/loss"]}
+    if scores["objective"] == CAUSAL:
+        scores.update(val_bpb=final["val/bpb"], val_ppl=math.exp(final["val/loss"]))
+    return scores
+
+
 def size_metrics(net_cfg, tokens_seen: int) -> dict:
     """The model's size and the run's compute: what the scaling study plots loss against."""
     return {
         "params": net_cfg.num_params(),
-        "params_non_embedding": net_cfg.num_params() - net_cfg.vocab_size * net_cfg.d_model,
+        "params_non_embedding": net_cfg.num_params() - embedding_params(net_cfg),
         "tokens_seen": tokens_seen,
         "flops": tokens_seen * net_cfg.flops_per_token(),
     }
+
+
+def embedding_params(net_cfg) -> int:
+    """The lookup tables: token embeddings, and the encoder's learned positions."""
+    positions = net_cfg.block_size * net_cfg.d_model if objective(net_cfg) != CAUSAL else 0
+    return net_cfg.vocab_size * net_cfg.d_model + positions
