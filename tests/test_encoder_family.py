@@ -1,11 +1,15 @@
 """model=bert through the stages, on the tiny project's tokens: masked-language pretraining whose
 loss falls, an export that transformers loads as BertForMaskedLM with the same logits, fine-tuning
-that classifies (and skips SFT with its reason), and evaluation on the masked-token objective."""
+that classifies (and skips SFT with its reason), evaluation on the masked-token objective, and a
+registered version that fills in masks."""
 
+import csv
 import json
 import math
 import shutil
 
+import mlflow
+import pandas as pd
 import pytest
 import torch
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
@@ -13,22 +17,31 @@ from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassificatio
 from llmpipe.config import compose
 from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import run_stage
-from llmpipe.stages import evaluate, finetune, pretrain
+from llmpipe.stages import evaluate, finetune, pretrain, register
 
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
+def train_curve(path) -> list[float]:
+    with path.open() as f:
+        return [float(row["loss"]) for row in csv.DictReader(f)]
+
+
 SMALL_BERT = ["model=bert", "model.n_layer=2", "model.d_model=64", "model.n_head=2", "model.block_size=64"]
+PRETRAIN = ["pretrain.max_tokens=153600", "pretrain.val_every=100"]  # 300 steps: masked tokens are 15 % of the signal
 
 
 @pytest.fixture(scope="module")
 def bert_project(tiny_project, tmp_path_factory):
     """The tiny project's tokens, pretrained with model=bert (MLflow in the project's own store)."""
     root = tmp_path_factory.mktemp("bert")
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
     shutil.copytree(tiny_project[0] / "data" / "tokens", root / "data" / "tokens")
-    (root / "params.yaml").write_text(compose(["experiment=tiny", *SMALL_BERT], REPO / "conf"))
+    (root / "params.yaml").write_text(compose(["experiment=tiny", *SMALL_BERT, *PRETRAIN], REPO / "conf"))
     metrics = run_stage(pretrain.stage(), root)
-    return root, metrics
+    yield root, metrics
+    monkeypatch.undo()
 
 
 def test_masked_pretraining_learns_and_reports_no_bits_per_byte(bert_project):
@@ -36,8 +49,8 @@ def test_masked_pretraining_learns_and_reports_no_bits_per_byte(bert_project):
     assert metrics["objective"] == "masked"
     assert "val_bpb" not in metrics and "val_ppl" not in metrics  # not comparable with a decoder's
     vocab = json.loads((root / "data" / "tokens" / "meta.json").read_text())["vocab_size"]
-    curve = [json.loads(line) for line in (root / "plots" / "pretrain" / "train.jsonl").read_text().splitlines()]
-    assert curve[-1]["loss"] < curve[0]["loss"] < math.log(vocab) + 1  # starts near chance and falls
+    curve = train_curve(root / "plots" / "pretrain" / "train.csv")
+    assert curve[-1] < curve[0] < math.log(vocab) + 1  # starts near chance and falls
     assert metrics["val_loss"] < math.log(vocab) - 1
 
 
@@ -56,10 +69,8 @@ def test_finetuning_classifies_and_skips_generation_with_its_reason(bert_project
     root, _ = bert_project
     topics = run_stage(finetune.stage("topics"), root)
     assert 0 <= topics["macro_f1"] <= 1 and topics["loss"] > 0
-    curve = [
-        json.loads(line) for line in (root / "plots" / "finetune" / "topics" / "train.jsonl").read_text().splitlines()
-    ]
-    assert curve[-1]["loss"] < curve[0]["loss"]  # the classifier learns
+    curve = train_curve(root / "plots" / "finetune" / "topics" / "train.csv")
+    assert curve[-1] < curve[0]  # the classifier learns
     hf = AutoModelForSequenceClassification.from_pretrained(
         root / "models" / "finetune" / "topics", trust_remote_code=True
     )
@@ -79,3 +90,15 @@ def test_evaluation_scores_the_masked_tokens_against_a_unigram_model(bert_projec
         assert metrics[f"{split}_masked_loss"] < metrics[f"unigram_{split}_masked_loss"]
         assert 0 < metrics[f"{split}_masked_accuracy"] < 1
     assert "does not generate" in (root / "reports" / "samples.md").read_text()
+
+
+def test_the_registered_encoder_fills_in_masks(bert_project):
+    root, _ = bert_project
+    if not (root / "metrics" / "evaluate.json").exists():
+        run_stage(evaluate.stage(), root)
+    registered = run_stage(register.stage(), root)
+    model = mlflow.pyfunc.load_model(f"models:/{registered['model_name']}@challenger")
+    texts = ["The computer is <|mask|> again.", "床前明月<|mask|>，疑是地上霜。"]
+    filled = model.predict(pd.DataFrame({"text": texts}))["text"].tolist()
+    assert len(filled) == 2 and all("<|mask|>" not in text for text in filled)
+    assert filled[0].startswith("The computer is") and filled[0].endswith(" again.")

@@ -43,6 +43,8 @@ ARCHITECTURES = {
     # each sequence's state starts at zero, so nothing but weights and optimizer state is resumed.
     # LSTM, with its two states, is the one with most to lose.
     "lstm": ["model=lstm", *SMALL_RECURRENT],
+    # The encoder: its masks are drawn per example from (seed, position), so they must come back too.
+    "bert": ["model=bert", "model.n_layer=1", "model.d_model=64", "model.n_head=2", "model.block_size=64"],
 }
 
 

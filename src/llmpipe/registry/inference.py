@@ -79,3 +79,21 @@ def classify_texts(net, tokenizer, texts: list[str], max_tokens: int, batch_size
         idx, lengths, _ = collate([(ids, 0) for ids in encoded[start : start + batch_size]])
         predictions += net(idx, lengths).argmax(dim=-1).tolist()
     return predictions
+
+
+@torch.no_grad()
+def fill_masks(net, tokenizer, texts: list[str], max_tokens: int) -> list[str]:
+    """Each text with every <|mask|> replaced by the encoder's most likely token at that place (the
+    text truncated to max_tokens tokens): what a masked language model answers."""
+    from llmpipe.data.tokenizer import MASK, special_id
+
+    mask_id = special_id(tokenizer, MASK)
+    filled = []
+    for enc in tokenizer.encode_batch(texts):
+        ids = enc.ids[:max_tokens]
+        if not ids:
+            filled.append("")
+            continue
+        best = net(torch.tensor([ids]))[0].argmax(dim=-1).tolist()
+        filled.append(tokenizer.decode([b if t == mask_id else t for t, b in zip(ids, best, strict=True)]))
+    return filled

@@ -47,6 +47,10 @@ def pyfunc_for(model_dir: str | Path):
         example = pd.DataFrame({"text": ["I think, therefore I am.", "The computer is down again."]})
         signature = infer_signature(example, pd.DataFrame({"label": config["labels"][:2]}))
         return PACKAGE_DIR / "registry" / "pyfunc_classifier.py", signature, example
+    if config["kind"] == "masked_lm":
+        example = pd.DataFrame({"text": ["The computer is <|mask|> again.", "床前明月<|mask|>，"]})
+        signature = infer_signature(example, pd.DataFrame({"text": ["...", "..."]}))
+        return PACKAGE_DIR / "registry" / "pyfunc_filler.py", signature, example
     example = pd.DataFrame({"prompt": ["The computer", "床前明月光，"]})
     signature = infer_signature(example, pd.DataFrame({"text": ["...", "..."]}), params=DEFAULT_SAMPLING)
     return PACKAGE_DIR / "registry" / "pyfunc_generator.py", signature, example

@@ -1,7 +1,8 @@
 """What a registered model answers: MLflow pyfuncs over the safetensors export directory. A language
-model answers a `prompt` column with a `text` column; a classifier answers a `text` column with a
-`label` column. They are logged "from code" (pyfunc_generator.py, pyfunc_classifier.py), so loading
-one unpickles nothing."""
+model answers a `prompt` column with a `text` column; a masked language model (the encoder) answers
+a `text` column holding <|mask|> tokens with a `text` column where they are filled in; a classifier
+answers a `text` column with a `label` column. They are logged "from code" (pyfunc_generator.py,
+pyfunc_filler.py, pyfunc_classifier.py), so loading one unpickles nothing."""
 
 import mlflow
 import pandas as pd
@@ -43,3 +44,13 @@ class TextClassifier(ExportModel):
         texts = [str(t) for t in model_input["text"]]
         pred = classify_texts(self.net, self.tokenizer, texts, self.config["max_tokens"])
         return pd.DataFrame({"label": [self.config["labels"][i] for i in pred]})
+
+
+class MaskFiller(ExportModel):
+    """pyfunc over a masked language model export: `text` with <|mask|> tokens in, filled `text` out."""
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        from llmpipe.registry.inference import fill_masks
+
+        texts = [str(t) for t in model_input["text"]]
+        return pd.DataFrame({"text": fill_masks(self.net, self.tokenizer, texts, self.net.config.block_size)})
