@@ -17,11 +17,13 @@ from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassificatio
 from llmpipe.config import compose
 from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import run_stage
-from llmpipe.stages import evaluate, finetune, pretrain, register
+from llmpipe.stages import evaluate, evaluate_harness, finetune, pretrain, register
 
 from .conftest import REPO
 
 pytestmark = pytest.mark.slow
+
+
 def train_curve(path) -> list[float]:
     with path.open() as f:
         return [float(row["loss"]) for row in csv.DictReader(f)]
@@ -90,6 +92,8 @@ def test_evaluation_scores_the_masked_tokens_against_a_unigram_model(bert_projec
         assert metrics[f"{split}_masked_loss"] < metrics[f"unigram_{split}_masked_loss"]
         assert 0 < metrics[f"{split}_masked_accuracy"] < 1
     assert "does not generate" in (root / "reports" / "samples.md").read_text()
+    harness = run_stage(evaluate_harness.stage(), root)  # it scores choices by next-token likelihood
+    assert "encoder" in harness["not_run"] and "next-token" in harness["not_run"]
 
 
 def test_the_registered_encoder_fills_in_masks(bert_project):

@@ -65,7 +65,7 @@ def test_a_task_learns_from_scratch_under_its_own_seed_and_pretraining_helps(tin
 def test_with_lora_each_task_learns_and_exports_a_plain_model(tiny_project, tmp_path, monkeypatch, task):
     lora_cfg = {"enabled": True, "r": 4, "alpha": 8, "dropout": 0.0}
     # adapters start at zero: a higher rate, as LoRA recipes use
-    run_copy(tiny_project, tmp_path, monkeypatch, task, lora=lora_cfg, lr=3e-3)
+    run_copy(tiny_project, tmp_path, monkeypatch, task, lora=lora_cfg, lr=3e-3, max_steps=120)
     assert learned(losses(tmp_path / "plots" / "finetune" / task / "train.csv"))
     net, config, _ = load_model_dir(tmp_path / "models" / "finetune" / task)
     assert not any("lora" in name for name, _ in net.named_parameters())

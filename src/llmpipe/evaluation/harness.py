@@ -108,16 +108,19 @@ def task_configs(data_files: dict[str, Path], cache_dir: str) -> list[dict]:
 
 def unloadable_reason(model_dir: Path) -> str | None:
     """Why the harness's Hugging Face backend cannot load this export, or None if it can."""
+    config = json.loads((model_dir / "llmpipe.json").read_text())
+    arch = config["model"].get("arch", "?")
+    if config["kind"] == "masked_lm":  # the harness scores continuations by next-token likelihood
+        return f"{model_dir} holds a {arch} encoder, which gives no next-token likelihoods to score choices by"
     if (model_dir / "config.json").is_file():
         return None
-    arch = json.loads((model_dir / "llmpipe.json").read_text())["model"].get("arch", "?")
     return f"{model_dir} holds a {arch} model, which transformers cannot load (no config.json)"
 
 
 def check_loadable(model_dir: Path):
     reason = unloadable_reason(model_dir)
     if reason:
-        raise ValueError(f"{reason}: lm-evaluation-harness runs on Transformer exports only")
+        raise ValueError(f"{reason}: lm-evaluation-harness runs on decoder Transformer exports only")
 
 
 def run_lm_eval(model_dir: Path, data_files: dict[str, Path], batch_size: int, limit: int | None = None) -> dict:

@@ -37,6 +37,7 @@ from llmpipe.digests import file_record, file_sha256
 from llmpipe.networks.build import NetworkConfig, classifier, is_encoder, is_transformer, language_model, model_config
 from llmpipe.networks.transformer import GPTClassifier, GPTConfig
 from llmpipe.registry.hf_bert import bert_config, bert_state_dict, from_bert_state_dict
+from llmpipe.registry.hf_configs import config_dict
 
 KINDS = ("causal_lm", "masked_lm", "classifier")
 CHECKED_FILES = ("model.safetensors", "tokenizer.json")  # recorded in llmpipe.json, checked on every load
@@ -93,20 +94,8 @@ def hf_config(
         pad_token_id=pad_id,
         architectures=["LlamaForSequenceClassification" if kind == "classifier" else "LlamaForCausalLM"],
     )
-    if labels is not None:
-        hf.id2label = dict(enumerate(labels))
-        hf.label2id = {label: i for i, label in enumerate(labels)}
-    config = hf.to_dict()
-    if kind == "classifier" and pooling == "mean":
-        # a model type of its own, so that transformers refuses it without trust_remote_code
-        # rather than loading it as a Llama classifier that pools the last token
-        config["model_type"] = "llmpipe_mean_pool"
-        config["architectures"] = ["LlmpipeMeanPoolForSequenceClassification"]
-        config["auto_map"] = {
-            "AutoConfig": "modeling_llmpipe.LlmpipeMeanPoolConfig",
-            "AutoModelForSequenceClassification": "modeling_llmpipe.LlmpipeMeanPoolForSequenceClassification",
-        }
-    return config
+    mean_pool = ("llmpipe_mean_pool", "LlmpipeMeanPool") if kind == "classifier" and pooling == "mean" else None
+    return config_dict(hf, labels, mean_pool)
 
 
 def own_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from llmpipe.networks.encoder import EncoderClassifier, EncoderConfig
+from llmpipe.registry.hf_configs import config_dict
 
 # our name (a regular expression over one parameter's name) -> transformers' BERT name
 RENAMES = [
@@ -120,15 +121,7 @@ def bert_config(
         mask_token_id=mask_id,
         architectures=["BertForSequenceClassification" if kind == "classifier" else "BertForMaskedLM"],
     )
-    if labels is not None:
-        hf.id2label = dict(enumerate(labels))
-        hf.label2id = {label: i for i, label in enumerate(labels)}
-    config = hf.to_dict()
-    if kind == "classifier" and pooling == "mean":
-        config["model_type"] = "llmpipe_bert_mean_pool"
-        config["architectures"] = ["LlmpipeBertMeanPoolForSequenceClassification"]
-        config["auto_map"] = {
-            "AutoConfig": "modeling_llmpipe.LlmpipeBertMeanPoolConfig",
-            "AutoModelForSequenceClassification": "modeling_llmpipe.LlmpipeBertMeanPoolForSequenceClassification",
-        }
-    return config
+    mean_pool = (
+        ("llmpipe_bert_mean_pool", "LlmpipeBertMeanPool") if kind == "classifier" and pooling == "mean" else None
+    )
+    return config_dict(hf, labels, mean_pool)
