@@ -80,6 +80,10 @@ def test_finetuning_classifies_and_skips_generation_with_its_reason(bert_project
     ids = torch.tensor([tokenizer.encode("A fortune about computers and programs.").ids])
     with torch.no_grad():
         assert torch.allclose(hf.eval()(ids).logits, net(ids, torch.tensor([ids.shape[1]])), atol=1e-5, rtol=1e-4)
+    sentiment = run_stage(finetune.stage("sentiment"), root)  # adapts first: masked tokens of the reviews
+    vocab = json.loads((root / "data" / "tokens" / "meta.json").read_text())["vocab_size"]
+    assert sentiment["adapt"]["steps"] > 0 and sentiment["adapt"]["last_loss"] < math.log(vocab) - 1  # below chance
+    assert 0 <= sentiment["macro_f1"] <= 1
     sft = run_stage(finetune.stage("sft"), root)
     assert "encoder" in sft["skipped"] and "does not generate" in sft["skipped"]
 
