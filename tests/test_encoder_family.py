@@ -12,10 +12,14 @@ import mlflow
 import pandas as pd
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
 
+from llmpipe import typed_params
+from llmpipe.cli import registered_models
 from llmpipe.config import compose
 from llmpipe.registry.export import load_model_dir
+from llmpipe.registry.model_registry import promote
 from llmpipe.runner import run_stage
 from llmpipe.stages import evaluate, evaluate_harness, finetune, pretrain, register
 
@@ -105,6 +109,10 @@ def test_the_registered_encoder_fills_in_masks(bert_project):
     if not (root / "metrics" / "evaluate.json").exists():
         run_stage(evaluate.stage(), root)
     registered = run_stage(register.stage(), root)
+    params = typed_params.build(yaml.safe_load((root / "params.yaml").read_text()))
+    name, gates = registered_models(params)["lm"]  # what `llmpipe promote` gates it on
+    assert name == registered["model_name"] == "llmpipe-mlm" and gates == {"lm/val_masked_loss": "min"}
+    assert promote(name, gates, "challenger", "champion").promoted  # the first version: no champion yet
     model = mlflow.pyfunc.load_model(f"models:/{registered['model_name']}@challenger")
     texts = ["The computer is <|mask|> again.", "床前明月<|mask|>，疑是地上霜。"]
     filled = model.predict(pd.DataFrame({"text": texts}))["text"].tolist()

@@ -143,11 +143,16 @@ def cmd_eval_harness(args) -> int:
 def registered_models(params) -> dict[str, tuple[str, dict[str, str]]]:
     """target -> (registered model name, promotion gates): the pretrained LM and each task in
     finetune.tasks, named and gated by convention (register.name_prefix, promote.gates by kind)."""
-    kinds = {"lm": "lm", **{task: params.finetune[task].type for task in params.finetune.tasks}}
-    return {
-        target: (params.register.model_name(target), params.promote.gates_of(target, kind))
-        for target, kind in kinds.items()
+    from llmpipe.networks.build import ENCODER_ARCHS
+    from llmpipe.registry.model_registry import pretrained_target
+
+    pretrained = "masked_lm" if params.model.arch in ENCODER_ARCHS else "lm"  # its gates are evaluate's "lm" metrics
+    models = {
+        "lm": (params.register.model_name(pretrained_target(pretrained)), params.promote.gates_of("lm", pretrained))
     }
+    for task in params.finetune.tasks:
+        models[task] = (params.register.model_name(task), params.promote.gates_of(task, params.finetune[task].type))
+    return models
 
 
 def skip_reason_of(target: str) -> str | None:

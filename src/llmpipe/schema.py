@@ -65,7 +65,7 @@ class Dedup:
     num_buckets: int = between(1)
     hashes_per_bucket: int = between(1)
     similarity: float = between(0, 1)
-    max_compare: int = between(1)  # comparisons a document may make, over all bands
+    max_compare: int = between(1)  # comparisons a document may make over all bands (shared out among the tasks)
 
 
 @dataclass

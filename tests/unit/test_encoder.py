@@ -78,6 +78,8 @@ def test_masking_statistics_and_reproducibility():
     other = mask_tokens(tokens, MASKING, mask_id=1, first_ordinary_id=4, vocab_size=97, seed=3, i=8)
     assert all(torch.equal(a, b) for a, b in zip(again, first, strict=True))  # same example, same masks
     assert not torch.equal(again[1], other[1])  # another example, other masks (dynamic masking)
+    val = mask_tokens(tokens, MASKING, mask_id=1, first_ordinary_id=4, vocab_size=97, seed=3, i=7, stream=1)
+    assert not torch.equal(again[1], val[1])  # validation window 7 is not masked like training example 7
 
 
 def test_num_params_formula_matches_the_tensors():
@@ -116,6 +118,9 @@ def test_masked_lm_logits_match_transformers_bert(tie):
 def test_first_token_classifier_matches_transformers_bert_with_padding():
     torch.manual_seed(0)
     net = EncoderClassifier(small(), num_labels=3, pooling="first").eval()
+    # the backbone's MLM head takes no part: frozen (data parallelism needs a gradient for every trained weight)
+    assert not net.backbone.head_dense.weight.requires_grad and not net.backbone.lm_head.bias.requires_grad
+    assert net.backbone.embed_tokens.weight.requires_grad  # the tied projection is the embedding, which trains
     hf = hf_model(net, "classifier", labels=["a", "b", "c"])
     idx = torch.randint(4, 97, (2, 11))
     lengths = torch.tensor([11, 6])

@@ -224,7 +224,8 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
 def near_jobs(dedup, minhash, work: Path, deduped: Path, tasks: int) -> list[tuple[str, list, int]]:
     """Near-duplicate removal after the signatures: confirmed pairs, their clusters, the filter."""
     near_tasks = min(tasks, dedup.num_buckets)
-    budget = -(-dedup.max_compare // near_tasks)  # a document's comparisons, shared out among the tasks' bands
+    # a document's max_compare, shared out evenly among the tasks, each spending its share over its bands
+    budget = max(1, dedup.max_compare // near_tasks)
     pairs = ConfirmedPairs(work / "minhash_sigs", deduped, work / "minhash_pairs", minhash, dedup.similarity, budget)
     cluster = MinhashDedupCluster(str(work / "minhash_pairs"), str(work / "minhash_remove"), config=minhash)
     near_filter = MinhashDedupFilter(

@@ -141,7 +141,9 @@ class ConfirmedPairs(PipelineStep):
     (thousands of generated API pages, sharing many bands) costs a bounded number of comparisons
     per page whatever the family's size: the cost per document stays the same as the corpus grows.
     A pair confirmed in an earlier band is neither compared nor written again. Documents that ran
-    out of budget unmatched are counted (`compare_capped`), never silent.
+    out of budget unmatched are counted (`compare_capped`, once per document and task), never silent.
+    The budget is the task's share of `clean.dedup.max_compare` (clean_pipeline.near_jobs): which
+    bands a task holds depends on the number of tasks (`clean.tasks`), never on the workers.
 
     Task `rank` handles bands rank, rank + world_size, ... Documents are named (rank of the job
     that signed them, position in that rank's stream), as datatrove names them; `docs_folder`
@@ -224,8 +226,10 @@ class ConfirmedPairs(PipelineStep):
             left, right = (left - 1, right) if take_left else (left, right + 1)
             if clusters.find(rep) == clusters.find(doc):
                 return Known(rep)
-            if compared == self.budget:
-                self.stat_update("compare_capped")
+            if compared >= self.budget:
+                if compared == self.budget:  # it ran out just now: counted once, then marked as counted
+                    self.stat_update("compare_capped")
+                    self.spent[doc] = self.budget + 1
                 return None
             compared += 1
             self.spent[doc] = compared

@@ -137,6 +137,32 @@ def lm_section(root: Path, out: Path) -> str:
         text.append(
             f"{params:.2f} M parameters, {tokens:.2f} M training tokens, {pretrain.get('flops', 0):.3g} FLOPs.\n"
         )
+    masked = lm.get("objective") == "masked"
+    text.append(masked_table(lm) if masked else bpb_table(lm))
+    train, val = (read_csv(root / "plots" / "pretrain" / f"{s}.csv") for s in ("train", "val"))
+    if train and val:
+        curves_png(
+            {"train": column(train, "loss"), "val": column(val, "loss")},
+            "pretrain loss",
+            "nats per token",
+            out / "pretrain_loss.png",
+        )
+        text.append("![pretrain loss](pretrain_loss.png)\n")
+        if not masked:  # an encoder's loss has no bits per byte
+            baselines = {k: lm[f"{k}_val_bpb"] for k in ("unigram", "bigram") if f"{k}_val_bpb" in lm}
+            curves_png(
+                {"val": column(val, "bpb")},
+                "pretrain validation bits per byte",
+                "bpb",
+                out / "pretrain_bpb.png",
+                baselines,
+            )
+            text.append("![validation bpb](pretrain_bpb.png)\n")
+    return "\n".join(text)
+
+
+def bpb_table(lm: dict) -> str:
+    """A decoder's scores (stages/evaluate.py), overall and per language, beside the baselines."""
     rows = []
     for scope, scores in [("all", lm), *((k, v) for k, v in sorted(lm.items()) if isinstance(v, dict))]:
         for split in ("val", "test"):
@@ -146,22 +172,23 @@ def lm_section(root: Path, out: Path) -> str:
                     + [scores.get(f"{p}{split}_{m}") for m in ("bpb", "ppl") for p in ("", "bigram_", "unigram_")]
                 )
     header = ["documents", "split", "tokens", "bpb", "bigram bpb", "unigram bpb", "ppl", "bigram ppl", "unigram ppl"]
-    text.append("Bits per byte (bpb) compare across tokenizers; perplexity is per token of this tokenizer.\n")
-    text.append(table(header, rows))
-    train, val = (read_csv(root / "plots" / "pretrain" / f"{s}.csv") for s in ("train", "val"))
-    if train and val:
-        curves_png(
-            {"train": column(train, "loss"), "val": column(val, "loss")},
-            "pretrain loss",
-            "nats per token",
-            out / "pretrain_loss.png",
-        )
-        baselines = {k: lm[f"{k}_val_bpb"] for k in ("unigram", "bigram") if f"{k}_val_bpb" in lm}
-        curves_png(
-            {"val": column(val, "bpb")}, "pretrain validation bits per byte", "bpb", out / "pretrain_bpb.png", baselines
-        )
-        text.append("![pretrain loss](pretrain_loss.png)\n\n![validation bpb](pretrain_bpb.png)\n")
-    return "\n".join(text)
+    note = "Bits per byte (bpb) compare across tokenizers; perplexity is per token of this tokenizer.\n"
+    return note + "\n" + table(header, rows)
+
+
+def masked_table(lm: dict) -> str:
+    """An encoder's scores (stages/evaluate.py): its masked tokens, beside a unigram model."""
+    rows = [
+        [split, lm[f"{split}_masked_tokens"], lm[f"{split}_masked_loss"], lm[f"unigram_{split}_masked_loss"]]
+        + [lm[f"{split}_masked_accuracy"]]
+        for split in ("val", "test")
+        if f"{split}_masked_loss" in lm
+    ]
+    note = (
+        "An encoder, scored on its masked tokens (each seen from both sides): its loss is not comparable "
+        "with a decoder's loss or bits per byte.\n"
+    )
+    return note + "\n" + table(["split", "masked tokens", "loss (nats)", "unigram loss", "accuracy"], rows)
 
 
 def harness_section(root: Path) -> str:

@@ -11,6 +11,7 @@ from llmpipe.networks.recurrent import RecurrentClassifier, RecurrentConfig, Rec
 from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig
 
 ARCHS = ("transformer", "bert", *RECURRENT_ARCHS)
+ENCODER_ARCHS = ("bert",)  # trained on masked tokens, not the next one (training/objectives.py)
 TRANSFORMER_ONLY = ("n_head", "n_kv_head")  # keys a recurrent model has no use for
 DECODER_ONLY = ("n_kv_head",)  # the encoder's attention has as many key/value heads as query heads
 NetworkConfig = GPTConfig | EncoderConfig | RecurrentConfig
@@ -27,7 +28,7 @@ def model_config(section: dict, vocab_size: int | None = None) -> NetworkConfig:
         raise ValueError(f"model.arch={arch!r} is not one of {list(ARCHS)}")
     if arch == "transformer":
         return GPTConfig(**values)
-    if arch == "bert":
+    if arch in ENCODER_ARCHS:
         for key in DECODER_ONLY:
             values.pop(key, None)
         return EncoderConfig(**values)

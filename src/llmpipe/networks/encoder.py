@@ -204,6 +204,18 @@ class EncoderClassifier(nn.Module):
             raise ValueError(f"pooling={pooling!r}: an encoder pools {list(POOLINGS)}")
         self.pooling = pooling
         self.backbone = Encoder(cfg)
+        # The backbone's MLM head has no part in classification: frozen, so that data-parallel
+        # training finds no parameter left without a gradient (a tied projection is the embedding,
+        # which does train).
+        head = [
+            *self.backbone.head_dense.parameters(),
+            *self.backbone.head_norm.parameters(),
+            self.backbone.lm_head.bias,
+        ]
+        if not cfg.tie_embeddings:
+            head.append(self.backbone.lm_head.weight)
+        for p in head:
+            p.requires_grad_(False)
         self.pool_dense = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
         self.score = nn.Linear(cfg.d_model, num_labels)

@@ -14,7 +14,7 @@ A directory holds:
 Our Transformer is Llama's architecture (RMSNorm, RoPE in the rotate-half layout, SwiGLU,
 grouped-query attention, no biases), so the mapping is a rename: `model.` in front of the backbone's
 names. The encoder (encoder.py) is BERT's architecture: hf_bert.py renames it. transformers has no
-Llama or BERT classifier that mean-pools (model.pool, the default): such a directory
+Llama or BERT classifier that mean-pools (finetune.<task>.pooling: mean, the default): such a directory
 carries its own class, loaded with `trust_remote_code=True`. Nor has it an architecture that matches
 our recurrent models (recurrent.py): their directories hold the weights under our own names and no
 config.json, and llmpipe loads them.
@@ -130,7 +130,7 @@ def save_model_dir(
     eot_id, pad_id = special_id(tokenizer, EOT), special_id(tokenizer, PAD)
     ours = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict(), **(extra or {})}
     if kind == "classifier":
-        ours["pooling"] = net.pooling  # model.pool: how the head reads the hidden states
+        ours["pooling"] = net.pooling  # finetune.<task>.pooling: how the head reads the hidden states
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "eos_token": EOT,

@@ -38,6 +38,11 @@ DECISION_TAG, PENDING = "promotion.decision", "pending"  # promoted | refused | 
 PACKAGE_DIR = Path(llmpipe.__file__).parent  # logged with every model, which needs it to load
 
 
+def pretrained_target(kind: str) -> str:
+    """What the pretrained model registers as (<prefix>-<target>): lm, or mlm for an encoder."""
+    return "mlm" if kind == "masked_lm" else "lm"
+
+
 def pyfunc_for(model_dir: str | Path):
     """(model-from-code file, signature, input example) for an export directory, by its kind."""
     from llmpipe.registry.export import read_config

@@ -19,7 +19,7 @@ from llmpipe.evaluation.samples import samples_markdown
 from llmpipe.registry import tracking
 from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import Sections, Stage, stage_main
-from llmpipe.training.objectives import MASKED, masked, objective, pretrained_masking
+from llmpipe.training.objectives import MASKED, VAL, masked, objective, pretrained_masking
 
 SUMMARY = ["lm/val_bpb", "lm/bigram_val_bpb", "lm/unigram_val_bpb", "lm/test_bpb", "lm/val_masked_loss"]
 
@@ -34,7 +34,7 @@ def run(cfg: Sections, root: Path) -> dict:
     )
     if objective(lm.config) == MASKED:
         masking = pretrained_masking(pretrained)
-        masking_of = lambda windows: masked(windows, lm.config, masking, tokenizer, cfg.seed)  # noqa: E731
+        masking_of = lambda windows: masked(windows, lm.config, masking, tokenizer, cfg.seed, VAL)  # noqa: E731
         metrics = {"lm": masked_token_scores(lm, masking_of, tokens_dir, block_size, batch_size)}
         samples = "An encoder (model.arch=bert) does not generate text: no samples.\n"
     else:

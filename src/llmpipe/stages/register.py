@@ -1,5 +1,6 @@
 """register: log the pretrained language model to MLflow, register a new version of it
-(<register.name_prefix>-lm), point the `challenger` alias at it, and tag the version with the
+(<register.name_prefix>-lm; an encoder, whose masked-token scores do not compare with a decoder's,
+as <register.name_prefix>-mlm), point the `challenger` alias at it, and tag the version with the
 evaluation metrics it was judged by (what `llmpipe promote` compares). Each fine-tuned model is
 registered by register_task.
 
@@ -10,7 +11,8 @@ Run: python -m llmpipe.stages.register
 
 from pathlib import Path
 
-from llmpipe.registry.model_registry import register_export
+from llmpipe.registry.export import read_config
+from llmpipe.registry.model_registry import pretrained_target, register_export
 from llmpipe.runner import Sections, Stage, stage_main
 
 SUMMARY = ["model_name", "version", "alias"]  # what its summary line shows (runner.summary)
@@ -21,7 +23,7 @@ def run(cfg: Sections, root: Path) -> dict:
     # `dvc repro` runs register again (never its run cache: dvc.yaml marks the file persist) and it
     # reconciles the registry.
     (root / "metrics" / "register.json").unlink(missing_ok=True)
-    name = cfg.register.model_name("lm")
+    name = cfg.register.model_name(pretrained_target(read_config(root / "models" / "pretrain")["kind"]))
     return register_export(root, "models/pretrain", "metrics/evaluate.json", name, cfg.register.alias)
 
 

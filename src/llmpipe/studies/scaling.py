@@ -21,6 +21,7 @@ import numpy as np
 
 from llmpipe import schema, typed_params
 from llmpipe.config import compose
+from llmpipe.networks.build import ENCODER_ARCHS
 from llmpipe.registry import tracking
 from llmpipe.studies import experiments, power_law
 
@@ -73,8 +74,12 @@ def study(overrides: list[str], conf_dir: str | Path = "conf") -> list[Point]:
     before anything is queued (a bad override fails here, naming the point)."""
     import yaml
 
-    points = plan(typed_params.build(yaml.safe_load(compose(overrides, conf_dir))).scaling, overrides)
-    return experiments.check_points(points, conf_dir, "scaling")
+    params = typed_params.build(yaml.safe_load(compose(overrides, conf_dir)))
+    if params.model.arch in ENCODER_ARCHS:  # its loss is not in bits per byte, which the laws are fitted to
+        raise ValueError(
+            f"model.arch={params.model.arch}: the scaling study fits bits per byte, which an encoder has not"
+        )
+    return experiments.check_points(plan(params.scaling, overrides), conf_dir, "scaling")
 
 
 def queue(points: list[Point], run: bool, replace: bool = False) -> list[str]:

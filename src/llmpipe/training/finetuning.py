@@ -152,7 +152,8 @@ class Task:
 
 def adapt(task: Task, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, dict]:
     """Task-adaptive pretraining (TAPT; Gururangan et al. 2020, "Don't Stop Pretraining"): continue
-    next-token prediction from the pretrained weights on the task's own training texts, their labels
+    the pretraining objective (next-token prediction, or masked tokens for the encoder) from the
+    pretrained weights on the task's own training texts, their labels
     unused, for `adapt_steps` optimizer steps of `batch_size` texts, with the task's optimizer
     settings at `adapt_lr`. The pretraining corpus may hold little of the task's kind of text (old
     poems against modern reviews); this lets the backbone learn it before the head is trained.
@@ -163,9 +164,12 @@ def adapt(task: Task, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, d
     net = language_model(model_cfg)
     net.load_state_dict(backbone.state_dict())
     module = LitLM(net, OptimConfig.from_section(cfg, max_steps=steps, lr=cfg.adapt_lr), task="lm")
-    texts = adaptation_texts(task, data, model_cfg)
+    examples = Epochs(adaptation_texts(task, data, model_cfg), steps * cfg.batch_size, task.seed)
+    if is_encoder(model_cfg):  # masks drawn per example, after the shuffle: new ones in every epoch
+        pretrained = task.root / "models" / "pretrain"
+        examples = masked(examples, model_cfg, pretrained_masking(pretrained), load_tokenizer(pretrained), task.seed)
     run = Run(  # shuffled epoch after epoch by (seed, position), like the task's run, so it resumes exactly
-        train_set=Epochs(texts, steps * cfg.batch_size, task.seed),
+        train_set=examples,
         batch_size=cfg.batch_size,
         steps=steps,
         settings=cfg,
@@ -191,7 +195,7 @@ def adapt(task: Task, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, d
 def adaptation_texts(task: Task, data: TaskData, model_cfg):
     """The task's training texts as the pretraining objective reads them: for a decoder each text
     alone ([eot, *text] predicting [*text, eot]); for the encoder the texts one after another, cut
-    into whole windows (padding would be attended to) and masked as in pretraining."""
+    into whole windows (padding would be attended to), to be masked as in pretraining."""
     if not is_encoder(model_cfg):
         return DocumentSequences(data.train.ids, data.eot_id)
     stream = np.array([t for ids in data.train.ids for t in (data.eot_id, *ids)], dtype=np.int64)
@@ -200,9 +204,7 @@ def adaptation_texts(task: Task, data: TaskData, model_cfg):
         raise Unsupported(
             f"finetune.{task.name}: its training texts hold {len(stream)} tokens, under one window of {T}"
         )
-    pretrained = task.root / "models" / "pretrain"
-    windows = SequentialWindows(stream, T, max_windows=(len(stream) - 1) // T)
-    return masked(windows, model_cfg, pretrained_masking(pretrained), load_tokenizer(pretrained), task.seed)
+    return SequentialWindows(stream, T, max_windows=(len(stream) - 1) // T)
 
 
 def train(task: Task, data: TaskData, model_cfg, backbone) -> tuple[dict, object]:

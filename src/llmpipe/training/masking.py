@@ -18,11 +18,22 @@ SALT = 0x4D4C4D  # "MLM": keeps the masking draws apart from the window's own dr
 
 
 class MaskedWindows(Dataset):
+    """`stream` keeps apart the masks of datasets drawn under one seed (training, validation)."""
+
     def __init__(
-        self, windows: Dataset, cfg: Masking, mask_id: int, first_ordinary_id: int, vocab_size: int, seed: int
+        self,
+        windows: Dataset,
+        cfg: Masking,
+        mask_id: int,
+        first_ordinary_id: int,
+        vocab_size: int,
+        seed: int,
+        stream: int = 0,
     ):
         assert first_ordinary_id < vocab_size, "no ordinary token to draw random replacements from"
-        self.windows, self.cfg, self.seed = windows, cfg, seed
+        if cfg.mask + cfg.random > 1:
+            raise ValueError(f"pretrain.masking: mask={cfg.mask} and random={cfg.random} add up to more than 1")
+        self.windows, self.cfg, self.seed, self.stream = windows, cfg, seed, stream
         self.mask_id, self.first_ordinary_id, self.vocab_size = mask_id, first_ordinary_id, vocab_size
 
     def __len__(self):
@@ -30,14 +41,22 @@ class MaskedWindows(Dataset):
 
     def __getitem__(self, i):
         tokens = self.windows[i][0]  # a decoder's (x, y) pair: the encoder reads x and restores part of it
-        return mask_tokens(tokens, self.cfg, self.mask_id, self.first_ordinary_id, self.vocab_size, self.seed, i)
+        ids = (self.mask_id, self.first_ordinary_id, self.vocab_size)
+        return mask_tokens(tokens, self.cfg, *ids, self.seed, i, self.stream)
 
 
 def mask_tokens(
-    tokens: torch.Tensor, cfg: Masking, mask_id: int, first_ordinary_id: int, vocab_size: int, seed: int, i: int
+    tokens: torch.Tensor,
+    cfg: Masking,
+    mask_id: int,
+    first_ordinary_id: int,
+    vocab_size: int,
+    seed: int,
+    i: int,
+    stream: int = 0,
 ):
     """(inputs, targets) for one window of token ids (T,): round(rate * T) positions scored, at least one."""
-    rng = np.random.default_rng([seed, i, SALT])
+    rng = np.random.default_rng([seed, stream, i, SALT])
     T = len(tokens)
     chosen = np.zeros(T, dtype=bool)
     chosen[rng.choice(T, size=max(1, round(cfg.rate * T)), replace=False)] = True

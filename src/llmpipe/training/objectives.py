@@ -30,9 +30,13 @@ def objective(net_cfg) -> str:
     return MASKED if isinstance(net_cfg, EncoderConfig) else CAUSAL
 
 
-def masked(windows: Dataset, net_cfg, masking: Masking, tokenizer, seed: int) -> MaskedWindows:
+TRAIN, VAL = 0, 1  # the masks' streams: a training example and a validation window never share masks
+
+
+def masked(windows: Dataset, net_cfg, masking: Masking, tokenizer, seed: int, stream: int = TRAIN) -> MaskedWindows:
     """Windows turned into masked-language-modelling examples (random replacements are ordinary tokens)."""
-    return MaskedWindows(windows, masking, special_id(tokenizer, MASK), len(SPECIAL_TOKENS), net_cfg.vocab_size, seed)
+    mask_id, first_ordinary = special_id(tokenizer, MASK), len(SPECIAL_TOKENS)
+    return MaskedWindows(windows, masking, mask_id, first_ordinary, net_cfg.vocab_size, seed, stream)
 
 
 def pretraining_examples(
@@ -48,7 +52,7 @@ def pretraining_examples(
     if full < 1:
         raise ValueError(f"the val split's {len(val_tokens)} tokens are fewer than one window of block_size {T}")
     val = SequentialWindows(val_tokens, T, max_windows=full)
-    return masked(train, net_cfg, masking, tokenizer, seed), masked(val, net_cfg, masking, tokenizer, seed)
+    return masked(train, net_cfg, masking, tokenizer, seed), masked(val, net_cfg, masking, tokenizer, seed, VAL)
 
 
 def pretrained_masking(model_dir: Path) -> Masking:
