@@ -21,7 +21,7 @@ from llmpipe.config import compose
 from llmpipe.registry.export import load_model_dir
 from llmpipe.registry.model_registry import promote
 from llmpipe.runner import run_stage
-from llmpipe.stages import evaluate, evaluate_harness, finetune, pretrain, register
+from llmpipe.stages import evaluate, evaluate_harness, finetune, pretrain, register, report
 
 from .conftest import REPO
 
@@ -118,3 +118,13 @@ def test_the_registered_encoder_fills_in_masks(bert_project):
     filled = model.predict(pd.DataFrame({"text": texts}))["text"].tolist()
     assert len(filled) == 2 and all("<|mask|>" not in text for text in filled)
     assert filled[0].startswith("The computer is") and filled[0].endswith(" again.")
+
+
+def test_the_report_card_shows_the_masked_token_scores(bert_project):
+    root, _ = bert_project
+    if not (root / "metrics" / "evaluate.json").exists():
+        run_stage(evaluate.stage(), root)
+    run_stage(report.stage(), root)
+    text = (root / "reports" / "report" / "report.md").read_text()
+    assert "masked tokens" in text and "not comparable" in text
+    assert "pretrain_bpb.png" not in text  # an encoder has no bits per byte to plot
