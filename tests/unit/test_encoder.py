@@ -128,3 +128,28 @@ def test_first_token_classifier_matches_transformers_bert_with_padding():
     mask = (torch.arange(11)[None] < lengths[:, None]).long()
     with torch.no_grad():
         assert torch.allclose(hf(idx, attention_mask=mask).logits, net(idx, lengths), atol=1e-5, rtol=1e-4)
+
+
+def test_mean_pooling_classifier_matches_its_transformers_class_with_padding():
+    from llmpipe.networks.modeling_llmpipe import (
+        LlmpipeBertMeanPoolConfig,
+        LlmpipeBertMeanPoolForSequenceClassification,
+    )
+
+    torch.manual_seed(0)
+    net = EncoderClassifier(small(), num_labels=3, pooling="mean").eval()
+    config = bert_config(net.backbone.config, "classifier", 0, 1, ["a", "b", "c"], "mean")
+    assert config["auto_map"]["AutoModelForSequenceClassification"].endswith(
+        "LlmpipeBertMeanPoolForSequenceClassification"
+    )
+    config = {k: v for k, v in config.items() if k not in ("model_type", "auto_map", "architectures")}
+    hf = LlmpipeBertMeanPoolForSequenceClassification(LlmpipeBertMeanPoolConfig(**config)).eval()
+    missing, unexpected = hf.load_state_dict(bert_state_dict(net), strict=False)
+    assert not missing and not unexpected
+    idx = torch.randint(4, 97, (3, 12))
+    lengths = torch.tensor([12, 7, 3])
+    mask = (torch.arange(12)[None] < lengths[:, None]).long()
+    idx[mask == 0] = 0  # the pad token
+    with torch.no_grad():
+        assert torch.allclose(hf(idx, attention_mask=mask).logits, net(idx, lengths), atol=1e-5, rtol=1e-4)
+        assert torch.allclose(hf(idx).logits, net(idx, lengths), atol=1e-5, rtol=1e-4)  # mask from the pad id
