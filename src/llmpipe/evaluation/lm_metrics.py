@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from llmpipe.data.token_files import load_split_docs, load_tokens, read_meta
 from llmpipe.networks.batches import pad_windows
-from llmpipe.training.loaders import SequentialWindows
+from llmpipe.training.loaders import SequentialWindows, whole_windows
 
 LM_SPLITS = ("val", "test")  # val: what pretraining watched; test: no choice ever looked at it
 
@@ -214,13 +214,11 @@ def masked_token_scores(net, masking_of, tokens_dir: Path, block_size: int, batc
     metrics: dict = {"objective": "masked"}
     for split in LM_SPLITS:
         tokens = load_tokens(tokens_dir, split)
-        windows = (len(tokens) - 1) // block_size
-        if not meta["splits"][split]["docs"] or windows < 1:  # empty on purpose, or under one window
+        windows = whole_windows(tokens, block_size)
+        if not meta["splits"][split]["docs"] or not len(windows):  # empty on purpose, or under one window
             metrics.setdefault("empty_splits", []).append(split)
             continue
-        loader = DataLoader(
-            masking_of(SequentialWindows(tokens, block_size, max_windows=windows)), batch_size=batch_size
-        )
+        loader = DataLoader(masking_of(windows), batch_size=batch_size)
         nats = correct = base = count = 0.0
         for x, y in tqdm(loader, desc=f"masked tokens ({split})", leave=False):
             scored = y != -100

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmpipe.networks.transformer import checked_pooling, pool
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -200,9 +202,7 @@ class EncoderClassifier(nn.Module):
 
     def __init__(self, cfg: EncoderConfig, num_labels: int, pooling: str = "mean"):
         super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling={pooling!r}: an encoder pools {list(POOLINGS)}")
-        self.pooling = pooling
+        self.pooling = checked_pooling(pooling, POOLINGS, "an encoder")
         self.backbone = Encoder(cfg)
         # The backbone's MLM head has no part in classification: frozen, so that data-parallel
         # training finds no parameter left without a gradient (a tied projection is the embedding,
@@ -225,10 +225,5 @@ class EncoderClassifier(nn.Module):
 
     def forward(self, idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """idx (B, T) right-padded, lengths (B,) real tokens per row -> logits (B, num_labels)."""
-        h = self.backbone.hidden_states(idx, lengths)
-        if self.pooling == "first":
-            pooled = h[:, 0]
-        else:
-            real = key_mask(lengths, h.shape[1])[:, 0, 0, :, None].to(h.dtype)  # (B, T, 1)
-            pooled = (h * real).sum(dim=1) / lengths[:, None].to(h.dtype)
+        pooled = pool(self.backbone.hidden_states(idx, lengths), lengths, self.pooling)
         return self.score(self.dropout(torch.tanh(self.pool_dense(pooled))))

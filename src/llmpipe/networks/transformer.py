@@ -201,16 +201,27 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 
-POOLINGS = ("mean", "last")
+POOLINGS = ("mean", "last")  # what a left-to-right model can pool (an encoder: encoder.POOLINGS)
+
+
+def checked_pooling(pooling: str, allowed: tuple[str, ...], model: str) -> str:
+    """`pooling` if this kind of model can read its sequences so: `first` is an encoder's (a
+    decoder's first state has seen one token), `last` a decoder's."""
+    if pooling not in allowed:
+        raise ValueError(f"pooling={pooling!r}: {model} pools {list(allowed)}")
+    return pooling
 
 
 def pool(h: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
     """One vector per right-padded sequence from hidden states h (B, T, C) and lengths (B,):
+    `first` the state at position 0, which in an encoder has seen the whole sequence (BERT's [CLS]);
     `last`  the state at the last real token, which in a causal model has seen the whole sequence
             (Hugging Face's LlamaForSequenceClassification pools so);
     `mean`  the average over the real tokens. A pretrained language model's last state is tuned to
             predict the next token, not to sum up the text; the mean of all states keeps more of what
             the text is about, and classifies better from pretrained weights (measured on topics)."""
+    if pooling == "first":
+        return h[:, 0]
     if pooling == "last":
         return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
     assert pooling == "mean", pooling
@@ -227,9 +238,7 @@ class GPTClassifier(nn.Module):
 
     def __init__(self, cfg: GPTConfig, num_labels: int, pooling: str = "mean"):
         super().__init__()
-        if pooling not in POOLINGS:  # `first` is an encoder's: a decoder's first state has seen one token
-            raise ValueError(f"pooling={pooling!r}: a left-to-right model pools {list(POOLINGS)}")
-        self.pooling = pooling
+        self.pooling = checked_pooling(pooling, POOLINGS, "a left-to-right model")
         self.backbone = GPT(cfg)
         self.score = nn.Linear(cfg.d_model, num_labels, bias=False)
         nn.init.normal_(self.score.weight, std=cfg.init_std)

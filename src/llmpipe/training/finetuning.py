@@ -37,7 +37,7 @@ from llmpipe.training import sft
 from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.loaders import DocumentSequences, Epochs, SequentialWindows, labeled_examples
+from llmpipe.training.loaders import DocumentSequences, Epochs, labeled_examples, whole_windows
 from llmpipe.training.objectives import masked, pretrained_masking
 from llmpipe.training.trainer_setup import gathered
 
@@ -204,7 +204,7 @@ def adaptation_texts(task: Task, data: TaskData, model_cfg):
         raise Unsupported(
             f"finetune.{task.name}: its training texts hold {len(stream)} tokens, under one window of {T}"
         )
-    return SequentialWindows(stream, T, max_windows=(len(stream) - 1) // T)
+    return whole_windows(stream, T)
 
 
 def train(task: Task, data: TaskData, model_cfg, backbone) -> tuple[dict, object]:

@@ -115,6 +115,12 @@ class SequentialWindows(Dataset):
         return chunk[:-1], chunk[1:]  # the last window may be shorter
 
 
+def whole_windows(tokens: np.ndarray, block_size: int) -> SequentialWindows:
+    """SequentialWindows without a short last window: an encoder attends to padding, so it reads
+    whole windows only (none if the tokens do not fill one)."""
+    return SequentialWindows(tokens, block_size, max_windows=max(0, (len(tokens) - 1) // block_size))
+
+
 class LabeledSequences(Dataset):
     """Token id lists with an integer label each, for sequence classification."""
 

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from llmpipe.data.tokenizer import MASK, SPECIAL_TOKENS, special_id
 from llmpipe.networks.encoder import EncoderConfig
 from llmpipe.schema import Masking
-from llmpipe.training.loaders import RandomWindows, SequentialWindows
+from llmpipe.training.loaders import RandomWindows, SequentialWindows, whole_windows
 from llmpipe.training.masking import MaskedWindows
 
 CAUSAL, MASKED = "causal", "masked"
@@ -47,11 +47,9 @@ def pretraining_examples(
     train = RandomWindows(train_tokens, T, num_samples, seed)
     if objective(net_cfg) == CAUSAL:
         return train, SequentialWindows(val_tokens, T)
-    # whole windows only: a short last window would be padded, and padding an encoder attends to
-    full = (len(val_tokens) - 1) // T
-    if full < 1:
+    val = whole_windows(val_tokens, T)
+    if not len(val):
         raise ValueError(f"the val split's {len(val_tokens)} tokens are fewer than one window of block_size {T}")
-    val = SequentialWindows(val_tokens, T, max_windows=full)
     return masked(train, net_cfg, masking, tokenizer, seed), masked(val, net_cfg, masking, tokenizer, seed, VAL)
 
 
