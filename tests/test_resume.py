@@ -45,6 +45,8 @@ ARCHITECTURES = {
     "lstm": ["model=lstm", *SMALL_RECURRENT],
     # The encoder: its masks are drawn per example from (seed, position), so they must come back too.
     "bert": ["model=bert", "model.n_layer=1", "model.d_model=64", "model.n_head=2", "model.block_size=64"],
+    # The encoder-decoder: its spans, like the masks, are drawn per example from (seed, position).
+    "t5": ["model=t5", "model.n_layer=1", "model.d_model=64", "model.n_head=2", "model.block_size=64"],
 }
 
 

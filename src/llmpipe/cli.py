@@ -100,14 +100,15 @@ def cmd_generate(args) -> int:
 
     from llmpipe.data.chat_template import model_prompt
     from llmpipe.registry.export import load_model_dir
-    from llmpipe.registry.inference import stream_text
+    from llmpipe.registry.inference import GENERATING_KINDS, stream_text
 
     with tempfile.TemporaryDirectory(prefix="llmpipe-model-") as scratch:
         net, config, tokenizer = load_model_dir(resolve_model_dir(args.model, scratch))
-    if config["kind"] != "causal_lm":
-        raise ValueError(f"{args.model} holds a {config['kind']}, not a language model")
+    if config["kind"] not in GENERATING_KINDS:
+        raise ValueError(f"{args.model} holds a {config['kind']}, not a model that generates text")
     sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k}
-    print(args.prompt, end="\n" if "template" in config else "", flush=True)  # an SFT model answers
+    answers = "template" in config or config["kind"] == "seq2seq_lm"  # not a continuation of the prompt
+    print(args.prompt, end="\n" if answers else "", flush=True)
     prompt = model_prompt(config, args.prompt)
     for piece in stream_text(net, tokenizer, prompt, top_p=args.top_p, seed=args.seed, **sampling):
         print(piece, end="", flush=True)
@@ -143,10 +144,9 @@ def cmd_eval_harness(args) -> int:
 def registered_models(params) -> dict[str, tuple[str, dict[str, str]]]:
     """target -> (registered model name, promotion gates): the pretrained LM and each task in
     finetune.tasks, named and gated by convention (register.name_prefix, promote.gates by kind)."""
-    from llmpipe.networks.build import ENCODER_ARCHS
-    from llmpipe.registry.model_registry import pretrained_target
+    from llmpipe.registry.model_registry import pretrained_kind, pretrained_target
 
-    pretrained = "masked_lm" if params.model.arch in ENCODER_ARCHS else "lm"  # its gates are evaluate's "lm" metrics
+    pretrained = pretrained_kind(params.model.arch)  # its gates are on evaluate's "lm" metrics
     models = {
         "lm": (params.register.model_name(pretrained_target(pretrained)), params.promote.gates_of("lm", pretrained))
     }

@@ -97,7 +97,7 @@ class Tokenize:
 
 @dataclass
 class Model:
-    arch: str = between(choices=("transformer", "bert", "rnn", "lstm", "gru"))  # build.ARCHS
+    arch: str = between(choices=("transformer", "bert", "t5", "rnn", "lstm", "gru"))  # build.ARCHS
     block_size: int = between(1)
     n_layer: int = between(1)
     n_head: int = between(1)
@@ -164,6 +164,14 @@ class Masking:
 
 
 @dataclass
+class SpanCorruption:
+    """Span corruption, the encoder-decoder's pretraining (networks/seq2seq.py, training/span_corruption.py)."""
+
+    rate: float = between(above=0, below=1)  # share of each window's tokens cut out (and written by the decoder)
+    mean_span: float = between(1)  # mean length of a cut span; each span becomes one sentinel in the input
+
+
+@dataclass
 class Pretrain(Optimization):
     optimizer: str = between(choices=("adamw", "muon"))  # optimizers.build_optimizer
     batch_tokens: int = between(1)
@@ -171,7 +179,8 @@ class Pretrain(Optimization):
     data_fraction: float = between(above=0, high=1)
     epochs: float | None = between(above=0)
     val_batches: int = between(1)
-    masking: Masking  # the encoder's objective (model.arch=bert); decoders ignore it
+    masking: Masking  # the encoder's objective (model.arch=bert); other families ignore it
+    span_corruption: SpanCorruption  # the encoder-decoder's objective (model.arch=t5); others ignore it
 
 
 @dataclass

@@ -112,6 +112,8 @@ def unloadable_reason(model_dir: Path) -> str | None:
     arch = config["model"].get("arch", "?")
     if config["kind"] == "masked_lm":  # the harness scores continuations by next-token likelihood
         return f"{model_dir} holds a {arch} encoder, which gives no next-token likelihoods to score choices by"
+    if config["kind"] == "seq2seq_lm":  # the harness's causal backend, which this stage runs
+        return f"{model_dir} holds a {arch} encoder-decoder, which the harness's causal-LM backend cannot score"
     if (model_dir / "config.json").is_file():
         return None
     return f"{model_dir} holds a {arch} model, which transformers cannot load (no config.json)"

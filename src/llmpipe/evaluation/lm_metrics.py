@@ -7,6 +7,7 @@ another, each closed by <|endoftext|>; `document_of_targets` says which document
 token belongs to."""
 
 import math
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +46,14 @@ def lm_nats(net, tokens: np.ndarray, block_size: int, batch_size: int = 16, prog
 
 
 @torch.no_grad()
-def sequence_nats(net, dataset, batch_size: int = 16) -> tuple[float, int]:
+def sequence_nats(net, dataset, batch_size: int = 16, pad_id: int = 0) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of the targets of (x, y) sequences, skipping targets
-    of -100 (a prompt's tokens, padding), and their count: the response loss of fine-tuning data."""
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=pad_windows)
+    of -100 (a prompt's tokens, padding), and their count: the response loss of fine-tuning data.
+    For an encoder-decoder, (input, target) pairs: inputs padded with pad_id, targets teacher-forced."""
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=partial(pad_windows, pad_id=pad_id))
     total, count = 0.0, 0
     for x, y in loader:
-        logits = net(x)
+        logits = net.target_logits(x, y) if hasattr(net, "target_logits") else net(x)
         total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="sum").item()
         count += int((y != -100).sum())
     return total, count
@@ -202,34 +204,44 @@ def val_bits_by_context(net, tokens_dir: Path, block_size: int) -> dict[str, flo
 
 
 @torch.no_grad()
-def masked_token_scores(net, masking_of, tokens_dir: Path, block_size: int, batch_size: int) -> dict:
-    """An encoder's scores on each held-out split: the mean cross-entropy (nats) of its masked
-    tokens and the share it restores exactly, next to a unigram model fitted on train at the same
-    positions. The masks are drawn as in pretraining's validation (whole windows, seeded by
-    position: the same every run); `masking_of(windows)` wraps windows into masked examples.
-    Not comparable with a decoder's loss or bits per byte (training/objectives.py)."""
+def objective_scores(net, examples_of, tokens_dir: Path, block_size: int, batch_size: int, name: str) -> dict:
+    """An encoder's or encoder-decoder's scores on its own objective, on each held-out split: the
+    mean cross-entropy (nats) of the scored tokens (`name` "masked": the encoder's masked tokens;
+    "span": the encoder-decoder's targets, sentinels and spans) and the share predicted exactly,
+    next to a unigram model fitted on train at the same positions. Examples are drawn as in
+    pretraining's validation (whole windows, seeded by position: the same every run);
+    `examples_of(windows)` makes them. Not comparable with a decoder's loss or bits per byte, nor
+    with each other (training/objectives.py)."""
     meta = read_meta(tokens_dir)
     unigram = unigram_log_probs(np.asarray(load_tokens(tokens_dir, "train")), meta["vocab_size"])
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
-    metrics: dict = {"objective": "masked"}
+    metrics: dict = {"objective": "masked" if name == "masked" else "spans"}
     for split in LM_SPLITS:
         tokens = load_tokens(tokens_dir, split)
         windows = whole_windows(tokens, block_size)
         if not meta["splits"][split]["docs"] or not len(windows):  # empty on purpose, or under one window
             metrics.setdefault("empty_splits", []).append(split)
             continue
-        loader = DataLoader(masking_of(windows), batch_size=batch_size)
+        loader = DataLoader(examples_of(windows), batch_size=batch_size)
         nats = correct = base = count = 0.0
-        for x, y in tqdm(loader, desc=f"masked tokens ({split})", leave=False):
+        for x, y in tqdm(loader, desc=f"{name} tokens ({split})", leave=False):
+            x, y = x.to(device), y.to(device)
             scored = y != -100
-            logits = net.token_logits(net.hidden_states(x.to(device))[scored.to(device)]).float()
-            targets = y[scored].to(device)
+            logits, targets = scored_logits(net, x, y, scored), y[scored]
             nats += F.cross_entropy(logits, targets, reduction="sum").item()
             correct += int((logits.argmax(-1) == targets).sum())
-            base -= float(unigram[y[scored].numpy()].sum())
+            base -= float(unigram[targets.cpu().numpy()].sum())
             count += int(scored.sum())
-        metrics[f"{split}_masked_loss"] = nats / count
-        metrics[f"{split}_masked_accuracy"] = correct / count
-        metrics[f"unigram_{split}_masked_loss"] = base / count
-        metrics[f"{split}_masked_tokens"] = int(count)
+        metrics[f"{split}_{name}_loss"] = nats / count
+        metrics[f"{split}_{name}_accuracy"] = correct / count
+        metrics[f"unigram_{split}_{name}_loss"] = base / count
+        metrics[f"{split}_{name}_tokens"] = int(count)
     return metrics
+
+
+def scored_logits(net, x: torch.Tensor, y: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
+    """(N, V) logits of the scored targets: the encoder's MLM head runs on its scored positions
+    only; the encoder-decoder writes its targets under teacher forcing."""
+    if hasattr(net, "target_logits"):
+        return net.target_logits(x, y)[scored].float()
+    return net.token_logits(net.hidden_states(x)[scored]).float()

@@ -137,8 +137,8 @@ def lm_section(root: Path, out: Path) -> str:
         text.append(
             f"{params:.2f} M parameters, {tokens:.2f} M training tokens, {pretrain.get('flops', 0):.3g} FLOPs.\n"
         )
-    masked = lm.get("objective") == "masked"
-    text.append(masked_table(lm) if masked else bpb_table(lm))
+    causal = lm.get("objective", "causal") == "causal"
+    text.append(bpb_table(lm) if causal else objective_table(lm))
     train, val = (read_csv(root / "plots" / "pretrain" / f"{s}.csv") for s in ("train", "val"))
     if train and val:
         curves_png(
@@ -148,7 +148,7 @@ def lm_section(root: Path, out: Path) -> str:
             out / "pretrain_loss.png",
         )
         text.append("![pretrain loss](pretrain_loss.png)\n")
-        if not masked:  # an encoder's loss has no bits per byte
+        if causal:  # an encoder's or encoder-decoder's loss has no bits per byte
             baselines = {k: lm[f"{k}_val_bpb"] for k in ("unigram", "bigram") if f"{k}_val_bpb" in lm}
             curves_png(
                 {"val": column(val, "bpb")},
@@ -176,19 +176,32 @@ def bpb_table(lm: dict) -> str:
     return note + "\n" + table(header, rows)
 
 
-def masked_table(lm: dict) -> str:
-    """An encoder's scores (stages/evaluate.py): its masked tokens, beside a unigram model."""
-    rows = [
-        [split, lm[f"{split}_masked_tokens"], lm[f"{split}_masked_loss"], lm[f"unigram_{split}_masked_loss"]]
-        + [lm[f"{split}_masked_accuracy"]]
-        for split in ("val", "test")
-        if f"{split}_masked_loss" in lm
-    ]
-    note = (
+OBJECTIVE_NOTES = {  # what an encoder's or encoder-decoder's scores are (stages/evaluate.py)
+    "masked": (
+        "masked tokens",
         "An encoder, scored on its masked tokens (each seen from both sides): its loss is not comparable "
-        "with a decoder's loss or bits per byte.\n"
-    )
-    return note + "\n" + table(["split", "masked tokens", "loss (nats)", "unigram loss", "accuracy"], rows)
+        "with a decoder's loss or bits per byte.\n",
+    ),
+    "span": (
+        "target tokens",
+        "An encoder-decoder, scored on the targets of span corruption (the sentinels and the cut spans, "
+        "the text around them seen from both sides): its loss is comparable with neither a decoder's "
+        "bits per byte nor an encoder's masked-token loss.\n",
+    ),
+}
+
+
+def objective_table(lm: dict) -> str:
+    """An encoder's or encoder-decoder's scores on its own objective, beside a unigram model."""
+    name = "masked" if lm.get("objective") == "masked" else "span"
+    rows = [
+        [split, lm[f"{split}_{name}_tokens"], lm[f"{split}_{name}_loss"], lm[f"unigram_{split}_{name}_loss"]]
+        + [lm[f"{split}_{name}_accuracy"]]
+        for split in ("val", "test")
+        if f"{split}_{name}_loss" in lm
+    ]
+    scored, note = OBJECTIVE_NOTES[name]
+    return note + "\n" + table(["split", scored, "loss (nats)", "unigram loss", "accuracy"], rows)
 
 
 def harness_section(root: Path) -> str:

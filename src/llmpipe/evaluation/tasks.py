@@ -19,6 +19,7 @@ from tqdm import tqdm
 from llmpipe.data.chat_template import Template, model_prompt
 from llmpipe.data.labeled_docs import classification_docs
 from llmpipe.data.task_support import Unsupported
+from llmpipe.data.tokenizer import PAD, special_id
 from llmpipe.evaluation import generation_metrics, report_card
 from llmpipe.evaluation.classification import (
     classification_metrics,
@@ -27,6 +28,7 @@ from llmpipe.evaluation.classification import (
     per_class_metrics,
 )
 from llmpipe.evaluation.lm_metrics import perplexity, sequence_nats
+from llmpipe.networks.build import is_seq2seq
 from llmpipe.registry.inference import classify_texts, generate_text
 from llmpipe.schema import Generation, SftTask
 from llmpipe.training import sft
@@ -137,8 +139,9 @@ def evaluate_sft(
     pairs = sft.task_pairs(task_cfg, "test", tokens_dir)
     if not pairs:
         raise Unsupported("the test split gives no prompt/response pairs")
-    test = sft.SupervisedSequences(pairs, Template(**config["template"]), tokenizer, net.config.block_size)
-    nats, count = sequence_nats(net, test, batch_size)
+    seq2seq = is_seq2seq(net.config)
+    test = sft.supervised_examples(pairs, Template(**config["template"]), tokenizer, net.config.block_size, seq2seq)
+    nats, count = sequence_nats(net, test, batch_size, special_id(tokenizer, PAD) if seq2seq else 0)
     shown = interleave_languages(pairs, cfg.max_pairs)
     references, langs = [p.response for p in shown], [p.lang for p in shown]
     outputs = {

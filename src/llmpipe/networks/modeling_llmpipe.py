@@ -1,13 +1,15 @@
 """Sequence classifiers that pool the mean of the token states, for transformers: on a Llama
-backbone (llmpipe's decoder, transformer.py) and on a BERT one (llmpipe's encoder, encoder.py).
+backbone (llmpipe's decoder, transformer.py), on a BERT one (llmpipe's encoder, encoder.py) and on
+a T5 one (llmpipe's encoder-decoder, seq2seq.py, whose classifier reads the encoder only).
 
-transformers' LlamaForSequenceClassification reads the state of the last real token, and its
-BertForSequenceClassification the state of the first; llmpipe's classifiers read the mean over the
-real tokens by default (finetune.<task>.pooling). So that such an export still
-loads in transformers' Auto classes, export.py copies this file into the model directory as
-`modeling_llmpipe.py` and names it in config.json's `auto_map` ("custom code" in transformers'
-terms), with a model type of its own: loading needs `trust_remote_code=True`, and without it
-transformers refuses instead of silently pooling the last token.
+transformers' LlamaForSequenceClassification reads the state of the last real token, its
+BertForSequenceClassification the state of the first, and its T5ForSequenceClassification the
+decoder's state at the last end-of-text token; llmpipe's classifiers read the mean over the
+real tokens by default (finetune.<task>.pooling; an encoder-decoder's only pooling). So that such
+an export still loads in transformers' Auto classes, export.py copies this file into the model
+directory as `modeling_llmpipe.py` and names it in config.json's `auto_map` ("custom code" in
+transformers' terms), with a model type of its own: loading needs `trust_remote_code=True`, and
+without it transformers refuses instead of silently pooling another token.
 
     AutoModelForSequenceClassification.from_pretrained("models/finetune/topics", trust_remote_code=True)
 
@@ -16,8 +18,19 @@ This file runs inside transformers, from the model directory: it imports transfo
 
 import torch
 from torch import nn
-from transformers import BertConfig, BertModel, BertPreTrainedModel, LlamaConfig, LlamaModel, LlamaPreTrainedModel
+from transformers import (
+    BertConfig,
+    BertModel,
+    BertPreTrainedModel,
+    LlamaConfig,
+    LlamaModel,
+    LlamaPreTrainedModel,
+    T5Config,
+    T5Model,
+    T5PreTrainedModel,
+)
 from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.models.t5.modeling_t5 import T5ClassificationHead
 
 
 class LlmpipeMeanPoolConfig(LlamaConfig):
@@ -77,5 +90,39 @@ class LlmpipeBertMeanPoolForSequenceClassification(BertPreTrainedModel):
         real = attention_mask.to(hidden.dtype)[..., None]  # (B, T, 1)
         mean = (hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
         logits = self.classifier(self.dropout(torch.tanh(self.bert.pooler.dense(mean))))
+        loss = None if labels is None else nn.functional.cross_entropy(logits, labels.to(logits.device))
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+class LlmpipeT5MeanPoolConfig(T5Config):
+    model_type = "llmpipe_t5_mean_pool"
+
+
+class LlmpipeT5MeanPoolForSequenceClassification(T5PreTrainedModel):
+    """The mean of the real tokens' final encoder states, a dense layer with tanh, dropout, then a
+    linear layer to the labels. Laid out as T5ForSequenceClassification: the whole T5 model under
+    `transformer` (its decoder unused here, kept so the directory holds the model that was trained)
+    and the two layers under `classification_head` (whose dropout runs after the tanh only)."""
+
+    config_class = LlmpipeT5MeanPoolConfig
+    _keys_to_ignore_on_load_unexpected = [
+        "transformer.decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"
+    ]
+
+    def __init__(self, config: LlmpipeT5MeanPoolConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.transformer = T5Model(config)
+        self.classification_head = T5ClassificationHead(config)
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
+        attention_mask = real_tokens(input_ids, attention_mask, self.config.pad_token_id)
+        encoder = self.transformer.encoder
+        hidden = encoder(input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state  # (B, S, C)
+        real = attention_mask.to(hidden.dtype)[..., None]  # (B, S, 1)
+        mean = (hidden * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)
+        head = self.classification_head
+        logits = head.out_proj(head.dropout(torch.tanh(head.dense(mean))))
         loss = None if labels is None else nn.functional.cross_entropy(logits, labels.to(logits.device))
         return SequenceClassifierOutput(loss=loss, logits=logits)

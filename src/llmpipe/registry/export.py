@@ -2,9 +2,10 @@
 
 A directory holds:
   model.safetensors      weights under the Hugging Face Llama names (`model.layers.0.self_attn.q_proj.weight`),
-                         or BERT names for the encoder (hf_bert.py)
-  config.json            a transformers LlamaConfig (LlamaForCausalLM or LlamaForSequenceClassification), or
-                         for the encoder a BertConfig (BertForMaskedLM or BertForSequenceClassification)
+                         BERT names for the encoder (hf_bert.py), or T5 names for the encoder-decoder (hf_t5.py)
+  config.json            a transformers LlamaConfig (LlamaForCausalLM or LlamaForSequenceClassification), for
+                         the encoder a BertConfig (BertForMaskedLM or BertForSequenceClassification), for the
+                         encoder-decoder a T5Config (T5ForConditionalGeneration, or a mean-pooling classifier)
   modeling_llmpipe.py    a mean-pooling classifier only: its transformers class (custom code)
   tokenizer.json         the BPE tokenizer, with tokenizer_config.json naming its special tokens
   llmpipe.json           what llmpipe needs to rebuild the model: kind, GPTConfig, labels, ..., and
@@ -13,11 +14,13 @@ A directory holds:
 
 Our Transformer is Llama's architecture (RMSNorm, RoPE in the rotate-half layout, SwiGLU,
 grouped-query attention, no biases), so the mapping is a rename: `model.` in front of the backbone's
-names. The encoder (encoder.py) is BERT's architecture: hf_bert.py renames it. transformers has no
-Llama or BERT classifier that mean-pools (finetune.<task>.pooling: mean, the default): such a directory
-carries its own class, loaded with `trust_remote_code=True`. Nor has it an architecture that matches
-our recurrent models (recurrent.py): their directories hold the weights under our own names and no
-config.json, and llmpipe loads them.
+names. The encoder (encoder.py) is BERT's architecture: hf_bert.py renames it. The encoder-decoder
+(seq2seq.py, kind seq2seq_lm) is the original T5's: hf_t5.py renames it, and it loads in
+AutoModelForSeq2SeqLM. transformers has no Llama, BERT or T5 classifier that mean-pools
+(finetune.<task>.pooling: mean, the default, and an encoder-decoder's only pooling): such a
+directory carries its own class, loaded with `trust_remote_code=True`. Nor has transformers an
+architecture that matches our recurrent models (recurrent.py): their directories hold the weights
+under our own names and no config.json, and llmpipe loads them.
 A directory is written next to its destination and renamed into place, so a reader never sees a
 half-written model.
 """
@@ -34,12 +37,21 @@ from torch import nn
 from llmpipe.atomic import replace_dir
 from llmpipe.data.tokenizer import EOT, MASK, PAD, load_tokenizer, special_id
 from llmpipe.digests import file_record, file_sha256
-from llmpipe.networks.build import NetworkConfig, classifier, is_encoder, is_transformer, language_model, model_config
+from llmpipe.networks.build import (
+    NetworkConfig,
+    classifier,
+    is_encoder,
+    is_seq2seq,
+    is_transformer,
+    language_model,
+    model_config,
+)
 from llmpipe.networks.transformer import GPTClassifier, GPTConfig
 from llmpipe.registry.hf_bert import bert_config, bert_state_dict, from_bert_state_dict
 from llmpipe.registry.hf_configs import config_dict
+from llmpipe.registry.hf_t5 import from_t5_state_dict, t5_config, t5_state_dict
 
-KINDS = ("causal_lm", "masked_lm", "classifier")
+KINDS = ("causal_lm", "masked_lm", "seq2seq_lm", "classifier")
 CHECKED_FILES = ("model.safetensors", "tokenizer.json")  # recorded in llmpipe.json, checked on every load
 HF_PREFIX = "model."
 MEAN_POOL_CODE = Path(__file__).parents[1] / "networks" / "modeling_llmpipe.py"  # copied into mean-pooling exports
@@ -113,6 +125,8 @@ def from_own_state_dict(net: nn.Module, tensors: dict[str, torch.Tensor]):
 def export_kind(net: nn.Module, cfg: NetworkConfig) -> str:
     if hasattr(net, "score"):
         return "classifier"
+    if is_seq2seq(cfg):
+        return "seq2seq_lm"
     return "masked_lm" if is_encoder(cfg) else "causal_lm"
 
 
@@ -148,6 +162,8 @@ def save_model_dir(
         mask_id = special_id(tokenizer, MASK)
         tensors, config = bert_state_dict(net), bert_config(cfg, kind, pad_id, mask_id, ours.get("labels"), pooling)
         tokenizer_config["mask_token"] = MASK
+    elif is_seq2seq(cfg):
+        tensors, config = t5_state_dict(net), t5_config(cfg, kind, pad_id, eot_id, ours.get("labels"), pooling)
     else:  # no transformers architecture computes our recurrent models
         tensors, config = own_state_dict(net), None
     with replace_dir(out_dir) as tmp:
@@ -222,6 +238,8 @@ def load_model_dir(model_dir: str | Path):
         from_hf_state_dict(net, tensors)
     elif is_encoder(cfg):
         from_bert_state_dict(net, tensors)
+    elif is_seq2seq(cfg):
+        from_t5_state_dict(net, tensors)
     else:
         from_own_state_dict(net, tensors)
     return net.eval(), config, load_tokenizer(model_dir)

@@ -2,10 +2,12 @@
 (top-p), streamed token by token) and labelling texts with a classifier. The stages, the CLI and
 the registered pyfuncs all call these."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+
+GENERATING_KINDS = ("causal_lm", "seq2seq_lm")  # export kinds that write text (registry/export.py)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:
@@ -34,9 +36,9 @@ def stream_tokens(
 ) -> Iterator[int]:
     """Yield sampled token ids one at a time; temperature 0 is greedy decoding."""
     generator = torch.Generator().manual_seed(seed)
-    idx = torch.tensor([prompt_ids])
+    next_logits, written = next_token_logits(net, prompt_ids), []
     for _ in range(max_new_tokens):
-        logits = net(idx[:, -net.config.block_size :])[0, -1].float()
+        logits = next_logits(written).float()
         if temperature == 0:
             next_id = int(logits.argmax())
         else:
@@ -45,7 +47,22 @@ def stream_tokens(
         if next_id == eos_id:
             return
         yield next_id
-        idx = torch.cat([idx, torch.tensor([[next_id]])], dim=1)
+        written.append(next_id)
+
+
+def next_token_logits(net, prompt_ids: list[int]) -> Callable[[list[int]], torch.Tensor]:
+    """A function from the tokens written so far to the logits (V,) of the next one. A decoder
+    continues the prompt (its last block_size tokens); an encoder-decoder (seq2seq.py) encodes the
+    prompt once and its decoder writes from the start token."""
+    from llmpipe.networks.seq2seq import Seq2Seq
+
+    prompt = torch.tensor([prompt_ids], dtype=torch.long)
+    if isinstance(net, Seq2Seq):
+        memory, memory_bias = net.encode(prompt[:, -net.config.block_size :])
+        start = [net.config.pad_id]
+        return lambda written: net.decode(torch.tensor([start + written]), memory, memory_bias)[0, -1]
+    block = net.config.block_size
+    return lambda written: net(torch.cat([prompt, torch.tensor([written], dtype=torch.long)], dim=1)[:, -block:])[0, -1]
 
 
 def stream_text(net, tokenizer, prompt: str, **sampling) -> Iterator[str]:

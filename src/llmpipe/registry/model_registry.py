@@ -38,9 +38,21 @@ DECISION_TAG, PENDING = "promotion.decision", "pending"  # promoted | refused | 
 PACKAGE_DIR = Path(llmpipe.__file__).parent  # logged with every model, which needs it to load
 
 
+PRETRAINED_TARGETS = {"masked_lm": "mlm", "seq2seq_lm": "seq2seq"}  # any other kind: lm
+
+
 def pretrained_target(kind: str) -> str:
-    """What the pretrained model registers as (<prefix>-<target>): lm, or mlm for an encoder."""
-    return "mlm" if kind == "masked_lm" else "lm"
+    """What the pretrained model registers as (<prefix>-<target>): lm, mlm for an encoder, seq2seq
+    for an encoder-decoder."""
+    return PRETRAINED_TARGETS.get(kind, "lm")
+
+
+def pretrained_kind(arch: str) -> str:
+    """The export kind of model.arch's pretrained model, by the name its promotion gates go under
+    (promote.gates): lm, masked_lm or seq2seq_lm."""
+    from llmpipe.networks.build import ENCODER_ARCHS, SEQ2SEQ_ARCHS
+
+    return "masked_lm" if arch in ENCODER_ARCHS else "seq2seq_lm" if arch in SEQ2SEQ_ARCHS else "lm"
 
 
 def pyfunc_for(model_dir: str | Path):

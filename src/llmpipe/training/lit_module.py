@@ -127,11 +127,12 @@ class LitLM(L.LightningModule):
         from torch.distributed.fsdp import fully_shard
 
         from llmpipe.networks.encoder import Layer
+        from llmpipe.networks.seq2seq import DecoderLayer, EncoderLayer
         from llmpipe.networks.transformer import Block
 
         data_parallel = mesh["data_parallel"]
         for block in self.net.modules():
-            if isinstance(block, Block | Layer):
+            if isinstance(block, Block | Layer | EncoderLayer | DecoderLayer):
                 fully_shard(block, mesh=data_parallel)
         fully_shard(self.net, mesh=data_parallel)
 

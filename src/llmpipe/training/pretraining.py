@@ -1,7 +1,7 @@
 """Pretraining: the network learns its objective (training/objectives.py: next-token prediction for
-the decoders, masked tokens for the encoder) on random windows of the train split, is validated on
-the val split (in bits per byte for a decoder; by the masked-token loss for the encoder), and is
-exported to models/pretrain/ with its tokenizer.
+the decoders, masked tokens for the encoder, corrupted spans for the encoder-decoder) on random
+windows of the train split, is validated on the val split (in bits per byte for a decoder; by its
+own objective's loss for the others), and is exported to models/pretrain/ with its tokenizer.
 
 The recipe is the stage's settings made concrete: the token budget becomes a number of optimizer
 steps of pretrain.batch_tokens each; pretrain.data_fraction (the data-scale study's D) chooses which
@@ -23,7 +23,7 @@ from llmpipe.schema import Hardware, Pretrain
 from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.objectives import CAUSAL, objective, pretraining_examples
+from llmpipe.training.objectives import CAUSAL, MASKED, objective, pretraining_examples
 from llmpipe.training.throughput import SpeedMonitor
 from llmpipe.training.trainer_setup import gathered, token_budget
 
@@ -46,9 +46,7 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
     module = LitLM(net, optim, tokens_per_byte=val["tokens"] / val["bytes"] if objective(net_cfg) == CAUSAL else None)
     tokenizer_file = verified(tokens_dir, "tokenizer.json")
     val_tokens, tokenizer = load_tokens(tokens_dir, "val"), load_tokenizer(tokenizer_file)
-    examples = pretraining_examples(
-        net_cfg, cfg.masking, tokenizer, train_tokens, val_tokens, max_steps * batch_size, seed
-    )
+    examples = pretraining_examples(net_cfg, cfg, tokenizer, train_tokens, val_tokens, max_steps * batch_size, seed)
     run = Run(
         train_set=examples[0],
         batch_size=batch_size,
@@ -101,5 +99,5 @@ def size_metrics(net_cfg, tokens_seen: int) -> dict:
 
 def embedding_params(net_cfg) -> int:
     """The lookup tables: token embeddings, and the encoder's learned positions."""
-    positions = net_cfg.block_size * net_cfg.d_model if objective(net_cfg) != CAUSAL else 0
+    positions = net_cfg.block_size * net_cfg.d_model if objective(net_cfg) == MASKED else 0
     return net_cfg.vocab_size * net_cfg.d_model + positions

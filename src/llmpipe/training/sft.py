@@ -134,3 +134,32 @@ class SupervisedSequences(Dataset):
 
     def __getitem__(self, i):
         return self.examples[i]
+
+
+class SupervisedPairs(Dataset):
+    """(input, target) pairs for an encoder-decoder (networks/seq2seq.py), text to text: the
+    rendered prompt is the encoder's input and the response with its end marker the decoder's
+    target, every token of it scored. Each side is cut to max_tokens (the prompt keeps its start,
+    the response its start; a cut response loses its end marker, as a decoder's cut sequence does)."""
+
+    def __init__(self, pairs: list[Pair], template: Template, tokenizer, max_tokens: int):
+        template.check(tokenizer)
+        prompts = tokenizer.encode_batch([template.render_prompt(p.prompt) for p in pairs], add_special_tokens=False)
+        responses = tokenizer.encode_batch([p.response + template.end for p in pairs], add_special_tokens=False)
+        self.examples = [
+            (torch.tensor(prompt.ids[:max_tokens]), torch.tensor(response.ids[:max_tokens]))
+            for prompt, response in zip(prompts, responses, strict=True)
+        ]
+
+    def __len__(self):
+        return len(self.examples)
+
+    def __getitem__(self, i):
+        return self.examples[i]
+
+
+def supervised_examples(pairs: list[Pair], template: Template, tokenizer, max_tokens: int, seq2seq: bool) -> Dataset:
+    """The examples of an SFT task for the network's family: one sequence for a decoder, an
+    (input, target) pair for an encoder-decoder."""
+    kind = SupervisedPairs if seq2seq else SupervisedSequences
+    return kind(pairs, template, tokenizer, max_tokens)
