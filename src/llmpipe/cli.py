@@ -264,6 +264,28 @@ def cmd_transfer(args) -> int:
     return 0
 
 
+def cmd_families(args) -> int:
+    import yaml
+
+    from llmpipe import typed_params
+    from llmpipe.config import compose
+    from llmpipe.registry import tracking
+    from llmpipe.studies import families
+
+    points = families.study(args.overrides, args.seeds)
+    if args.action == "queue":
+        return queued(families.queue(points, run=args.run, replace=args.replace), args.run)
+    import mlflow
+
+    finetune = typed_params.build(yaml.safe_load(compose(args.overrides))).finetune
+    task_types = {task: finetune[task].type for task in finetune.tasks}
+    rows = families.collect(mlflow.MlflowClient(), tracking.setup(), points, task_types)
+    sizes = families.family_sizes(args.overrides, Path("data") / "tokens")
+    report = families.write_report(rows, task_types, sizes, Path(args.out))
+    print(f"wrote {report} ({len(rows)} of {sum(len(p.tasks) for p in points)} evaluated tasks)")
+    return 0
+
+
 def study_verb(verbs, name: str, what: str, func) -> argparse.ArgumentParser:
     """A verb for a study of queued DVC experiments: `queue` them (and run them), then `report`."""
     study = verbs.add_parser(name, help=f"{what} (queue, then report)")
@@ -289,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
         verbs, "transfer", "fine-tuning from pretrained weights against from scratch (and unadapted), over seeds",
         cmd_transfer,
     )  # fmt: skip
+    families = study_verb(
+        verbs, "families", "GPT, BERT and T5 at equal size, fine-tuned on every task over seeds", cmd_families
+    )
+    families.add_argument("--seeds", type=int, default=3, help="seeds per family, from the global seed on")
     return parser
 
 
