@@ -241,11 +241,18 @@ def cmd_scaling(args) -> int:
     return 0
 
 
-def cmd_transfer(args) -> int:
+def task_types(overrides: list[str]) -> dict[str, str]:
+    """finetune.tasks -> their type (classify, sft), from conf/ composed with these overrides."""
     import yaml
 
     from llmpipe import typed_params
     from llmpipe.config import compose
+
+    finetune = typed_params.build(yaml.safe_load(compose(overrides))).finetune
+    return {task: finetune[task].type for task in finetune.tasks}
+
+
+def cmd_transfer(args) -> int:
     from llmpipe.registry import tracking
     from llmpipe.studies import transfer
 
@@ -254,21 +261,15 @@ def cmd_transfer(args) -> int:
         return queued(transfer.queue(points, run=args.run, replace=args.replace), args.run)
     import mlflow
 
-    finetune = typed_params.build(yaml.safe_load(compose(args.overrides))).finetune
-    task_types = {task: finetune[task].type for task in finetune.tasks}
-    experiment_id = tracking.setup()
-    rows = transfer.collect(mlflow.MlflowClient(), experiment_id, points, task_types)
-    report = transfer.write_report(rows, task_types, Path(args.out))
+    types = task_types(args.overrides)
+    rows = transfer.collect(mlflow.MlflowClient(), tracking.setup(), points, types)
+    report = transfer.write_report(rows, types, Path(args.out))
     runs = sum(len(p.tasks) for p in points)
     print(f"wrote {report} ({len(rows)} of {runs} fine-tuning runs)")
     return 0
 
 
 def cmd_families(args) -> int:
-    import yaml
-
-    from llmpipe import typed_params
-    from llmpipe.config import compose
     from llmpipe.registry import tracking
     from llmpipe.studies import families
 
@@ -277,11 +278,10 @@ def cmd_families(args) -> int:
         return queued(families.queue(points, run=args.run, replace=args.replace), args.run)
     import mlflow
 
-    finetune = typed_params.build(yaml.safe_load(compose(args.overrides))).finetune
-    task_types = {task: finetune[task].type for task in finetune.tasks}
-    rows = families.collect(mlflow.MlflowClient(), tracking.setup(), points, task_types)
+    types = task_types(args.overrides)
+    rows = families.collect(mlflow.MlflowClient(), tracking.setup(), points, types)
     sizes = families.family_sizes(args.overrides, Path("data") / "tokens")
-    report = families.write_report(rows, task_types, sizes, Path(args.out))
+    report = families.write_report(rows, types, sizes, Path(args.out))
     print(f"wrote {report} ({len(rows)} of {sum(len(p.tasks) for p in points)} evaluated tasks)")
     return 0
 

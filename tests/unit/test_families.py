@@ -34,7 +34,7 @@ def test_the_plan_runs_each_family_under_each_seed_on_every_task():
 def test_the_families_are_about_the_same_size(tmp_path):
     (tmp_path / "meta.json").write_text('{"vocab_size": 4096}')
     sizes = families.family_sizes([], tmp_path, REPO / "conf")
-    assert {s["objective"] for s in sizes.values()} == {"causal", "masked", "spans"}
+    assert {s["objective"] for s in sizes.values()} == {"causal", "masked", "span"}
     assert len({s["tokens"] for s in sizes.values()}) == 1  # the same pretraining budget
     counts = [s["params_non_embedding"] for s in sizes.values()]
     assert max(counts) / min(counts) < 1.2

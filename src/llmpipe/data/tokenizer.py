@@ -61,5 +61,9 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
 
 def special_id(tokenizer: Tokenizer, token: str) -> int:
     token_id = tokenizer.token_to_id(token)
-    assert token_id is not None, f"tokenizer lacks special token {token}"
+    if token_id is None:  # a tokenizer trained before llmpipe reserved it
+        raise ValueError(
+            f"the tokenizer has no special token {token}: it was trained before llmpipe reserved it "
+            "(re-run the tokenize stage: `dvc repro -f -s tokenize`, then what follows it)"
+        )
     return token_id

@@ -7,7 +7,6 @@ another, each closed by <|endoftext|>; `document_of_targets` says which document
 token belongs to."""
 
 import math
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from llmpipe.data.token_files import load_split_docs, load_tokens, read_meta
-from llmpipe.networks.batches import pad_windows
+from llmpipe.networks.batches import pad_pairs, pad_windows
+from llmpipe.networks.build import is_seq2seq
 from llmpipe.training.loaders import SequentialWindows, whole_windows
 
 LM_SPLITS = ("val", "test")  # val: what pretraining watched; test: no choice ever looked at it
@@ -50,10 +50,10 @@ def sequence_nats(net, dataset, batch_size: int = 16, pad_id: int = 0) -> tuple[
     """Summed negative log-likelihood (nats) of the targets of (x, y) sequences, skipping targets
     of -100 (a prompt's tokens, padding), and their count: the response loss of fine-tuning data.
     For an encoder-decoder, (input, target) pairs: inputs padded with pad_id, targets teacher-forced."""
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=partial(pad_windows, pad_id=pad_id))
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=pad_pairs(pad_id))
     total, count = 0.0, 0
     for x, y in loader:
-        logits = net.target_logits(x, y) if hasattr(net, "target_logits") else net(x)
+        logits = net.target_logits(x, y) if is_seq2seq(net.config) else net(x)
         total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="sum").item()
         count += int((y != -100).sum())
     return total, count
@@ -204,18 +204,22 @@ def val_bits_by_context(net, tokens_dir: Path, block_size: int) -> dict[str, flo
 
 
 @torch.no_grad()
-def objective_scores(net, examples_of, tokens_dir: Path, block_size: int, batch_size: int, name: str) -> dict:
+def objective_scores(
+    net, examples_of, tokens_dir: Path, block_size: int, batch_size: int, objective: str, unscored: tuple = ()
+) -> dict:
     """An encoder's or encoder-decoder's scores on its own objective, on each held-out split: the
-    mean cross-entropy (nats) of the scored tokens (`name` "masked": the encoder's masked tokens;
-    "span": the encoder-decoder's targets, sentinels and spans) and the share predicted exactly,
-    next to a unigram model fitted on train at the same positions. Examples are drawn as in
-    pretraining's validation (whole windows, seeded by position: the same every run);
+    mean cross-entropy (nats) of the text tokens it restores (`objective` "masked": the encoder's
+    masked tokens; "span": the tokens of the encoder-decoder's cut spans; it names the metrics) and
+    the share predicted exactly, next to a unigram model fitted on train at the same positions.
+    Targets in `unscored` (the sentinels and end of text that frame the spans: near-certain for the
+    model, never seen in train by the unigram model) are predicted but not scored. Examples are
+    drawn as in pretraining's validation (whole windows, seeded by position: the same every run);
     `examples_of(windows)` makes them. Not comparable with a decoder's loss or bits per byte, nor
     with each other (training/objectives.py)."""
     meta = read_meta(tokens_dir)
     unigram = unigram_log_probs(np.asarray(load_tokens(tokens_dir, "train")), meta["vocab_size"])
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
-    metrics: dict = {"objective": "masked" if name == "masked" else "spans"}
+    metrics: dict = {"objective": objective}
     for split in LM_SPLITS:
         tokens = load_tokens(tokens_dir, split)
         windows = whole_windows(tokens, block_size)
@@ -224,24 +228,24 @@ def objective_scores(net, examples_of, tokens_dir: Path, block_size: int, batch_
             continue
         loader = DataLoader(examples_of(windows), batch_size=batch_size)
         nats = correct = base = count = 0.0
-        for x, y in tqdm(loader, desc=f"{name} tokens ({split})", leave=False):
+        for x, y in tqdm(loader, desc=f"{objective} tokens ({split})", leave=False):
             x, y = x.to(device), y.to(device)
-            scored = y != -100
+            scored = (y != -100) & ~torch.isin(y, torch.tensor(unscored, dtype=y.dtype, device=y.device))
             logits, targets = scored_logits(net, x, y, scored), y[scored]
             nats += F.cross_entropy(logits, targets, reduction="sum").item()
             correct += int((logits.argmax(-1) == targets).sum())
             base -= float(unigram[targets.cpu().numpy()].sum())
             count += int(scored.sum())
-        metrics[f"{split}_{name}_loss"] = nats / count
-        metrics[f"{split}_{name}_accuracy"] = correct / count
-        metrics[f"unigram_{split}_{name}_loss"] = base / count
-        metrics[f"{split}_{name}_tokens"] = int(count)
+        metrics[f"{split}_{objective}_loss"] = nats / count
+        metrics[f"{split}_{objective}_accuracy"] = correct / count
+        metrics[f"unigram_{split}_{objective}_loss"] = base / count
+        metrics[f"{split}_{objective}_tokens"] = int(count)
     return metrics
 
 
 def scored_logits(net, x: torch.Tensor, y: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
     """(N, V) logits of the scored targets: the encoder's MLM head runs on its scored positions
     only; the encoder-decoder writes its targets under teacher forcing."""
-    if hasattr(net, "target_logits"):
+    if is_seq2seq(net.config):
         return net.target_logits(x, y)[scored].float()
     return net.token_logits(net.hidden_states(x)[scored]).float()

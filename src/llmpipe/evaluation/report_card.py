@@ -183,17 +183,17 @@ OBJECTIVE_NOTES = {  # what an encoder's or encoder-decoder's scores are (stages
         "with a decoder's loss or bits per byte.\n",
     ),
     "span": (
-        "target tokens",
-        "An encoder-decoder, scored on the targets of span corruption (the sentinels and the cut spans, "
-        "the text around them seen from both sides): its loss is comparable with neither a decoder's "
-        "bits per byte nor an encoder's masked-token loss.\n",
+        "cut-span tokens",
+        "An encoder-decoder, scored on the tokens of the spans cut out of its input (the text around them "
+        "seen from both sides; the sentinels and end of text that frame them are not scored): its loss is "
+        "comparable with neither a decoder's bits per byte nor an encoder's masked-token loss.\n",
     ),
 }
 
 
 def objective_table(lm: dict) -> str:
     """An encoder's or encoder-decoder's scores on its own objective, beside a unigram model."""
-    name = "masked" if lm.get("objective") == "masked" else "span"
+    name = lm.get("objective", "masked")  # names its metrics: val_masked_loss, val_span_loss
     rows = [
         [split, lm[f"{split}_{name}_tokens"], lm[f"{split}_{name}_loss"], lm[f"unigram_{split}_{name}_loss"]]
         + [lm[f"{split}_{name}_accuracy"]]

@@ -19,10 +19,11 @@ The loss is the cross-entropy of the target tokens: not comparable with a decode
 
 The architecture is the original T5's, so that an export loads in Hugging Face transformers as
 T5ForConditionalGeneration and computes the same numbers:
-  - no learned or rotary positions: each attention adds a learned bias per head to each score, by
-    the *bucket* of the distance between query and key (exact for near tokens, logarithmic up to
-    max_distance, one bucket beyond). The first layer of each stack owns the table; the others
-    reuse its biases. The encoder's buckets tell before from after; the decoder's look back only;
+  - no learned or rotary positions: each self-attention adds a learned bias per head to each score,
+    by the *bucket* of the distance between query and key (exact for near tokens, logarithmic up to
+    max_distance, one bucket beyond). Each stack has one table, which all its layers use (T5 keeps
+    it in the first layer; here the model holds it, so a sharded layer never holds another's
+    weights). The encoder's buckets tell before from after; the decoder's look back only;
   - pre-norm blocks with RMSNorm (scale only), no biases anywhere, a ReLU feed-forward of 4 x the
     width, and a final RMSNorm on each stack;
   - attention scores are not divided by sqrt(head width): T5's initialization accounts for it;
@@ -126,15 +127,14 @@ def padding_bias(source: torch.Tensor, pad_id: int, dtype: torch.dtype) -> torch
 
 class Attention(nn.Module):
     """Multi-head attention of x (B, T, C) over `memory` (B, S, C), or over x itself, with additive
-    scores `bias` (relative positions and masks). With `relative`, it owns the stack's bucket table."""
+    scores `bias` (relative positions and masks)."""
 
-    def __init__(self, cfg: Seq2SeqConfig, relative: bool = False):
+    def __init__(self, cfg: Seq2SeqConfig):
         super().__init__()
         self.n_head, self.dropout = cfg.n_head, cfg.dropout
         self.q_proj, self.k_proj, self.v_proj, self.o_proj = (
             nn.Linear(cfg.d_model, cfg.d_model, bias=False) for _ in range(4)
         )
-        self.relative_bias = nn.Embedding(cfg.num_buckets, cfg.n_head) if relative else None
 
     def forward(self, x: torch.Tensor, bias: torch.Tensor, memory: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
@@ -160,10 +160,10 @@ class FeedForward(nn.Module):
 class EncoderLayer(nn.Module):
     """Pre-norm: each sublayer reads a normalized copy of the stream and adds its output to it."""
 
-    def __init__(self, cfg: Seq2SeqConfig, relative: bool):
+    def __init__(self, cfg: Seq2SeqConfig):
         super().__init__()
         self.attn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.self_attn = Attention(cfg, relative)
+        self.self_attn = Attention(cfg)
         self.ffn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.ffn = FeedForward(cfg)
         self.dropout = nn.Dropout(cfg.dropout)
@@ -176,10 +176,10 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     """Causal self-attention, then cross-attention to the encoder's states, then the feed-forward."""
 
-    def __init__(self, cfg: Seq2SeqConfig, relative: bool):
+    def __init__(self, cfg: Seq2SeqConfig):
         super().__init__()
         self.attn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.self_attn = Attention(cfg, relative)
+        self.self_attn = Attention(cfg)
         self.cross_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.cross_attn = Attention(cfg)
         self.ffn_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
@@ -201,9 +201,12 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.config = cfg
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.d_model)
-        self.encoder_layers = nn.ModuleList(EncoderLayer(cfg, relative=i == 0) for i in range(cfg.n_layer))
+        # each stack's relative-position table: a bias per bucket and head
+        self.encoder_positions = nn.Embedding(cfg.num_buckets, cfg.n_head)
+        self.decoder_positions = nn.Embedding(cfg.num_buckets, cfg.n_head)
+        self.encoder_layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.n_layer))
         self.encoder_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-        self.decoder_layers = nn.ModuleList(DecoderLayer(cfg, relative=i == 0) for i in range(cfg.n_layer))
+        self.decoder_layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.n_layer))
         self.decoder_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.dropout = nn.Dropout(cfg.dropout)
         self.reset_parameters()
@@ -217,22 +220,25 @@ class Seq2Seq(nn.Module):
                 nn.init.normal_(module.q_proj.weight, std=(C * D) ** -0.5)
                 for proj in (module.k_proj, module.v_proj, module.o_proj):
                     nn.init.normal_(proj.weight, std=C**-0.5)
-                if module.relative_bias is not None:
-                    nn.init.normal_(module.relative_bias.weight, std=C**-0.5)
             elif isinstance(module, FeedForward):
                 nn.init.normal_(module.ffn_in.weight, std=C**-0.5)
                 nn.init.normal_(module.ffn_out.weight, std=self.config.ffn_hidden**-0.5)
             elif isinstance(module, nn.RMSNorm):
                 nn.init.ones_(module.weight)
         nn.init.normal_(self.embed_tokens.weight, std=1.0)
+        for table in (self.encoder_positions, self.decoder_positions):
+            nn.init.normal_(table.weight, std=C**-0.5)
 
     def num_params(self, non_embedding: bool = True) -> int:
         n = sum(p.numel() for p in self.parameters())
         return n - self.embed_tokens.weight.numel() if non_embedding else n
 
-    def position_bias(self, layers: nn.ModuleList, query_len: int, key_len: int, bidirectional: bool) -> torch.Tensor:
-        """(1, H, query_len, key_len) the stack's relative-position scores, from its first layer's table."""
-        table = layers[0].self_attn.relative_bias
+    def decoder_parts(self) -> list[nn.Module]:
+        """What only the decoder uses (the embedding is shared): what a classifier leaves frozen."""
+        return [self.decoder_positions, self.decoder_layers, self.decoder_norm]
+
+    def position_bias(self, table: nn.Embedding, query_len: int, key_len: int, bidirectional: bool) -> torch.Tensor:
+        """(1, H, query_len, key_len) a stack's relative-position scores, from its table."""
         cfg = self.config
         buckets = relative_buckets(
             query_len, key_len, bidirectional, cfg.num_buckets, cfg.max_distance, table.weight.device
@@ -244,7 +250,7 @@ class Seq2Seq(nn.Module):
         S = source.shape[1]
         x = self.dropout(self.embed_tokens(source))
         memory_bias = padding_bias(source, self.config.pad_id, x.dtype)
-        bias = self.position_bias(self.encoder_layers, S, S, bidirectional=True) + memory_bias
+        bias = self.position_bias(self.encoder_positions, S, S, bidirectional=True) + memory_bias
         for layer in self.encoder_layers:
             x = layer(x, bias)
         return self.dropout(self.encoder_norm(x)), memory_bias
@@ -255,7 +261,7 @@ class Seq2Seq(nn.Module):
         x = self.dropout(self.embed_tokens(decoder_input))
         future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
         causal = future.to(x.dtype) * torch.finfo(x.dtype).min
-        self_bias = self.position_bias(self.decoder_layers, T, T, bidirectional=False) + causal
+        self_bias = self.position_bias(self.decoder_positions, T, T, bidirectional=False) + causal
         for layer in self.decoder_layers:
             x = layer(x, self_bias, memory, memory_bias)
         h = self.dropout(self.decoder_norm(x))
@@ -296,8 +302,9 @@ class Seq2SeqClassifier(nn.Module):
         super().__init__()
         self.pooling = checked_pooling(pooling, POOLINGS, "an encoder-decoder")
         self.backbone = Seq2Seq(cfg)
-        for p in [*self.backbone.decoder_layers.parameters(), *self.backbone.decoder_norm.parameters()]:
-            p.requires_grad_(False)
+        for part in self.backbone.decoder_parts():
+            for p in part.parameters():
+                p.requires_grad_(False)
         self.pool_dense = nn.Linear(cfg.d_model, cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
         self.score = nn.Linear(cfg.d_model, num_labels)

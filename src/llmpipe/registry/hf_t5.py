@@ -1,7 +1,8 @@
 """The encoder-decoder (networks/seq2seq.py) as Hugging Face transformers' T5: weight names and config.
 
 Our Seq2Seq is the original T5's architecture (T5 v1.0: RMSNorm pre-norm blocks, a ReLU feed-forward,
-no biases, relative-position buckets owned by the first layer of each stack, unscaled attention, one
+no biases, one relative-position table per stack (transformers keeps it in the stack's first
+layer, ours at the top of the model), unscaled attention, one
 embedding for both stacks and the output, whose input is scaled by d_model ** -0.5), so an export
 is a rename of the weights plus a T5Config, and loads as T5ForConditionalGeneration. The embedding
 is written once, as `shared.weight`: transformers ties the stacks' embeddings and the output
@@ -30,8 +31,8 @@ RENAMES = [
     (r"encoder_layers\.(\d+)\.attn_norm\.weight", r"encoder.block.\1.layer.0.layer_norm.weight"),
     (r"encoder_layers\.(\d+)\.self_attn\.([qkvo])_proj\.weight", r"encoder.block.\1.layer.0.SelfAttention.\2.weight"),
     (
-        r"encoder_layers\.(\d+)\.self_attn\.relative_bias\.weight",
-        r"encoder.block.\1.layer.0.SelfAttention.relative_attention_bias.weight",
+        r"encoder_positions\.weight",
+        r"encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
     ),
     (r"encoder_layers\.(\d+)\.ffn_norm\.weight", r"encoder.block.\1.layer.1.layer_norm.weight"),
     (r"encoder_layers\.(\d+)\.ffn\.ffn_in\.weight", r"encoder.block.\1.layer.1.DenseReluDense.wi.weight"),
@@ -40,8 +41,8 @@ RENAMES = [
     (r"decoder_layers\.(\d+)\.attn_norm\.weight", r"decoder.block.\1.layer.0.layer_norm.weight"),
     (r"decoder_layers\.(\d+)\.self_attn\.([qkvo])_proj\.weight", r"decoder.block.\1.layer.0.SelfAttention.\2.weight"),
     (
-        r"decoder_layers\.(\d+)\.self_attn\.relative_bias\.weight",
-        r"decoder.block.\1.layer.0.SelfAttention.relative_attention_bias.weight",
+        r"decoder_positions\.weight",
+        r"decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
     ),
     (r"decoder_layers\.(\d+)\.cross_norm\.weight", r"decoder.block.\1.layer.1.layer_norm.weight"),
     (

@@ -22,7 +22,16 @@ from llmpipe.evaluation.samples import samples_markdown, span_samples
 from llmpipe.registry import tracking
 from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import Sections, Stage, stage_main
-from llmpipe.training.objectives import CAUSAL, MASKED, VAL, examples_of, objective, pretrained_objective
+from llmpipe.training.objectives import (
+    CAUSAL,
+    MASKED,
+    SPANS,
+    VAL,
+    examples_of,
+    objective,
+    pretrained_objective,
+    span_framing_ids,
+)
 
 SUMMARY = [
     "lm/val_bpb",
@@ -46,13 +55,13 @@ def run(cfg: Sections, root: Path) -> dict:
         metrics = {"lm": language_model_scores(lm, block_size, tokens_dir, batch_size)}
         samples = samples_markdown(lm, tokenizer, cfg.evaluate.samples, cfg.seed)
     else:
-        settings = pretrained_objective(pretrained)
+        settings, scored = pretrained_objective(pretrained), objective(lm.config)
         examples = lambda windows: examples_of(windows, lm.config, settings, tokenizer, cfg.seed, VAL)  # noqa: E731
-        name = "masked" if objective(lm.config) == MASKED else "span"
-        metrics = {"lm": objective_scores(lm, examples, tokens_dir, block_size, batch_size, name)}
+        framing = span_framing_ids(tokenizer) if scored == SPANS else ()
+        metrics = {"lm": objective_scores(lm, examples, tokens_dir, block_size, batch_size, scored, framing)}
         samples = (
             "An encoder (model.arch=bert) does not generate text: no samples.\n"
-            if name == "masked"
+            if scored == MASKED
             else span_samples(lm, tokenizer, examples, tokens_dir, block_size, cfg.evaluate.samples)
         )
     with replace_file(root / "reports" / "samples.md") as tmp:

@@ -176,32 +176,30 @@ def write_report(rows: list[dict], task_types: dict[str, str], sizes: dict[str, 
     ]
     findings = []
     for task, by_family in summaries.items():
-        metrics = METRICS[task_types[task]]
-        headline = next(iter(metrics))
-        seeds = sorted({s for v in by_family.values() for s in v.get("by_seed", {})})
-        lines += [f"## {task} ({task_types[task]})", ""]
-        lines.append(
-            "| family | seeds | "
-            + " | ".join(metrics)
-            + " | "
-            + " | ".join(f"{headline}, seed {s}" for s in seeds)
-            + " |"
-        )
-        lines.append("| --- " * (2 + len(metrics) + len(seeds)) + "|")
-        for family, summary in by_family.items():
-            if "skipped" in summary:
-                lines.append(f"| {family} | skipped: {summary['skipped']} |" + " |" * (len(metrics) + len(seeds)))
-                continue
-            cells = [mean_sd(summary, m) if m in summary else "" for m in metrics]
-            per_seed = [f"{summary['by_seed'][s][headline]:.4f}" if s in summary["by_seed"] else "" for s in seeds]
-            lines.append(f"| {family} | {summary['seeds']} | " + " | ".join(cells + per_seed) + " |")
-        lines.append("")
+        lines += [f"## {task} ({task_types[task]})", "", *task_table(by_family, METRICS[task_types[task]]), ""]
         findings.append(verdict(task, task_types[task], by_family))
     lines += ["## What it shows", "", *findings, ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "families.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def task_table(by_family: dict[str, dict], metrics: dict[str, bool]) -> list[str]:
+    """One task's table: each family's mean ± sd per metric, then its headline score at each seed."""
+    headline = next(iter(metrics))
+    seeds = sorted({s for v in by_family.values() for s in v.get("by_seed", {})})
+    header = ["family", "seeds", *metrics, *(f"{headline}, seed {s}" for s in seeds)]
+    lines = ["| " + " | ".join(header) + " |", "| --- " * len(header) + "|"]
+    for family, summary in by_family.items():
+        if "skipped" in summary:
+            lines.append(f"| {family} | skipped: {summary['skipped']} |" + " |" * (len(header) - 2))
+            continue
+        cells = [mean_sd(summary, m) if m in summary else "" for m in metrics]
+        by_seed = summary["by_seed"]
+        per_seed = [f"{by_seed[s].get(headline, float('nan')):.4f}" if s in by_seed else "" for s in seeds]
+        lines.append(f"| {family} | {summary['seeds']} | " + " | ".join(cells + per_seed) + " |")
+    return lines
 
 
 def family_sizes(overrides: list[str], tokens_dir: Path, conf_dir: str | Path = "conf") -> dict[str, dict]:

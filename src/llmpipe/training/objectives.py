@@ -6,7 +6,7 @@
           (training/masking.py). Validated by the masked-token loss, which is NOT comparable with
           a causal model's loss or bits per byte: it scores 15 % of the tokens, each with context
           on both sides, so it is much lower for the same understanding of the text.
-  spans   the encoder-decoder (seq2seq.py): write the spans cut out of a window, each after the
+  span    the encoder-decoder (seq2seq.py): write the spans cut out of a window, each after the
           sentinel that stands for it in the input (training/span_corruption.py). Validated by the
           loss of the target tokens (sentinels, spans, end of text): comparable with neither.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from llmpipe.data.tokenizer import EOT, MASK, SENTINELS, SPECIAL_TOKENS, special_id
+from llmpipe.data.tokenizer import EOT, MASK, PAD, SENTINELS, SPECIAL_TOKENS, special_id
 from llmpipe.networks.encoder import EncoderConfig
 from llmpipe.networks.seq2seq import Seq2SeqConfig
 from llmpipe.schema import Masking, Pretrain, SpanCorruption
@@ -29,7 +29,8 @@ from llmpipe.training.loaders import RandomWindows, SequentialWindows, whole_win
 from llmpipe.training.masking import MaskedWindows
 from llmpipe.training.span_corruption import SpanCorruptedWindows
 
-CAUSAL, MASKED, SPANS = "causal", "masked", "spans"
+# each also names the scores of its objective (evaluate: val_masked_loss, val_span_loss, ...)
+CAUSAL, MASKED, SPANS = "causal", "masked", "span"
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,23 @@ def masked(windows: Dataset, net_cfg, masking: Masking, tokenizer, seed: int, st
 
 def corrupted(windows: Dataset, cfg: SpanCorruption, tokenizer, seed: int, stream: int = TRAIN) -> SpanCorruptedWindows:
     """Windows turned into span-corruption examples, with the tokenizer's sentinels and end of text."""
-    sentinel_ids = [special_id(tokenizer, token) for token in SENTINELS]
-    return SpanCorruptedWindows(windows, cfg, sentinel_ids, special_id(tokenizer, EOT), seed, stream)
+    *sentinel_ids, eot_id = span_framing_ids(tokenizer)
+    return SpanCorruptedWindows(windows, cfg, sentinel_ids, eot_id, seed, stream)
+
+
+def check_pad(net_cfg, tokenizer):
+    """An encoder-decoder starts its decoder with, and masks its input at, the pad id of its config
+    (Seq2SeqConfig.pad_id): it must be the tokenizer's <|pad|>, checked before any training."""
+    if isinstance(net_cfg, Seq2SeqConfig) and special_id(tokenizer, PAD) != net_cfg.pad_id:
+        raise ValueError(
+            f"the tokenizer's {PAD} is id {special_id(tokenizer, PAD)}, not {net_cfg.pad_id} as the "
+            "encoder-decoder expects (a tokenizer not trained by llmpipe's tokenize stage?)"
+        )
+
+
+def span_framing_ids(tokenizer) -> tuple[int, ...]:
+    """The sentinels, then the end of text: the targets that frame the cut spans."""
+    return (*(special_id(tokenizer, token) for token in SENTINELS), special_id(tokenizer, EOT))
 
 
 def pretraining_examples(
@@ -66,6 +82,7 @@ def pretraining_examples(
 ) -> tuple[Dataset, Dataset]:
     """(train, val) datasets of (inputs, targets) for the network's objective, as `cfg` (the
     pretrain section) sets it."""
+    check_pad(net_cfg, tokenizer)
     T = net_cfg.block_size
     train = RandomWindows(train_tokens, T, num_samples, seed)
     if objective(net_cfg) == CAUSAL:

@@ -139,17 +139,22 @@ class SupervisedSequences(Dataset):
 class SupervisedPairs(Dataset):
     """(input, target) pairs for an encoder-decoder (networks/seq2seq.py), text to text: the
     rendered prompt is the encoder's input and the response with its end marker the decoder's
-    target, every token of it scored. Each side is cut to max_tokens (the prompt keeps its start,
-    the response its start; a cut response loses its end marker, as a decoder's cut sequence does)."""
+    target, every token of it scored. Prompt and response share the budget a decoder gives them
+    (SupervisedSequences: max_tokens + 1 tokens in all, cut from the end of the response; a prompt
+    that leaves no room is dropped), so the two families are trained and scored on the same pairs
+    and the same response tokens, and their response losses compare."""
 
     def __init__(self, pairs: list[Pair], template: Template, tokenizer, max_tokens: int):
         template.check(tokenizer)
+        self.examples, self.dropped = [], 0
         prompts = tokenizer.encode_batch([template.render_prompt(p.prompt) for p in pairs], add_special_tokens=False)
         responses = tokenizer.encode_batch([p.response + template.end for p in pairs], add_special_tokens=False)
-        self.examples = [
-            (torch.tensor(prompt.ids[:max_tokens]), torch.tensor(response.ids[:max_tokens]))
-            for prompt, response in zip(prompts, responses, strict=True)
-        ]
+        for prompt, response in zip(prompts, responses, strict=True):
+            room = max_tokens + 1 - len(prompt.ids)
+            if room <= 0:
+                self.dropped += 1
+                continue
+            self.examples.append((torch.tensor(prompt.ids), torch.tensor(response.ids[:room])))
 
     def __len__(self):
         return len(self.examples)

@@ -4,8 +4,8 @@ A window of T tokens loses round(rate * T) of them, in n spans of about `mean_sp
 input keeps the rest, with each span replaced by the next sentinel token, and the target lists
 each sentinel followed by the tokens it stands for, then <|endoftext|>. Spans and the kept runs
 between them alternate, starting with a kept run, their lengths drawn at random (each at least one
-token). The counts depend on T alone, so every window of a batch gives inputs and targets of the
-same lengths, and nothing needs padding:
+token), so the window ends with a cut span, as in T5. The counts depend on T alone, so every window
+of a batch gives inputs and targets of the same lengths, and nothing needs padding:
 
     input length   T - noise + n          target length   noise + n + 1
 
@@ -52,14 +52,15 @@ def corrupt_spans(
         at += kept_lengths[k]
         targets += [[sentinel_ids[k]], tokens[at : at + cut_lengths[k]]]
         at += cut_lengths[k]
-    inputs.append(tokens[at:])  # the kept run after the last span (empty when a span ends the window)
+    assert at == len(tokens)  # the parts add up to the window, which ends with a cut span (as T5's do)
     targets.append([eot_id])
     return np.concatenate(inputs).astype(np.int64), np.concatenate(targets).astype(np.int64)
 
 
 def restore_spans(inputs: list[int], targets: list[int], sentinel_ids: list[int], eot_id: int) -> list[int]:
     """The window back from an example: each sentinel of the input replaced by what follows it in
-    the target (the inverse of corrupt_spans; what a trained decoder's output is read with)."""
+    the target (the inverse of corrupt_spans, which the tests check it is; a model's written spans
+    read back into its input the same way)."""
     sentinels = set(sentinel_ids)
     filling: dict[int, list[int]] = {}
     current = None
