@@ -109,24 +109,35 @@ def task_pairs(cfg, split: str, tokens_dir: str | Path) -> list[Pair]:
     return corpus_pairs(load_split_docs(tokens_dir, split), cfg.sources)
 
 
+def budgeted(pairs: list[Pair], template: Template, tokenizer, max_tokens: int) -> tuple[list, int]:
+    """Each pair as (prompt ids, response ids) within one budget of max_tokens + 1 tokens (what a
+    decoder reads as max_tokens inputs and targets), the response cut from its end; a pair whose
+    prompt leaves no room for a response token is dropped, and counted."""
+    template.check(tokenizer)
+    prompts = tokenizer.encode_batch([template.render_prompt(p.prompt) for p in pairs], add_special_tokens=False)
+    responses = tokenizer.encode_batch([p.response + template.end for p in pairs], add_special_tokens=False)
+    kept, dropped = [], 0
+    for prompt, response in zip(prompts, responses, strict=True):
+        room = max_tokens + 1 - len(prompt.ids)
+        if room <= 0:
+            dropped += 1
+            continue
+        kept.append((prompt.ids, response.ids[:room]))
+    return kept, dropped
+
+
 class SupervisedSequences(Dataset):
     """(x, y) pairs like a language-model window, where y is IGNORE over the prompt: the loss is
-    the response's (and its end marker's) only. Sequences longer than max_tokens are cut from the
-    end of the response; a prompt that leaves no room for a response token is dropped."""
+    the response's (and its end marker's) only, within the budget of `budgeted`."""
 
     def __init__(self, pairs: list[Pair], template: Template, tokenizer, max_tokens: int):
-        template.check(tokenizer)
-        self.examples, self.dropped = [], 0
-        prompts = tokenizer.encode_batch([template.render_prompt(p.prompt) for p in pairs], add_special_tokens=False)
-        responses = tokenizer.encode_batch([p.response + template.end for p in pairs], add_special_tokens=False)
-        for prompt, response in zip(prompts, responses, strict=True):
-            ids = (prompt.ids + response.ids)[: max_tokens + 1]
-            if len(ids) <= len(prompt.ids):
-                self.dropped += 1
-                continue
+        kept, self.dropped = budgeted(pairs, template, tokenizer, max_tokens)
+        self.examples = []
+        for prompt, response in kept:
+            ids = prompt + response
             x = torch.tensor(ids[:-1])
             y = torch.tensor(ids[1:])
-            y[: len(prompt.ids) - 1] = IGNORE  # position t predicts token t+1: the first response token is kept
+            y[: len(prompt) - 1] = IGNORE  # position t predicts token t+1: the first response token is kept
             self.examples.append((x, y))
 
     def __len__(self):
@@ -139,22 +150,13 @@ class SupervisedSequences(Dataset):
 class SupervisedPairs(Dataset):
     """(input, target) pairs for an encoder-decoder (networks/seq2seq.py), text to text: the
     rendered prompt is the encoder's input and the response with its end marker the decoder's
-    target, every token of it scored. Prompt and response share the budget a decoder gives them
-    (SupervisedSequences: max_tokens + 1 tokens in all, cut from the end of the response; a prompt
-    that leaves no room is dropped), so the two families are trained and scored on the same pairs
-    and the same response tokens, and their response losses compare."""
+    target, every token of it scored. Within the decoder's budget (`budgeted`), so the two families
+    are trained and scored on the same pairs and the same response tokens, and their response
+    losses compare."""
 
     def __init__(self, pairs: list[Pair], template: Template, tokenizer, max_tokens: int):
-        template.check(tokenizer)
-        self.examples, self.dropped = [], 0
-        prompts = tokenizer.encode_batch([template.render_prompt(p.prompt) for p in pairs], add_special_tokens=False)
-        responses = tokenizer.encode_batch([p.response + template.end for p in pairs], add_special_tokens=False)
-        for prompt, response in zip(prompts, responses, strict=True):
-            room = max_tokens + 1 - len(prompt.ids)
-            if room <= 0:
-                self.dropped += 1
-                continue
-            self.examples.append((torch.tensor(prompt.ids), torch.tensor(response.ids[:room])))
+        kept, self.dropped = budgeted(pairs, template, tokenizer, max_tokens)
+        self.examples = [(torch.tensor(prompt), torch.tensor(response)) for prompt, response in kept]
 
     def __len__(self):
         return len(self.examples)
