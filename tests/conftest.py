@@ -215,3 +215,18 @@ def typed_section(name: str, **overrides):
     params = yaml.safe_load(default_params_text())
     value = {**section(params, name), **overrides}
     return typed_params.build(value, typed_params.type_at(name, params))
+
+
+def assert_loads_as_transformers_classifier(model_dir: Path):
+    """A classifier export loads in transformers' AutoModelForSequenceClassification (custom code
+    allowed) and gives llmpipe's logits on a text."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from llmpipe.registry.export import load_model_dir
+
+    hf = AutoModelForSequenceClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    net, _, tokenizer = load_model_dir(model_dir)
+    ids = torch.tensor([tokenizer.encode("A fortune about computers and programs.").ids])
+    with torch.no_grad():
+        assert torch.allclose(hf(ids).logits, net(ids, torch.tensor([ids.shape[1]])), atol=1e-5, rtol=1e-4)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+from transformers import AutoModelForMaskedLM
 
 from llmpipe import typed_params
 from llmpipe.cli import registered_models
@@ -23,7 +23,7 @@ from llmpipe.registry.model_registry import promote
 from llmpipe.runner import run_stage
 from llmpipe.stages import evaluate, evaluate_harness, finetune, pretrain, register, report
 
-from .conftest import REPO
+from .conftest import REPO, assert_loads_as_transformers_classifier
 
 pytestmark = pytest.mark.slow
 
@@ -77,13 +77,7 @@ def test_finetuning_classifies_and_skips_generation_with_its_reason(bert_project
     assert 0 <= topics["macro_f1"] <= 1 and topics["loss"] > 0
     curve = train_curve(root / "plots" / "finetune" / "topics" / "train.csv")
     assert curve[-1] < curve[0]  # the classifier learns
-    hf = AutoModelForSequenceClassification.from_pretrained(
-        root / "models" / "finetune" / "topics", trust_remote_code=True
-    )
-    net, config, tokenizer = load_model_dir(root / "models" / "finetune" / "topics")
-    ids = torch.tensor([tokenizer.encode("A fortune about computers and programs.").ids])
-    with torch.no_grad():
-        assert torch.allclose(hf.eval()(ids).logits, net(ids, torch.tensor([ids.shape[1]])), atol=1e-5, rtol=1e-4)
+    assert_loads_as_transformers_classifier(root / "models" / "finetune" / "topics")
     sentiment = run_stage(finetune.stage("sentiment"), root)  # adapts first: masked tokens of the reviews
     vocab = json.loads((root / "data" / "tokens" / "meta.json").read_text())["vocab_size"]
     assert sentiment["adapt"]["steps"] > 0 and sentiment["adapt"]["last_loss"] < math.log(vocab) - 1  # below chance

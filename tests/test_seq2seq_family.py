@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
+from transformers import AutoModelForSeq2SeqLM
 
 from llmpipe import typed_params
 from llmpipe.cli import registered_models
@@ -26,7 +26,7 @@ from llmpipe.registry.model_registry import promote
 from llmpipe.runner import run_stage
 from llmpipe.stages import evaluate, evaluate_harness, evaluate_task, finetune, pretrain, register, report
 
-from .conftest import REPO
+from .conftest import REPO, assert_loads_as_transformers_classifier
 
 pytestmark = pytest.mark.slow
 
@@ -91,13 +91,7 @@ def test_finetuning_classifies_on_the_encoder_and_writes_responses(t5_project):
     assert 0 <= topics["macro_f1"] <= 1 and topics["loss"] > 0
     curve = train_curve(root / "plots" / "finetune" / "topics" / "train.csv")
     assert curve[-1] < curve[0]  # the classifier learns
-    hf = AutoModelForSequenceClassification.from_pretrained(
-        root / "models" / "finetune" / "topics", trust_remote_code=True
-    )
-    net, config, tokenizer = load_model_dir(root / "models" / "finetune" / "topics")
-    ids = torch.tensor([tokenizer.encode("A fortune about computers and programs.").ids])
-    with torch.no_grad():
-        assert torch.allclose(hf.eval()(ids).logits, net(ids, torch.tensor([ids.shape[1]])), atol=1e-5, rtol=1e-4)
+    assert_loads_as_transformers_classifier(root / "models" / "finetune" / "topics")
     sentiment = run_stage(finetune.stage("sentiment"), root)  # adapts first: corrupted spans of the reviews
     assert sentiment["adapt"]["steps"] > 0 and sentiment["adapt"]["last_loss"] < sentiment["adapt"]["first_loss"]
     sft = run_stage(finetune.stage("sft"), root)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmpipe.networks.transformer import checked_pooling, pool
+from llmpipe.networks.transformer import checked_pooling, pool, raise_if_invalid
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,7 @@ class EncoderConfig:
         problems = []
         if self.d_model % self.n_head:
             problems.append(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
-        if problems:
-            raise ValueError("invalid model config: " + "; ".join(problems))
+        raise_if_invalid(self, problems, ("vocab_size", "block_size", "n_layer", "n_head", "d_model"))
 
     @property
     def ffn_hidden(self) -> int:
@@ -63,6 +59,10 @@ class EncoderConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def embedding_params(self) -> int:
+        """The lookup tables: the tokens' and the learned positions'."""
+        return (self.vocab_size + self.block_size) * self.d_model
 
     def num_params(self) -> int:
         """Parameter count from the shapes alone (Encoder.num_params counts the real tensors)."""

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmpipe.networks.transformer import POOLINGS, checked_pooling, pool
+from llmpipe.networks.transformer import POOLINGS, checked_pooling, pool, raise_if_invalid
 
 ARCHS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight blocks per matrix: one per gate or candidate
@@ -61,14 +61,14 @@ class RecurrentConfig:
         problems = []
         if self.arch not in ARCHS:
             problems.append(f"arch={self.arch!r} is not one of {sorted(ARCHS)}")
-        for name in ("vocab_size", "block_size", "n_layer", "d_model"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
-        if problems:
-            raise ValueError("invalid model config: " + "; ".join(problems))
+        raise_if_invalid(self, problems, ("vocab_size", "block_size", "n_layer", "d_model"))
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def embedding_params(self) -> int:
+        """The lookup table of the tokens."""
+        return self.vocab_size * self.d_model
 
     def num_params(self) -> int:
         """Parameter count from the shapes: per layer, W_ih and W_hh (gates x C x C each) and their

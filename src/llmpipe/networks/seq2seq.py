@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmpipe.networks.transformer import checked_pooling, pool
+from llmpipe.networks.transformer import checked_pooling, pool, raise_if_invalid
 
 IGNORE = -100  # targets that the loss skips (padding)
 
@@ -64,13 +64,10 @@ class Seq2SeqConfig:
         problems = []
         if self.d_model % self.n_head:
             problems.append(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "num_buckets", "max_distance"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
         if not self.tie_embeddings:
             problems.append("tie_embeddings=false: the encoder-decoder always ties its output projection")
-        if problems:
-            raise ValueError("invalid model config: " + "; ".join(problems))
+        positive = ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "num_buckets", "max_distance")
+        raise_if_invalid(self, problems, positive)
 
     @property
     def ffn_hidden(self) -> int:
@@ -78,6 +75,11 @@ class Seq2SeqConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def embedding_params(self) -> int:
+        """The lookup table of the tokens, shared by both stacks and the output (the relative-position
+        tables are counted with the layers)."""
+        return self.vocab_size * self.d_model
 
     def num_params(self) -> int:
         """Parameter count from the shapes alone (Seq2Seq.num_params counts the real tensors)."""

@@ -20,6 +20,17 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def raise_if_invalid(cfg, problems: list[str], positive: tuple[str, ...]):
+    """One ValueError listing every problem of a model config: `problems`, then each field of
+    `positive` that is not above zero (every family's config checks itself so)."""
+    problems = [
+        *problems,
+        *(f"{name}={getattr(cfg, name)} must be positive" for name in positive if getattr(cfg, name) <= 0),
+    ]
+    if problems:
+        raise ValueError("invalid model config: " + "; ".join(problems))
+
+
 @dataclass(frozen=True)
 class GPTConfig:
     vocab_size: int
@@ -43,11 +54,7 @@ class GPTConfig:
             problems.append(f"n_head={self.n_head} is not divisible by n_kv_head={self.n_kv_head}")
         if (self.d_model // max(self.n_head, 1)) % 2:
             problems.append("the head width d_model // n_head must be even for RoPE")
-        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "d_model"):
-            if getattr(self, name) <= 0:
-                problems.append(f"{name}={getattr(self, name)} must be positive")
-        if problems:
-            raise ValueError("invalid model config: " + "; ".join(problems))
+        raise_if_invalid(self, problems, ("vocab_size", "block_size", "n_layer", "n_head", "n_kv_head", "d_model"))
 
     @property
     def head_dim(self) -> int:
@@ -61,6 +68,10 @@ class GPTConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def embedding_params(self) -> int:
+        """The lookup table of the tokens (a tied output projection is the same table)."""
+        return self.vocab_size * self.d_model
 
     def num_params(self) -> int:
         """Parameter count from the shapes alone (GPT.num_params counts the real tensors)."""

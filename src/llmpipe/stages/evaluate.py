@@ -1,7 +1,7 @@
 """evaluate: score the pretrained language model: perplexity and bits per byte on the val and test
 splits, overall and per language, next to unigram and bigram models fitted on train; and samples.
 An encoder (model.arch=bert) and an encoder-decoder (model.arch=t5) are scored on their own
-objectives instead: the loss and accuracy of the masked tokens, or of the corrupted spans' targets,
+objectives instead: the loss and accuracy of the masked tokens, or of the tokens of the cut spans,
 next to a unigram model. The encoder writes no samples, since it does not generate; the
 encoder-decoder's samples are its fillings of a corrupted window, since its pretraining taught it
 nothing else.

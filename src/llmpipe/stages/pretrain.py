@@ -1,5 +1,6 @@
 """pretrain: train the network (model.arch) on its objective: next-token prediction for a decoder,
-masked tokens for the encoder (llmpipe.training.pretraining, llmpipe.training.objectives).
+masked tokens for the encoder, corrupted spans for the encoder-decoder (llmpipe.training.pretraining,
+llmpipe.training.objectives).
 
 Reads: data/tokens/{train,val}/*.bin (a split's shards, read as one stream), meta.json, tokenizer.json.
 Writes: models/pretrain/ (model.safetensors, config.json, tokenizer.json, params.json);

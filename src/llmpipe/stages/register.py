@@ -1,8 +1,8 @@
 """register: log the pretrained language model to MLflow, register a new version of it
 (<register.name_prefix>-lm; an encoder, whose masked-token scores do not compare with a decoder's,
-as <register.name_prefix>-mlm), point the `challenger` alias at it, and tag the version with the
-evaluation metrics it was judged by (what `llmpipe promote` compares). Each fine-tuned model is
-registered by register_task.
+as <register.name_prefix>-mlm, and an encoder-decoder as <register.name_prefix>-seq2seq), point the
+`challenger` alias at it, and tag the version with the evaluation metrics it was judged by (what
+`llmpipe promote` compares). Each fine-tuned model is registered by register_task.
 
 Reads: models/pretrain/; metrics/evaluate.json.
 Writes: metrics/register.json (name, version, URI, run id).

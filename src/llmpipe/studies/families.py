@@ -20,7 +20,6 @@ back from MLflow by experiment name and writes reports/families.md: mean ± samp
 deviation over the seeds, each seed's score, and whether the advice holds at this scale.
 """
 
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from llmpipe import typed_params
 from llmpipe.config import compose
 from llmpipe.registry import tracking
 from llmpipe.studies import experiments
-from llmpipe.studies.transfer import mean_sd
+from llmpipe.studies.transfer import mean_sd, over_seeds
 
 FAMILIES = {"gpt": "default", "bert": "bert", "t5": "t5"}  # family -> its conf/model option
 PREFIX = "family-"
@@ -116,13 +115,7 @@ def summarize(rows: list[dict], task_types: dict[str, str]) -> dict[str, dict[st
                 out.setdefault(task, {})[family] = {"skipped": mine[0]["skipped"]}
                 continue
             scored = [r for r in mine if "skipped" not in r]
-            summary = {"seeds": len(scored), "by_seed": {r["seed"]: r for r in scored}}
-            for metric in METRICS[task_types[task]]:
-                values = [r[metric] for r in scored if metric in r]
-                if values:
-                    summary[metric] = statistics.mean(values)
-                    summary[f"{metric}_sd"] = statistics.stdev(values) if len(values) > 1 else None
-            out.setdefault(task, {})[family] = summary
+            out.setdefault(task, {})[family] = over_seeds(scored, METRICS[task_types[task]])
     return out
 
 
@@ -210,7 +203,6 @@ def family_sizes(overrides: list[str], tokens_dir: Path, conf_dir: str | Path = 
     from llmpipe.data.token_files import read_meta
     from llmpipe.networks.build import model_config
     from llmpipe.training.objectives import objective
-    from llmpipe.training.pretraining import embedding_params
 
     vocab = read_meta(tokens_dir)["vocab_size"]
     sizes = {}
@@ -219,7 +211,7 @@ def family_sizes(overrides: list[str], tokens_dir: Path, conf_dir: str | Path = 
         cfg = model_config(params["model"], vocab)
         sizes[family] = {
             "objective": objective(cfg),
-            "params_non_embedding": cfg.num_params() - embedding_params(cfg),
+            "params_non_embedding": cfg.num_params() - cfg.embedding_params(),
             "tokens": params["pretrain"]["max_tokens"],
         }
     return sizes

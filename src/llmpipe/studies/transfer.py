@@ -110,16 +110,21 @@ def summarize(rows: list[dict], task_types: dict[str, str]) -> dict[str, dict[st
     for task in dict.fromkeys(r["task"] for r in rows):
         for variant in VARIANTS:
             mine = [r for r in rows if r["task"] == task and r["variant"] == variant]
-            if not mine:
-                continue
-            summary = {"seeds": len(mine), "by_seed": {r["seed"]: r for r in mine}}
-            for metric in METRICS[task_types[task]]:
-                values = [r[metric] for r in mine if metric in r]
-                if values:
-                    summary[metric] = statistics.mean(values)
-                    summary[f"{metric}_sd"] = statistics.stdev(values) if len(values) > 1 else None
-            out.setdefault(task, {})[variant] = summary
+            if mine:
+                out.setdefault(task, {})[variant] = over_seeds(mine, METRICS[task_types[task]])
     return out
+
+
+def over_seeds(rows: list[dict], metrics) -> dict:
+    """One arm of a study over its seeds' rows: {metric: mean, metric_sd: sample standard deviation
+    (None from one seed), seeds: n, by_seed: seed -> row}."""
+    summary = {"seeds": len(rows), "by_seed": {r["seed"]: r for r in rows}}
+    for metric in metrics:
+        values = [r[metric] for r in rows if metric in r]
+        if values:
+            summary[metric] = statistics.mean(values)
+            summary[f"{metric}_sd"] = statistics.stdev(values) if len(values) > 1 else None
+    return summary
 
 
 def mean_sd(summary: dict, metric: str) -> str:

@@ -23,7 +23,7 @@ from llmpipe.schema import Hardware, Pretrain
 from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.objectives import CAUSAL, MASKED, objective, pretraining_examples
+from llmpipe.training.objectives import CAUSAL, objective, pretraining_examples
 from llmpipe.training.throughput import SpeedMonitor
 from llmpipe.training.trainer_setup import gathered, token_budget
 
@@ -91,13 +91,7 @@ def size_metrics(net_cfg, tokens_seen: int) -> dict:
     """The model's size and the run's compute: what the scaling study plots loss against."""
     return {
         "params": net_cfg.num_params(),
-        "params_non_embedding": net_cfg.num_params() - embedding_params(net_cfg),
+        "params_non_embedding": net_cfg.num_params() - net_cfg.embedding_params(),
         "tokens_seen": tokens_seen,
         "flops": tokens_seen * net_cfg.flops_per_token(),
     }
-
-
-def embedding_params(net_cfg) -> int:
-    """The lookup tables: token embeddings, and the encoder's learned positions."""
-    positions = net_cfg.block_size * net_cfg.d_model if objective(net_cfg) == MASKED else 0
-    return net_cfg.vocab_size * net_cfg.d_model + positions
