@@ -41,7 +41,8 @@ from datatrove.pipeline.writers import JsonlWriter
 from llmpipe.data import language_id, pii, quality
 from llmpipe.data.cleaning import clean_text, dedup_key, screen
 from llmpipe.data.executors import run_in_order
-from llmpipe.data.near_dedup import HASH, CharacterMinhashSignature, ConfirmedPairs, minhash_config
+from llmpipe.data.minhash_signatures import CharacterMinhashSignature
+from llmpipe.data.near_dedup import HASH, ConfirmedPairs, minhash_config
 from llmpipe.data.record_ranges import RecordRangeReader
 from llmpipe.schema import Clean, DataHardware, Language
 
@@ -117,6 +118,7 @@ class QualityRules(BaseFilter):
     def __init__(self, cfg: dict, min_chars: int, exclusion_writer: JsonlWriter):
         super().__init__(exclusion_writer)
         quality.check_thresholds(cfg)
+        quality.load_tables()
         self.cfg = cfg
         self.min_chars = min_chars
 

@@ -1,16 +1,14 @@
 """Near-duplicate detection: MinHash LSH for candidates, edit similarity to confirm them.
 
-datatrove computes the MinHash signatures (MinhashDedupSignature) and clusters confirmed pairs
-(MinhashDedupCluster). Between the two, its MinhashDedupBuckets would call every pair that agrees
-on one band a duplicate. On short documents that is far too loose: two unrelated three-line quotes
+The MinHash signatures are datatrove's (computed in batches by minhash_signatures.py), and
+datatrove's MinhashDedupCluster clusters the confirmed pairs. Between the two, its
+MinhashDedupBuckets would call every pair that agrees on one band a duplicate. On short documents that is far too loose: two unrelated three-line quotes
 signed "-- Ambrose Bierce, The Devil's Dictionary" share many shingles, and measured on the
 fortunes with 3-character shingles, 20 bands of 5, it removed 5,323 of 19,872 documents. So here
 the bands only propose candidates (generous LSH: few hashes per band), and each candidate pair is
 kept only if the normalized Levenshtein similarity of the two texts (rapidfuzz) reaches
 `clean.dedup.similarity`. Random edits to 15 % of the characters leave a similarity near 0.85;
 unrelated texts of the same language score 0.3 to 0.6.
-
-Shingles are characters, not words: no segmenter needed, so Chinese works like English.
 """
 
 import bisect
@@ -22,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
-from datatrove.pipeline.dedup.minhash import MinhashConfig, MinhashDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.utils.hashing import HashConfig
-from datatrove.utils.text import TextNormConfig, simplify_text
-from datatrove.utils.word_tokenizers import WordTokenizer
+from datatrove.utils.text import TextNormConfig
 from rapidfuzz.distance import Levenshtein
 
 from llmpipe.data.cleaning import dedup_key
@@ -35,56 +32,6 @@ from llmpipe.schema import Dedup
 # with xxhash 4.x ("Strings must be encoded before hashing"). 64 bits: at a billion documents a
 # 32-bit hash would collide.
 HASH = HashConfig(precision=64, hash_fc="sha1")
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: spreads the bits of each uint64 over the whole word."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
-def character_shingles(text: str, n: int) -> np.ndarray:
-    """The distinct 64-bit hashes of a text's character n-grams, as an (N, 1) uint64 array.
-
-    Vectorized: the code points are combined n at a time by a polynomial (wrapping at 2^64) and
-    mixed. datatrove hashes each shingle string with sha1 in Python, which was a third of the stage's
-    time; this is the same kind of hash family at numpy speed, and needs no word splitting."""
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    if len(codes) < n:
-        return np.empty((0, 1), dtype=np.uint64)
-    h = np.zeros(len(codes) - n + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for i in range(n):
-            h = mix64(h * np.uint64(0x100000001B3) + codes[i : len(codes) - n + 1 + i] + np.uint64(1))
-    return np.unique(h).reshape(-1, 1)
-
-
-class Characters(WordTokenizer):
-    """Characters as datatrove's "words" (what MinhashDedupSignature takes a tokenizer for)."""
-
-    def word_tokenize(self, text: str) -> list[str]:
-        return list(text)
-
-    def sent_tokenize(self, text: str) -> list[str]:
-        return [text]
-
-    def span_tokenize(self, text: str) -> list[tuple[int, int]]:
-        return [(i, i + 1) for i in range(len(text))]
-
-
-class CharacterMinhashSignature(MinhashDedupSignature):
-    """datatrove's MinHash signature step over character shingles instead of word n-grams: no
-    segmenter needed, so Chinese (no spaces) works like English."""
-
-    name = "🎯 MinHash signatures (characters)"
-
-    def __init__(self, output_folder: str, config: MinhashConfig):
-        super().__init__(output_folder, config, language=Characters())
-
-    def get_shingles(self, text: str) -> np.ndarray:
-        return character_shingles(simplify_text(text, self.config.norm_config), self.config.n_grams)
 
 
 def minhash_config(cfg: Dedup, seed: int) -> MinhashConfig:

@@ -12,17 +12,17 @@ or None. Every rule is a small function of a `TextStats`, so a test can check ea
 
 import logging
 import re
-import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
+
+from llmpipe.data import char_counts
 
 # Sentence-ending punctuation: English, full-width Chinese, and closing quotes/brackets after them.
 TERMINAL = set(".!?;:。！？；：…\"'”’」』)）]》")
 BULLETS = ("•", "●", "◦", "▪", "‣", "-", "*", "·", "–", "—", "→")
 ELLIPSES = ("...", "…", "。。。")
 # Prose punctuation: not counted as "symbols" (the ratio that catches ASCII art and tables).
-PROSE_PUNCTUATION = set(".,;:!?'\"()-–—…/&%") | set("，。！？；：、“”‘’《》〈〉「」『』（）【】…—·")
+PROSE_PUNCTUATION = frozenset(".,;:!?'\"()-–—…/&%") | frozenset("，。！？；：、“”‘’《》〈〉「」『』（）【】…—·")
 PROSE_PUNCTUATION_CHARS = "".join(sorted(PROSE_PUNCTUATION))  # for str.strip
 # Function words that prose cannot avoid: Gopher's English list, and the commonest modern Chinese
 # particles and pronouns (classical poems use few of them, so the rule is off for zh by default).
@@ -42,6 +42,12 @@ def segment_chinese(text: str) -> list[str]:
 
     jieba.setLogLevel(logging.WARNING)  # its dictionary-loading notice is printed once per process
     return jieba.lcut(text)
+
+
+def load_tables():
+    """Build the tables the rules use (character classes) now: the clean stage calls this before
+    its workers fork, so each inherits them instead of building its own."""
+    char_counts.classes(PROSE_PUNCTUATION)
 
 
 def split_words(text: str, lang: str) -> list[str]:
@@ -73,9 +79,19 @@ class TextStats:
         return [" ".join(b.split()) for b in blocks if b.strip()]
 
     @cached_property
-    def visible(self) -> list[str]:
-        """Characters other than whitespace."""
-        return [c for c in self.text if not c.isspace()]
+    def visible(self) -> int:
+        """How many characters are not whitespace."""
+        return char_counts.visible_count(self.text)
+
+    @cached_property
+    def alphabetic(self) -> list[str]:
+        """The words with at least one letter."""
+        alpha = char_counts.classes(PROSE_PUNCTUATION)["alpha"]
+        return [w for w in self.words if alpha.search(w)]
+
+    @cached_property
+    def ngrams(self) -> char_counts.NGrams:
+        return char_counts.NGrams(self.words)
 
 
 # --- the rules: each returns True when the document breaks it ---------------------------------
@@ -92,7 +108,7 @@ def too_many_words(s: TextStats, maximum: int) -> bool:
 def mean_word_length_out_of_range(s: TextStats, low: float, high: float) -> bool:
     """Gopher keeps 3 to 10 characters per English word; a Chinese word is 1 to ~4 characters.
     Words without a letter (numbers) are left to the digit rule: "1000000元" is not a long word."""
-    stripped = [w.strip(PROSE_PUNCTUATION_CHARS) or w for w in s.words if any(c.isalpha() for c in w)]
+    stripped = [w.strip(PROSE_PUNCTUATION_CHARS) or w for w in s.alphabetic]
     if not stripped:
         return True
     mean = sum(len(w) for w in stripped) / len(stripped)
@@ -104,10 +120,10 @@ def symbol_ratio_too_high(s: TextStats, maximum: float) -> bool:
     ASCII art, tables of symbols, leftover markup."""
     if not s.visible:
         return True
-    symbols = sum(
-        1 for c in s.visible if not (c.isalnum() or c in PROSE_PUNCTUATION or unicodedata.category(c)[0] == "M")
-    )
-    return symbols / len(s.visible) > maximum
+    # the three classes are disjoint: marks and prose punctuation are counted where not alphanumeric
+    other = char_counts.count(char_counts.classes(PROSE_PUNCTUATION)["mark_or_prose"], s.text)
+    symbols = s.visible - char_counts.count(char_counts.ALNUM, s.text) - other
+    return symbols / s.visible > maximum
 
 
 def hash_ellipsis_ratio_too_high(s: TextStats, maximum: float) -> bool:
@@ -119,14 +135,14 @@ def hash_ellipsis_ratio_too_high(s: TextStats, maximum: float) -> bool:
 def digit_ratio_too_high(s: TextStats, maximum: float) -> bool:
     if not s.visible:
         return True
-    return sum(1 for c in s.visible if c.isdigit()) / len(s.visible) > maximum
+    return char_counts.count(char_counts.classes(PROSE_PUNCTUATION)["digit"], s.text) / s.visible > maximum
 
 
 def alphabetic_words_too_few(s: TextStats, minimum: float) -> bool:
     """Gopher: most words hold a letter (not only digits and symbols)."""
     if not s.words:
         return True
-    return sum(1 for w in s.words if any(c.isalpha() for c in w)) / len(s.words) < minimum
+    return len(s.alphabetic) / len(s.words) < minimum
 
 
 def stop_words_too_few(s: TextStats, minimum: int) -> bool:
@@ -171,10 +187,6 @@ def duplicate_lines_too_many(s: TextStats, max_line_fraction: float, max_char_fr
     return dup_lines / len(s.lines) > max_line_fraction or dup_chars / total_chars > max_char_fraction
 
 
-def ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
-    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-
-
 def top_ngram_too_frequent(s: TextStats, limits: dict[int, float], min_words: int) -> bool:
     """Gopher: the characters covered by the most frequent n-gram (n = 2..4), as a share of all word
     characters. Catches 'buy now buy now buy now'. Only from `min_words` up: in a ten-word quip one
@@ -183,11 +195,8 @@ def top_ngram_too_frequent(s: TextStats, limits: dict[int, float], min_words: in
         return False
     total = sum(len(w) for w in s.words)
     for n, limit in limits.items():
-        grams = ngrams(s.words, n)
-        if not grams:
-            continue
-        gram, count = Counter(grams).most_common(1)[0]
-        if count > 1 and count * sum(len(w) for w in gram) / total > limit:
+        count, chars = s.ngrams.most_frequent(n)
+        if count > 1 and count * chars / total > limit:
             return True
     return False
 
@@ -198,14 +207,7 @@ def duplicate_ngrams_too_many(s: TextStats, limits: dict[int, float], min_words:
         return False
     total = sum(len(w) for w in s.words)
     for n, limit in limits.items():
-        grams = ngrams(s.words, n)
-        counts = Counter(grams)
-        covered = [False] * len(s.words)
-        for i, gram in enumerate(grams):
-            if counts[gram] > 1:
-                covered[i : i + n] = [True] * n
-        dup_chars = sum(len(w) for w, c in zip(s.words, covered, strict=True) if c)
-        if total and dup_chars / total > limit:
+        if total and s.ngrams.repeated_chars(n) / total > limit:
             return True
     return False
 

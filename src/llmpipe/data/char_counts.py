@@ -1,0 +1,105 @@
+"""Counts of character classes and repeated n-grams for the quality rules, at C and NumPy speed.
+
+The rules were first written as Python loops over characters and words (`c.isdigit() for c in
+text`, a Counter of n-gram tuples); on real documentation pages they cost more than everything
+else in the clean stage's filter job. The counts here are the same numbers: each character class is
+built once per process from Python's own Unicode database (the str methods the rules name), and
+matched by a regular expression; n-grams are compared as integer labels, not tuples.
+"""
+
+import re
+import sys
+import unicodedata
+from functools import cache
+
+import numpy as np
+
+# Python's re: \w is exactly str.isalnum() or "_", and \s exactly str.isspace() (checked over every
+# code point by tests/unit/test_char_counts.py).
+ALNUM = re.compile(r"[^\W_]")
+
+
+def char_class(code_points: list[int]) -> str:
+    """A regular-expression class matching exactly these code points (as ranges)."""
+    parts, start = [], None
+    for i, cp in enumerate(code_points):
+        if start is None:
+            start = cp
+        if i + 1 == len(code_points) or code_points[i + 1] != cp + 1:
+            parts.append(re.escape(chr(start)) + ("-" + re.escape(chr(cp)) if cp != start else ""))
+            start = None
+    return "[" + "".join(parts) + "]"
+
+
+@cache
+def classes(prose_punctuation: frozenset[str]) -> dict[str, re.Pattern]:
+    """The character classes the rules count, from one pass over every code point (~0.2 s, once per
+    process; the clean stage builds them before its workers fork)."""
+    digits, numeric_not_alpha, marks_or_prose = [], [], []
+    for cp in range(sys.maxunicode + 1):
+        c = chr(cp)
+        if c.isdigit():
+            digits.append(cp)
+        if c.isalnum() and not c.isalpha():
+            numeric_not_alpha.append(cp)
+        if not (c.isalnum() or c.isspace()) and (c in prose_punctuation or unicodedata.category(c)[0] == "M"):
+            marks_or_prose.append(cp)
+    return {
+        "digit": re.compile(char_class(digits)),  # str.isdigit()
+        "alpha": re.compile(r"[^\W_" + char_class(numeric_not_alpha)[1:]),  # str.isalpha()
+        "mark_or_prose": re.compile(char_class(marks_or_prose)),  # neither alphanumeric nor space
+    }
+
+
+def visible_count(text: str) -> int:
+    """Characters other than whitespace (str.split splits on exactly str.isspace)."""
+    return sum(map(len, text.split()))
+
+
+def count(pattern: re.Pattern, text: str) -> int:
+    """Matches of a one-character pattern (subn counts in C, with no match object per character)."""
+    return pattern.subn("", text)[1]
+
+
+def ngram_labels(ids: np.ndarray, n: int, shorter: np.ndarray) -> np.ndarray:
+    """labels[i]: one integer per distinct n-gram, for the n-gram starting at word i, from the labels
+    of the (n-1)-grams: the pair (label of words i..i+n-2, word i+n-1) relabelled. Exact: equal labels
+    mean equal n-grams, with no hash to collide."""
+    keys = shorter[: len(ids) - n + 1] * np.int64(len(ids) + 1) + ids[n - 1 :]
+    return np.unique(keys, return_inverse=True)[1].reshape(-1)
+
+
+class NGrams:
+    """The n-gram labels of a list of words, computed for n = 2, 3, ... as far as asked."""
+
+    def __init__(self, words: list[str]):
+        index: dict[str, int] = {}
+        self.ids = np.array([index.setdefault(w, len(index)) for w in words], dtype=np.int64)
+        self.lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
+        self.labels = {1: self.ids}
+
+    def of(self, n: int) -> np.ndarray:
+        for m in range(max(self.labels) + 1, n + 1):
+            self.labels[m] = ngram_labels(self.ids, m, self.labels[m - 1]) if len(self.ids) >= m else self.ids[:0]
+        return self.labels[n]
+
+    def most_frequent(self, n: int) -> tuple[int, int]:
+        """(count, characters of its words) of the most frequent n-gram, the earliest-seen of equals
+        (as Counter.most_common(1) picks it); (0, 0) when there is none."""
+        labels = self.of(n)
+        if not len(labels):
+            return 0, 0
+        counts = np.bincount(labels)
+        top = int(counts.max())
+        first = int(np.argmax(counts[labels] == top))
+        return top, int(self.lengths[first : first + n].sum())
+
+    def repeated_chars(self, n: int) -> int:
+        """Characters of the words covered by n-grams that occur more than once."""
+        labels = self.of(n)
+        if not len(labels):
+            return 0
+        starts = np.flatnonzero(np.bincount(labels)[labels] > 1)
+        size = len(self.ids) + n + 1
+        depth = np.cumsum(np.bincount(starts, minlength=size) - np.bincount(starts + n, minlength=size))
+        return int(self.lengths[depth[: len(self.ids)] > 0].sum())

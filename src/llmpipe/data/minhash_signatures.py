@@ -1,0 +1,154 @@
+"""MinHash signatures over character shingles, computed for many documents at once.
+
+The signatures are exactly datatrove's (MinhashDedupSignature): the same permutations
+(a * x + b) mod (2^61 - 1) of each shingle hash, drawn from the same seed, the minimum per
+permutation, written as its bucket files (per band: the band's hashes and the document's position,
+sorted). What differs is how they are computed. datatrove works document by document, with one
+NumPy call chain and 40 struct.pack calls per document and a 64-bit division per hash; on short
+documents (a fortune is 230 bytes) the per-document overhead, and on long ones the division, were a
+quarter of the clean stage. Here a batch of documents is one array of code points, the shingles of
+all of them are hashed in one pass, the modulo uses the Mersenne-prime identity instead of a
+division, and each band's records are written with one call per batch.
+
+Shingles are characters, not words: no segmenter needed, so Chinese works like English.
+"""
+
+from pathlib import Path
+
+import numpy as np
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.utils.typeshelper import StatHints
+
+from llmpipe.data.text_simplify import Simplifier
+
+MERSENNE = np.uint64((1 << 61) - 1)  # datatrove's modulus for 64-bit signatures
+BATCH_CHARS = 1 << 20  # code points of text hashed together: bounds memory whatever the corpus
+BLOCK_ROWS = 8192  # shingles permuted at a time: the (rows, hashes) temporaries stay in cache
+
+
+def mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer: spreads the bits of each uint64 over the whole word."""
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def shingle_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 64-bit hashes of each text's character n-grams, and the index of the text each belongs
+    to (ascending). The code points of a window are combined by a polynomial (wrapping at 2^64) and
+    mixed; windows that would cross from one text into the next are dropped. A shingle that occurs
+    twice in a text is hashed twice: the minimum does not change, and sorting to drop repeats cost
+    more than permuting them."""
+    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    windows = len(codes) - n + 1
+    if windows <= 0:
+        return np.empty(0, np.uint64), np.empty(0, np.int64)
+    h = np.zeros(windows, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i in range(n):
+            h = mix64(h * np.uint64(0x100000001B3) + codes[i : windows + i] + np.uint64(1))
+    owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)[:windows]
+    inside = np.arange(windows) + n <= np.cumsum(lengths)[owner]
+    return h[inside], owner[inside]
+
+
+def permutations(config: MinhashConfig) -> tuple[np.ndarray, np.ndarray]:
+    """datatrove's permutation parameters (a, b), each of shape (1, hashes), from the same seed."""
+    gen = np.random.RandomState(config.seed)
+    hashes = config.num_buckets * config.hashes_per_bucket
+    a = gen.randint(1, MERSENNE, dtype=np.uint64, size=(1, hashes))
+    b = gen.randint(0, MERSENNE, dtype=np.uint64, size=(1, hashes))
+    return a, b
+
+
+def permuted(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(x * a + b) mod (2^61 - 1) for a column of shingle hashes x, with x * a + b wrapping at 2^64
+    as datatrove's NumPy expression does. y mod (2^k - 1) = (y & (2^k - 1)) + (y >> k), then at most
+    one subtraction: the same numbers as `%`, without a 64-bit division per value."""
+    with np.errstate(over="ignore"):
+        y = x.reshape(-1, 1) * a
+        y += b
+    r = y & MERSENNE
+    r += y >> np.uint64(61)
+    np.subtract(r, MERSENNE, out=r, where=r >= MERSENNE)
+    return r
+
+
+def signatures(hashes: np.ndarray, owner: np.ndarray, docs: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(docs, permutations) minimum permuted hash of each document's shingles (all ones for a
+    document without shingles), computed BLOCK_ROWS shingles at a time."""
+    out = np.full((docs, a.shape[1]), np.iinfo(np.uint64).max, dtype=np.uint64)
+    for start in range(0, len(hashes), BLOCK_ROWS):
+        rows = slice(start, start + BLOCK_ROWS)
+        block_owner = owner[rows]
+        firsts = np.flatnonzero(np.concatenate([[True], block_owner[1:] != block_owner[:-1]]))
+        mins = np.minimum.reduceat(permuted(hashes[rows], a, b), firsts, axis=0)
+        who = block_owner[firsts]
+        out[who] = np.minimum(out[who], mins)
+    return out
+
+
+class CharacterMinhashSignature(PipelineStep):
+    """datatrove's MinHash signature step (same bucket files, same numbers) over character shingles
+    of the simplified text, computed a batch of documents at a time."""
+
+    name = "🎯 MinHash signatures (characters)"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, output_folder: str, config: MinhashConfig):
+        super().__init__()
+        assert config.hash_config.precision == 64, "signature files are written as 64-bit hashes"
+        self.output_folder, self.config = Path(output_folder), config
+        h = config.hashes_per_bucket
+        self.record = np.dtype([(f"field{i + 1}", "<u8") for i in range(h)] + [(f"field{h + 1}", "<u4")])
+        self.simplify = Simplifier(config.norm_config)
+
+    def write_batch(self, files: list, texts: list[str], positions: list[int]):
+        """Signatures of a batch, one record per band and document with at least one shingle."""
+        hashes, owner = shingle_hashes(texts, self.config.n_grams)
+        sig = signatures(hashes, owner, len(texts), *self.parameters)
+        signed = np.unique(owner)  # a text shorter than a shingle has no signature (as in datatrove)
+        h = self.config.hashes_per_bucket
+        for band, f in enumerate(files):
+            records = np.empty(len(signed), dtype=self.record)
+            for i in range(h):
+                records[f"field{i + 1}"] = sig[signed, band * h + i]
+            records[f"field{h + 1}"] = np.asarray(positions, dtype=np.uint32)[signed]
+            f.write(records.tobytes())
+
+    def sort_bands(self, paths: list[Path]):
+        """Each band file sorted by its records, as datatrove sorts them (ConfirmedPairs names a
+        document by its position in the sorted file)."""
+        for path in paths:
+            records = np.fromfile(path, dtype=self.record)
+            # lexsort on the fields, first field first: the order of NumPy's sort(order=names), whose
+            # generic comparison of structured records was as slow as computing the signatures
+            records[np.lexsort([records[name] for name in reversed(self.record.names)])].tofile(path)
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        self.parameters = permutations(self.config)
+        bands = range(self.config.num_buckets)
+        paths = [self.output_folder / f"bucket_{band:03d}" / f"{rank:05d}.minhash.sig" for band in bands]
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        files = [path.open("wb") for path in paths]
+        try:
+            texts, positions, chars = [], [], 0
+            for position, doc in enumerate(data):
+                self.stat_update(StatHints.total)
+                texts.append(self.simplify(doc.text))
+                positions.append(position)
+                chars += len(texts[-1])
+                if chars >= BATCH_CHARS:
+                    self.write_batch(files, texts, positions)
+                    texts, positions, chars = [], [], 0
+            if texts:
+                self.write_batch(files, texts, positions)
+        finally:
+            for f in files:
+                f.close()
+        self.sort_bands(paths)
+        yield from ()
