@@ -22,10 +22,10 @@ enters leaves in exactly one place: the kept output, a removed/ folder named for
 quarantine; clean_report.Tally.account checks it.
 """
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
+import orjson
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.exact_dedup import (
@@ -162,9 +162,9 @@ class RankFileReader(PipelineStep):
         path = self.folder / f"{rank:05d}.jsonl"
         if not path.exists():
             return
-        with path.open(encoding="utf-8") as f:
+        with path.open("rb") as f:
             for line in f:
-                record = json.loads(line)
+                record = orjson.loads(line)  # written by datatrove's writer, with orjson
                 yield Document(text=record["text"], id=record["id"], metadata=record.get("metadata", {}))
 
 

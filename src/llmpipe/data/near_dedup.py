@@ -2,23 +2,23 @@
 
 The MinHash signatures are datatrove's (computed in batches by minhash_signatures.py), and
 datatrove's MinhashDedupCluster clusters the confirmed pairs. Between the two, its
-MinhashDedupBuckets would call every pair that agrees on one band a duplicate. On short documents that is far too loose: two unrelated three-line quotes
-signed "-- Ambrose Bierce, The Devil's Dictionary" share many shingles, and measured on the
-fortunes with 3-character shingles, 20 bands of 5, it removed 5,323 of 19,872 documents. So here
-the bands only propose candidates (generous LSH: few hashes per band), and each candidate pair is
-kept only if the normalized Levenshtein similarity of the two texts (rapidfuzz) reaches
-`clean.dedup.similarity`. Random edits to 15 % of the characters leave a similarity near 0.85;
-unrelated texts of the same language score 0.3 to 0.6.
+MinhashDedupBuckets would call every pair that agrees on one band a duplicate. On short documents
+that is far too loose: two unrelated three-line quotes signed "-- Ambrose Bierce, The Devil's
+Dictionary" share many shingles, and measured on the fortunes with 3-character shingles, 20 bands
+of 5, it removed 5,323 of 19,872 documents. So here the bands only propose candidates (generous
+LSH: few hashes per band), and each candidate pair is kept only if the normalized Levenshtein
+similarity of the two texts (rapidfuzz) reaches `clean.dedup.similarity`. Random edits to 15 % of
+the characters leave a similarity near 0.85; unrelated texts of the same language score 0.3 to 0.6.
 """
 
 import bisect
-import json
 import struct
 from array import array
 from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
+import orjson
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.utils.hashing import HashConfig
@@ -233,7 +233,7 @@ class DedupKeys:
             return key
         f = self.stream(doc[0])
         f.seek(int(self.offsets[doc[0]][doc[1]]))
-        key = dedup_key(json.loads(f.readline())["text"])
+        key = dedup_key(orjson.loads(f.readline())["text"])
         self.cache[doc] = key
         self.chars += len(key)
         while self.chars > self.max_chars and len(self.cache) > 1:

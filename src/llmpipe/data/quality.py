@@ -10,12 +10,11 @@ thresholds from `clean.quality.<lang>`; a threshold of null switches the rule of
 or None. Every rule is a small function of a `TextStats`, so a test can check each one alone.
 """
 
-import logging
 import re
 from dataclasses import dataclass
 from functools import cached_property
 
-from llmpipe.data import char_counts
+from llmpipe.data import char_counts, chinese_words
 
 # Sentence-ending punctuation: English, full-width Chinese, and closing quotes/brackets after them.
 TERMINAL = set(".!?;:。！？；：…\"'”’」』)）]》")
@@ -38,16 +37,15 @@ def is_cjk(char: str) -> bool:
 
 
 def segment_chinese(text: str) -> list[str]:
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)  # its dictionary-loading notice is printed once per process
-    return jieba.lcut(text)
+    """jieba's words (jieba.lcut), computed by chinese_words.segment several times faster."""
+    return chinese_words.segment(text)
 
 
 def load_tables():
-    """Build the tables the rules use (character classes) now: the clean stage calls this before
+    """Build the tables the rules use (character classes, the word dictionary) now: the clean stage calls this before
     its workers fork, so each inherits them instead of building its own."""
     char_counts.classes(PROSE_PUNCTUATION)
+    chinese_words.load()
 
 
 def split_words(text: str, lang: str) -> list[str]:
