@@ -42,8 +42,8 @@ def segment_chinese(text: str) -> list[str]:
 
 
 def load_tables():
-    """Build the tables the rules use (character classes, the word dictionary) now: the clean stage calls this before
-    its workers fork, so each inherits them instead of building its own."""
+    """Build the tables the rules use (character classes, the word dictionary) now: the clean stage
+    calls this before its workers fork, so each inherits them instead of building its own."""
     char_counts.classes(PROSE_PUNCTUATION)
     chinese_words.load()
 
@@ -51,7 +51,8 @@ def load_tables():
 def split_words(text: str, lang: str) -> list[str]:
     """Words with at least one letter or digit: jieba words for Chinese, whitespace words otherwise."""
     tokens = segment_chinese(text) if lang == "zh" else text.split()
-    return [t.strip() for t in tokens if WORD_CHARS.search(t)]
+    # no token holds both whitespace and a word character (jieba puts whitespace in tokens of its own)
+    return list(filter(WORD_CHARS.search, tokens))
 
 
 @dataclass
@@ -84,8 +85,7 @@ class TextStats:
     @cached_property
     def alphabetic(self) -> list[str]:
         """The words with at least one letter."""
-        alpha = char_counts.classes(PROSE_PUNCTUATION)["alpha"]
-        return [w for w in self.words if alpha.search(w)]
+        return list(filter(char_counts.classes(PROSE_PUNCTUATION)["alpha"].pattern.search, self.words))
 
     @cached_property
     def ngrams(self) -> char_counts.NGrams:
@@ -106,10 +106,10 @@ def too_many_words(s: TextStats, maximum: int) -> bool:
 def mean_word_length_out_of_range(s: TextStats, low: float, high: float) -> bool:
     """Gopher keeps 3 to 10 characters per English word; a Chinese word is 1 to ~4 characters.
     Words without a letter (numbers) are left to the digit rule: "1000000元" is not a long word."""
-    stripped = [w.strip(PROSE_PUNCTUATION_CHARS) or w for w in s.alphabetic]
-    if not stripped:
+    if not s.alphabetic:
         return True
-    mean = sum(len(w) for w in stripped) / len(stripped)
+    # stripping prose punctuation off a word with a letter never empties it
+    mean = sum(len(w.strip(PROSE_PUNCTUATION_CHARS)) for w in s.alphabetic) / len(s.alphabetic)
     return not low <= mean <= high
 
 
@@ -119,8 +119,8 @@ def symbol_ratio_too_high(s: TextStats, maximum: float) -> bool:
     if not s.visible:
         return True
     # the three classes are disjoint: marks and prose punctuation are counted where not alphanumeric
-    other = char_counts.count(char_counts.classes(PROSE_PUNCTUATION)["mark_or_prose"], s.text)
-    symbols = s.visible - char_counts.count(char_counts.ALNUM, s.text) - other
+    classes = char_counts.classes(PROSE_PUNCTUATION)
+    symbols = s.visible - classes["alnum"].count(s.text) - classes["mark_or_prose"].count(s.text)
     return symbols / s.visible > maximum
 
 
@@ -133,7 +133,7 @@ def hash_ellipsis_ratio_too_high(s: TextStats, maximum: float) -> bool:
 def digit_ratio_too_high(s: TextStats, maximum: float) -> bool:
     if not s.visible:
         return True
-    return char_counts.count(char_counts.classes(PROSE_PUNCTUATION)["digit"], s.text) / s.visible > maximum
+    return char_counts.classes(PROSE_PUNCTUATION)["digit"].count(s.text) / s.visible > maximum
 
 
 def alphabetic_words_too_few(s: TextStats, minimum: float) -> bool:
