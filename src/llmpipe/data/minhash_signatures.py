@@ -24,6 +24,7 @@ from llmpipe.data.text_simplify import Simplifier
 
 MERSENNE = np.uint64((1 << 61) - 1)  # datatrove's modulus for 64-bit signatures
 BATCH_CHARS = 1 << 20  # code points of text hashed together: bounds memory whatever the corpus
+DISTINCT_FROM = 2048  # shingles in a text from which its repeats are dropped before permuting
 BLOCK_ROWS = 8192  # shingles permuted at a time: the (rows, hashes) temporaries stay in cache
 
 
@@ -38,9 +39,9 @@ def mix64(x: np.ndarray) -> np.ndarray:
 def shingle_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
     """The 64-bit hashes of each text's character n-grams, and the index of the text each belongs
     to (ascending). The code points of a window are combined by a polynomial (wrapping at 2^64) and
-    mixed; windows that would cross from one text into the next are dropped. A shingle that occurs
-    twice in a text is hashed twice: the minimum does not change, and sorting to drop repeats cost
-    more than permuting them."""
+    mixed; windows that would cross from one text into the next are dropped. In a short text a
+    shingle that occurs twice is kept twice: the minimum does not change, and sorting to drop the
+    repeats would cost more than permuting them."""
     lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
     codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     windows = len(codes) - n + 1
@@ -52,7 +53,25 @@ def shingle_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
             h = mix64(h * np.uint64(0x100000001B3) + codes[i : windows + i] + np.uint64(1))
     owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)[:windows]
     inside = np.arange(windows) + n <= np.cumsum(lengths)[owner]
-    return h[inside], owner[inside]
+    return distinct_in_long_texts(h[inside], owner[inside], len(texts))
+
+
+def distinct_in_long_texts(h: np.ndarray, owner: np.ndarray, texts: int) -> tuple[np.ndarray, np.ndarray]:
+    """Repeated shingles dropped from texts of at least DISTINCT_FROM shingles. The minimum does not
+    need it; it saves time where sorting costs less than permuting the repeats: a long manual page
+    repeats 60 % of its shingles, a fortune almost none."""
+    bounds = np.searchsorted(owner, np.arange(texts + 1))
+    long_texts = np.flatnonzero(np.diff(bounds) >= DISTINCT_FROM)
+    if not len(long_texts):
+        return h, owner
+    hashes, owners, at = [], [], 0
+    for text in long_texts:
+        start, end = bounds[text], bounds[text + 1]
+        distinct = np.unique(h[start:end])
+        hashes += [h[at:start], distinct]
+        owners += [owner[at:start], np.full(len(distinct), text, dtype=np.int64)]
+        at = end
+    return np.concatenate([*hashes, h[at:]]), np.concatenate([*owners, owner[at:]])
 
 
 def permutations(config: MinhashConfig) -> tuple[np.ndarray, np.ndarray]:

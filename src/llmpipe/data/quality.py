@@ -13,6 +13,7 @@ or None. Every rule is a small function of a `TextStats`, so a test can check ea
 import re
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import repeat
 
 from llmpipe.data import char_counts, chinese_words
 
@@ -88,6 +89,10 @@ class TextStats:
         return list(filter(char_counts.classes(PROSE_PUNCTUATION)["alpha"].pattern.search, self.words))
 
     @cached_property
+    def word_chars(self) -> int:
+        return sum(map(len, self.words))
+
+    @cached_property
     def ngrams(self) -> char_counts.NGrams:
         return char_counts.NGrams(self.words)
 
@@ -109,7 +114,7 @@ def mean_word_length_out_of_range(s: TextStats, low: float, high: float) -> bool
     if not s.alphabetic:
         return True
     # stripping prose punctuation off a word with a letter never empties it
-    mean = sum(len(w.strip(PROSE_PUNCTUATION_CHARS)) for w in s.alphabetic) / len(s.alphabetic)
+    mean = sum(map(len, map(str.strip, s.alphabetic, repeat(PROSE_PUNCTUATION_CHARS)))) / len(s.alphabetic)
     return not low <= mean <= high
 
 
@@ -191,7 +196,7 @@ def top_ngram_too_frequent(s: TextStats, limits: dict[int, float], min_words: in
     repeated phrase ("the tree of life ... the tree of death") is style, not spam."""
     if len(s.words) < min_words:
         return False
-    total = sum(len(w) for w in s.words)
+    total = s.word_chars
     for n, limit in limits.items():
         count, chars = s.ngrams.most_frequent(n)
         if count > 1 and count * chars / total > limit:
@@ -203,7 +208,7 @@ def duplicate_ngrams_too_many(s: TextStats, limits: dict[int, float], min_words:
     """Gopher: the share of word characters inside n-grams (n = 5..10) that occur more than once."""
     if len(s.words) < min_words:
         return False
-    total = sum(len(w) for w in s.words)
+    total = s.word_chars
     for n, limit in limits.items():
         if total and s.ngrams.repeated_chars(n) / total > limit:
             return True
