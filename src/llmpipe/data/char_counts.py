@@ -70,12 +70,13 @@ def visible_count(text: str) -> int:
     return sum(map(len, text.split()))
 
 
-def ngram_labels(ids: np.ndarray, n: int, shorter: np.ndarray) -> np.ndarray:
+def ngram_labels(ids: np.ndarray, n: int, shorter: np.ndarray) -> tuple[np.ndarray, int]:
     """labels[i]: one integer per distinct n-gram, for the n-gram starting at word i, from the labels
     of the (n-1)-grams: the pair (label of words i..i+n-2, word i+n-1) relabelled. Exact: equal labels
-    mean equal n-grams, with no hash to collide."""
+    mean equal n-grams, with no hash to collide. Also returns how many distinct n-grams there are."""
     keys = shorter[: len(ids) - n + 1] * np.int64(len(ids) + 1) + ids[n - 1 :]
-    return np.unique(keys, return_inverse=True)[1].reshape(-1)
+    distinct, labels = np.unique(keys, return_inverse=True)
+    return labels.reshape(-1), len(distinct)
 
 
 class NGrams:
@@ -86,10 +87,16 @@ class NGrams:
         self.ids = np.array([index.setdefault(w, len(index)) for w in words], dtype=np.int64)
         self.lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
         self.labels = {1: self.ids}
+        self.all_distinct = {1: len(index) == len(words)}  # no n-gram occurs twice
 
     def of(self, n: int) -> np.ndarray:
         for m in range(max(self.labels) + 1, n + 1):
-            self.labels[m] = ngram_labels(self.ids, m, self.labels[m - 1]) if len(self.ids) >= m else self.ids[:0]
+            count = max(len(self.ids) - m + 1, 0)
+            if self.all_distinct[m - 1]:  # no (m-1)-gram repeats, so no m-gram does: nothing to sort
+                self.labels[m], distinct = np.arange(count), count
+            else:
+                self.labels[m], distinct = ngram_labels(self.ids, m, self.labels[m - 1]) if count else (self.ids[:0], 0)
+            self.all_distinct[m] = distinct == count
         return self.labels[n]
 
     def most_frequent(self, n: int) -> tuple[int, int]:

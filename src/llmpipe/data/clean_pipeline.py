@@ -120,13 +120,16 @@ class QualityRules(BaseFilter):
         quality.check_thresholds(cfg)
         quality.load_tables()
         self.cfg = cfg
+        self.rules: dict[str, list] = {}  # each language's active rules, made on its first document
         self.min_chars = min_chars
 
     def filter(self, doc: Document):
         if len(doc.text) < self.min_chars:
             return False, "too_short"
         lang = doc.metadata["lang"]
-        failed = quality.first_failure(quality.TextStats(doc.text, lang), quality.rules_for(lang, self.cfg))
+        if lang not in self.rules:
+            self.rules[lang] = quality.active_rules(quality.rules_for(lang, self.cfg))
+        failed = quality.first_failure(quality.TextStats(doc.text, lang), self.rules[lang])
         return True if failed is None else (False, failed)
 
 

@@ -247,13 +247,22 @@ RULE_NAMES = tuple(name for name, _, _ in RULES)
 THRESHOLD_KEYS = tuple(key for _, _, keys in RULES for key in keys)
 
 
-def first_failure(s: TextStats, thresholds: dict) -> str | None:
-    """The first rule (in RULES order) that the document breaks, or None to keep it. A rule whose
-    thresholds include a null is switched off."""
+def active_rules(thresholds: dict) -> list[tuple[str, object, list]]:
+    """(name, rule, its thresholds) of the rules that are on, in RULES order: a rule whose thresholds
+    include a null is switched off."""
+    active = []
     for name, rule, keys in RULES:
         args = [thresholds.get(key) for key in keys]
-        if any(a is None for a in args):
-            continue
+        if all(a is not None for a in args):
+            active.append((name, rule, args))
+    return active
+
+
+def first_failure(s: TextStats, thresholds: dict | list) -> str | None:
+    """The first rule (in RULES order) that the document breaks, or None to keep it. `thresholds`:
+    a language's thresholds, or their active_rules (what the clean stage passes, made once)."""
+    rules = active_rules(thresholds) if isinstance(thresholds, dict) else thresholds
+    for name, rule, args in rules:
         if rule(s, *args):
             return name
     return None
