@@ -10,6 +10,7 @@ The same pipelines run under datatrove's SlurmPipelineExecutor (README, "Large c
 of tasks is a stage parameter, never the number of workers, so outputs do not depend on the hardware.
 """
 
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -22,18 +23,38 @@ from loguru import logger
 from llmpipe.logs import quiet_bars, verbose
 from llmpipe.schema import DataHardware
 
+# The task's log file handler while a task runs (loguru's handler id). Handlers are added and
+# removed one by one, not all reset for every task: loguru's add costs about 3 ms, and datatrove's
+# own set-up made three of them per task.
+task_handler: int | None = None
+configured_in: int | None = None  # the process whose stderr handler warnings_only_on_stderr set up
+
 
 def warnings_only_on_stderr():
+    """Only warnings on stderr; also what ends a task (datatrove calls it as setup_default_logger):
+    then just the task's file handler goes."""
+    global task_handler, configured_in
+    if task_handler is not None and configured_in == os.getpid():
+        handler, task_handler = task_handler, None
+        try:
+            logger.remove(handler)
+            return
+        except ValueError:  # removed already (something reset loguru): set everything up again
+            pass
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
+    task_handler, configured_in = None, os.getpid()
 
 
 def task_logger_quiet_on_stderr(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
     """datatrove's add_task_logger, with stderr at WARNING: its INFO lines (the pipeline, per-task
     statistics) stay in the task's log file under data/work/<stage>/logs/<job>/logs/."""
-    warnings_only_on_stderr()
+    global task_handler
+    if task_handler is not None or configured_in != os.getpid():  # a new process, or a task not closed
+        task_handler = None
+        warnings_only_on_stderr()
     logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
-    logger.add(logfile, level="DEBUG")
+    task_handler = logger.add(logfile, level="DEBUG")
     return logfile
 
 
