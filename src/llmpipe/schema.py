@@ -66,6 +66,7 @@ class Dedup:
     hashes_per_bucket: int = between(1)
     similarity: float = between(0, 1)
     max_compare: int = between(1)  # comparisons a document may make over all bands (shared out among the tasks)
+    compare_chars: int = between(1)  # a comparison of longer keys counts as ceil(longer / compare_chars)
 
 
 @dataclass

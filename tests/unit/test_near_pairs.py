@@ -9,9 +9,9 @@ from llmpipe.data.near_dedup import Clusters, ConfirmedPairs, minhash_config, ra
 from ..conftest import typed_section
 
 
-def step(budget: int) -> ConfirmedPairs:
+def step(budget: int, compare_chars: int = 1 << 62) -> ConfirmedPairs:
     config = minhash_config(typed_section("clean").dedup, seed=0)
-    return ConfirmedPairs("sigs", "docs", "pairs", config, similarity=0.8, budget=budget)
+    return ConfirmedPairs("sigs", "docs", "pairs", config, similarity=0.8, budget=budget, compare_chars=compare_chars)
 
 
 def family(rng, n: int = 300, planted: int = 10) -> tuple[list, dict, set]:
@@ -59,7 +59,26 @@ def test_the_budget_is_per_document_over_all_the_bands_of_a_task():
     for _ in range(2):  # the same family shares a second band: no document gets a second budget
         list(two_bands.confirm(group, keys, Clusters()))
     assert two_bands.stats["candidates"].total <= 20 * len(group)
-    ran_out = [doc for doc, spent in two_bands.spent.items() if spent > 20]  # marked once counted
+    ran_out = two_bands.capped
     assert ran_out and two_bands.stats["compare_capped"].total == len(ran_out)  # once each, not once per band
+    assert all(two_bands.spent[doc] == 20 for doc in ran_out)
     # only the early documents, which met fewer than 20 representatives in the first band, compare again
     assert two_bands.stats["candidates"].total - spent_in_one <= 20 * 20
+
+
+def test_a_comparison_of_long_texts_takes_more_of_the_budget():
+    """Edit distance costs about the square of the length: a comparison of texts over compare_chars
+    counts as ceil(longer / compare_chars), so a family of long pages makes fewer comparisons."""
+    group, keys, copies = family(random.Random(3), n=200, planted=10)
+    longest = max(len(keys[doc]) for doc in group)
+    by_count = step(budget=20)
+    list(by_count.confirm(group, keys, Clusters()))
+    by_length = step(budget=20, compare_chars=longest // 4)  # every comparison costs 4 or 5
+    found = set(by_length.confirm(group, keys, Clusters()))
+    assert by_length.stats["candidates"].total <= 5 * len(group) < by_count.stats["candidates"].total
+    assert found <= copies  # fewer comparisons, never a wrong pair
+    assert by_length.stats["compare_capped"].total == len(by_length.capped) > 0
+    # up to compare_chars a comparison counts as one: the same comparisons as a budget in counts
+    same = step(budget=20, compare_chars=longest)
+    list(same.confirm(group, keys, Clusters()))
+    assert same.stats["candidates"].total == by_count.stats["candidates"].total

@@ -231,7 +231,9 @@ def near_jobs(dedup, minhash, work: Path, deduped: Path, tasks: int) -> list[tup
     near_tasks = min(tasks, dedup.num_buckets)
     # a document's max_compare, shared out evenly among the tasks, each spending its share over its bands
     budget = max(1, dedup.max_compare // near_tasks)
-    pairs = ConfirmedPairs(work / "minhash_sigs", deduped, work / "minhash_pairs", minhash, dedup.similarity, budget)
+    pairs = ConfirmedPairs(
+        work / "minhash_sigs", deduped, work / "minhash_pairs", minhash, dedup.similarity, budget, dedup.compare_chars
+    )
     cluster = MinhashDedupCluster(str(work / "minhash_pairs"), str(work / "minhash_remove"), config=minhash)
     near_filter = MinhashDedupFilter(
         str(work / "minhash_remove"), exclusion_writer=removed_writer(work, "near_duplicate")

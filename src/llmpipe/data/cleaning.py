@@ -50,10 +50,11 @@ def strip_control(text: str) -> str:
 
 def fix_mojibake(text: str) -> str:
     """Text that was encoded in UTF-8 and decoded as Latin-1 / cp1252 ("cafÃ©") decoded again
-    correctly (ftfy.fix_encoding only: it leaves quotes, HTML entities and width alone)."""
-    import ftfy
+    correctly (ftfy.fix_encoding only: it leaves quotes, HTML entities and width alone; its test for
+    mojibake searched only around non-ASCII characters, mojibake.py)."""
+    from llmpipe.data import mojibake
 
-    return ftfy.fix_encoding(text)
+    return mojibake.fix_encoding(text)
 
 
 def normalize_whitespace(text: str) -> str:

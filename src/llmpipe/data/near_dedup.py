@@ -87,6 +87,9 @@ class ConfirmedPairs(PipelineStep):
     comparisons for all the bands of this task together, so a family of similar-looking pages
     (thousands of generated API pages, sharing many bands) costs a bounded number of comparisons
     per page whatever the family's size: the cost per document stays the same as the corpus grows.
+    A comparison of texts longer than `compare_chars` counts as ceil(longer / compare_chars) (edit
+    distance takes time about the square of the length), so long pages cost no more per character
+    than short ones; a document's first comparison in a task is always made.
     A pair confirmed in an earlier band is neither compared nor written again. Documents that ran
     out of budget unmatched are counted (`compare_capped`, once per document and task), never silent.
     The budget is the task's share of `clean.dedup.max_compare` (clean_pipeline.near_jobs): which
@@ -107,11 +110,13 @@ class ConfirmedPairs(PipelineStep):
         config: MinhashConfig,
         similarity: float,
         budget: int,
+        compare_chars: int = 1 << 62,
     ):
         super().__init__()
         self.sig_folder, self.docs_folder, self.output_folder = Path(sig_folder), Path(docs_folder), Path(output_folder)
-        self.config, self.similarity, self.budget = config, similarity, budget
-        self.spent: dict[tuple[int, int], int] = {}  # comparisons each document has made in this task
+        self.config, self.similarity, self.budget, self.compare_chars = config, similarity, budget, compare_chars
+        self.spent: dict[tuple[int, int], int] = {}  # budget each document has spent in this task
+        self.capped: set[tuple[int, int]] = set()  # documents counted as having run out, in this task
 
     def band_groups(self, band: int) -> list[list[tuple[int, int]]]:
         """Documents whose signatures agree on this band, in groups of two or more, each sorted, the
@@ -162,23 +167,24 @@ class ConfirmedPairs(PipelineStep):
     def first_match(self, doc, size, low, high, lengths, representatives, keys, clusters):
         """The first representative (nearest in length, within [low, high]) that is similar to doc,
         Known(rep) if one is already in doc's cluster, or None once doc has spent its budget
-        (comparisons in this band and in this task's earlier bands)."""
+        (comparisons in this band and in this task's earlier bands, long ones counting as several)."""
         right = bisect.bisect(lengths, size)
         left, compared = right - 1, self.spent.get(doc, 0)
         while (left >= 0 and lengths[left] >= low) or (right < len(lengths) and lengths[right] <= high):
             take_left = right >= len(lengths) or lengths[right] > high
             if not take_left and left >= 0 and lengths[left] >= low:
                 take_left = size - lengths[left] <= lengths[right] - size
-            rep = representatives[left] if take_left else representatives[right]
+            at = left if take_left else right
+            rep, rep_size = representatives[at], lengths[at]
             left, right = (left - 1, right) if take_left else (left, right + 1)
             if clusters.find(rep) == clusters.find(doc):
                 return Known(rep)
             if compared >= self.budget:
-                if compared == self.budget:  # it ran out just now: counted once, then marked as counted
+                if doc not in self.capped:  # counted once per document and task
+                    self.capped.add(doc)
                     self.stat_update("compare_capped")
-                    self.spent[doc] = self.budget + 1
                 return None
-            compared += 1
+            compared += self.cost(size, rep_size)
             self.spent[doc] = compared
             self.stat_update("candidates")
             if similar(keys[rep], keys[doc], self.similarity):
@@ -187,12 +193,18 @@ class ConfirmedPairs(PipelineStep):
                 return rep
         return None
 
+    def cost(self, size: int, other: int) -> int:
+        """What a comparison takes from the budget: one, or ceil(longer / compare_chars) for long
+        texts (edit distance takes time about the square of the length)."""
+        return max(1, -(-max(size, other) // self.compare_chars))
+
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         assert data is None, "ConfirmedPairs starts a pipeline"
         self.output_folder.mkdir(parents=True, exist_ok=True)
         bands = range(rank, self.config.num_buckets, world_size)
         clusters = Clusters()
         self.spent.clear()
+        self.capped.clear()
         with DedupKeys(self.docs_folder) as keys:
             for band in bands:  # one band's groups in memory at a time
                 with (self.output_folder / f"{band:05d}_00.dups").open("wb") as out:

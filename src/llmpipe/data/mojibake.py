@@ -1,0 +1,93 @@
+"""ftfy's mojibake repair, with its test for mojibake run only where mojibake can be.
+
+ftfy.fix_encoding first asks ftfy.badness.is_bad(text): one search of a large regular expression
+(sequences such as "Ã©" or "â€™") over the whole text, about 150 ns a character, which was the
+costliest step of the clean stage's filter job on long documentation pages. Only when it finds
+something does ftfy try to re-decode the text. Every sequence that expression matches holds a
+non-ASCII character and is at most a few characters long (checked below, on ftfy's own pattern), so
+a match lies within that many characters of a run of non-ASCII characters: searching those windows
+alone gives the same answer. If ftfy's pattern ever stops having those properties, the whole text
+is searched, as ftfy does.
+"""
+
+import re
+from functools import cache
+
+import ftfy
+from ftfy.badness import BADNESS_RE
+
+NON_ASCII_RUNS = re.compile(r"[^\x00-\x7f]+")
+try:  # the regular-expression parser's internals: only used to check ftfy's pattern
+    from re import _constants as sre_constants
+    from re import _parser as sre_parse
+except ImportError:  # pragma: no cover - Python < 3.11
+    import sre_constants
+    import sre_parse
+
+
+def needs_non_ascii(items) -> bool:
+    """Whether every match of this sequence of parsed items holds a non-ASCII character: one of
+    them is a non-ASCII literal or a class of non-ASCII characters only."""
+    for op, arg in items:
+        if op is sre_constants.LITERAL and arg >= 0x80:
+            return True
+        if op is sre_constants.IN and all(
+            (kind is sre_constants.LITERAL and value >= 0x80) or (kind is sre_constants.RANGE and value[0] >= 0x80)
+            for kind, value in arg
+        ):
+            return True
+    return False
+
+
+def has_assertion(items) -> bool:
+    """Anchors or look-arounds whose result could depend on text outside a window. "^" is not one:
+    searching from `pos`, re matches it only at the real start of the text, as a search of the whole
+    text does."""
+    for op, arg in items:
+        if op is sre_constants.AT and arg in (sre_constants.AT_BEGINNING, sre_constants.AT_BEGINNING_STRING):
+            continue
+        if op in (sre_constants.AT, sre_constants.ASSERT, sre_constants.ASSERT_NOT, sre_constants.GROUPREF):
+            return True
+        if op is sre_constants.BRANCH and any(has_assertion(branch) for branch in arg[1]):
+            return True
+        if op is sre_constants.SUBPATTERN and has_assertion(arg[-1]):
+            return True
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT) and has_assertion(arg[2]):
+            return True
+    return False
+
+
+@cache
+def match_width() -> int | None:
+    """The longest match of ftfy's pattern, when every match holds a non-ASCII character and the
+    pattern has no assertions; None otherwise (then the whole text is searched)."""
+    parsed = sre_parse.parse(BADNESS_RE.pattern, BADNESS_RE.flags)
+    items = list(parsed)
+    branches = items[0][1][1] if len(items) == 1 and items[0][0] is sre_constants.BRANCH else [items]
+    if has_assertion(items) or not all(needs_non_ascii(branch) for branch in branches):
+        return None
+    longest = parsed.getwidth()[1]
+    return longest if longest < 64 else None
+
+
+def is_bad(text: str) -> bool:
+    """ftfy.badness.is_bad(text), searching only the windows around runs of non-ASCII characters."""
+    width = match_width()
+    if width is None:
+        return bool(BADNESS_RE.search(text))
+    start = end = -1  # the current window, merged with overlapping ones
+    for run in NON_ASCII_RUNS.finditer(text):
+        low, high = max(0, run.start() - width + 1), run.end() + width - 1
+        if low > end:
+            if end > start and BADNESS_RE.search(text, start, end):
+                return True
+            start = low
+        end = max(end, min(high, len(text)))
+    return end > start and bool(BADNESS_RE.search(text, start, end))
+
+
+def fix_encoding(text: str) -> str:
+    """ftfy.fix_encoding(text): text ftfy does not find mojibake in comes back as it is."""
+    if text.isascii() or not is_bad(text):
+        return text
+    return ftfy.fix_encoding(text)
