@@ -131,11 +131,12 @@ class CharacterMinhashSignature(PipelineStep):
         sig = signatures(hashes, owner, len(texts), *self.parameters)
         signed = np.unique(owner)  # a text shorter than a shingle has no signature (as in datatrove)
         h = self.config.hashes_per_bucket
+        signed_positions = np.asarray(positions, dtype=np.uint32)[signed]
         for band, f in enumerate(files):
             records = np.empty(len(signed), dtype=self.record)
             for i in range(h):
                 records[f"field{i + 1}"] = sig[signed, band * h + i]
-            records[f"field{h + 1}"] = np.asarray(positions, dtype=np.uint32)[signed]
+            records[f"field{h + 1}"] = signed_positions
             f.write(records.tobytes())
 
     def sort_bands(self, paths: list[Path]):

@@ -12,17 +12,13 @@ is searched, as ftfy does.
 
 import re
 from functools import cache
+from re import _constants as sre_constants  # the regular-expression parser's internals (Python 3.11):
+from re import _parser as sre_parse  # only used to check ftfy's pattern
 
 import ftfy
 from ftfy.badness import BADNESS_RE
 
 NON_ASCII_RUNS = re.compile(r"[^\x00-\x7f]+")
-try:  # the regular-expression parser's internals: only used to check ftfy's pattern
-    from re import _constants as sre_constants
-    from re import _parser as sre_parse
-except ImportError:  # pragma: no cover - Python < 3.11
-    import sre_constants
-    import sre_parse
 
 
 def needs_non_ascii(items) -> bool:
