@@ -99,6 +99,7 @@ class IdentifyLanguage(BaseFilter):
 
     def __init__(self, cfg: Language, exclusion_writer: JsonlWriter):
         super().__init__(exclusion_writer)
+        language_id.identifier(tuple(cfg.candidates))  # the model loaded once, before the workers fork
         self.cfg = cfg
 
     def filter(self, doc: Document):
