@@ -1,4 +1,4 @@
-"""ftfy's mojibake test searched around non-ASCII characters only (llmpipe.data.mojibake) answers
+"""ftfy's mojibake test searched only around the characters its matches need (llmpipe.data.mojibake) answers
 as ftfy's own search of the whole text, and the repair is ftfy's."""
 
 import random
@@ -9,12 +9,12 @@ from ftfy.badness import is_bad as ftfy_is_bad
 from llmpipe.data import mojibake
 
 # characters ftfy's pattern is made of (Latin-1, cp1252, box drawing, Cyrillic and Greek mojibake),
-# with ASCII around them
-POOL = "Ã©â€™Â°ÃØÙ×²³à¹é’“”ŒœÂÎÐ€ŠšŸž\xa0\xad®©·»–—´ВГРСЂΒΓΞΟ‚Ä│─" + "abcXYZ .,?!-1\n\t"
+# with ASCII and Chinese (which no match needs) around them
+POOL = "Ã©â€™Â°ÃØÙ×²³à¹é’“”ŒœÂÎÐ€ŠšŸž\xa0\xad®©·»–—´ВГРСЂΒΓΞΟ‚Ä│─" + "abcXYZ .,?!-1\n\t" + "数据清洗，。"
 
 
 def test_the_fast_path_is_taken_with_this_ftfy():
-    assert mojibake.match_width() is not None  # ftfy's pattern still has the properties it relies on
+    assert mojibake.search_plan() is not None  # ftfy's pattern still has the properties it relies on
 
 
 def test_same_answer_as_ftfy_on_random_text_and_at_the_edges():

@@ -1,5 +1,6 @@
 """The clean stage as datatrove pipelines: the rules live in cleaning.py, quality.py, pii.py and
-language_id.py; this module wires them into datatrove steps and runs them on its executors.
+language_id.py, the steps that apply them in clean_steps.py; this module wires the steps into
+datatrove jobs and runs them on its executors.
 
 Six jobs, each a datatrove executor that waits for the one before it:
 
@@ -25,9 +26,7 @@ quarantine; clean_report.Tally.account checks it.
 from dataclasses import asdict
 from pathlib import Path
 
-import orjson
 from datatrove.data import Document
-from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.exact_dedup import (
     ExactDedupConfig,
     ExactDedupFilter,
@@ -35,155 +34,27 @@ from datatrove.pipeline.dedup.exact_dedup import (
     ExactFindDedups,
 )
 from datatrove.pipeline.dedup.minhash import MinhashDedupCluster, MinhashDedupFilter
-from datatrove.pipeline.filters.base_filter import BaseFilter
-from datatrove.pipeline.writers import JsonlWriter
 
-from llmpipe.data import language_id, pii, quality
-from llmpipe.data.cleaning import clean_text, dedup_key, screen
+from llmpipe.data.clean_steps import (
+    IdentifyLanguage,
+    QualityRules,
+    RankFileReader,
+    ScreenAndNormalize,
+    ScrubPII,
+    removed_writer,
+    writer,
+)
+from llmpipe.data.cleaning import dedup_key
 from llmpipe.data.executors import run_in_order
 from llmpipe.data.minhash_signatures import CharacterMinhashSignature
 from llmpipe.data.near_dedup import HASH, ConfirmedPairs, minhash_config
 from llmpipe.data.record_ranges import RecordRangeReader
-from llmpipe.schema import Clean, DataHardware, Language
+from llmpipe.schema import Clean, DataHardware
 
 
 def dedup_content(doc: Document) -> str:
     """What exact dedup hashes (module level: datatrove pickles it into worker processes)."""
     return dedup_key(doc.text)
-
-
-class ScreenAndNormalize(PipelineStep):
-    """Bad records to quarantine (binary, too large, empty once normalized); the rest normalized,
-    with the names of the normalization rules that changed them kept in metadata['fixes']."""
-
-    name = "🧹 screen and normalize"
-    type = "llmpipe"
-
-    def __init__(self, cfg: Clean, quarantine: JsonlWriter):
-        super().__init__()
-        self.cfg = cfg
-        self.quarantine = quarantine
-
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        with self.quarantine as out:
-            for doc in data:
-                self.stat_update("docs_in")
-                doc.metadata.pop("file_path", None)  # an absolute path: outputs must not depend on the checkout
-                reason = screen(doc.text, self.cfg.max_bytes, self.cfg.max_binary_ratio)
-                if reason is None:
-                    text, fixes = clean_text(doc.text, self.cfg.unicode_form, self.cfg.fix_mojibake)
-                    reason = None if text else "empty"
-                if reason is not None:
-                    self.stat_update(f"quarantined_{reason}")
-                    out.write(quarantine_record(doc, reason), rank)
-                    continue
-                doc.metadata["raw_bytes"] = len(doc.text.encode("utf-8"))
-                doc.text = text
-                doc.metadata["fixes"] = fixes
-                yield doc
-
-
-def quarantine_record(doc: Document, reason: str, preview_chars: int = 2000) -> Document:
-    """What quarantine keeps of a bad record: why, where it came from, its size and a preview (the
-    whole record is still in data/raw at that position)."""
-    size = len(doc.text.encode("utf-8", errors="surrogatepass"))
-    preview = doc.text[:preview_chars].encode("utf-8", errors="backslashreplace").decode("utf-8")
-    return Document(text=preview, id=doc.id, metadata={**doc.metadata, "reason": reason, "bytes": size})
-
-
-class IdentifyLanguage(BaseFilter):
-    """Sets metadata['lang'] from py3langid (or keeps the declared one when unsure); removes
-    documents confidently in a language that `clean.language.keep` does not list."""
-
-    name = "🌐 language"
-
-    def __init__(self, cfg: Language, exclusion_writer: JsonlWriter):
-        super().__init__(exclusion_writer)
-        language_id.identifier(tuple(cfg.candidates))  # the model loaded once, before the workers fork
-        self.cfg = cfg
-
-    def filter(self, doc: Document):
-        declared = doc.metadata.get("lang")
-        lang, score, detected = language_id.decide(doc.text, declared, self.cfg)
-        doc.metadata.update(lang=lang, lang_score=round(score, 4), lang_detected=detected, lang_declared=declared)
-        if lang not in self.cfg.keep:
-            return False, "language"
-        return True
-
-
-class QualityRules(BaseFilter):
-    """The quality rules of quality.py with the thresholds for the document's language."""
-
-    name = "🔍 quality"
-
-    def __init__(self, cfg: dict, min_chars: int, exclusion_writer: JsonlWriter):
-        super().__init__(exclusion_writer)
-        quality.check_thresholds(cfg)
-        quality.load_tables()
-        self.cfg = cfg
-        self.rules: dict[str, list] = {}  # each language's active rules, made on its first document
-        self.min_chars = min_chars
-
-    def filter(self, doc: Document):
-        if len(doc.text) < self.min_chars:
-            return False, "too_short"
-        lang = doc.metadata["lang"]
-        if lang not in self.rules:
-            self.rules[lang] = quality.active_rules(quality.rules_for(lang, self.cfg))
-        failed = quality.first_failure(quality.TextStats(doc.text, lang), self.rules[lang])
-        return True if failed is None else (False, failed)
-
-
-class ScrubPII(PipelineStep):
-    name = "🔒 PII"
-    type = "llmpipe"
-
-    def __init__(self, kinds: dict[str, bool]):
-        super().__init__()
-        self.kinds = kinds
-
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        for doc in data:
-            doc.text, counts = pii.scrub(doc.text, self.kinds)
-            if counts:
-                doc.metadata["pii"] = counts
-            yield doc
-
-
-class RankFileReader(PipelineStep):
-    """Reads back the file one rank of an earlier job wrote ({rank:05d}.jsonl), in order. The dedup
-    filters find documents by their position in this stream, so rank r must read exactly what rank
-    r wrote (datatrove's readers share files out by index and skip ranks that wrote nothing)."""
-
-    name = "📖 rank reader"
-    type = "llmpipe"
-
-    def __init__(self, folder: Path):
-        super().__init__()
-        self.folder = Path(folder)
-
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        path = self.folder / f"{rank:05d}.jsonl"
-        if not path.exists():
-            return
-        with path.open("rb") as f:
-            for line in f:
-                record = orjson.loads(line)  # written by datatrove's writer, with orjson
-                yield Document(text=record["text"], id=record["id"], metadata=record.get("metadata", {}))
-
-
-def as_record(writer, document: Document) -> dict:
-    """What the writers write: datatrove's default adapter deep-copies every document
-    (dataclasses.asdict), which took a tenth of the stage's time."""
-    return {"text": document.text, "id": document.id, "metadata": document.metadata}
-
-
-def writer(folder: Path) -> JsonlWriter:
-    return JsonlWriter(str(folder), output_filename="${rank}.jsonl", compression=None, adapter=as_record)
-
-
-def removed_writer(work: Path, step: str) -> JsonlWriter:
-    return writer(work / "removed" / step)
 
 
 def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, list, int]]:

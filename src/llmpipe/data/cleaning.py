@@ -28,16 +28,21 @@ TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 BLANK_LINES = re.compile(r"\n{3,}")
 
 
+# The rules below test for the characters they act on before running their expressions: most
+# documents hold none of them, and a membership test is cheaper than a regular-expression scan.
+
+
 def strip_ansi(text: str) -> str:
-    return ANSI_ESCAPE.sub("", text)
+    return ANSI_ESCAPE.sub("", text) if "\x1b" in text else text
 
 
 def resolve_overstrike(text: str) -> str:
-    while True:
+    while "\x08" in text:
         resolved = OVERSTRIKE.sub("", text)
         if resolved == text:
             return text
         text = resolved
+    return text
 
 
 def strip_c0_control(text: str) -> str:
@@ -58,10 +63,15 @@ def fix_mojibake(text: str) -> str:
 
 
 def normalize_whitespace(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = ZERO_WIDTH.sub("", UNICODE_SPACES.sub(" ", text))
-    text = TRAILING_SPACE.sub("", text)
-    return BLANK_LINES.sub("\n\n", text).strip()
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.isascii():
+        text = ZERO_WIDTH.sub("", UNICODE_SPACES.sub(" ", text))
+    if " \n" in text or "\t\n" in text or text.endswith((" ", "\t")):
+        text = TRAILING_SPACE.sub("", text)
+    if "\n\n\n" in text:
+        text = BLANK_LINES.sub("\n\n", text)
+    return text.strip()
 
 
 def clean_text(text: str, unicode_form: str = "NFC", mojibake: bool = True) -> tuple[str, list[str]]:
@@ -78,7 +88,7 @@ def clean_text(text: str, unicode_form: str = "NFC", mojibake: bool = True) -> t
         ("control_chars", strip_c0_control),
         ("mojibake", fix_mojibake if mojibake else None),
         ("control_chars", strip_control),
-        ("unicode_normalized", lambda t: unicodedata.normalize(unicode_form, t)),
+        ("unicode_normalized", lambda t: t if t.isascii() else unicodedata.normalize(unicode_form, t)),
         ("whitespace", normalize_whitespace),
     ]
     changed = []

@@ -3,11 +3,12 @@
 ftfy.fix_encoding first asks ftfy.badness.is_bad(text): one search of a large regular expression
 (sequences such as "Ã©" or "â€™") over the whole text, about 150 ns a character, which was the
 costliest step of the clean stage's filter job on long documentation pages. Only when it finds
-something does ftfy try to re-decode the text. Every sequence that expression matches holds a
-non-ASCII character and is at most a few characters long (checked below, on ftfy's own pattern), so
-a match lies within that many characters of a run of non-ASCII characters: searching those windows
-alone gives the same answer. If ftfy's pattern ever stops having those properties, the whole text
-is searched, as ftfy does.
+something does ftfy try to re-decode the text. Every sequence that expression matches holds one of
+a few hundred non-ASCII characters (Latin-1 letters, cp1252 punctuation, box drawing...; none of them
+Chinese) and is at most a few characters long (both read off ftfy's own pattern below), so a match
+lies within that many characters of one of them: searching those windows alone gives the same
+answer. If ftfy's pattern ever stops having those properties, the whole text is searched, as ftfy
+does.
 """
 
 import re
@@ -18,21 +19,21 @@ from re import _parser as sre_parse  # only used to check ftfy's pattern
 import ftfy
 from ftfy.badness import BADNESS_RE
 
-NON_ASCII_RUNS = re.compile(r"[^\x00-\x7f]+")
 
-
-def needs_non_ascii(items) -> bool:
-    """Whether every match of this sequence of parsed items holds a non-ASCII character: one of
-    them is a non-ASCII literal or a class of non-ASCII characters only."""
+def required_non_ascii(items) -> set[int] | None:
+    """Code points of which every match of this sequence of parsed items holds one: those of its
+    first item that is a non-ASCII literal or a class of non-ASCII characters only (one character
+    every match must take); None when there is no such item."""
     for op, arg in items:
         if op is sre_constants.LITERAL and arg >= 0x80:
-            return True
+            return {arg}
         if op is sre_constants.IN and all(
             (kind is sre_constants.LITERAL and value >= 0x80) or (kind is sre_constants.RANGE and value[0] >= 0x80)
             for kind, value in arg
         ):
-            return True
-    return False
+            ranges = [(value, value) if kind is sre_constants.LITERAL else value for kind, value in arg]
+            return {cp for low, high in ranges for cp in range(low, high + 1)}
+    return None
 
 
 def has_assertion(items) -> bool:
@@ -54,25 +55,29 @@ def has_assertion(items) -> bool:
 
 
 @cache
-def match_width() -> int | None:
-    """The longest match of ftfy's pattern, when every match holds a non-ASCII character and the
-    pattern has no assertions; None otherwise (then the whole text is searched)."""
+def search_plan() -> tuple[int, re.Pattern] | None:
+    """(the longest match of ftfy's pattern, runs of the characters one of which every match holds),
+    when the pattern has no assertions and every match holds such a character; None otherwise (then
+    the whole text is searched)."""
     parsed = sre_parse.parse(BADNESS_RE.pattern, BADNESS_RE.flags)
     items = list(parsed)
     branches = items[0][1][1] if len(items) == 1 and items[0][0] is sre_constants.BRANCH else [items]
-    if has_assertion(items) or not all(needs_non_ascii(branch) for branch in branches):
-        return None
+    required = [required_non_ascii(branch) for branch in branches]
     longest = parsed.getwidth()[1]
-    return longest if longest < 64 else None
+    if has_assertion(items) or None in required or longest >= 64:
+        return None
+    code_points = sorted(set().union(*required))
+    return longest, re.compile("[" + "".join(re.escape(chr(cp)) for cp in code_points) + "]+")
 
 
 def is_bad(text: str) -> bool:
-    """ftfy.badness.is_bad(text), searching only the windows around runs of non-ASCII characters."""
-    width = match_width()
-    if width is None:
+    """ftfy.badness.is_bad(text), searching only the windows around the characters every match holds."""
+    plan = search_plan()
+    if plan is None:
         return bool(BADNESS_RE.search(text))
+    width, runs = plan
     start = end = -1  # the current window, merged with overlapping ones
-    for run in NON_ASCII_RUNS.finditer(text):
+    for run in runs.finditer(text):
         low, high = max(0, run.start() - width + 1), run.end() + width - 1
         if low > end:
             if end > start and BADNESS_RE.search(text, start, end):

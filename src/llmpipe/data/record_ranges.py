@@ -47,6 +47,7 @@ class RecordRangeReader(PipelineStep):
         self.folder = Path(folder)
 
     def run(self, data, rank: int = 0, world_size: int = 1):
+        documents = 0
         for path in sorted(self.folder.glob("*.jsonl")):
             start, end = byte_range(path.stat().st_size, rank, world_size)
             for line in lines_in_range(path, start, end):
@@ -60,5 +61,6 @@ class RecordRangeReader(PipelineStep):
                         f"{path}: a record in bytes {start}..{end} is not an ingest record ({err!r}): "
                         "data/raw is written by ingest; run `dvc repro -f -s ingest`"
                     ) from err
-                self.stat_update("documents")
+                documents += 1
                 yield Document(text=text, id=str(doc_id), metadata=record)
+        self.stat_update("documents", value=documents)

@@ -1,0 +1,211 @@
+"""The clean stage's own datatrove steps: screening and normalization, the language and quality
+rules, PII scrubbing, and the reader and writer of its intermediate shards.
+
+They keep datatrove's step interface (a generator of Documents per task), but not its per-document
+bookkeeping: datatrove's filters and writers update several statistics, start a timer and template
+an output file name for every document, which cost a fifth of the filter job on a corpus of short
+documents. Here each step counts what it did in a Counter and hands the counts to datatrove's
+statistics once per task (they land in the job's stats.json, as datatrove's own counts do).
+"""
+
+from collections import Counter
+from pathlib import Path
+
+import orjson
+from datatrove.data import Document
+from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.writers import JsonlWriter
+
+from llmpipe.data import language_id, pii, quality
+from llmpipe.data.cleaning import clean_text, screen
+from llmpipe.schema import Clean, Language
+
+
+def record_counts(step: PipelineStep, counts: Counter):
+    for label, count in counts.items():
+        step.stat_update(label, value=count)
+
+
+def as_record(writer, document: Document) -> dict:
+    """What the writers write (datatrove's default adapter deep-copies every document)."""
+    return {"text": document.text, "id": document.id, "metadata": document.metadata}
+
+
+class ShardWriter(JsonlWriter):
+    """datatrove's JSONL writer (local or remote folders through its fsspec layer), writing one file
+    per task, {rank:05d}.jsonl, with one count per task instead of statistics per document."""
+
+    def __init__(self, folder: Path):
+        super().__init__(str(folder), output_filename="${rank}.jsonl", compression=None, adapter=as_record)
+        self.written = 0
+
+    def write(self, document: Document, rank: int = 0, **kwargs):
+        self._write(as_record(self, document), self._get_output_file_with_retry(f"{rank:05d}.jsonl"), "")
+        self.written += 1
+
+    def close(self):
+        self.stat_update("total", value=self.written)
+        self.written = 0  # one process may run several tasks with this same step (datatrove's local executor)
+        super().close()
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        with self:
+            for document in data:
+                self.write(document, rank)
+                yield document
+
+
+def writer(folder: Path) -> ShardWriter:
+    return ShardWriter(folder)
+
+
+def removed_writer(work: Path, step: str) -> ShardWriter:
+    return writer(work / "removed" / step)
+
+
+class DocumentRule(PipelineStep):
+    """A rule that keeps a document or removes it for a reason: removed documents go to the rule's
+    writer with metadata['filter_reason'] set, as datatrove's filters write them."""
+
+    type = "llmpipe"
+
+    def __init__(self, removed: JsonlWriter):
+        super().__init__()
+        self.removed = removed
+
+    def reject(self, doc: Document) -> str | None:
+        """Why the document is removed, or None to keep it."""
+        raise NotImplementedError
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        counts = Counter()
+        with self.removed as out:
+            for doc in data:
+                reason = self.reject(doc)
+                if reason is None:
+                    counts["forwarded"] += 1
+                    yield doc
+                    continue
+                counts[f"dropped_{reason}"] += 1
+                doc.metadata["filter_reason"] = reason
+                out.write(doc, rank)
+        record_counts(self, counts)
+
+
+class ScreenAndNormalize(PipelineStep):
+    """Bad records to quarantine (binary, too large, empty once normalized); the rest normalized,
+    with the names of the normalization rules that changed them kept in metadata['fixes']."""
+
+    name = "🧹 screen and normalize"
+    type = "llmpipe"
+
+    def __init__(self, cfg: Clean, quarantine: JsonlWriter):
+        super().__init__()
+        self.cfg = cfg
+        self.quarantine = quarantine
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        counts = Counter()
+        with self.quarantine as out:
+            for doc in data:
+                counts["docs_in"] += 1
+                doc.metadata.pop("file_path", None)  # an absolute path: outputs must not depend on the checkout
+                reason = screen(doc.text, self.cfg.max_bytes, self.cfg.max_binary_ratio)
+                if reason is None:
+                    text, fixes = clean_text(doc.text, self.cfg.unicode_form, self.cfg.fix_mojibake)
+                    reason = None if text else "empty"
+                if reason is not None:
+                    counts[f"quarantined_{reason}"] += 1
+                    out.write(quarantine_record(doc, reason), rank)
+                    continue
+                doc.metadata["raw_bytes"] = len(doc.text.encode("utf-8"))
+                doc.text = text
+                doc.metadata["fixes"] = fixes
+                yield doc
+        record_counts(self, counts)
+
+
+def quarantine_record(doc: Document, reason: str, preview_chars: int = 2000) -> Document:
+    """What quarantine keeps of a bad record: why, where it came from, its size and a preview (the
+    whole record is still in data/raw at that position)."""
+    size = len(doc.text.encode("utf-8", errors="surrogatepass"))
+    preview = doc.text[:preview_chars].encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return Document(text=preview, id=doc.id, metadata={**doc.metadata, "reason": reason, "bytes": size})
+
+
+class IdentifyLanguage(DocumentRule):
+    """Sets metadata['lang'] from py3langid (or keeps the declared one when unsure); removes
+    documents confidently in a language that `clean.language.keep` does not list."""
+
+    name = "🌐 language"
+
+    def __init__(self, cfg: Language, removed: JsonlWriter):
+        super().__init__(removed)
+        language_id.identifier(tuple(cfg.candidates))  # the model loaded once, before the workers fork
+        self.cfg = cfg
+
+    def reject(self, doc: Document) -> str | None:
+        declared = doc.metadata.get("lang")
+        lang, score, detected = language_id.decide(doc.text, declared, self.cfg)
+        doc.metadata.update(lang=lang, lang_score=round(score, 4), lang_detected=detected, lang_declared=declared)
+        return None if lang in self.cfg.keep else "language"
+
+
+class QualityRules(DocumentRule):
+    """The quality rules of quality.py with the thresholds for the document's language."""
+
+    name = "🔍 quality"
+
+    def __init__(self, cfg: dict, min_chars: int, removed: JsonlWriter):
+        super().__init__(removed)
+        quality.check_thresholds(cfg)
+        quality.load_tables()
+        self.cfg = cfg
+        self.rules: dict[str, list] = {}  # each language's active rules, made on its first document
+        self.min_chars = min_chars
+
+    def reject(self, doc: Document) -> str | None:
+        if len(doc.text) < self.min_chars:
+            return "too_short"
+        lang = doc.metadata["lang"]
+        if lang not in self.rules:
+            self.rules[lang] = quality.active_rules(quality.rules_for(lang, self.cfg))
+        return quality.first_failure(quality.TextStats(doc.text, lang), self.rules[lang])
+
+
+class ScrubPII(PipelineStep):
+    name = "🔒 PII"
+    type = "llmpipe"
+
+    def __init__(self, kinds: dict[str, bool]):
+        super().__init__()
+        self.kinds = kinds
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        for doc in data:
+            doc.text, counts = pii.scrub(doc.text, self.kinds)
+            if counts:
+                doc.metadata["pii"] = counts
+            yield doc
+
+
+class RankFileReader(PipelineStep):
+    """Reads back the file one rank of an earlier job wrote ({rank:05d}.jsonl), in order. The dedup
+    filters find documents by their position in this stream, so rank r must read exactly what rank
+    r wrote (datatrove's readers share files out by index and skip ranks that wrote nothing)."""
+
+    name = "📖 rank reader"
+    type = "llmpipe"
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = Path(folder)
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        path = self.folder / f"{rank:05d}.jsonl"
+        if not path.exists():
+            return
+        with path.open("rb") as f:
+            for line in f:
+                record = orjson.loads(line)  # written by ShardWriter, with orjson
+                yield Document(text=record["text"], id=record["id"], metadata=record.get("metadata", {}))
