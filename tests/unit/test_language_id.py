@@ -92,6 +92,20 @@ def test_detections_are_py3langids_bit_for_bit(reference, monkeypatch, short_tex
         assert identifier(CANDIDATES).classify(data) == reference.classify(data)
 
 
+def test_a_batch_gets_each_texts_own_detection(reference):
+    """classify_many walks the texts of a batch together, apart by one separating byte: each gets
+    the detection it gets alone (no n-gram spans two texts), also texts in the batch twice."""
+    texts = [*TEXTS.values(), *random_texts(300, seed=2), ENGLISH, ENGLISH]
+    random.Random(3).shuffle(texts)
+    fast = identifier(CANDIDATES)
+    assert fast._separates  # the separating byte leads every state back to the start
+    batched = fast.classify_many(texts)
+    assert batched == [reference.classify(text) for text in texts]
+    assert fast.classify_many([]) == [] and fast._counted is None
+    declared = ["de" if i % 2 else None for i in range(len(texts))]
+    assert language_id.decide_many(texts, declared, CFG) == [decide(t, d, CFG) for t, d in zip(texts, declared)]
+
+
 def test_feature_counts_are_py3langids_in_the_same_order(reference):
     from py3langid.langid import visit_counts
 
