@@ -103,7 +103,9 @@ def test_a_batch_gets_each_texts_own_detection(reference):
     assert batched == [reference.classify(text) for text in texts]
     assert fast.classify_many([]) == [] and fast._counted is None
     declared = ["de" if i % 2 else None for i in range(len(texts))]
-    assert language_id.decide_many(texts, declared, CFG) == [decide(t, d, CFG) for t, d in zip(texts, declared)]
+    assert language_id.decide_many(texts, declared, CFG) == [
+        decide(t, d, CFG) for t, d in zip(texts, declared, strict=True)
+    ]
 
 
 def test_feature_counts_are_py3langids_in_the_same_order(reference):
