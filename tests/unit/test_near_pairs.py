@@ -32,11 +32,11 @@ def test_every_planted_copy_is_confirmed_with_comparisons_linear_in_the_group():
     pairs = set(pairs_step.confirm(group, keys, Clusters()))
     assert pairs == copies
     # unrelated pages each meet every representative before them: at most n^2 / 2 with no cap...
-    assert pairs_step.stats["candidates"].total <= len(group) ** 2 / 2
+    assert pairs_step.counts["candidates"] <= len(group) ** 2 / 2
     capped = step(budget=20)
     found = set(capped.confirm(group, keys, Clusters()))
-    assert capped.stats["candidates"].total <= 20 * len(group)  # ...and at most 20 per document with one
-    assert capped.stats["compare_capped"].total > 0  # the ones that stopped unmatched are counted
+    assert capped.counts["candidates"] <= 20 * len(group)  # ...and at most 20 per document with one
+    assert capped.counts["compare_capped"] > 0  # the ones that stopped unmatched are counted
     assert found <= copies and all(similar in copies for similar in found)
 
 
@@ -47,23 +47,23 @@ def test_a_pair_confirmed_in_an_earlier_band_is_not_confirmed_again():
     assert set(first.confirm(group, keys, clusters)) == copies
     again = step(budget=50)
     assert list(again.confirm(group, keys, clusters)) == []  # the same group in another band: known already
-    assert again.stats["confirmed"].total == 0
+    assert again.counts["confirmed"] == 0
 
 
 def test_the_budget_is_per_document_over_all_the_bands_of_a_task():
     group, keys, _ = family(random.Random(2), n=200, planted=0)
     one_band = step(budget=20)
     list(one_band.confirm(group, keys, Clusters()))
-    spent_in_one = one_band.stats["candidates"].total
+    spent_in_one = one_band.counts["candidates"]
     two_bands = step(budget=20)
     for _ in range(2):  # the same family shares a second band: no document gets a second budget
         list(two_bands.confirm(group, keys, Clusters()))
-    assert two_bands.stats["candidates"].total <= 20 * len(group)
+    assert two_bands.counts["candidates"] <= 20 * len(group)
     ran_out = two_bands.capped
-    assert ran_out and two_bands.stats["compare_capped"].total == len(ran_out)  # once each, not once per band
+    assert ran_out and two_bands.counts["compare_capped"] == len(ran_out)  # once each, not once per band
     assert all(two_bands.spent[doc] == 20 for doc in ran_out)
     # only the early documents, which met fewer than 20 representatives in the first band, compare again
-    assert two_bands.stats["candidates"].total - spent_in_one <= 20 * 20
+    assert two_bands.counts["candidates"] - spent_in_one <= 20 * 20
 
 
 def test_a_comparison_of_long_texts_takes_more_of_the_budget():
@@ -75,10 +75,33 @@ def test_a_comparison_of_long_texts_takes_more_of_the_budget():
     list(by_count.confirm(group, keys, Clusters()))
     by_length = step(budget=20, compare_chars=longest // 4)  # every comparison costs 4 or 5
     found = set(by_length.confirm(group, keys, Clusters()))
-    assert by_length.stats["candidates"].total <= 5 * len(group) < by_count.stats["candidates"].total
+    assert by_length.counts["candidates"] <= 5 * len(group) < by_count.counts["candidates"]
     assert found <= copies  # fewer comparisons, never a wrong pair
-    assert by_length.stats["compare_capped"].total == len(by_length.capped) > 0
+    assert by_length.counts["compare_capped"] == len(by_length.capped) > 0
     # up to compare_chars a comparison counts as one: the same comparisons as a budget in counts
     same = step(budget=20, compare_chars=longest)
     list(same.confirm(group, keys, Clusters()))
-    assert same.stats["candidates"].total == by_count.stats["candidates"].total
+    assert same.counts["candidates"] == by_count.counts["candidates"]
+
+
+def test_dedup_keys_are_shared_by_a_process_until_the_streams_change(tmp_path):
+    import json
+
+    from llmpipe.data.near_dedup import DedupKeys
+
+    def write(texts):
+        lines = [json.dumps({"text": t, "id": str(i), "metadata": {}}) for i, t in enumerate(texts)]
+        (tmp_path / "00000.jsonl").write_text("\n".join(lines) + "\n")
+
+    write(["Hello  World", "Second text"])
+    with DedupKeys.of(tmp_path) as keys:
+        assert keys[(0, 1)] == "second text" and keys[(0, 0)] == "hello world"
+    again = DedupKeys.of(tmp_path)
+    assert again is keys and again.files == {}  # the next task reuses the keys; its streams were closed
+    with again:
+        assert again[(0, 0)] == "hello world"  # from the cache, the stream reopened on demand
+        assert again[(0, 1)] == "second text"
+    write(["Another corpus entirely", "in the same folder"])  # a new run writing the same folder
+    with DedupKeys.of(tmp_path) as fresh:
+        assert fresh is not keys and fresh[(0, 1)] == "in the same folder"
+    DedupKeys.shared.clear()

@@ -47,7 +47,7 @@ from llmpipe.data.clean_steps import (
 from llmpipe.data.cleaning import dedup_key
 from llmpipe.data.executors import run_in_order
 from llmpipe.data.minhash_signatures import CharacterMinhashSignature
-from llmpipe.data.near_dedup import HASH, ConfirmedPairs, minhash_config
+from llmpipe.data.near_dedup import HASH, ConfirmedPairs, DedupKeys, minhash_config
 from llmpipe.data.record_ranges import RecordRangeReader
 from llmpipe.schema import Clean, DataHardware
 
@@ -120,5 +120,8 @@ def near_jobs(dedup, minhash, work: Path, deduped: Path, tasks: int) -> list[tup
 def run_jobs(cfg: Clean, hardware: DataHardware, seed: int, raw: Path, work: Path, progress=None) -> list[str]:
     """Run every job of the clean stage, in order, into a fresh work folder."""
     jobs = pipelines(cfg, seed, raw, work)
-    run_in_order(jobs, hardware, work, "clean", progress)
+    try:
+        run_in_order(jobs, hardware, work, "clean", progress)
+    finally:
+        DedupKeys.shared.clear()  # the keys near_pairs read in this process
     return [name for name, _, _ in jobs]

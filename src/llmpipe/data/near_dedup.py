@@ -14,7 +14,7 @@ the characters leave a similarity near 0.85; unrelated texts of the same languag
 import bisect
 import struct
 from array import array
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +117,7 @@ class ConfirmedPairs(PipelineStep):
         self.config, self.similarity, self.budget, self.compare_chars = config, similarity, budget, compare_chars
         self.spent: dict[tuple[int, int], int] = {}  # budget each document has spent in this task
         self.capped: set[tuple[int, int]] = set()  # documents counted as having run out, in this task
+        self.counts = Counter()  # candidates compared and confirmed, handed to datatrove's stats per task
 
     def band_groups(self, band: int) -> list[list[tuple[int, int]]]:
         """Documents whose signatures agree on this band, in groups of two or more, each sorted, the
@@ -182,13 +183,13 @@ class ConfirmedPairs(PipelineStep):
             if compared >= self.budget:
                 if doc not in self.capped:  # counted once per document and task
                     self.capped.add(doc)
-                    self.stat_update("compare_capped")
+                    self.counts["compare_capped"] += 1
                 return None
             compared += self.cost(size, rep_size)
             self.spent[doc] = compared
-            self.stat_update("candidates")
+            self.counts["candidates"] += 1
             if similar(keys[rep], keys[doc], self.similarity):
-                self.stat_update("confirmed")
+                self.counts["confirmed"] += 1
                 clusters.union(rep, doc)
                 return rep
         return None
@@ -205,12 +206,15 @@ class ConfirmedPairs(PipelineStep):
         clusters = Clusters()
         self.spent.clear()
         self.capped.clear()
-        with DedupKeys(self.docs_folder) as keys:
+        self.counts.clear()
+        with DedupKeys.of(self.docs_folder) as keys:
             for band in bands:  # one band's groups in memory at a time
                 with (self.output_folder / f"{band:05d}_00.dups").open("wb") as out:
                     for group in self.band_groups(band):
                         for a, b in self.confirm(group, keys, clusters):
                             out.write(struct.pack("<4I", *a, *b))
+        for label, count in self.counts.items():
+            self.stat_update(label, value=count)
         yield from ()
 
 
@@ -219,7 +223,23 @@ class DedupKeys:
     streams ({rank:05d}.jsonl) and kept in a cache of at most `max_chars` characters, least recently
     used out first: memory stays bounded whatever the corpus, while the representatives that most
     documents are compared with stay in the cache. An index of line offsets per stream (8 bytes a
-    document) finds a document without reading its stream again."""
+    document) finds a document without reading its stream again.
+
+    One instance per folder and process (`of`): the tasks that one process runs in turn (all of
+    them, with one local worker) share what the earlier ones read, instead of each reading and
+    keying the same documents again. A folder whose files changed is a new instance."""
+
+    shared: dict[tuple, "DedupKeys"] = {}  # the latest folder's keys (one at a time: bounded memory)
+
+    @classmethod
+    def of(cls, docs_folder: Path) -> "DedupKeys":
+        folder = Path(docs_folder).resolve()
+        files = [(path, path.stat()) for path in sorted(folder.glob("*.jsonl"))]
+        identity = (folder, tuple((p.name, st.st_ino, st.st_size, st.st_mtime_ns) for p, st in files))
+        if identity not in cls.shared:
+            cls.shared.clear()
+            cls.shared[identity] = cls(folder)
+        return cls.shared[identity]
 
     def __init__(self, docs_folder: Path, max_chars: int = 32_000_000):
         self.docs_folder, self.max_chars = Path(docs_folder), max_chars
@@ -231,11 +251,13 @@ class DedupKeys:
     def stream(self, signer: int):
         if signer not in self.files:
             f = (self.docs_folder / f"{signer:05d}.jsonl").open("rb")
-            starts, at = array("q"), 0
-            for line in f:
-                starts.append(at)
-                at += len(line)
-            self.offsets[signer], self.files[signer] = starts, f
+            if signer not in self.offsets:
+                starts, at = array("q"), 0
+                for line in f:
+                    starts.append(at)
+                    at += len(line)
+                self.offsets[signer] = starts
+            self.files[signer] = f
         return self.files[signer]
 
     def __getitem__(self, doc: tuple[int, int]) -> str:
@@ -256,8 +278,10 @@ class DedupKeys:
         return self
 
     def __exit__(self, *exc):
+        """Closes the streams; the keys and offsets stay for the process's next task."""
         for f in self.files.values():
             f.close()
+        self.files.clear()
 
 
 def random_edits(text: str, rate: float, rng) -> str:
