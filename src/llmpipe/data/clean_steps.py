@@ -4,12 +4,14 @@ rules, PII scrubbing, and the reader and writer of its intermediate shards.
 They keep datatrove's step interface (a generator of Documents per task), but not its per-document
 bookkeeping: datatrove's filters and writers update several statistics, start a timer and template
 an output file name for every document, which cost a fifth of the filter job on a corpus of short
-documents. Here each step counts what it did in a Counter and hands the counts to datatrove's
-statistics once per task (they land in the job's stats.json, as datatrove's own counts do).
+documents. Here each step counts what it did in a Counter and sums the seconds of its own work, and
+hands both to datatrove's statistics once per task (they land in the task logs and the job's
+stats.json, as datatrove's own do).
 """
 
 from collections import Counter
 from pathlib import Path
+from time import perf_counter
 
 import orjson
 from datatrove.data import Document
@@ -21,9 +23,11 @@ from llmpipe.data.cleaning import clean_text, screen
 from llmpipe.schema import Clean, Language
 
 
-def record_counts(step: PipelineStep, counts: Counter):
+def record_counts(step: PipelineStep, counts: Counter, seconds: float):
+    """A task's counts and the seconds spent in the step's own work, into datatrove's statistics."""
     for label, count in counts.items():
-        step.stat_update(label, value=count)
+        step.stat_update(label, value=count, unit="task")
+    step.stats.time_stats.update(seconds, unit="task")
 
 
 def as_record(writer, document: Document) -> dict:
@@ -37,15 +41,17 @@ class ShardWriter(JsonlWriter):
 
     def __init__(self, folder: Path):
         super().__init__(str(folder), output_filename="${rank}.jsonl", compression=None, adapter=as_record)
-        self.written = 0
+        self.written, self.seconds = 0, 0.0
 
     def write(self, document: Document, rank: int = 0, **kwargs):
+        started = perf_counter()
         self._write(as_record(self, document), self._get_output_file_with_retry(f"{rank:05d}.jsonl"), "")
         self.written += 1
+        self.seconds += perf_counter() - started
 
     def close(self):
-        self.stat_update("total", value=self.written)
-        self.written = 0  # one process may run several tasks with this same step (datatrove's local executor)
+        record_counts(self, Counter(total=self.written), self.seconds)
+        self.written, self.seconds = 0, 0.0  # one process may run several tasks with this same step
         super().close()
 
     def run(self, data, rank: int = 0, world_size: int = 1):
@@ -98,10 +104,13 @@ class DocumentRule(PipelineStep):
         return [self.reject(doc) for doc in docs]
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        counts = Counter()
+        counts, seconds = Counter(), 0.0
         with self.removed as out:
             for batch in batches(data, self.batch_docs, self.batch_chars):
-                for doc, reason in zip(batch, self.reject_batch(batch), strict=True):
+                started = perf_counter()
+                reasons = self.reject_batch(batch)
+                seconds += perf_counter() - started
+                for doc, reason in zip(batch, reasons, strict=True):
                     if reason is None:
                         counts["forwarded"] += 1
                         yield doc
@@ -109,7 +118,7 @@ class DocumentRule(PipelineStep):
                     counts[f"dropped_{reason}"] += 1
                     doc.metadata["filter_reason"] = reason
                     out.write(doc, rank)
-        record_counts(self, counts)
+        record_counts(self, counts, seconds)
 
 
 class ScreenAndNormalize(PipelineStep):
@@ -125,15 +134,17 @@ class ScreenAndNormalize(PipelineStep):
         self.quarantine = quarantine
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        counts = Counter()
+        counts, seconds = Counter(), 0.0
         with self.quarantine as out:
             for doc in data:
+                started = perf_counter()
                 counts["docs_in"] += 1
                 doc.metadata.pop("file_path", None)  # an absolute path: outputs must not depend on the checkout
                 reason = screen(doc.text, self.cfg.max_bytes, self.cfg.max_binary_ratio)
                 if reason is None:
                     text, fixes = clean_text(doc.text, self.cfg.unicode_form, self.cfg.fix_mojibake)
                     reason = None if text else "empty"
+                seconds += perf_counter() - started
                 if reason is not None:
                     counts[f"quarantined_{reason}"] += 1
                     out.write(quarantine_record(doc, reason), rank)
@@ -142,7 +153,7 @@ class ScreenAndNormalize(PipelineStep):
                 doc.text = text
                 doc.metadata["fixes"] = fixes
                 yield doc
-        record_counts(self, counts)
+        record_counts(self, counts, seconds)
 
 
 def quarantine_record(doc: Document, reason: str, preview_chars: int = 2000) -> Document:
@@ -211,11 +222,15 @@ class ScrubPII(PipelineStep):
         self.kinds = kinds
 
     def run(self, data, rank: int = 0, world_size: int = 1):
+        seconds = 0.0
         for doc in data:
+            started = perf_counter()
             doc.text, counts = pii.scrub(doc.text, self.kinds)
+            seconds += perf_counter() - started
             if counts:
                 doc.metadata["pii"] = counts
             yield doc
+        record_counts(self, Counter(), seconds)
 
 
 class RankFileReader(PipelineStep):

@@ -23,39 +23,48 @@ from loguru import logger
 from llmpipe.logs import quiet_bars, verbose
 from llmpipe.schema import DataHardware
 
-# The task's log file handler while a task runs (loguru's handler id). Handlers are added and
-# removed one by one, not all reset for every task: loguru's add costs about 3 ms, and datatrove's
-# own set-up made three of them per task.
-task_handler: int | None = None
-configured_in: int | None = None  # the process whose stderr handler warnings_only_on_stderr set up
+
+class TaskLogFile:
+    """A loguru sink that writes to the log file of the task running now, and nowhere between tasks.
+    One sink per process, added once: loguru's `add` costs about 3 ms (it looks up Python's library
+    folders for its exception formatter), and datatrove's own set-up added three handlers per task."""
+
+    def __init__(self):
+        self.file = None
+
+    def write(self, message: str):
+        if self.file is not None:
+            self.file.write(message)
 
 
-def warnings_only_on_stderr():
-    """Only warnings on stderr; also what ends a task (datatrove calls it as setup_default_logger):
-    then just the task's file handler goes."""
-    global task_handler, configured_in
-    if task_handler is not None and configured_in == os.getpid():
-        handler, task_handler = task_handler, None
-        try:
-            logger.remove(handler)
-            return
-        except ValueError:  # removed already (something reset loguru): set everything up again
-            pass
+task_log = TaskLogFile()
+configured_in: int | None = None  # the process whose loguru handlers quiet_logging set up
+
+
+def quiet_logging(again: bool = False):
+    """loguru in this process: warnings and errors on stderr, everything into the running task's
+    log file. Set up once per process (a forked worker sets up its own), or `again`."""
+    global configured_in
+    if configured_in == os.getpid() and not again:
+        return
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
-    task_handler, configured_in = None, os.getpid()
+    logger.add(task_log, level="DEBUG")
+    configured_in = os.getpid()
+
+
+def end_of_task():
+    """What datatrove calls as setup_default_logger when a task ends (then it closes the file)."""
+    task_log.file = None
+    quiet_logging()
 
 
 def task_logger_quiet_on_stderr(logging_dir, rank: int, local_rank: int = 0, node_rank: int = -1):
     """datatrove's add_task_logger, with stderr at WARNING: its INFO lines (the pipeline, per-task
-    statistics) stay in the task's log file under data/work/<stage>/logs/<job>/logs/."""
-    global task_handler
-    if task_handler is not None or configured_in != os.getpid():  # a new process, or a task not closed
-        task_handler = None
-        warnings_only_on_stderr()
-    logfile = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
-    task_handler = logger.add(logfile, level="DEBUG")
-    return logfile
+    statistics) go to the task's log file under data/work/<stage>/logs/<job>/logs/."""
+    quiet_logging()
+    task_log.file = logging_dir.open(f"logs/task_{rank:05d}.log", "w")
+    return task_log.file
 
 
 class Executor(LocalPipelineExecutor):
@@ -66,7 +75,7 @@ class Executor(LocalPipelineExecutor):
     def _launch_run_for_rank(self, rank: int, ranks_q, completed=None, completed_lock=None):
         if not verbose():
             datatrove_executor_base.add_task_logger = task_logger_quiet_on_stderr
-            datatrove_logging.setup_default_logger = warnings_only_on_stderr  # called by close_task_logger
+            datatrove_logging.setup_default_logger = end_of_task  # called by close_task_logger
         return super()._launch_run_for_rank(rank, ranks_q, completed, completed_lock)
 
 
@@ -107,7 +116,7 @@ def run_in_order(jobs: list[tuple[str, list, int]], hardware: DataHardware, work
         shutil.rmtree(work)
     work.mkdir(parents=True)
     if not verbose():
-        warnings_only_on_stderr()  # the executors' own messages in this process
+        quiet_logging(again=True)  # the executors' own messages in this process; anew, whatever changed it
     started_ray = hardware.executor == "ray" and start_ray(hardware)
     if progress is not None:
         progress.reset(total=len(jobs))

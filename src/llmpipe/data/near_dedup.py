@@ -214,7 +214,7 @@ class ConfirmedPairs(PipelineStep):
                         for a, b in self.confirm(group, keys, clusters):
                             out.write(struct.pack("<4I", *a, *b))
         for label, count in self.counts.items():
-            self.stat_update(label, value=count)
+            self.stat_update(label, value=count, unit="task")
         yield from ()
 
 

@@ -63,4 +63,4 @@ class RecordRangeReader(PipelineStep):
                     ) from err
                 documents += 1
                 yield Document(text=text, id=str(doc_id), metadata=record)
-        self.stat_update("documents", value=documents)
+        self.stat_update("documents", value=documents, unit="task")
