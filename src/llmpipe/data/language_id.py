@@ -13,7 +13,8 @@ checks the property on the model itself and the results against py3langid."""
 
 import io
 import lzma
-from collections import Counter, deque
+import math
+from collections import Counter
 from functools import lru_cache
 
 import numpy as np
@@ -70,7 +71,7 @@ def first_occurrence_counts(features: np.ndarray) -> dict[int, int]:
 class FastIdentifier(LanguageIdentifier):
     """py3langid's LanguageIdentifier with the feature count vectorized (see the module's doc)."""
 
-    __slots__ = ("_nextmove", "_bases", "_outputs", "_window", "_padding", "_from_start", "_separates", "_counted")
+    __slots__ = ("_nextmove", "_bases", "_outputs", "_window", "_padding", "_from_start", "_separates")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -90,7 +91,6 @@ class FastIdentifier(LanguageIdentifier):
         # that byte is in no n-gram, so from any state it leads back to the start (checked on the
         # automaton): one of them between texts walks every text as if it were alone
         self._separates = bool(np.all(self._nextmove.take(self._bases + staying[-1]) == 0))
-        self._counted = None  # (encoded text, its feature counts) of a batch, while classify_many runs
 
     def features(self, data: bytes) -> np.ndarray:
         """The feature each byte's state emits (-1: none), in text order."""
@@ -116,39 +116,57 @@ class FastIdentifier(LanguageIdentifier):
         features = self.features(data)
         return first_occurrence_counts(features[features >= 0])
 
-    def batch_visits(self, encoded: list[bytes]) -> list[dict[int, int]]:
-        """visits(text) of each text, from one walk over all of them (the texts apart by one
-        separating byte): NumPy's fixed cost is paid once per batch, not per text."""
+    def batch_counts(self, encoded: list[bytes]) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+        """The features of each text with their counts, each text's in the order of first
+        occurrence (as visits gives them), from one walk over all the texts (apart by one separating
+        byte): (features, counts, [(start, end) of text i in both])."""
         assert self._separates
-        joined = self._padding[:1].join(encoded)
-        features = self.features(joined)
+        features = self.features(self._padding[:1].join(encoded))
         lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        starts = np.cumsum(lengths + 1) - lengths - 1  # where each text begins in `joined`
+        starts = np.cumsum(lengths + 1) - lengths - 1  # where each text begins in the joined bytes
         emitting = np.flatnonzero(features >= 0)
-        features = features[emitting]
-        bounds = np.searchsorted(emitting, np.stack([starts, starts + lengths]))  # features of text i: bounds[:, i]
-        return [first_occurrence_counts(features[a:b]) for a, b in bounds.T.tolist()]
+        text_of = np.searchsorted(starts, emitting, side="right") - 1
+        # one stable sort of (text, feature): each run starts at the feature's first occurrence
+        keys = text_of * len(self.tk_output) + features[emitting]
+        order = np.argsort(keys, kind="stable")
+        run_starts = np.flatnonzero(np.diff(keys[order], prepend=-1))
+        counts = np.diff(run_starts, append=len(order))
+        firsts = order[run_starts]
+        by_first = np.argsort(firsts)  # back to text order, and within a text to first occurrence
+        firsts, counts = firsts[by_first], counts[by_first]
+        bounds = np.searchsorted(text_of[firsts], np.arange(len(encoded) + 1))
+        return features[emitting][firsts], counts, list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
 
     def classify_many(self, texts: list[str]) -> list[tuple[str, float]]:
-        """classify(text) of each text, with their features counted in one walk (batch_visits)."""
-        if not self._separates:
+        """classify(text) of each text, with py3langid's arithmetic on the same numbers, so the same
+        floats: each text's naive-Bayes sum as py3langid's _sparse_score computes it (the same NumPy
+        operations on arrays of the same shapes), and the rest of _decide and classify (scaling,
+        softmax, argmax: element by element) for all the texts at once."""
+        if not self._separates or not self._norm_probs or self._alias_pairs or not texts:
             return [self.classify(text) for text in texts]
         encoded = [self._encode(text) for text in texts]
-        self._counted = deque(zip(encoded, self.batch_visits(encoded), strict=True))
-        try:
-            return [self.classify(text) for text in texts]  # py3langid's scoring, which calls _raw_score
-        finally:
-            self._counted = None
+        features, counts, bounds = self.batch_counts(encoded)
+        counts = counts.astype(np.float32)
+        scores = np.zeros((len(texts), len(self.nb_classes)), dtype=np.float32)  # a text without features: 0
+        for i, (a, b) in enumerate(bounds):
+            if b > a:
+                scores[i] = np.log1p(counts[a:b]) @ self.nb_ptc[features[a:b]] + self.nb_pc
+        scale = [1.0 / math.sqrt(len(text) or 1) for text in encoded]
+        scores *= np.array(scale, dtype=np.float32)[:, None]  # py3langid: float32 scores times a Python float
+        np.exp(scores - scores.max(axis=1, keepdims=True), out=scores)
+        scores /= scores.sum(axis=1, keepdims=True)
+        best = scores.argmax(axis=1)
+        confidence = scores[np.arange(len(texts)), best].tolist()
+        found = [(self.nb_classes[i], conf) for i, conf in zip(best.tolist(), confidence, strict=True)]
+        if self.min_confidence is not None:
+            found = [(lang if conf >= self.min_confidence else "und", conf) for lang, conf in found]
+        return found
 
     def _raw_score(self, text):
         """py3langid's raw scores, from the vectorized count (text: the encoded bytes)."""
-        if self._counted:
-            counted, visits = self._counted.popleft()
-            assert counted == text, "classify_many: texts scored out of order"
-        elif len(text) < SHORT_TEXT_BYTES:
+        if len(text) < SHORT_TEXT_BYTES:
             return super()._raw_score(text)
-        else:
-            visits = self.visits(text)
+        visits = self.visits(text)
         if visits:
             return self._sparse_score(visits, self.nb_ptc)
         return super()._raw_score(b"")  # py3langid's scores for a text without any feature
