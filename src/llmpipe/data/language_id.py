@@ -73,13 +73,13 @@ class FastIdentifier(LanguageIdentifier):
 
     __slots__ = ("_nextmove", "_bases", "_outputs", "_window", "_padding", "_from_start", "_separates")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, window: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._nextmove = np.asarray(self.tk_nextmove)  # a view of py3langid's array, no copy
         self._bases = np.asarray(self._rowbase, dtype=np.int64)  # state -> its row * 256
         self._outputs = np.asarray(self.tk_output, dtype=np.int32)  # state -> feature, or -1
         transitions = self._nextmove.reshape(-1, 256)
-        self._window = window_length(transitions, np.asarray(self.tk_row))
+        self._window = window_length(transitions, np.asarray(self.tk_row)) if window is None else window
         start = self._bases[0]
         self._from_start = self._nextmove[start : start + 256].copy()  # state after one byte
         # a byte on which the start state stays put (one in no n-gram, such as 0xFF, which UTF-8
@@ -177,7 +177,10 @@ def model_arrays(path: str, size: int, mtime_ns: int) -> dict[str, np.ndarray]:
     cache entry (table_cache.py), so that another model file is read afresh."""
     with lzma.open(path) as f:
         with np.load(io.BytesIO(f.read()), allow_pickle=False) as data:
-            return {name: data[name] for name in data.files}
+            arrays = {name: data[name] for name in data.files}
+    # the automaton's window (a breadth-first search, 0.1 s), kept with the model
+    window = window_length(arrays["nextmove"].reshape(-1, 256), arrays["nextmove_row"])
+    return {**arrays, "window": np.array([window])}
 
 
 def load_identifier() -> FastIdentifier:
@@ -195,6 +198,7 @@ def load_identifier() -> FastIdentifier:
         data["out_feat"].tolist(),
         norm_probs=True,
         tk_row=modelio._to_array(data["nextmove_row"]),
+        window=int(data["window"][0]),
     )
 
 

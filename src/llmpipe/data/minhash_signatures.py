@@ -83,28 +83,41 @@ def permutations(config: MinhashConfig) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def permuted(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def permuted(x: np.ndarray, a: np.ndarray, b: np.ndarray, buffers: tuple | None = None) -> np.ndarray:
     """(x * a + b) mod (2^61 - 1) for a column of shingle hashes x, with x * a + b wrapping at 2^64
     as datatrove's NumPy expression does. y mod (2^k - 1) = (y & (2^k - 1)) + (y >> k), then at most
-    one subtraction: the same numbers as `%`, without a 64-bit division per value."""
+    one subtraction: the same numbers as `%`, without a 64-bit division per value. `buffers` (from
+    permutation_buffers) hold the intermediate arrays: fresh ones of several MB for every block made
+    the C library map and unmap memory each time, which tripled the time in a process holding large
+    tables (the language model)."""
+    y, r, wrapped = buffers or permutation_buffers(len(x), a.shape[1])
+    rows = len(x)
+    y, r, wrapped = y[:rows], r[:rows], wrapped[:rows]
     with np.errstate(over="ignore"):
-        y = x.reshape(-1, 1) * a
+        np.multiply(x.reshape(-1, 1), a, out=y)
         y += b
-    r = y & MERSENNE
-    r += y >> np.uint64(61)
-    np.subtract(r, MERSENNE, out=r, where=r >= MERSENNE)
+    np.bitwise_and(y, MERSENNE, out=r)
+    np.right_shift(y, np.uint64(61), out=y)
+    r += y
+    np.greater_equal(r, MERSENNE, out=wrapped)
+    np.subtract(r, MERSENNE, out=r, where=wrapped)
     return r
+
+
+def permutation_buffers(rows: int, hashes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.empty((rows, hashes), np.uint64), np.empty((rows, hashes), np.uint64), np.empty((rows, hashes), bool)
 
 
 def signatures(hashes: np.ndarray, owner: np.ndarray, docs: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(docs, permutations) minimum permuted hash of each document's shingles (all ones for a
     document without shingles), computed BLOCK_ROWS shingles at a time."""
     out = np.full((docs, a.shape[1]), np.iinfo(np.uint64).max, dtype=np.uint64)
+    buffers = permutation_buffers(min(BLOCK_ROWS, len(hashes)), a.shape[1])
     for start in range(0, len(hashes), BLOCK_ROWS):
         rows = slice(start, start + BLOCK_ROWS)
         block_owner = owner[rows]
         firsts = np.flatnonzero(np.concatenate([[True], block_owner[1:] != block_owner[:-1]]))
-        mins = np.minimum.reduceat(permuted(hashes[rows], a, b), firsts, axis=0)
+        mins = np.minimum.reduceat(permuted(hashes[rows], a, b, buffers), firsts, axis=0)
         who = block_owner[firsts]
         out[who] = np.minimum(out[who], mins)
     return out
