@@ -10,7 +10,7 @@ matched by a regular expression; n-grams are compared as integer labels, not tup
 import re
 import sys
 import unicodedata
-from functools import cache
+from functools import cache, cached_property
 
 import numpy as np
 
@@ -103,15 +103,31 @@ class NGrams:
     """The n-gram labels of a list of words, computed for n = 2, 3, ... as far as asked."""
 
     def __init__(self, words: list[str]):
+        self.words = words
+        self.labels: dict[int, np.ndarray] = {}
+        self.all_distinct: dict[int, bool] = {}  # no n-gram occurs twice
+        # most texts repeat words but no word pair, and then no longer n-gram either: a set of pairs
+        # tells it without NumPy (whose fixed costs are most of the time on short texts)
+        pairs = max(len(words) - 1, 0)
+        if len(set(zip(words, words[1:], strict=False))) == pairs:
+            self.labels[2], self.all_distinct[2] = np.arange(pairs), True
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        """One integer per distinct word: the unigram labels."""
         index: dict[str, int] = {}
-        self.ids = np.array([index.setdefault(w, len(index)) for w in words], dtype=np.int64)
-        self.lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-        self.labels = {1: self.ids}
-        self.all_distinct = {1: len(index) == len(words)}  # no n-gram occurs twice
+        return np.array([index.setdefault(w, len(index)) for w in self.words], dtype=np.int64)
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter(map(len, self.words), dtype=np.int64, count=len(self.words))
 
     def of(self, n: int) -> np.ndarray:
+        if n == 1 or not self.labels:
+            self.labels[1] = self.ids
+            self.all_distinct[1] = len(set(self.words)) == len(self.words)
         for m in range(max(self.labels) + 1, n + 1):
-            count = max(len(self.ids) - m + 1, 0)
+            count = max(len(self.words) - m + 1, 0)
             if self.all_distinct[m - 1]:  # no (m-1)-gram repeats, so no m-gram does: nothing to sort
                 self.labels[m], distinct = np.arange(count), count
             else:
@@ -125,6 +141,8 @@ class NGrams:
         labels = self.of(n)
         if not len(labels):
             return 0, 0
+        if self.all_distinct[n]:
+            return 1, sum(map(len, self.words[:n]))
         counts = np.bincount(labels)
         top = int(counts.max())
         first = int(np.argmax(counts[labels] == top))
@@ -133,7 +151,7 @@ class NGrams:
     def repeated_chars(self, n: int) -> int:
         """Characters of the words covered by n-grams that occur more than once."""
         labels = self.of(n)
-        if not len(labels):
+        if not len(labels) or self.all_distinct[n]:
             return 0
         starts = np.flatnonzero(np.bincount(labels)[labels] > 1)
         size = len(self.ids) + n + 1
