@@ -155,9 +155,10 @@ class ConfirmedPairs(PipelineStep):
         representatives in that length window are candidates, the nearest in length first."""
         lengths, representatives = [], []  # sorted by length, side by side
         for doc in group:
-            size = len(keys[doc])
+            key = keys[doc]
+            size = len(key)
             low, high = size * self.similarity, size / self.similarity if self.similarity else float("inf")
-            match = self.first_match(doc, size, low, high, lengths, representatives, keys, clusters)
+            match = self.first_match(doc, key, low, high, lengths, representatives, keys, clusters)
             if match is None:
                 at = bisect.bisect(lengths, size)
                 lengths.insert(at, size)
@@ -165,12 +166,14 @@ class ConfirmedPairs(PipelineStep):
             elif not isinstance(match, Known):
                 yield match, doc
 
-    def first_match(self, doc, size, low, high, lengths, representatives, keys, clusters):
+    def first_match(self, doc, key, low, high, lengths, representatives, keys, clusters):
         """The first representative (nearest in length, within [low, high]) that is similar to doc,
         Known(rep) if one is already in doc's cluster, or None once doc has spent its budget
         (comparisons in this band and in this task's earlier bands, long ones counting as several)."""
+        size = len(key)
         right = bisect.bisect(lengths, size)
         left, compared = right - 1, self.spent.get(doc, 0)
+        cluster = clusters.find(doc)  # doc's cluster changes only when it is confirmed, which ends the search
         while (left >= 0 and lengths[left] >= low) or (right < len(lengths) and lengths[right] <= high):
             take_left = right >= len(lengths) or lengths[right] > high
             if not take_left and left >= 0 and lengths[left] >= low:
@@ -178,7 +181,7 @@ class ConfirmedPairs(PipelineStep):
             at = left if take_left else right
             rep, rep_size = representatives[at], lengths[at]
             left, right = (left - 1, right) if take_left else (left, right + 1)
-            if clusters.find(rep) == clusters.find(doc):
+            if clusters.find(rep) == cluster:
                 return Known(rep)
             if compared >= self.budget:
                 if doc not in self.capped:  # counted once per document and task
@@ -188,7 +191,7 @@ class ConfirmedPairs(PipelineStep):
             compared += self.cost(size, rep_size)
             self.spent[doc] = compared
             self.counts["candidates"] += 1
-            if similar(keys[rep], keys[doc], self.similarity):
+            if similar(keys[rep], key, self.similarity):
                 self.counts["confirmed"] += 1
                 clusters.union(rep, doc)
                 return rep
@@ -221,8 +224,9 @@ class ConfirmedPairs(PipelineStep):
 class DedupKeys:
     """The dedup keys of documents named (signer rank, position), read on demand from the signed
     streams ({rank:05d}.jsonl) and kept in a cache of at most `max_chars` characters, least recently
-    used out first: memory stays bounded whatever the corpus, while the representatives that most
-    documents are compared with stay in the cache. An index of line offsets per stream (8 bytes a
+    used out first (recency is tracked from the first eviction on; until then nothing goes out):
+    memory stays bounded whatever the corpus, while the representatives that most documents are
+    compared with stay in the cache. An index of line offsets per stream (8 bytes a
     document) finds a document without reading its stream again.
 
     One instance per folder and process (`of`): the tasks that one process runs in turn (all of
@@ -247,6 +251,7 @@ class DedupKeys:
         self.files: dict[int, object] = {}
         self.cache: OrderedDict[tuple[int, int], str] = OrderedDict()
         self.chars = 0
+        self.full = False  # recency is kept once the cache has had to let a key go
 
     def stream(self, signer: int):
         if signer not in self.files:
@@ -263,7 +268,8 @@ class DedupKeys:
     def __getitem__(self, doc: tuple[int, int]) -> str:
         key = self.cache.get(doc)
         if key is not None:
-            self.cache.move_to_end(doc)
+            if self.full:
+                self.cache.move_to_end(doc)
             return key
         f = self.stream(doc[0])
         f.seek(int(self.offsets[doc[0]][doc[1]]))
@@ -272,6 +278,7 @@ class DedupKeys:
         self.chars += len(key)
         while self.chars > self.max_chars and len(self.cache) > 1:
             self.chars -= len(self.cache.popitem(last=False)[1])
+            self.full = True
         return key
 
     def __enter__(self):
