@@ -27,16 +27,14 @@ from dataclasses import asdict
 from pathlib import Path
 
 from datatrove.data import Document
-from datatrove.pipeline.dedup.exact_dedup import (
-    ExactDedupConfig,
-    ExactDedupFilter,
-    ExactDedupSignature,
-    ExactFindDedups,
-)
-from datatrove.pipeline.dedup.minhash import MinhashDedupCluster, MinhashDedupFilter
+from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactFindDedups
+from datatrove.pipeline.dedup.minhash import MinhashDedupCluster
 
 from llmpipe.data.clean_steps import (
+    ExactFilter,
+    ExactSignatures,
     IdentifyLanguage,
+    NearDuplicateFilter,
     QualityRules,
     RankFileReader,
     ScreenAndNormalize,
@@ -73,7 +71,7 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
                 QualityRules(cfg.quality, cfg.min_chars, removed_writer(work, "quality")),
                 ScrubPII(asdict(cfg.pii)),
                 writer(filtered),  # writers pass documents on; the signature steps consume them
-                *([ExactDedupSignature(str(work / "exact_sigs"), exact)] if dedup.exact else []),
+                *([ExactSignatures(str(work / "exact_sigs"), exact)] if dedup.exact else []),
             ],
             tasks,
         )
@@ -84,7 +82,7 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
     if dedup.exact or dedup.near:
         steps = [RankFileReader(current)]
         if dedup.exact:
-            steps.append(ExactDedupFilter(str(work / "exact_dups"), exact, removed_writer(work, "exact_duplicate")))
+            steps.append(ExactFilter(str(work / "exact_dups"), exact, removed_writer(work, "exact_duplicate")))
         current = work / "exact_deduped"
         steps.append(writer(current))
         if dedup.near:
@@ -107,7 +105,7 @@ def near_jobs(dedup, minhash, work: Path, deduped: Path, tasks: int) -> list[tup
         work / "minhash_sigs", deduped, work / "minhash_pairs", minhash, dedup.similarity, budget, dedup.compare_chars
     )
     cluster = MinhashDedupCluster(str(work / "minhash_pairs"), str(work / "minhash_remove"), config=minhash)
-    near_filter = MinhashDedupFilter(
+    near_filter = NearDuplicateFilter(
         str(work / "minhash_remove"), exclusion_writer=removed_writer(work, "near_duplicate")
     )
     return [

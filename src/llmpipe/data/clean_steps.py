@@ -16,6 +16,8 @@ from time import perf_counter
 import orjson
 from datatrove.data import Document
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.dedup.exact_dedup import ExactDedupFilter, ExactDedupSignature
+from datatrove.pipeline.dedup.minhash import MinhashDedupFilter
 from datatrove.pipeline.writers.disk_base import DiskWriter
 
 from llmpipe.data import language_id, pii, quality
@@ -28,6 +30,38 @@ def record_counts(step: PipelineStep, counts: Counter, seconds: float):
     for label, count in counts.items():
         step.stat_update(label, value=count, unit="task")
     step.stats.time_stats.update(seconds, unit="task")
+
+
+class CountedStats:
+    """For datatrove's own steps (exact dedup's signature and filter, MinHash's filter): what they
+    count per document goes into a Counter, handed to datatrove's statistics once per task, and the
+    per-document length statistics are left out. The steps' work is theirs, unchanged."""
+
+    def stat_update(self, *labels, value: int = 1, unit: str = None):
+        for label in labels:
+            self.tallies[label] += value
+
+    def update_doc_stats(self, document: Document):
+        pass
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        self.tallies = Counter()
+        passed = super().run(data, rank, world_size)  # None from a step that ends a pipeline
+        yield from passed or ()
+        for label, count in self.tallies.items():
+            PipelineStep.stat_update(self, label, value=count, unit="task")
+
+
+class ExactSignatures(CountedStats, ExactDedupSignature):
+    pass
+
+
+class ExactFilter(CountedStats, ExactDedupFilter):
+    pass
+
+
+class NearDuplicateFilter(CountedStats, MinhashDedupFilter):
+    pass
 
 
 def as_record(writer, document: Document) -> dict:

@@ -169,9 +169,8 @@ class CharacterMinhashSignature(PipelineStep):
             path.parent.mkdir(parents=True, exist_ok=True)
         files = [path.open("wb") for path in paths]
         try:
-            texts, positions, chars = [], [], 0
+            texts, positions, chars, position = [], [], 0, -1
             for position, doc in enumerate(data):
-                self.stat_update(StatHints.total)
                 texts.append(self.simplify(doc.text))
                 positions.append(position)
                 chars += len(texts[-1])
@@ -180,6 +179,7 @@ class CharacterMinhashSignature(PipelineStep):
                     texts, positions, chars = [], [], 0
             if texts:
                 self.write_batch(files, texts, positions)
+            self.stat_update(StatHints.total, value=position + 1, unit="task")
         finally:
             for f in files:
                 f.close()
