@@ -11,13 +11,16 @@ of tasks is a stage parameter, never the number of workers, so outputs do not de
 """
 
 import os
+import queue
 import shutil
 import sys
+from copy import deepcopy
 from pathlib import Path
 
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.executor import base as datatrove_executor_base
 from datatrove.utils import logging as datatrove_logging
+from datatrove.utils.stats import PipelineStats
 from loguru import logger
 
 from llmpipe.logs import quiet_bars, verbose
@@ -71,6 +74,26 @@ class Executor(LocalPipelineExecutor):
     """datatrove's local executor, quiet on stderr unless LLMPIPE_VERBOSE is set. datatrove sets up
     loguru in every task (and resets it to print everything after each), so the quieting is done
     where tasks run: in this process and in each worker."""
+
+    def run(self):
+        """datatrove's run; with one worker, its tasks in turn in this process without the
+        multiprocess Manager that datatrove starts for every job (a server process: 20 ms a job)."""
+        if self.workers != 1 or self.depends:
+            return super().run()
+        self._launched = True
+        self.save_executor_as_json()
+        free_ranks = queue.Queue()  # the one local rank, as datatrove's Manager queue would hand it out
+        free_ranks.put(0)
+        pipeline, stats = self.pipeline, []
+        for rank in self.get_incomplete_ranks(range(self.local_rank_offset, self.local_rank_offset + self.local_tasks)):
+            self.pipeline = deepcopy(pipeline)  # each task starts from the pipeline as built
+            stats.append(self._launch_run_for_rank(rank, free_ranks))
+        self.pipeline = pipeline
+        merged = sum(stats, start=PipelineStats())
+        with self.logging_dir.open("stats.json", "wt") as statsfile:
+            merged.save_to_disk(statsfile)
+        logger.success(merged.get_repr(f"All {self.local_tasks} tasks"))
+        return merged
 
     def _launch_run_for_rank(self, rank: int, ranks_q, completed=None, completed_lock=None):
         if not verbose():
