@@ -81,20 +81,23 @@ class ShardWriter(DiskWriter):
 
     def __init__(self, folder: Path):
         super().__init__(str(folder), output_filename="${rank}.jsonl", compression=None, adapter=as_record, mode="wb")
-        self.written, self.seconds = 0, 0.0
+        self.written, self.seconds, self.file = 0, 0.0, None
 
     def _write(self, document: dict, file_handler, _filename: str):
         file_handler.write(orjson.dumps(document, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY))
 
     def write(self, document: Document, rank: int = 0, **kwargs):
         started = perf_counter()
-        self._write(as_record(self, document), self._get_output_file_with_retry(f"{rank:05d}.jsonl"), "")
+        if self.file is None:  # the task's file, opened (through datatrove's retries) on its first document
+            self.file = self._get_output_file_with_retry(f"{rank:05d}.jsonl")
+        self._write(as_record(self, document), self.file, "")
         self.written += 1
         self.seconds += perf_counter() - started
 
     def close(self):
         record_counts(self, Counter(total=self.written), self.seconds)
-        self.written, self.seconds = 0, 0.0  # one process may run several tasks with this same step
+        # one process may run several tasks with this same step (datatrove's local executor)
+        self.written, self.seconds, self.file = 0, 0.0, None
         super().close()
 
     def run(self, data, rank: int = 0, world_size: int = 1):

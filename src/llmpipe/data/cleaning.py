@@ -8,6 +8,8 @@ ones changed the text, so the stage can count what every rule did.
 import re
 import unicodedata
 
+from llmpipe.data import mojibake
+
 # ANSI escape sequences: CSI (colours, cursor moves: ESC [ ... final byte), OSC (ESC ] ... BEL or
 # ESC \), and the remaining two-byte escapes. The fortune files colour poem titles this way.
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -56,9 +58,7 @@ def strip_control(text: str) -> str:
 def fix_mojibake(text: str) -> str:
     """Text that was encoded in UTF-8 and decoded as Latin-1 / cp1252 ("cafÃ©") decoded again
     correctly (ftfy.fix_encoding only: it leaves quotes, HTML entities and width alone; its test for
-    mojibake searched only around non-ASCII characters, mojibake.py)."""
-    from llmpipe.data import mojibake
-
+    mojibake searched only around the characters mojibake is made of, mojibake.py)."""
     return mojibake.fix_encoding(text)
 
 
