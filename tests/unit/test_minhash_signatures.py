@@ -87,7 +87,7 @@ def reference_records(texts: list[str], step: MinhashDedupSignature, simplify) -
     return [sorted(records) for records in bands]
 
 
-def test_bucket_files_hold_datatroves_signatures_sorted_as_datatrove_sorts_them(tmp_path, monkeypatch):
+def test_each_band_holds_datatroves_signatures_sorted_as_datatrove_sorts_them(tmp_path, monkeypatch):
     config = minhash_config(typed_section("clean").dedup, seed=7)
     texts = SAMPLES + random_texts(random.Random(1), 200)
     monkeypatch.setattr(minhash_signatures, "BATCH_CHARS", 2000)  # many batches, documents across blocks
@@ -100,9 +100,11 @@ def test_bucket_files_hold_datatroves_signatures_sorted_as_datatrove_sorts_them(
         texts, MinhashDedupSignature(str(tmp_path / "ref"), config, language=Unused()), ours.simplify
     )
     record = struct.Struct(f"<{config.hashes_per_bucket}QI")
+    data = (tmp_path / "00003.minhash.sig").read_bytes()  # the task's bands in turn
+    per_band = len(data) // config.num_buckets
+    assert len(data) == per_band * config.num_buckets and [p.name for p in tmp_path.iterdir()] == ["00003.minhash.sig"]
     for band in range(config.num_buckets):
-        data = (tmp_path / f"bucket_{band:03d}" / "00003.minhash.sig").read_bytes()
-        assert list(record.iter_unpack(data)) == expected[band]
+        assert list(record.iter_unpack(data[band * per_band : (band + 1) * per_band])) == expected[band]
     assert ours.stats["total"].total == len(texts)
 
 

@@ -2,8 +2,11 @@
 
 The signatures are exactly datatrove's (MinhashDedupSignature): the same permutations
 (a * x + b) mod (2^61 - 1) of each shingle hash, drawn from the same seed, the minimum per
-permutation, written as its bucket files (per band: the band's hashes and the document's position,
-sorted). What differs is how they are computed. datatrove works document by document, with one
+permutation, and the same records of its bucket files (per band: the band's hashes and the
+document's position, sorted). datatrove writes a file per band and task; here a task writes one
+file holding its bands in turn (band 0's records, then band 1's...), `{rank:05d}.minhash.sig`:
+creating 40 files per task cost more than filling them on a small corpus. What differs is how
+they are computed. datatrove works document by document, with one
 NumPy call chain and 40 struct.pack calls per document and a 64-bit division per hash; on short
 documents (a fortune is 230 bytes) the per-document overhead, and on long ones the division, were a
 quarter of the clean stage. Here a batch of documents is one array of code points, the shingles of
@@ -138,50 +141,57 @@ class CharacterMinhashSignature(PipelineStep):
         self.record = np.dtype([(f"field{i + 1}", "<u8") for i in range(h)] + [(f"field{h + 1}", "<u4")])
         self.simplify = Simplifier(config.norm_config)
 
-    def write_batch(self, files: list, texts: list[str], positions: list[int]):
-        """Signatures of a batch, one record per band and document with at least one shingle."""
+    def write_batch(self, f, texts: list[str], positions: list[int]) -> int:
+        """Signatures of a batch, one record per band and document with at least one shingle, band
+        after band; returns how many documents were signed."""
         hashes, owner = shingle_hashes(texts, self.config.n_grams)
         sig = signatures(hashes, owner, len(texts), *self.parameters)
         signed = np.unique(owner)  # a text shorter than a shingle has no signature (as in datatrove)
         h = self.config.hashes_per_bucket
         signed_positions = np.asarray(positions, dtype=np.uint32)[signed]
-        for band, f in enumerate(files):
+        for band in range(self.config.num_buckets):
             records = np.empty(len(signed), dtype=self.record)
             for i in range(h):
                 records[f"field{i + 1}"] = sig[signed, band * h + i]
             records[f"field{h + 1}"] = signed_positions
             f.write(records.tobytes())
+        return len(signed)
 
-    def sort_bands(self, paths: list[Path]):
-        """Each band file sorted by its records, as datatrove sorts them (ConfirmedPairs names a
-        document by its position in the sorted file)."""
-        for path in paths:
-            records = np.fromfile(path, dtype=self.record)
-            # lexsort on the fields, first field first: the order of NumPy's sort(order=names), whose
-            # generic comparison of structured records was as slow as computing the signatures
-            records[np.lexsort([records[name] for name in reversed(self.record.names)])].tofile(path)
+    def sort_bands(self, unsorted: Path, path: Path, batches: list[int]):
+        """The task's file: each band's records of every batch, sorted as datatrove sorts a bucket
+        file (ConfirmedPairs names a document by its position in the sorted band), band after band.
+        One band in memory at a time."""
+        size, bands = self.record.itemsize, self.config.num_buckets
+        starts = np.cumsum([0, *batches[:-1]]) * bands  # records before each batch
+        with path.open("wb") as out:
+            for band in range(bands):
+                chunks = [
+                    np.fromfile(unsorted, dtype=self.record, count=n, offset=int(start + band * n) * size)
+                    for start, n in zip(starts.tolist(), batches, strict=True)
+                ]
+                records = np.concatenate(chunks) if chunks else np.empty(0, self.record)
+                # lexsort on the fields, first field first: the order of NumPy's sort(order=names), whose
+                # generic comparison of structured records was as slow as computing the signatures
+                out.write(records[np.lexsort([records[name] for name in reversed(self.record.names)])].tobytes())
+        unsorted.unlink()
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         self.parameters = permutations(self.config)
-        bands = range(self.config.num_buckets)
-        paths = [self.output_folder / f"bucket_{band:03d}" / f"{rank:05d}.minhash.sig" for band in bands]
-        for path in paths:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        files = [path.open("wb") for path in paths]
-        try:
+        self.output_folder.mkdir(parents=True, exist_ok=True)
+        path = self.output_folder / f"{rank:05d}.minhash.sig"
+        unsorted = path.with_suffix(".unsorted")
+        batches = []  # documents signed in each batch
+        with unsorted.open("wb") as f:
             texts, positions, chars, position = [], [], 0, -1
             for position, doc in enumerate(data):
                 texts.append(self.simplify(doc.text))
                 positions.append(position)
                 chars += len(texts[-1])
                 if chars >= BATCH_CHARS:
-                    self.write_batch(files, texts, positions)
+                    batches.append(self.write_batch(f, texts, positions))
                     texts, positions, chars = [], [], 0
             if texts:
-                self.write_batch(files, texts, positions)
-            self.stat_update(StatHints.total, value=position + 1, unit="task")
-        finally:
-            for f in files:
-                f.close()
-        self.sort_bands(paths)
+                batches.append(self.write_batch(f, texts, positions))
+        self.stat_update(StatHints.total, value=position + 1, unit="task")
+        self.sort_bands(unsorted, path, batches)
         yield from ()

@@ -127,8 +127,10 @@ class ConfirmedPairs(PipelineStep):
         h = self.config.hashes_per_bucket
         dtype = np.dtype([("hashes", "<u8", (h,)), ("doc", "<u4")])
         parts = []
-        for path in sorted((self.sig_folder / f"bucket_{band:03d}").glob("*.minhash.sig")):
-            records = np.fromfile(path, dtype=dtype)
+        for path in sorted(self.sig_folder.glob("*.minhash.sig")):  # one per signing task: its bands in turn
+            per_band, rest = divmod(path.stat().st_size, dtype.itemsize * self.config.num_buckets)
+            assert rest == 0, f"{path}: not {self.config.num_buckets} bands of signature records"
+            records = np.fromfile(path, dtype=dtype, count=per_band, offset=band * per_band * dtype.itemsize)
             parts.append((int(path.name.split(".")[0]), records))
         if not parts:
             return []
