@@ -101,7 +101,9 @@ def clean_text(text: str, unicode_form: str = "NFC", mojibake: bool = True) -> t
             if cleaned != text and name not in changed:
                 changed.append(name)
             text = cleaned
-        if text == before:
+        # A pass leaves no control character but tab and newline, and on such ASCII text every rule
+        # but the (idempotent) whitespace rule is the identity: another pass would change nothing.
+        if text == before or text.isascii():
             break
     return text, changed
 
