@@ -127,7 +127,7 @@ def signatures(hashes: np.ndarray, owner: np.ndarray, docs: int, a: np.ndarray, 
 
 
 class CharacterMinhashSignature(PipelineStep):
-    """datatrove's MinHash signature step (same bucket files, same numbers) over character shingles
+    """datatrove's MinHash signature step (the same records, one file per task) over character shingles
     of the simplified text, computed a batch of documents at a time."""
 
     name = "🎯 MinHash signatures (characters)"
