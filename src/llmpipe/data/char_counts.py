@@ -123,9 +123,9 @@ class NGrams:
         return np.fromiter(map(len, self.words), dtype=np.int64, count=len(self.words))
 
     def of(self, n: int) -> np.ndarray:
-        if n == 1 or not self.labels:
+        if 1 not in self.labels and (n == 1 or 2 not in self.labels):
             self.labels[1] = self.ids
-            self.all_distinct[1] = len(set(self.words)) == len(self.words)
+            self.all_distinct[1] = int(self.ids.max(initial=-1)) + 1 == len(self.words)  # ids: 0 .. distinct - 1
         for m in range(max(self.labels) + 1, n + 1):
             count = max(len(self.words) - m + 1, 0)
             if self.all_distinct[m - 1]:  # no (m-1)-gram repeats, so no m-gram does: nothing to sort

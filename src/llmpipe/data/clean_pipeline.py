@@ -39,8 +39,8 @@ from llmpipe.data.clean_steps import (
     RankFileReader,
     ScreenAndNormalize,
     ScrubPII,
+    ShardWriter,
     removed_writer,
-    writer,
 )
 from llmpipe.data.cleaning import dedup_key
 from llmpipe.data.executors import run_in_order
@@ -66,11 +66,11 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
             "filter",
             [
                 RecordRangeReader(raw),  # every task reads its share of every file: one big file uses every worker
-                ScreenAndNormalize(cfg, writer(work / "quarantine")),
+                ScreenAndNormalize(cfg, ShardWriter(work / "quarantine")),
                 IdentifyLanguage(cfg.language, removed_writer(work, "language")),
                 QualityRules(cfg.quality, cfg.min_chars, removed_writer(work, "quality")),
                 ScrubPII(asdict(cfg.pii)),
-                writer(filtered),  # writers pass documents on; the signature steps consume them
+                ShardWriter(filtered),  # writers pass documents on; the signature steps consume them
                 *([ExactSignatures(str(work / "exact_sigs"), exact)] if dedup.exact else []),
             ],
             tasks,
@@ -84,7 +84,7 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
         if dedup.exact:
             steps.append(ExactFilter(str(work / "exact_dups"), exact, removed_writer(work, "exact_duplicate")))
         current = work / "exact_deduped"
-        steps.append(writer(current))
+        steps.append(ShardWriter(current))
         if dedup.near:
             minhash = minhash_config(dedup, seed)
             steps.append(CharacterMinhashSignature(str(work / "minhash_sigs"), minhash))
@@ -92,7 +92,7 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
     if dedup.near:
         jobs += near_jobs(dedup, minhash, work, current, tasks)
     else:
-        jobs.append(("keep", [RankFileReader(current), writer(work / "kept")], tasks))
+        jobs.append(("keep", [RankFileReader(current), ShardWriter(work / "kept")], tasks))
     return jobs
 
 
@@ -111,7 +111,7 @@ def near_jobs(dedup, minhash, work: Path, deduped: Path, tasks: int) -> list[tup
     return [
         ("near_pairs", [pairs], near_tasks),
         ("near_cluster", [cluster], 1),
-        ("near_filter", [RankFileReader(deduped), near_filter, writer(work / "kept")], tasks),
+        ("near_filter", [RankFileReader(deduped), near_filter, ShardWriter(work / "kept")], tasks),
     ]
 
 

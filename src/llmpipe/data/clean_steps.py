@@ -9,6 +9,7 @@ hands both to datatrove's statistics once per task (they land in the task logs a
 stats.json, as datatrove's own do).
 """
 
+from abc import abstractmethod
 from collections import Counter
 from pathlib import Path
 from time import perf_counter
@@ -25,11 +26,13 @@ from llmpipe.data.cleaning import clean_text, screen
 from llmpipe.schema import Clean, Language
 
 
-def record_counts(step: PipelineStep, counts: Counter, seconds: float):
-    """A task's counts and the seconds spent in the step's own work, into datatrove's statistics."""
+def record_counts(step: PipelineStep, counts: Counter, seconds: float | None = None):
+    """A task's counts, and the seconds spent in the step's own work when it timed them, into
+    datatrove's statistics (PipelineStep.stat_update itself: CountedStats replaces the step's own)."""
     for label, count in counts.items():
-        step.stat_update(label, value=count, unit="task")
-    step.stats.time_stats.update(seconds, unit="task")
+        PipelineStep.stat_update(step, label, value=count, unit="task")
+    if seconds is not None:
+        step.stats.time_stats.update(seconds, unit="task")
 
 
 class CountedStats:
@@ -48,8 +51,7 @@ class CountedStats:
         self.tallies = Counter()
         passed = super().run(data, rank, world_size)  # None from a step that ends a pipeline
         yield from passed or ()
-        for label, count in self.tallies.items():
-            PipelineStep.stat_update(self, label, value=count, unit="task")
+        record_counts(self, self.tallies)
 
 
 class ExactSignatures(CountedStats, ExactDedupSignature):
@@ -107,12 +109,8 @@ class ShardWriter(DiskWriter):
                 yield document
 
 
-def writer(folder: Path) -> ShardWriter:
-    return ShardWriter(folder)
-
-
 def removed_writer(work: Path, step: str) -> ShardWriter:
-    return writer(work / "removed" / step)
+    return ShardWriter(work / "removed" / step)
 
 
 def batches(data, max_docs: int, max_chars: int):
@@ -142,9 +140,9 @@ class DocumentRule(PipelineStep):
         super().__init__()
         self.removed = removed
 
+    @abstractmethod
     def reject(self, doc: Document) -> str | None:
         """Why the document is removed, or None to keep it."""
-        raise NotImplementedError
 
     def reject_batch(self, docs: list[Document]) -> list[str | None]:
         return [self.reject(doc) for doc in docs]

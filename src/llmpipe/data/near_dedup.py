@@ -25,6 +25,7 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig
 from rapidfuzz.distance import Levenshtein
 
+from llmpipe.data.clean_steps import record_counts
 from llmpipe.data.cleaning import dedup_key
 from llmpipe.schema import Dedup
 
@@ -218,8 +219,7 @@ class ConfirmedPairs(PipelineStep):
                     for group in self.band_groups(band):
                         for a, b in self.confirm(group, keys, clusters):
                             out.write(struct.pack("<4I", *a, *b))
-        for label, count in self.counts.items():
-            self.stat_update(label, value=count, unit="task")
+        record_counts(self, self.counts)
         yield from ()
 
 
