@@ -1,4 +1,5 @@
-# make setup : virtual environment with llmpipe and its dev extras, plus Debian's fortune corpora
+# make setup : virtual environment with exactly the versions of requirements.lock, plus Debian's fortune corpora
+# make lock  : re-resolve requirements.lock from pyproject.toml's ranges (then `make setup` installs it)
 # make repro : setup, compose conf/ into params.yaml, then `dvc repro`
 # make test  : setup, then the test suite (make test-fast: the fast tier, under 2 minutes)
 SHELL := /bin/bash
@@ -16,23 +17,54 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 
-.PHONY: help setup system-packages repro test test-fast
+.PHONY: help setup system-packages repro test test-fast lock lock-upgrade
 
 help:
 	@echo "make repro   set up, then run the whole pipeline (dvc repro) on the embedded corpus"
 	@echo "make test    set up, then run the test suite"
 	@echo "make test-fast  set up, then the fast tier: unit, config and model tests, no pipeline run"
-	@echo "make setup   only set up: .venv, llmpipe and Debian's fortunes / fortunes-zh"
+	@echo "make setup   only set up: .venv from requirements.lock, llmpipe, Debian's fortunes / fortunes-zh"
+	@echo "make lock    re-resolve requirements.lock from pyproject.toml (upgrades within its ranges)"
 
 setup: system-packages $(VENV)/.installed
 
-# Re-installs only when pyproject.toml changes; a finished set-up costs a file-date check.
-$(VENV)/.installed: pyproject.toml
+# The lock: every package llmpipe and its dev extras need, at one version each, with the SHA-256 of
+# every file PyPI holds for it (all platforms), so pip refuses anything else. torch is the one package
+# left out: its build depends on the machine (CPU or CUDA), so TORCH installs it; its own dependencies
+# are locked, as resolved for $(TORCH).
+LOCK := requirements.lock
+
+# A new venv whenever the lock or pyproject.toml changes, so that `pip freeze` is exactly the lock
+# (installing over an old venv would keep packages the lock dropped); a finished set-up costs a
+# file-date check.
+$(VENV)/.installed: $(LOCK) pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), f"llmpipe needs Python 3.11, found {sys.version.split()[0]} at {sys.executable}"'
-	[ -x $(VENV)/bin/python ] || $(PYTHON) -m venv $(VENV)
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps --require-hashes -r $(LOCK)
 	$(VENV)/bin/python -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(VENV)/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+	$(VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(VENV)/bin/python -m pip check
 	touch $@
+
+# pip-tools, in a venv of its own so that it is not in the project's. `make lock` re-resolves the lock
+# from pyproject.toml's ranges, keeping every pin that still fits them (after a range or a dependency
+# changed); `make lock-upgrade` takes the newest versions the ranges allow; one package only:
+# `make lock LOCK_ARGS="-P mlflow"`. Then `make setup` installs it, and `make test` tests it.
+PIP_TOOLS := .venv-lock/bin/pip-compile
+LOCK_ARGS ?=
+$(PIP_TOOLS):
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q --disable-pip-version-check "pip-tools==7.6.2"
+
+lock: $(PIP_TOOLS)
+	echo "$(TORCH)" > .venv-lock/torch.txt
+	$(PIP_TOOLS) -q --extra dev --generate-hashes --strip-extras --unsafe-package torch \
+		--constraint .venv-lock/torch.txt --no-emit-index-url --no-emit-find-links --no-emit-options \
+		$(LOCK_ARGS) -o $(LOCK) pyproject.toml
+
+lock-upgrade:
+	$(MAKE) lock LOCK_ARGS=--upgrade
 
 # The corpora, Chromium for the test that opens the MLflow UI in a real browser, and venv support.
 system-packages:

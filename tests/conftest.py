@@ -151,6 +151,9 @@ def mlflow_on_loopback(args: list[str], ready: str, cwd: Path, env: dict | None 
     port = free_port()
     mlflow_cli = Path(sys.executable).parent / program
     env = {**(env or os.environ), "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ['PATH']}"}
+    # Without this, `mlflow server` starts seven job consumers (GenAI judges and evaluations, which
+    # llmpipe does not use) that outlive the server and take a core between them.
+    env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     log = tempfile.TemporaryFile()
     server = subprocess.Popen(
         [str(mlflow_cli), *args, "--port", str(port)],

@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from llmpipe.registry import store
 from llmpipe.stages import PER_TASK, STAGES
 
 
@@ -31,44 +32,9 @@ def resolve_model_dir(model: str, scratch: str):
     if model.startswith(("models:/", "runs:/")):
         from llmpipe.registry.model_registry import download_model_dir
 
-        open_registry()
+        store.open_registry()
         return download_model_dir(model, scratch)
     return model
-
-
-def recorded_versions() -> list[str]:
-    """What the register stages recorded in metrics/ ("llmpipe-lm version 3", ...)."""
-    paths = [Path("metrics") / "register.json", *sorted(Path("metrics", "register_task").glob("*.json"))]
-    records = [json.loads(p.read_text(encoding="utf-8")) for p in paths if p.is_file()]
-    return [f"{r['model_name']} version {r['version']}" for r in records if "version" in r]
-
-
-REBUILD = (
-    "`dvc repro` will not bring it back, as its stages are up to date: rebuild the registry from the exported "
-    "models with `llmpipe register` (each registered again as challenger; then `llmpipe promote`), or point "
-    "MLFLOW_TRACKING_URI at the store's new place"
-)
-
-
-def open_registry(root: Path = Path(".")):
-    """tracking.setup, refusing to create an empty store where metrics/ says models were registered:
-    the store was deleted or moved, and an empty one would hide that."""
-    from llmpipe.registry import tracking
-
-    uri = tracking.tracking_uri(root)
-    recorded = recorded_versions()
-    if uri.startswith("sqlite:///") and recorded:
-        db = Path(uri.removeprefix("sqlite:///"))
-        if not db.is_file() or db.stat().st_size == 0:
-            raise ValueError(f"the MLflow store {db} is missing, but metrics/ records {', '.join(recorded)}: {REBUILD}")
-    tracking.setup(root)
-    if recorded:
-        import mlflow
-
-        if not mlflow.MlflowClient().search_registered_models(max_results=1):
-            raise ValueError(
-                f"the MLflow store {uri} holds no models, but metrics/ records {', '.join(recorded)}: {REBUILD}"
-            )
 
 
 def cmd_serve(args) -> int:
@@ -78,11 +44,17 @@ def cmd_serve(args) -> int:
 
     from llmpipe.registry.model_registry import verified_download
 
-    open_registry()
+    store.open_registry()
     local, _ = verified_download(args.model)
     serve = ["models", "serve", "-m", str(local), "--env-manager", "local", "-h", args.host, "-p", str(args.port)]
     sys.stdout.flush()
     os.execv(sys.executable, [sys.executable, "-m", "mlflow", *serve])
+
+
+def cmd_ui(args) -> int:
+    from llmpipe.registry.ui import serve_ui
+
+    return serve_ui(args.host, args.port)
 
 
 def cmd_register(args) -> int:
@@ -166,7 +138,7 @@ def cmd_promote(args) -> int:
     from llmpipe.registry.model_registry import promote
 
     params = load_typed()
-    open_registry()
+    store.open_registry()
     refused = 0
     for target, (name, gates) in registered_models(params).items():
         if args.model and name not in args.model:
@@ -191,7 +163,7 @@ def cmd_models(args) -> int:
     from llmpipe.registry.model_registry import list_versions
 
     params = load_typed()
-    open_registry()
+    store.open_registry()
     for name, gates in registered_models(params).values():
         metrics = list(gates)
         rows = list_versions(name, metrics)
@@ -367,6 +339,11 @@ def add_model_verbs(verbs):
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=5001)
     serve.set_defaults(func=cmd_serve)
+
+    ui = verbs.add_parser("ui", help="the MLflow UI on the project's store, with the address of the pipeline's runs")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    ui.add_argument("--port", type=int, default=5000)
+    ui.set_defaults(func=cmd_ui)
 
     register = verbs.add_parser(
         "register", help="register every exported model again (dvc repro -f -s register...), e.g. into a new store"

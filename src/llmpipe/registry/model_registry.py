@@ -21,7 +21,6 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
-import torch
 from mlflow.models import infer_signature
 
 import llmpipe
@@ -76,6 +75,8 @@ def pyfunc_for(model_dir: str | Path):
 def log_and_register(model_dir: str | Path, name: str, alias: str, tags: dict[str, str]) -> tuple[str, str]:
     """Log model_dir to the active run, register it as a new version of `name` with `tags` and the
     SHA-256 of its weights and code (one call), then point `alias` at it. Returns (version, model URI)."""
+    import torch  # heavy: imported where used (its version only), so a stage that registers nothing new starts fast
+
     model_code, signature, example = pyfunc_for(model_dir)
     info = mlflow.pyfunc.log_model(
         name=name,

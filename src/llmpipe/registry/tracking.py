@@ -23,6 +23,9 @@ if os.environ.get("LLMPIPE_VERBOSE", "") in ("", "0"):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file, for local copies
 
 EXPERIMENT = "llmpipe"
+# MLflow 3's UI opens an experiment on the view its kind asks for; without the tag it guesses, and
+# opens on an empty GenAI traces overview. llmpipe's experiments hold training runs.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 STAGE_TAG = "llmpipe.stage"
 EXPERIMENT_TAG = "dvc.experiment"
 PID_TAG, HOST_TAG = "llmpipe.pid", "llmpipe.host"  # which process runs it: a dead one's run is closed
@@ -63,15 +66,22 @@ def check_reachable(uri: str, timeout: float = 5.0):
 
 
 def setup(root: str | Path = ".") -> str:
-    """Point MLflow at the project's store and make sure the experiment exists; returns its id."""
+    """Point MLflow at the project's store (a local one made whole first: registry.store) and make
+    sure the experiment exists, of the kind whose runs the UI shows; returns its id."""
     import mlflow
 
     uri = tracking_uri(root)
     check_reachable(uri)
+    if uri.startswith("sqlite:///"):
+        from llmpipe.registry import store
+
+        store.ensure(Path(uri.removeprefix("sqlite:///")))
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
-        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri))
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location(uri), tags={KIND_TAG: KIND})
+    if experiment.tags.get(KIND_TAG) != KIND:  # made by an llmpipe before the tag, or changed in the UI
+        mlflow.MlflowClient().set_experiment_tag(experiment.experiment_id, KIND_TAG, KIND)
     return experiment.experiment_id
 
 

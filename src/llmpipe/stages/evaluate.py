@@ -17,33 +17,29 @@ Run: python -m llmpipe.stages.evaluate
 from pathlib import Path
 
 from llmpipe.atomic import replace_file
-from llmpipe.evaluation.lm_metrics import language_model_scores, objective_scores
-from llmpipe.evaluation.samples import samples_markdown, span_samples
 from llmpipe.registry import tracking
-from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import Sections, Stage, stage_main
-from llmpipe.training.objectives import (
-    CAUSAL,
-    MASKED,
-    SPANS,
-    VAL,
-    examples_of,
-    objective,
-    pretrained_objective,
-    span_framing_ids,
-)
 
-SUMMARY = [
-    "lm/val_bpb",
-    "lm/bigram_val_bpb",
-    "lm/unigram_val_bpb",
-    "lm/test_bpb",
-    "lm/val_masked_loss",
-    "lm/val_span_loss",
-]
+SUMMARY = ["lm/val_bpb", "lm/bigram_val_bpb", "lm/unigram_val_bpb", "lm/test_bpb"]
+SUMMARY += ["lm/val_masked_loss", "lm/val_span_loss"]  # what its summary line shows (runner.summary)
 
 
 def run(cfg: Sections, root: Path) -> dict:
+    # heavy (torch): imported where used, so the stage starts fast (a bad params.yaml fails at once)
+    from llmpipe.evaluation.lm_metrics import language_model_scores, objective_scores
+    from llmpipe.evaluation.samples import samples_markdown, span_samples
+    from llmpipe.registry.export import load_model_dir
+    from llmpipe.training.objectives import (
+        CAUSAL,
+        MASKED,
+        SPANS,
+        VAL,
+        examples_of,
+        objective,
+        pretrained_objective,
+        span_framing_ids,
+    )
+
     pretrained = root / "models" / "pretrain"
     lm, lm_config, tokenizer = load_model_dir(pretrained)
     block_size, tokens_dir, batch_size = (

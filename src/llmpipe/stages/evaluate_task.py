@@ -19,7 +19,6 @@ from pathlib import Path
 from llmpipe.atomic import replace_dir
 from llmpipe.data.task_support import Unsupported, skip_reason, write_skip
 from llmpipe.registry import tracking
-from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import Sections, Stage, stage_main
 
 SUMMARY = ["skipped", "*/test_macro_f1", "*/majority_test_macro_f1", "*/acc", "sft/test_loss", "sft/greedy/chrf"]
@@ -40,8 +39,9 @@ def scores(task: str, cfg: Sections, root: Path, plots_dir: Path, reports_dir: P
     model_dir = root / "models" / "finetune" / task
     if skip_reason(model_dir):
         raise Unsupported(f"not fine-tuned: {skip_reason(model_dir)}")
-    # Imported here: a classifier's scores need torchmetrics (seconds to import), a skipped task nothing
+    # Imported here: a classifier's scores need torchmetrics (seconds to import), a model torch, a skipped task nothing
     from llmpipe.evaluation.tasks import evaluate_classifier, evaluate_sft
+    from llmpipe.registry.export import load_model_dir
 
     net, config, tokenizer = load_model_dir(model_dir)
     tokens_dir = root / "data" / "tokens"

@@ -15,13 +15,17 @@ from pathlib import Path
 
 from llmpipe.atomic import replace_dir
 from llmpipe.data.task_support import Unsupported, write_skip
+from llmpipe.logs import setup_logging
 from llmpipe.runner import Sections, Stage, is_rank_zero, stage_main
-from llmpipe.training.finetuning import Task, finetune_task
 
 SUMMARY = ["skipped", "macro_f1", "acc", "loss", "best_step", "seed", "train_examples", "capped", "adapt/last_loss"]
 
 
 def run(task: str, cfg: Sections, root: Path) -> dict:
+    # heavy (torch, Lightning): imported where used, so the stage starts fast (a bad params.yaml fails at once)
+    from llmpipe.training.finetuning import Task, finetune_task
+
+    setup_logging()  # again: importing Lightning set its loggers to INFO and put its warning filters first
     settings, raw = cfg.finetune[task], cfg.raw[f"finetune.{task}"]
     try:
         return finetune_task(Task(task, settings, raw, cfg.seed, cfg.hardware, root))

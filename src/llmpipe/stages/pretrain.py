@@ -11,16 +11,20 @@ Run: python -m llmpipe.stages.pretrain
 
 from pathlib import Path
 
-from llmpipe.evaluation.lm_metrics import val_bits_by_context
+from llmpipe.logs import setup_logging
 from llmpipe.runner import Sections, Stage, stage_main
-from llmpipe.training.objectives import CAUSAL
-from llmpipe.training.pretraining import pretrain
 
 PARAMS = ["seed", "model", "pretrain"]
 SUMMARY = ["val_bpb", "val_loss", "train_loss", "steps", "tokens_seen", "params"]  # runner.summary
 
 
 def run(cfg: Sections, root: Path) -> dict:
+    # heavy (torch, Lightning): imported where used, so the stage starts fast (a bad params.yaml fails at once)
+    from llmpipe.evaluation.lm_metrics import val_bits_by_context
+    from llmpipe.training.objectives import CAUSAL
+    from llmpipe.training.pretraining import pretrain
+
+    setup_logging()  # again: importing Lightning set its loggers to INFO and put its warning filters first
     metrics, trained = pretrain(cfg.pretrain, cfg.hardware, cfg.seed, cfg.nested(PARAMS), root)
     context_bits = {}
     if trained is not None and metrics["objective"] == CAUSAL:  # bits per token by how much of its document it had read

@@ -11,14 +11,16 @@ Run: python -m llmpipe.stages.register
 
 from pathlib import Path
 
-from llmpipe.registry.export import read_config
-from llmpipe.registry.model_registry import pretrained_target, register_export
 from llmpipe.runner import Sections, Stage, stage_main
 
 SUMMARY = ["model_name", "version", "alias"]  # what its summary line shows (runner.summary)
 
 
 def run(cfg: Sections, root: Path) -> dict:
+    # heavy (MLflow, torch): imported where used, so the stage starts fast (a bad params.yaml fails at once)
+    from llmpipe.registry.export import read_config
+    from llmpipe.registry.model_registry import pretrained_target, register_export
+
     # Gone while the registry changes: a kill from here on leaves DVC no output to keep, so the next
     # `dvc repro` runs register again (never its run cache: dvc.yaml marks the file persist) and it
     # reconciles the registry.

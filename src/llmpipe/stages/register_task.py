@@ -9,7 +9,6 @@ Run: python -m llmpipe.stages.register_task <task>
 import json
 from pathlib import Path
 
-from llmpipe.registry.model_registry import register_export
 from llmpipe.runner import Sections, Stage, stage_main
 
 SUMMARY = ["skipped", "model_name", "version", "alias"]  # what its summary line shows (runner.summary)
@@ -17,6 +16,9 @@ SUMMARY = ["skipped", "model_name", "version", "alias"]  # what its summary line
 
 def stage(task: str) -> Stage:
     def run(cfg: Sections, root: Path) -> dict:
+        # heavy (MLflow): imported where used, so the stage starts fast (a bad params.yaml fails at once)
+        from llmpipe.registry.model_registry import register_export
+
         export, metrics = f"models/finetune/{task}", f"metrics/evaluate_task/{task}.json"
         (root / "metrics" / "register_task" / f"{task}.json").unlink(missing_ok=True)  # as register does
         skipped = json.loads((root / metrics).read_text(encoding="utf-8")).get("skipped")
