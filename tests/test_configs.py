@@ -156,6 +156,7 @@ def test_a_fourth_task_needs_a_conf_entry_only():
 PLUMBING = {
     "llmpipe.runner",
     "llmpipe.registry.tracking",
+    "llmpipe.registry.store",
     "llmpipe.config",
     "llmpipe.schema",
     "llmpipe.typed_params",
