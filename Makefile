@@ -89,8 +89,12 @@ repro: setup
 PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 # --durations: the slowest tests at the end of the log, where the 10-minute budget goes.
+# llmpipe's own modules compiled once before the tests: where PYTHONDONTWRITEBYTECODE is set (as on
+# some CI machines), every stage process the tests start would otherwise compile them again.
 test: setup
+	python -m compileall -q src
 	python -m pytest $(PYTEST_WORKERS) --durations=15
 
 test-fast: setup
+	python -m compileall -q src
 	python -m pytest $(PYTEST_WORKERS) -m "not slow"

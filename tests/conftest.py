@@ -34,9 +34,10 @@ PIPELINE_FIXTURES = {"tiny_project"}
 # rest, keeps both workers busy to the end instead of leaving one long file running alone (the
 # Makefile passes --no-loadscope-reorder, or xdist would reorder files by their number of tests).
 LONGEST_FIRST = [
-    "test_pipeline", "test_chaos", "test_scaling", "test_book", "test_jsonl_folder",
-    "test_resume", "test_distributed", "test_stages", "test_clean", "test_finetune_tasks", "test_ui",
-]  # fmt: skip
+    "test_pipeline", "test_chaos", "test_families_dvc", "test_scaling", "test_jsonl_folder", "test_book",
+    "test_resume", "test_large_vocab", "test_store", "test_distributed", "test_stages", "test_clean",
+    "test_seq2seq_family", "test_finetune_tasks", "test_ui",
+]  # fmt: skip  # by their time in a make test of 2026-12-06 (--durations)
 
 
 def pytest_collection_modifyitems(config, items):
