@@ -145,10 +145,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def mlflow_on_loopback(args: list[str], ready: str, cwd: Path, env: dict | None = None, program: str = "mlflow"):
+def mlflow_on_loopback(
+    args: list[str], ready: str, cwd: Path, env: dict | None = None, program: str = "mlflow", stdout: Path | None = None
+):
     """Run `<program> <args> --port P` (mlflow, or llmpipe serve) bound to 127.0.0.1 with the venv's
     tools on PATH (as in an activated venv), wait until GET <ready> answers, yield the base URL, and
-    stop it afterwards."""
+    stop it afterwards. What it prints goes to `stdout`, when given."""
     port = free_port()
     mlflow_cli = Path(sys.executable).parent / program
     env = {**(env or os.environ), "PATH": f"{mlflow_cli.parent}{os.pathsep}{os.environ['PATH']}"}
@@ -156,11 +158,12 @@ def mlflow_on_loopback(args: list[str], ready: str, cwd: Path, env: dict | None 
     # llmpipe does not use) that outlive the server and take a core between them.
     env.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     log = tempfile.TemporaryFile()
+    printed = open(stdout, "w") if stdout else subprocess.DEVNULL  # closed below, with the server
     server = subprocess.Popen(
         [str(mlflow_cli), *args, "--port", str(port)],
         cwd=cwd,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=printed,
         stderr=log,
         start_new_session=True,
     )
@@ -182,6 +185,8 @@ def mlflow_on_loopback(args: list[str], ready: str, cwd: Path, env: dict | None 
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
         log.close()
+        if stdout:
+            printed.close()
 
 
 def dvc_stages(params: dict) -> dict[str, dict]:

@@ -9,21 +9,15 @@ experiment's kind tag says. The README tells a user to pick "Model training" onc
 what the README says, and checks that the choice holds on the next visit."""
 
 import json
-import os
 import re
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from llmpipe.registry import tracking
 
-from .conftest import REPO, free_port, mlflow_on_loopback, venv_env
+from .conftest import REPO, mlflow_on_loopback
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = REPO / "test-artifacts"  # screenshots, kept for a person to look at (gitignored)
@@ -99,30 +93,12 @@ def test_llmpipe_ui_serves_the_store_and_its_address_opens_on_the_runs(tiny_proj
     from playwright.sync_api import expect
 
     root, _, _ = tiny_project
-    port = free_port()
-    log = tmp_path / "ui.log"
-    with log.open("w") as out:
-        server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "llmpipe"), "ui", "--port", str(port)],
-            cwd=root, env=venv_env(), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-                time.sleep(0.5)
-        address = re.search(r"the runs: (http://\S+)", log.read_text()).group(1)
+    printed = tmp_path / "ui.log"
+    with mlflow_on_loopback(["ui", "--host", "127.0.0.1"], "/health", root, program="llmpipe", stdout=printed) as base:
+        address = re.search(r"the runs: (http://\S+)", printed.read_text()).group(1)
+        assert address.startswith(f"{base}/#/experiments/"), address
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(60_000)
         page.goto(address)
         for stage in STAGES:
             expect(page.get_by_text(stage, exact=True).first).to_be_visible()
-        # the server runs without MLflow's job consumers (seven processes llmpipe has no use for)
-        assert b"MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false" in Path(f"/proc/{server.pid}/environ").read_bytes()
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)

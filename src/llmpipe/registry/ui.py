@@ -25,8 +25,14 @@ def serve_ui(host: str, port: int) -> int:
         print(f"the runs, on the tracking server: {uri.rstrip('/')}{runs}")
         return 0
     print(f"the runs: http://{host}:{port}{runs}  (Ctrl-C stops the UI)", flush=True)
-    # MLflow's job consumers run GenAI judges and evaluations, which llmpipe does not use: seven
-    # processes that would take a core between them, and outlive the server.
+    argv, env = server_command(uri, host, port)
+    os.execve(argv[0], argv, env)
+
+
+def server_command(uri: str, host: str, port: int) -> tuple[list[str], dict]:
+    """`mlflow server` on the store at `uri`, and its environment. MLflow's job consumers run GenAI
+    judges and evaluations, which llmpipe does not use: seven processes that would take a core
+    between them, and outlive the server, so they are off unless the user turned them on."""
     env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
-    server = ["server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
-    os.execve(sys.executable, [sys.executable, "-m", "mlflow", *server], env)
+    argv = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
+    return argv, env
