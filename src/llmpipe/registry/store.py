@@ -79,15 +79,16 @@ DOWN_REVISION = re.compile(r"^down_revision(?:\s*:[^=]+)?\s*=\s*[\"']([0-9a-f]+)
 
 
 def migrations_folder() -> Path:
-    """MLflow's alembic migrations (a package of its own, found without importing MLflow)."""
+    """MLflow's alembic migrations: the folder of its package `mlflow.store.db_migrations`."""
     spec = importlib.util.find_spec("mlflow.store.db_migrations")
     assert spec is not None and spec.origin, "MLflow's store migrations are not installed"
     return Path(spec.origin).parent
 
 
 def state(db: Path, head: str) -> tuple[str, str]:
-    """("missing" | "ready" | "old" | "half-made" | "newer", detail) of the file at `db`, read with
-    SQLite alone: MLflow would start migrating it in place the moment it opened it."""
+    """("missing" | "ready" | "old" | "half-made", detail) of the file at `db`, read with SQLite alone:
+    MLflow would start migrating it in place the moment it opened it. A store of a newer MLflow, or a
+    file that is no database, raises ValueError naming it."""
     if not db.is_file() or db.stat().st_size == 0:
         return "missing", ""
     try:
