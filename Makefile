@@ -24,7 +24,7 @@ help:
 	@echo "make test    set up, then run the test suite"
 	@echo "make test-fast  set up, then the fast tier: unit, config and model tests, no pipeline run"
 	@echo "make setup   only set up: .venv from requirements.lock, llmpipe, Debian's fortunes / fortunes-zh"
-	@echo "make lock    re-resolve requirements.lock from pyproject.toml (upgrades within its ranges)"
+	@echo "make lock    re-resolve requirements.lock after pyproject.toml changed (make lock-upgrade: newest versions)"
 
 setup: system-packages $(VENV)/.installed
 

@@ -23,8 +23,9 @@ if os.environ.get("LLMPIPE_VERBOSE", "") in ("", "0"):
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per file, for local copies
 
 EXPERIMENT = "llmpipe"
-# MLflow 3's UI opens an experiment on the view its kind asks for; without the tag it guesses, and
-# opens on an empty GenAI traces overview. llmpipe's experiments hold training runs.
+# MLflow's kind for an experiment of training runs, which is what llmpipe's hold. MLflow 3.10 to 3.18's
+# UI picks an experiment's view from the browser's "GenAI / Model training" switch instead
+# (registry/ui.py prints an address that opens on the runs); the tag still says what the experiment is.
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 STAGE_TAG = "llmpipe.stage"
 EXPERIMENT_TAG = "dvc.experiment"
