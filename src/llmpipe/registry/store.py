@@ -44,7 +44,7 @@ def ensure(db: Path):
             return
         if kind == "old":
             log.info("migrating the MLflow store %s from schema %s to %s (on a copy)", db, detail, head)
-            migrate(db, head)
+            migrate(db, head, detail)
             return
         if kind == "half-made":
             set_aside(db, detail)
@@ -137,7 +137,7 @@ def create_tables(path: Path):
     store.engine.dispose()  # no connection stays open on the file that is about to be renamed
 
 
-def migrate(db: Path, head: str):
+def migrate(db: Path, head: str, old_revision: str):
     """An old store's copy migrated with `mlflow db upgrade`, then renamed in. The old file stays
     beside it (`<db>.<old revision>.bak`, a hard link: it costs no space until the store changes),
     for a user who goes back to the older MLflow."""
@@ -154,7 +154,7 @@ def migrate(db: Path, head: str):
             f"migrating the MLflow store {db} to schema {head} failed; it is unchanged:\n{done.stderr[-2000:]}"
         )
     failpoint("store:migrated")
-    backup = db.with_name(f"{db.name}.{state(db, head)[1]}.bak")  # the old revision names it
+    backup = db.with_name(f"{db.name}.{old_revision}.bak")
     backup.unlink(missing_ok=True)
     os.link(db, backup)
     finish(tmp, db, head)
