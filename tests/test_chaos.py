@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from llmpipe.data.token_files import token_dtype
 from llmpipe.registry import integrity
 
-from .conftest import sh, tiny_dvc_project
+from .conftest import assert_up_to_date, sh, tiny_dvc_project
 
 pytestmark = pytest.mark.slow
 
@@ -112,7 +112,7 @@ def test_killing_every_stage_anywhere_loses_nothing(tiny_project, tmp_path):
             check_outputs_whole(root)
 
     final = sh(root, "dvc", "repro")
-    assert "Data and pipelines are up to date" in sh(root, "dvc", "status") or not sh(root, "dvc", "status").strip()
+    assert_up_to_date(root)
     check_outputs_whole(root)
     # Most kills land inside the stage they waited for; a short stage may finish first.
     assert len(killed) >= len(STAGES) and {"pretrain", "finetune@topics"} <= set(killed), (killed, final[-2000:])
@@ -214,7 +214,7 @@ def kill_dvc_alone(root: Path, tmp_path: Path):
     out = sh(root, "dvc", "repro")  # evaluate runs again, or comes back from DVC's run cache
     assert "'evaluate'" in out and "Running stage 'pretrain'" not in out, out[-2000:]
     assert (root / "reports" / "samples.md").is_file()
-    assert "Data and pipelines are up to date" in sh(root, "dvc", "status") or not sh(root, "dvc", "status").strip()
+    assert_up_to_date(root)
 
 
 def stage_process(pgid: int, module: str, deadline: float) -> int:

@@ -160,6 +160,7 @@ PLUMBING = {
     "llmpipe.config",
     "llmpipe.schema",
     "llmpipe.typed_params",
+    "llmpipe.training.setting_rules",  # checks values, changes none
     "llmpipe.atomic",
     "llmpipe.logs",
     "llmpipe.training.throughput",

@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from .conftest import sh, tiny_dvc_project, venv_env
+from .conftest import assert_up_to_date, sh, tiny_dvc_project, venv_env
 from .own_corpus import entries, metrics, readme_recipes, recipe_args
 
 pytestmark = pytest.mark.slow
@@ -73,7 +73,7 @@ def test_the_labelled_csv_recipe_runs_every_stage_then_nothing(repo, corpus):
     for task in TASKS:  # every task's curves and evaluation pictures, by convention
         assert f"plots/finetune/{task}/val.csv" in page and f"plots/evaluate_task/{task}" in page
     second = sh(repo, "dvc", "repro")
-    assert ran_stages(second) == [] and "Data and pipelines are up to date" in second
+    assert ran_stages(second) == ["check"]  # always: it looks at the MLflow store; nothing else changed
     promoted = sh(repo, "llmpipe", "promote")
     assert "llmpipe-lm: version 1 promoted" in promoted and "no champion yet" in promoted
     assert "champion" in sh(repo, "llmpipe", "models")
@@ -88,24 +88,49 @@ def test_changing_one_task_reruns_that_task_and_what_follows_only(repo, corpus):
     assert "lr: 0.002" in (repo / "params.yaml").read_text()
 
 
-def test_a_bad_value_or_an_unknown_key_fails_before_any_output_is_removed(repo, corpus):
-    """`dvc exp run -S` with a value of the wrong type, and with DVC's own `+key` hint for a typo: the
-    check stage stops both with the schema's report, before DVC removes any stage's outputs, and
-    puts params.yaml back as it was."""
+BAD_RUNS = [  # `dvc exp run -S` overrides -> what the check's report must name
+    (["pretrain.lr=abc"], ["pretrain.lr"]),
+    (["+pretrian.lr=0.1"], ["pretrian: unknown key"]),
+    (["model.d_model=100", "model.n_head=3"], ["model.d_model=100", "model.n_head=3"]),
+    (["model.n_kv_head=3"], ["model.n_head=2", "model.n_kv_head=3"]),
+    (["pretrain.batch_tokens=1000"], ["pretrain.batch_tokens=1000", "model.block_size=64"]),
+]
+
+
+def test_a_bad_value_an_unknown_key_or_a_bad_shape_fails_before_any_output_is_removed(repo, corpus):
+    """`dvc exp run -S` with a value of the wrong type, with DVC's own `+key` hint for a typo, and with
+    settings that are each valid but not together (the model's shape, the batch against the block):
+    the check stage stops each with a report naming every key involved, before DVC removes any
+    stage's outputs, and puts params.yaml back as it was. So does a tracking server that does not
+    answer, which the check stage looks for on every run."""
     params = (repo / "params.yaml").read_text()
-    kept = ["models/pretrain/model.safetensors", "metrics/pretrain.json", "plots/pretrain/val.csv"]
-    before = {path: (repo / path).read_bytes() for path in kept}
-    for override, report in [("pretrain.lr=abc", "pretrain.lr"), ("+pretrian.lr=0.1", "pretrian: unknown key")]:
+    kept = ["models/pretrain/model.safetensors", "metrics/pretrain.json", "plots/pretrain/val.csv", "data/clean"]
+    before = {path: files_of(repo / path) for path in kept}
+    unreachable = (
+        ["clean.min_chars=3"],
+        ["http://127.0.0.1:9", "unreachable"],
+        {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"},
+    )
+    for overrides, names, env in [*((o, n, {}) for o, n in BAD_RUNS), unreachable]:
+        settings = ["experiment=tiny", "finetune.topics.lr=0.002", *overrides]
         done = subprocess.run(
-            [*corpus, "-S", "experiment=tiny", "-S", "finetune.topics.lr=0.002", "-S", override],
-            cwd=repo, env=venv_env(), capture_output=True, text=True, timeout=600,
+            [*corpus, *(arg for setting in settings for arg in ("-S", setting))],
+            cwd=repo, env={**venv_env(), **env}, capture_output=True, text=True, timeout=600,
         )  # fmt: skip
         out = done.stdout + done.stderr
-        assert done.returncode != 0 and "check failed" in out and report in out, out[-3000:]
+        assert done.returncode != 0 and "check failed" in out, out[-3000:]
+        assert all(name in out for name in names), (overrides, out[-3000:])
         assert ran_stages(out) == ["check"], out[-3000:]
-        assert (repo / "params.yaml").read_text() == params, override
-        assert {path: (repo / path).read_bytes() for path in kept} == before, override
-    assert "up to date" in sh(repo, "dvc", "status") or not sh(repo, "dvc", "status").strip()
+        assert (repo / "params.yaml").read_text() == params, overrides
+        assert {path: files_of(repo / path) for path in kept} == before, overrides
+    assert_up_to_date(repo)
+
+
+def files_of(path):
+    """The bytes of a file, or of every file under a folder."""
+    if path.is_file():
+        return path.read_bytes()
+    return {p.relative_to(path): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
 def test_a_deleted_store_is_said_plainly_and_rebuilt_from_the_exports(repo, tmp_path):

@@ -91,8 +91,8 @@ def test_cli_generate_from_the_registry_and_models_listing(tiny_project):
 
 
 def test_llmpipe_serve_answers_a_prompt_on_loopback(tiny_project):
-    """`llmpipe serve`: the version's files checked against its SHA-256 tags, then `mlflow models serve`
-    on the checked copy."""
+    """`llmpipe serve` on a registry URI: the version's files checked against its SHA-256 tags, then
+    served from memory in MLflow's scoring protocol (its limits and faults: tests/test_serving.py)."""
     root, _, params = tiny_project
     uri = "models:/llmpipe-lm@challenger"
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri(root)}

@@ -89,7 +89,10 @@ def test_from_the_home_page_a_user_clicks_through_to_the_stage_runs_and_a_runs_m
 
 
 def test_llmpipe_ui_serves_the_store_and_its_address_opens_on_the_runs(tiny_project, browser, tmp_path):
-    """`llmpipe ui` prints an address that opens on the runs, in a browser that never chose a view."""
+    """`llmpipe ui` prints an address that opens on the runs, in a browser that never chose a view.
+    Telemetry is off: the UI's home page shows MLflow's note on telemetry (text built into the UI,
+    shown until dismissed), but the server tells the UI that its telemetry is disabled and drops
+    any records, and the page requests nothing from anywhere but the server."""
     from playwright.sync_api import expect
 
     root, _, _ = tiny_project
@@ -99,6 +102,23 @@ def test_llmpipe_ui_serves_the_store_and_its_address_opens_on_the_runs(tiny_proj
         assert address.startswith(f"{base}/#/experiments/"), address
         page = browser.new_page(viewport={"width": 1600, "height": 1000})
         page.set_default_timeout(60_000)
+        requested = []
+        page.on("request", lambda request: requested.append(request.url))
         page.goto(address)
         for stage in STAGES:
             expect(page.get_by_text(stage, exact=True).first).to_be_visible()
+        page.goto(f"{base}/")  # the home page, where MLflow's UI shows its note on telemetry
+        expect(page.get_by_text("Information about UI telemetry").first).to_be_visible()
+        elsewhere = [url for url in requested if not url.startswith((base, "data:", "blob:"))]
+        assert not elsewhere, elsewhere  # the page itself reaches nothing but the server
+
+        # What the UI's telemetry asks the server: off, and records sent anyway are dropped.
+        assert get_json(f"{base}/ajax-api/3.0/mlflow/ui-telemetry")["disable_ui_telemetry"] is True
+        record = {"event_name": "x", "timestamp_ns": 0, "params": {}, "installation_id": "x", "session_id": "x"}
+        post = urllib.request.Request(
+            f"{base}/ajax-api/3.0/mlflow/ui-telemetry",
+            data=json.dumps({"records": [record]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(post, timeout=10) as answer:
+            assert json.loads(answer.read())["status"] == "disabled"

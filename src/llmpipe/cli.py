@@ -38,17 +38,20 @@ def resolve_model_dir(model: str, scratch: str):
 
 
 def cmd_serve(args) -> int:
-    """`mlflow models serve` on a registered model, after checking its files against its SHA-256 tags;
-    it serves the checked copy, so nothing can change between the check and the load."""
-    import os
+    """A registered model (its files checked against its SHA-256 tags) or an export directory over
+    HTTP (registry/server.py), within params.yaml's `serve` limits. It is loaded from a checked copy,
+    which is gone before the server starts."""
+    import tempfile
 
-    from llmpipe.registry.model_registry import verified_download
+    from llmpipe.registry.limits import serve_limits
+    from llmpipe.registry.server import serve
+    from llmpipe.registry.serving import load_export
 
-    store.open_registry()
-    local, _ = verified_download(args.model)
-    serve = ["models", "serve", "-m", str(local), "--env-manager", "local", "-h", args.host, "-p", str(args.port)]
-    sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "mlflow", *serve])
+    limits = serve_limits()  # first: a bad `serve` section is reported before the model loads
+    with tempfile.TemporaryDirectory(prefix="llmpipe-model-") as scratch:
+        model = load_export(resolve_model_dir(args.model, scratch), limits)
+    print(f"serving {args.model} on http://{args.host}:{args.port} within {limits}", flush=True)
+    return serve(model, args.host, args.port)
 
 
 def cmd_ui(args) -> int:
@@ -68,23 +71,31 @@ def cmd_register(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    """Sample from a language model within the limits `llmpipe serve` keeps (params.yaml's `serve`
+    section): the prompt and every sampling option are checked before the model loads, and the
+    generation stops after serve.request_seconds."""
     import tempfile
 
     from llmpipe.data.chat_template import model_prompt
     from llmpipe.registry.export import load_model_dir
-    from llmpipe.registry.inference import GENERATING_KINDS, stream_text
+    from llmpipe.registry.inference import GENERATING_KINDS, Stop, stream_text
+    from llmpipe.registry.limits import DEFAULT_SAMPLING, checked_generation, serve_limits
 
+    limits = serve_limits()
+    given = {name: getattr(args, name) for name in DEFAULT_SAMPLING if getattr(args, name) is not None}
+    sampling = checked_generation(args.prompt, given, limits)
     with tempfile.TemporaryDirectory(prefix="llmpipe-model-") as scratch:
         net, config, tokenizer = load_model_dir(resolve_model_dir(args.model, scratch))
     if config["kind"] not in GENERATING_KINDS:
         raise ValueError(f"{args.model} holds a {config['kind']}, not a model that generates text")
-    sampling = {"max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_k": args.top_k}
     answers = "template" in config or config["kind"] == "seq2seq_lm"  # not a continuation of the prompt
     print(args.prompt, end="\n" if answers else "", flush=True)
-    prompt = model_prompt(config, args.prompt)
-    for piece in stream_text(net, tokenizer, prompt, top_p=args.top_p, seed=args.seed, **sampling):
-        print(piece, end="", flush=True)
-    print()
+    stop = Stop(limits.request_seconds)
+    try:
+        for piece in stream_text(net, tokenizer, model_prompt(config, args.prompt), stop=stop, **sampling):
+            print(piece, end="", flush=True)
+    finally:
+        print()  # the error, if any, on a line of its own
     return 0
 
 
@@ -303,18 +314,29 @@ def add_pipeline_verbs(verbs):
     run.set_defaults(func=cmd_run)
 
 
-def add_model_verbs(verbs):
+def add_generate_verb(verbs):
+    from llmpipe.registry.limits import DEFAULT_SAMPLING
+
     generate = verbs.add_parser("generate", help="sample text from an exported language model directory")
     generate.add_argument(
         "model", help="model directory (models/pretrain) or registry URI (models:/llmpipe-lm@champion)"
     )
     generate.add_argument("prompt")
-    generate.add_argument("--max-new-tokens", type=int, default=100)
-    generate.add_argument("--temperature", type=float, default=0.8, help="0 for greedy decoding")
-    generate.add_argument("--top-k", type=int, default=50, help="sample among the k most likely tokens (0: all)")
-    generate.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling: smallest set with this mass")
-    generate.add_argument("--seed", type=int, default=0)
+    helps = {
+        "max_new_tokens": "at most serve.max_new_tokens of params.yaml",
+        "temperature": "0 for greedy decoding",
+        "top_k": "sample among the k most likely tokens (0: all)",
+        "top_p": "nucleus sampling: the smallest set with this mass",
+        "seed": "the seed of the sampling",
+    }
+    for name, default in DEFAULT_SAMPLING.items():  # left out: a served model's default
+        flag = f"--{name.replace('_', '-')}"
+        generate.add_argument(flag, type=type(default), help=f"{helps[name]} (default: {default})")
     generate.set_defaults(func=cmd_generate)
+
+
+def add_model_verbs(verbs):
+    add_generate_verb(verbs)
 
     harness = verbs.add_parser(
         "eval-harness", help="run lm-evaluation-harness (offline) on held-out cloze tasks built from our data"
@@ -334,8 +356,12 @@ def add_model_verbs(verbs):
     models = verbs.add_parser("models", help="list registered versions with their aliases and gate metrics")
     models.set_defaults(func=cmd_models)
 
-    serve = verbs.add_parser("serve", help="serve a registered model over HTTP after checking its SHA-256 tags")
-    serve.add_argument("model", help="registry URI, e.g. models:/llmpipe-lm@champion")
+    serve = verbs.add_parser(
+        "serve", help="serve a model over HTTP (MLflow's /invocations) within params.yaml's `serve` limits"
+    )
+    serve.add_argument(
+        "model", help="registry URI, e.g. models:/llmpipe-lm@champion (its SHA-256 tags checked), or export directory"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     serve.add_argument("--port", type=int, default=5001)
     serve.set_defaults(func=cmd_serve)

@@ -41,6 +41,8 @@ class Ingest:
     hf_config: str | None
     hf_split: str
     hf_data_files: str | list[str] | None
+    # two records with one id: keep_first (later ones quarantined), rename (kept as <id>#2, ...), error
+    duplicate_ids: str = between(choices=("keep_first", "rename", "error"))
 
 
 @dataclass
@@ -94,6 +96,9 @@ class Tokenize:
     split_by: str = between(choices=("hash", "field", "position"))  # data/splits.Placement
     val_fraction: float = between(0, below=0.5)
     test_fraction: float = between(0, below=0.5)
+    # the BPE may learn fewer tokens than vocab_size (a small corpus): warned always, and the stage
+    # stops when vocab_size is more than this many times the size it learned
+    max_vocab_shortfall: float = between(1)
 
 
 @dataclass
@@ -317,6 +322,16 @@ class Promote:
 
 
 @dataclass
+class Serve:
+    """Limits of `llmpipe serve`, `llmpipe generate` and the registered models' Python API (not a stage)."""
+
+    max_new_tokens: int = between(1)  # a request asking for more is refused (4xx naming max_new_tokens)
+    max_prompt_chars: int = between(1)  # a longer prompt (or text) is refused
+    max_rows: int = between(1)  # rows (prompts or texts) in one request
+    request_seconds: float = between(above=0)  # work on a request stops after this long (504)
+
+
+@dataclass
 class Scaling:
     """`llmpipe scaling` (not a stage): the points of the data-scale study."""
 
@@ -349,5 +364,6 @@ class Params:
     evaluate_harness: EvaluateHarness
     register: Register
     promote: Promote
+    serve: Serve
     scaling: Scaling
     transfer: Transfer

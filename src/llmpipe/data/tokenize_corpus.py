@@ -6,6 +6,7 @@ size per document)."""
 
 import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -24,6 +25,7 @@ from llmpipe.digests import file_record
 from llmpipe.jsonl import iter_folder
 from llmpipe.schema import DataHardware, Tokenize
 
+log = logging.getLogger("llmpipe")
 CHECK_SAMPLES = 256  # train documents encoded both ways before tiktoken stands in for tokenizers
 
 
@@ -74,12 +76,34 @@ def prepare(cfg: Tokenize, clean: Path, out: Path) -> tuple[EncodeShard, dict]:
     sample = first_bytes(bpe_sample(clean, place, cfg.bpe_sample_bytes, samples), cfg.bpe_sample_bytes)
     tokenizer = train_bpe(sample, cfg.vocab_size, cfg.min_frequency)
     vocab_size, eot_id = tokenizer.get_vocab_size(), special_id(tokenizer, EOT)
+    check_vocab_filled(cfg, vocab_size)
     encoding = fast_encoder(tokenizer, samples)  # None: tokenizers encodes
     os.environ["TOKENIZERS_PARALLELISM"] = "false"  # the tasks are the parallelism (and fork after training)
     tokenizer.save(str(out / "tokenizer.json"))
     encode = EncodeShard(shards, out, place, encoding is not None, eot_id, token_dtype(vocab_size).__name__)
-    meta = {"vocab_size": vocab_size, "eot_id": eot_id, "pad_id": special_id(tokenizer, PAD)}
+    meta = {"vocab_size": vocab_size, "requested_vocab_size": cfg.vocab_size}
+    meta |= {"eot_id": eot_id, "pad_id": special_id(tokenizer, PAD)}
     return encode, {**meta, "encoder": "tokenizers" if encoding is None else "tiktoken"}
+
+
+def check_vocab_filled(cfg: Tokenize, learned: int):
+    """The BPE stops merging when no pair of the sample occurs min_frequency times, so a small corpus
+    gives fewer tokens than vocab_size asks for: say so always, and stop when the gap is so large
+    (over max_vocab_shortfall times) that the setting is surely not what was meant; the model is
+    built for the size learned (meta.json's vocab_size)."""
+    if learned >= cfg.vocab_size:
+        return
+    why = (
+        f"the BPE learned {learned} tokens, not the {cfg.vocab_size} of tokenize.vocab_size: its sample of train "
+        f"(tokenize.bpe_sample_bytes={cfg.bpe_sample_bytes}) holds no more pairs seen "
+        f"tokenize.min_frequency={cfg.min_frequency} times"
+    )
+    if cfg.vocab_size > cfg.max_vocab_shortfall * learned:
+        raise ValueError(
+            f"{why}; that is more than tokenize.max_vocab_shortfall={cfg.max_vocab_shortfall} times fewer. "
+            f"Lower tokenize.vocab_size (to {learned} or less), or raise tokenize.max_vocab_shortfall to go on"
+        )
+    log.warning("%s; the model is built for %d tokens (metrics/tokenize.json: vocab_size)", why, learned)
 
 
 def finish(cfg: Tokenize, out: Path, meta: dict) -> dict:

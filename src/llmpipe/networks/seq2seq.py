@@ -66,6 +66,8 @@ class Seq2SeqConfig:
             problems.append(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
         if not self.tie_embeddings:
             problems.append("tie_embeddings=false: the encoder-decoder always ties its output projection")
+        if self.block_size == 1:
+            problems.append("block_size=1: span corruption needs windows of 2 tokens or more")
         positive = ("vocab_size", "block_size", "n_layer", "n_head", "d_model", "num_buckets", "max_distance")
         raise_if_invalid(self, problems, positive)
 

@@ -79,10 +79,13 @@ DOWN_REVISION = re.compile(r"^down_revision(?:\s*:[^=]+)?\s*=\s*[\"']([0-9a-f]+)
 
 
 def migrations_folder() -> Path:
-    """MLflow's alembic migrations: the folder of its package `mlflow.store.db_migrations`."""
-    spec = importlib.util.find_spec("mlflow.store.db_migrations")
-    assert spec is not None and spec.origin, "MLflow's store migrations are not installed"
-    return Path(spec.origin).parent
+    """MLflow's alembic migrations: the folder of its package `mlflow.store.db_migrations`, found from
+    the top package's (a submodule's spec would import mlflow, over a second, for a folder's name)."""
+    spec = importlib.util.find_spec("mlflow")
+    assert spec is not None and spec.submodule_search_locations, "MLflow is not installed"
+    folder = Path(spec.submodule_search_locations[0]) / "store" / "db_migrations"
+    assert (folder / "env.py").is_file(), f"MLflow's store migrations are not in {folder}"
+    return folder
 
 
 def state(db: Path, head: str) -> tuple[str, str]:

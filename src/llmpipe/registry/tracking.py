@@ -66,6 +66,24 @@ def check_reachable(uri: str, timeout: float = 5.0):
         raise ValueError(f"MLflow tracking server {uri} is unreachable ({err}); set MLFLOW_TRACKING_URI") from err
 
 
+def check_store(root: str | Path = "."):
+    """Raise ValueError naming what is wrong with the store the stages will write to: a server that
+    does not answer, a local store that is not a database or was made by a newer MLflow, or one that
+    cannot be written. A store that is missing, old or half-made is fine: the first stage builds,
+    migrates or rebuilds it (registry.store). Quick, and without importing MLflow: the check stage
+    runs it on every `dvc repro`."""
+    uri = tracking_uri(root)
+    check_reachable(uri)
+    if uri.startswith("sqlite:///"):
+        from llmpipe.registry import store
+
+        db = Path(uri.removeprefix("sqlite:///"))
+        store.state(db, store.schema_head())
+        target = next(p for p in (db, *db.parents) if p.exists())  # the store, or the folder to make it in
+        if not os.access(target, os.W_OK):
+            raise ValueError(f"the MLflow store {db} cannot be written: {target} is read-only; set MLFLOW_TRACKING_URI")
+
+
 def setup(root: str | Path = ".") -> str:
     """Point MLflow at the project's store (a local one made whole first: registry.store) and make
     sure the experiment exists, of the kind whose runs the UI shows; returns its id."""

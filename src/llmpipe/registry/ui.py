@@ -32,7 +32,8 @@ def serve_ui(host: str, port: int) -> int:
 def server_command(uri: str, host: str, port: int) -> tuple[list[str], dict]:
     """`mlflow server` on the store at `uri`, and its environment. MLflow's job consumers run GenAI
     judges and evaluations, which llmpipe does not use: seven processes that would take a core
-    between them, and outlive the server, so they are off unless the user turned them on."""
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **os.environ}
+    between them, and outlive the server, so they are off unless the user turned them on. So is
+    telemetry: the server then tells the UI that its telemetry is off, and drops what it sends."""
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true", **os.environ}
     argv = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", host, "--port", str(port)]
     return argv, env

@@ -1,17 +1,13 @@
-"""check: params.yaml, whole, against llmpipe.schema and for credentials, before any stage runs.
+"""check: params.yaml, whole (schema, rules between settings, credentials), and the MLflow store.
 
-DVC removes a stage's outputs just before it runs the stage's command, so a bad value found only
-inside the first stage it changes (`dvc exp run -S pretrain.lr=abc`) would already have cost that
-stage's outputs. This stage depends on the whole of params.yaml, so any change to it (a new `+key`
-too) runs it, and every other stage comes after it (ingest depends on its stamp, whose content never
-changes and so never re-runs anything). A bad value, an unknown key or a credential fails here, with
-the schema's one report of every problem, and no output is touched.
-
-Under `dvc exp run` (DVC_EXP_NAME set), DVC wrote params.yaml from conf/ and its `-S` overrides: the
-last one that passed here at this commit (else the commit's own) is put back. Under `dvc repro` it is
-the user's file, left for them to fix. Not a runner stage: no MLflow run (nothing ran worth tracking).
-Writes: metrics/check.json (a stamp that never changes); .llmpipe/good-params/<commit>.yaml.
-Run: python -m llmpipe.stages.check"""
+DVC removes a stage's outputs just before it runs the stage, so a problem found inside a stage
+(`-S pretrain.lr=abc`, `-S model.n_head=3`, a tracking server that is down) would cost them. Every
+stage comes after this one (ingest depends on its stamp, which never changes), and it is
+`always_changed` in dvc.yaml (the store is outside DVC's sight): a bad value, an unknown key,
+settings that do not fit together (training.setting_rules), a credential or a store that cannot be
+used fails here, with one report of every problem, and no output is touched. Under `dvc exp run`
+the last params.yaml that passed at this commit (else the commit's) is put back. No MLflow run.
+Writes: metrics/check.json (a stamp); .llmpipe/good-params/<commit>.yaml. Run: python -m llmpipe.stages.check"""
 
 import json
 import logging
@@ -23,6 +19,8 @@ from pathlib import Path
 from llmpipe.atomic import WriteError, replace_file
 from llmpipe.config import PARAMS_FILE, load_params
 from llmpipe.logs import setup_logging
+from llmpipe.registry import tracking
+from llmpipe.training import setting_rules
 
 log = logging.getLogger("llmpipe")
 STAMP = Path("metrics") / "check.json"
@@ -30,23 +28,26 @@ LAST_GOOD = Path(".llmpipe") / "good-params"  # <commit>.yaml: the last params.y
 
 
 def check(root: Path) -> str | None:
-    """None if params.yaml is good (then it is saved as the last good one), else the report, with
-    what was done about it."""
+    """None if params.yaml is good (then saved as the last good one), else the report and what was done."""
     text = (root / PARAMS_FILE).read_text(encoding="utf-8") if (root / PARAMS_FILE).is_file() else None
+    last_good = root / LAST_GOOD / f"{git(root, 'rev-parse', 'HEAD') or 'no-commit'}.yaml"
     try:
-        load_params(root / PARAMS_FILE)
+        params = load_params(root / PARAMS_FILE)
+        if not (last_good.is_file() and last_good.read_text(encoding="utf-8") == text):
+            setting_rules.check(params)  # imports torch (a second): only for a params.yaml not passed yet
+        tracking.check_store(root)
     except ValueError as err:
-        return f"{err}\n{restore_last_good(root)}" if os.environ.get("DVC_EXP_NAME") else str(err)
-    with replace_file(root / LAST_GOOD / f"{git(root, 'rev-parse', 'HEAD') or 'no-commit'}.yaml") as tmp:
+        return f"{err}\n{restore_last_good(root, last_good)}" if os.environ.get("DVC_EXP_NAME") else str(err)
+    with replace_file(last_good) as tmp:
         tmp.write_text(text, encoding="utf-8")
     with replace_file(root / STAMP) as tmp:
         tmp.write_text(json.dumps({"params": "valid"}) + "\n")
     return None
 
 
-def restore_last_good(root: Path) -> str:
+def restore_last_good(root: Path, saved: Path) -> str:
     """Put back the last params.yaml that passed at this commit, else the experiment's baseline commit's."""
-    target, saved = root / PARAMS_FILE, root / LAST_GOOD / f"{git(root, 'rev-parse', 'HEAD') or 'no-commit'}.yaml"
+    target = root / PARAMS_FILE
     if saved.is_file():
         target.write_text(saved.read_text(encoding="utf-8"), encoding="utf-8")
         return f"{target} is restored to the last one that passed this check ({saved.relative_to(root)})"

@@ -19,7 +19,7 @@ from llmpipe.data.pieces import split_document
 from llmpipe.data.raw_files import LabelFiles
 from llmpipe.runner import Sections, Stage, stage_main
 
-SUMMARY = ["docs", "files", "docs_per_lang/*", "quarantined/*", "capped", "decoded/*"]  # runner.summary
+SUMMARY = ["docs", "files", "docs_per_lang/*", "quarantined/*", "capped", "duplicate_ids", "decoded/*"]
 
 
 def run(sections: Sections, root: Path) -> dict:
@@ -58,6 +58,8 @@ def run(sections: Sections, root: Path) -> dict:
         "cut_into_pieces": cut,  # texts over ingest.max_doc_bytes, each now several documents
         "source_files": {k.removeprefix("files/"): v for k, v in stats.items() if k.startswith("files/")},
         "decoded": {k.removeprefix("decoded/"): v for k, v in stats.items() if k.startswith("decoded/")},
+        "duplicate_ids": stats["duplicate_ids"],  # records whose id an earlier one had (ingest.duplicate_ids)
+        "texts_with_nul": stats["texts_with_nul"],  # kept: clean removes them as binary
     }
 
 

@@ -6,9 +6,10 @@ its cleaned record, or not at all where cleaning removed it (`not_held_out`).
 
 Reads: data/clean/*.jsonl. Writes: metrics/tokenize.json and data/tokens/: tokenizer.json;
 <split>/<shard>.bin, token ids (uint16; uint32 above 65535), each document followed by
-<|endoftext|>; <split>/<shard>.jsonl, the shard's documents; meta.json, vocab size, special ids,
-docs / tokens / bytes per split, the shards of each split in stream order, train_cleaned (false
-when train is raw text), files (sizes and SHA-256, checked by readers).
+<|endoftext|>; <split>/<shard>.jsonl, the shard's documents; meta.json, vocab size (learned, and
+asked for: a small corpus fills fewer), special ids, docs / tokens / bytes per split, the shards
+of each split in stream order, train_cleaned (false when train is raw text), files (sizes and
+SHA-256, checked by readers).
 Run: python -m llmpipe.stages.tokenize
 """
 
@@ -32,7 +33,8 @@ def run(sections: Sections, root: Path) -> dict:
     train = meta["splits"]["train"]
     return {
         "encoder": meta["encoder"],  # tiktoken or tokenizers: the same ids either way
-        "vocab_size": meta["vocab_size"],
+        "vocab_size": meta["vocab_size"],  # what the BPE learned: tokenize.vocab_size or fewer
+        "requested_vocab_size": meta["requested_vocab_size"],
         "train_bytes_per_token": train["bytes"] / train["tokens"],
         "splits": meta["splits"],
         "shards": len(meta["shards"]["train"]),

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from llmpipe.schema import Masking
+from llmpipe.training.setting_rules import masking_problems
 
 SALT = 0x4D4C4D  # "MLM": keeps the masking draws apart from the window's own draw from (seed, i)
 
@@ -31,8 +32,8 @@ class MaskedWindows(Dataset):
         stream: int = 0,
     ):
         assert first_ordinary_id < vocab_size, "no ordinary token to draw random replacements from"
-        if cfg.mask + cfg.random > 1:
-            raise ValueError(f"pretrain.masking: mask={cfg.mask} and random={cfg.random} add up to more than 1")
+        if problems := masking_problems(cfg):
+            raise ValueError(problems[0])
         self.windows, self.cfg, self.seed, self.stream = windows, cfg, seed, stream
         self.mask_id, self.first_ordinary_id, self.vocab_size = mask_id, first_ordinary_id, vocab_size
 

@@ -11,15 +11,16 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from llmpipe.atomic import replace_file
 from llmpipe.schema import Hardware, Optimization, Pretrain
+from llmpipe.training.setting_rules import batch_problems, devices_problems
 
 
 def batch_split(batch_size: int, hardware: Hardware) -> tuple[int, int]:
     """(sequences per forward pass, micro-batches per optimizer step) so that one optimizer step
     sees exactly batch_size sequences on any hardware: the largest micro-batch that divides each
     device's share and fits in trainer.micro_batch_size."""
+    if problems := devices_problems(batch_size, hardware, "batch_size"):
+        raise ValueError(problems[0])
     world = hardware.devices * hardware.num_nodes
-    if batch_size % world:
-        raise ValueError(f"batch_size={batch_size} is not divisible by trainer.devices x trainer.num_nodes = {world}")
     per_device, micro_batch_size = batch_size // world, hardware.micro_batch_size
     micro = max(m for m in range(1, min(micro_batch_size, per_device) + 1) if per_device % m == 0)
     return micro, per_device // micro
@@ -29,11 +30,9 @@ def token_budget(section: Pretrain, block_size: int, train_tokens: int | None = 
     """(sequences per optimizer step, optimizer steps) for a pretraining section that gives its
     global batch and its run length in tokens (batch_tokens, max_tokens). With `epochs` set, the run
     length is epochs x train_tokens (the tokens of the data fraction it trains on) instead."""
+    if problems := batch_problems(section, block_size):
+        raise ValueError(problems[0])
     batch_tokens, max_tokens = section.batch_tokens, section.max_tokens
-    if batch_tokens <= 0 or batch_tokens % block_size:
-        raise ValueError(
-            f"pretrain.batch_tokens={batch_tokens} must be a positive multiple of model.block_size={block_size}"
-        )
     length = f"pretrain.max_tokens={max_tokens}"
     if section.epochs is not None:
         assert train_tokens is not None, "an epoch budget needs the number of training tokens"
