@@ -120,7 +120,7 @@ def is_rank_zero() -> bool:
 
 def summary(metrics: dict, keys: list[str] | None = None) -> str:
     """The stage's summary line: the metrics at `keys` (paths such as "lm/val_bpb"; a `*` part takes
-    every entry there: "removed/*/docs" gives each rule's count), all of them, never cut short; keys
+    every entry there that is not 0: "removed/*/docs" gives each rule's count), never cut short; keys
     that a stage's metrics lack are left out. Without keys, every top-level number."""
     if keys is None:
         keys = [k for k, v in metrics.items() if isinstance(v, int | float | str)]
@@ -130,8 +130,9 @@ def summary(metrics: dict, keys: list[str] | None = None) -> str:
         head, star, tail = key.partition("*")
         if star and not head:  # "*/test_macro_f1": each match by its whole path
             parts += [f"{name}{tail}={number(v)}" for name, v in found.items()]
-        elif star:
-            entries = ", ".join(f"{name}={number(v)}" for name, v in sorted(found.items(), key=lambda kv: str(kv[0])))
+        elif star:  # the entries that are not 0 (metrics list every reason of a count, 0 included)
+            shown = sorted(((name, v) for name, v in found.items() if v != 0), key=lambda kv: str(kv[0]))
+            entries = ", ".join(f"{name}={number(v)}" for name, v in shown)
             if head.rstrip("/") in flat_keys(metrics):  # present, if empty: "quarantined: none" is news too
                 parts.append(f"{key.removesuffix('/*')}: {entries or 'none'}")
         elif found:

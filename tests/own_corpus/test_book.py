@@ -28,11 +28,11 @@ def test_a_two_megabyte_book_splits_by_position_in_order_and_registers_a_model(r
     run_recipe(repo, readme_recipes()[1], "/data/book.txt", book)
     ingest = metrics(repo, "ingest")
     assert ingest["cut_into_pieces"] == 1 and ingest["docs"] >= 20 and ingest["capped"] == 0
-    parts = {}
+    ids = {}
     for split in ("train", "val", "test"):
         docs = load_split_docs(repo / "data" / "tokens", split)
         assert docs, f"the {split} split is empty"
-        parts[split] = sorted(doc["part"] for doc in docs)
-    assert max(parts["train"]) < min(parts["val"]) <= max(parts["val"]) < min(parts["test"])  # in text order
+        ids[split] = sorted(doc["id"] for doc in docs)  # `<id>#<piece>`, cut as `<id>#<piece>/<n>`: text order
+    assert ids["train"][-1] < ids["val"][0] <= ids["val"][-1] < ids["test"][0]  # in text order
     assert metrics(repo, "register")["version"]
     assert metrics(repo, "pretrain")["val_bpb"] > 0

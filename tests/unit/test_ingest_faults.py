@@ -17,6 +17,7 @@ import pytest
 import yaml
 import zstandard
 
+from llmpipe.data import quarantine as reasons
 from llmpipe.data.corpus import is_bad, read_corpus
 from llmpipe.data.duplicate_ids import DuplicateIds
 from llmpipe.runner import Sections
@@ -275,9 +276,10 @@ def test_the_ingest_stage_counts_add_up_on_a_corpus_with_every_fault(tmp_path):
     metrics = ingest.run(Sections(params, ["ingest"]), tmp_path)
     kept = sum(1 for p in (tmp_path / "data" / "raw").glob("*.jsonl") for _ in p.open(encoding="utf-8"))
     quarantine = [json.loads(line) for line in (tmp_path / "data" / "quarantine" / "ingest.jsonl").open()]
-    assert metrics["quarantined"] == {
+    assert {reason: n for reason, n in metrics["quarantined"].items() if n} == {
         "truncated_file": 1, "damaged_file": 1, "duplicate_id": 1, "invalid_unicode": 1,
     }  # fmt: skip
+    assert list(metrics["quarantined"]) == list(reasons.INGEST)  # every reason, 0 included
     assert len(quarantine) == sum(metrics["quarantined"].values()) == 4
     read_lines = int(next(q for q in quarantine if q["reason"] == "truncated_file")["source"].rsplit(":", 1)[1]) - 1
     assert kept == metrics["docs"] == read_lines + 1  # the whole lines before the cut, and the NUL text

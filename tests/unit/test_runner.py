@@ -28,7 +28,7 @@ def test_the_summary_line_shows_every_chosen_figure_uncut():
         "docs_in": 120,
         "docs_out": 100,
         "removed": {"too_short": {"docs": 12, "bytes": 80}, "near_duplicate": {"docs": 8, "bytes": 900}},
-        "quarantined": {},
+        "quarantined": {"binary": 0, "empty": 0},  # every reason, 0 included: the summary leaves 0 out
         "lm": {"val_bpb": 2.41234, "bigram_val_bpb": 2.7},
     }
     keys = ["docs_in", "docs_out", "removed/*/docs", "quarantined/*", "lm/val_bpb", "absent/key", "*/bigram_val_bpb"]

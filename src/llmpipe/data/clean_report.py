@@ -10,6 +10,8 @@ import bisect
 import math
 from collections import Counter, defaultdict
 
+from llmpipe.data import quarantine
+
 EXAMPLES_PER_RULE = 3
 HISTOGRAM_BINS = range(3, 21)  # byte lengths 2^3 .. 2^20 (upper edges)
 
@@ -108,8 +110,8 @@ class Tally:
                 }
                 for rule, c in sorted(self.removed.items())
             },
-            "quarantined": dict(sorted(self.quarantined.items())),
-            "ingest_quarantined": dict(sorted(ingest_quarantine.items())),
+            "quarantined": quarantine.counts(self.quarantined, quarantine.CLEAN),  # every reason, 0 included
+            "ingest_quarantined": quarantine.counts(ingest_quarantine, quarantine.INGEST),
             "fixed": dict(sorted(self.fixed.items())),
             "pii_replaced": dict(sorted(self.pii.items())),
             "lang_identified": self.identified,
@@ -175,8 +177,8 @@ def report(m: dict, tally: Tally) -> str:
         "",
         "## Quarantined (bad input)",
         "",
-        "In ingest: " + (", ".join(f"{k}: {v}" for k, v in m["ingest_quarantined"].items()) or "none") + ".  ",
-        "In clean: " + (", ".join(f"{k}: {v}" for k, v in m["quarantined"].items()) or "none") + ".",
+        "In ingest: " + (", ".join(f"{k}: {v}" for k, v in m["ingest_quarantined"].items() if v) or "none") + ".  ",
+        "In clean: " + (", ".join(f"{k}: {v}" for k, v in m["quarantined"].items() if v) or "none") + ".",
         "",
         "## Normalization and PII",
         "",
@@ -192,7 +194,7 @@ def report(m: dict, tally: Tally) -> str:
         lines += [f"### {rule}", ""]
         for r in tally.examples_of(rule):
             lines += [f"`{r['id']}` ({lang_of(r)})", "", "```", excerpt(r["text"]), "```", ""]
-    for reason in sorted(m["quarantined"]):
+    for reason in sorted(r for r, count in m["quarantined"].items() if count):
         lines += [f"### quarantined: {reason}", ""]
         for r in tally.examples_of(f"quarantined: {reason}"):
             lines += [

@@ -37,7 +37,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from llmpipe.data import formats
+from llmpipe.data import formats, quarantine
 from llmpipe.data.duplicate_ids import DuplicateIds
 from llmpipe.schema import Fields, Ingest
 
@@ -58,9 +58,10 @@ def split_fortunes(data: bytes | str) -> list[bytes] | list[str]:
 
 
 def bad(reason: str, source: str, raw: bytes | str) -> dict:
-    """A quarantine record: why, where (file:line or file:entry), and the raw content, with
-    undecodable bytes written as \\x escapes and lone surrogates as \\u escapes, so the record
-    itself is valid UTF-8 JSON."""
+    """A quarantine record: why (one of quarantine.INGEST), where (file:line or file:entry), and the
+    raw content, with undecodable bytes written as \\x escapes and lone surrogates as \\u escapes, so
+    the record itself is valid UTF-8 JSON."""
+    assert reason in quarantine.INGEST, reason
     if isinstance(raw, bytes):
         raw = raw.decode("utf-8", errors="backslashreplace")
     return {"reason": reason, "source": utf8_safe(source), "raw": utf8_safe(raw)}

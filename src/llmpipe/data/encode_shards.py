@@ -1,8 +1,9 @@
 """tokenize's encoding job, a datatrove pipeline of one step: task r encodes shard r of data/clean.
 
-Each document is placed in its split (splits.Placement), held as that split holds it (splits.as_split),
-and encoded with the trained tokenizer (tiktoken where it gives the same ids: fast_encoding). The task
-writes, for every split it met:
+Each document is placed in its split (splits.Placement: a position split may cut it into parts, each
+in its own split), held as that split holds it (splits.as_split), and encoded with the trained
+tokenizer (tiktoken where it gives the same ids: fast_encoding). The task writes, for every split it
+met:
 
   <split>/<r:05d>.bin    token ids, each document followed by <|endoftext|> (dtype from the vocabulary)
   <split>/<r:05d>.jsonl  the documents, in the same order
@@ -22,7 +23,7 @@ import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
 from llmpipe.data.fast_encoding import encode_texts, flat_ids, tiktoken_encoding
-from llmpipe.data.splits import SPLITS, Placement, as_split
+from llmpipe.data.splits import SPLITS, Placement
 from llmpipe.data.tokenizer import load_tokenizer
 from llmpipe.jsonl import iter_jsonl
 
@@ -77,14 +78,13 @@ class EncodeShard(PipelineStep):
         with files:  # every shard file is closed, whatever fails
             for doc in iter_jsonl(self.shards[rank]):
                 counts["raw"] += "held_out" in doc
-                split = self.place(doc)
-                held = as_split(doc, split)
-                if held is None:  # a raw document that cleaning removed, drawn for val or test
-                    counts["not_held_out"] += 1
-                    continue
-                batch.append((split, held))
-                size += len(held["text"])
-                self.stat_update(f"docs_{split}")
+                for split, held in self.place.parts(doc):  # the document, or its parts where a position split cuts it
+                    if held is None:  # a raw document (or part) that cleaning removed, drawn for val or test
+                        counts["not_held_out"] += 1
+                        continue
+                    batch.append((split, held))
+                    size += len(held["text"])
+                    self.stat_update(f"docs_{split}")
                 if size >= self.batch_chars:
                     flush()
                     size = 0

@@ -162,7 +162,7 @@ class CharacterMinhashSignature(PipelineStep):
         file (ConfirmedPairs names a document by its position in the sorted band), band after band.
         One band in memory at a time."""
         size, bands = self.record.itemsize, self.config.num_buckets
-        starts = np.cumsum([0, *batches[:-1]]) * bands  # records before each batch
+        starts = np.cumsum([0, *batches])[:-1] * bands  # records before each batch (none: a task with no document)
         with path.open("wb") as out:
             for band in range(bands):
                 chunks = [

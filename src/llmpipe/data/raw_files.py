@@ -10,7 +10,7 @@ if each label's documents had been collected first and written in one go.
 
 import json
 import re
-from collections import OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 
 from llmpipe.data.corpus import label_of
@@ -58,3 +58,13 @@ class LabelFiles:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def labels_by_lang(counts: Counter, top: int = 1000) -> dict:
+    """{lang: {label: documents}}, the `top` most frequent labels of each language: what the
+    fine-tuning tasks can use (the plan stage reads it from the ingest metrics)."""
+    out: dict[str, dict] = defaultdict(dict)
+    for (lang, label), n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+        if len(out[lang]) < top:
+            out[lang][str(label)] = n
+    return dict(out)

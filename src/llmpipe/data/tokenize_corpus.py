@@ -1,8 +1,8 @@
 """The tokenize stage's work: place documents in splits, train the BPE on a bounded sample of train,
 encode every shard of data/clean on datatrove's executors (encode_shards), and describe the result
 in meta.json. Memory is bounded by configuration: the BPE reads about `bpe_sample_bytes` of train
-(bpe_sample), and each task holds one batch of documents (split_by=position also keeps an id and
-size per document)."""
+(bpe_sample), and each task holds one batch of documents (split_by=position also keeps, per
+document, its id and its split or where it is cut: splits.by_position)."""
 
 import hashlib
 import json
@@ -18,7 +18,7 @@ from llmpipe.atomic import replace_dir
 from llmpipe.data.encode_shards import EncodeShard
 from llmpipe.data.executors import run_in_order
 from llmpipe.data.fast_encoding import fast_encoder
-from llmpipe.data.splits import SPLITS, Placement, as_split
+from llmpipe.data.splits import SPLITS, Placement
 from llmpipe.data.token_files import token_dtype
 from llmpipe.data.tokenizer import EOT, PAD, first_bytes, special_id, train_bpe
 from llmpipe.digests import file_record
@@ -30,25 +30,25 @@ CHECK_SAMPLES = 256  # train documents encoded both ways before tiktoken stands 
 
 
 def bpe_sample(clean: Path, place: Placement, max_bytes: int | None, samples: list[str]) -> Iterator[str]:
-    """The BPE's training texts: train documents drawn by a hash of their id, each with probability
-    max_bytes / (the size of data/clean on disk), so the sample spreads over every source and shard,
-    whatever their order, and holds about max_bytes (never more); every train document where data/clean
-    is smaller. `samples` receives CHECK_SAMPLES of them (seeded reservoir, cut to 20,000 characters)
-    for fast_encoder's check."""
+    """The BPE's training texts: train documents (or parts of one: Placement.parts) drawn by a hash of
+    their id, each with probability max_bytes / (the size of data/clean on disk), so the sample spreads
+    over every source and shard, whatever their order, and holds about max_bytes (never more); every
+    train document where data/clean is smaller. `samples` receives CHECK_SAMPLES of them (seeded
+    reservoir, cut to 20,000 characters) for fast_encoder's check."""
     on_disk = sum(path.stat().st_size for path in clean.glob("*.jsonl"))
     rate = 1.0 if max_bytes is None else min(1.0, max_bytes / max(on_disk, 1))
     reservoir, seen = random.Random(0), 0
     for doc in iter_folder(clean):
-        split = place(doc)
-        if split != "train" or (rate < 1 and drawn(doc["id"]) >= rate):
-            continue
-        text = as_split(doc, split)["text"]
-        seen += 1
-        if len(samples) < CHECK_SAMPLES:
-            samples.append(text[:20000])
-        elif (at := reservoir.randrange(seen)) < CHECK_SAMPLES:
-            samples[at] = text[:20000]
-        yield text
+        for split, part in place.parts(doc):
+            if split != "train" or (rate < 1 and drawn(part["id"]) >= rate):
+                continue
+            text = part["text"]
+            seen += 1
+            if len(samples) < CHECK_SAMPLES:
+                samples.append(text[:20000])
+            elif (at := reservoir.randrange(seen)) < CHECK_SAMPLES:
+                samples[at] = text[:20000]
+            yield text
 
 
 def drawn(doc_id: str) -> float:

@@ -8,15 +8,16 @@ Run: python -m llmpipe.stages.ingest
 """
 
 import json
-from collections import Counter, defaultdict
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
 
 from llmpipe.atomic import replace_dir, replace_file
+from llmpipe.data import quarantine
 from llmpipe.data.corpus import is_bad, read_corpus
 from llmpipe.data.pieces import split_document
-from llmpipe.data.raw_files import LabelFiles
+from llmpipe.data.raw_files import LabelFiles, labels_by_lang
 from llmpipe.runner import Sections, Stage, stage_main
 
 SUMMARY = ["docs", "files", "docs_per_lang/*", "quarantined/*", "capped", "duplicate_ids", "decoded/*"]
@@ -52,7 +53,7 @@ def run(sections: Sections, root: Path) -> dict:
         "docs": sum(langs.values()),
         "files": len(raw.counts),
         "docs_per_lang": dict(langs),
-        "quarantined": dict(quarantined),
+        "quarantined": quarantine.counts(quarantined, quarantine.INGEST),  # every reason, 0 included
         "capped": capped,
         "labels": labels_by_lang(+labels),  # what the fine-tuning tasks can use (the plan stage reads it)
         "cut_into_pieces": cut,  # texts over ingest.max_doc_bytes, each now several documents
@@ -61,15 +62,6 @@ def run(sections: Sections, root: Path) -> dict:
         "duplicate_ids": stats["duplicate_ids"],  # records whose id an earlier one had (ingest.duplicate_ids)
         "texts_with_nul": stats["texts_with_nul"],  # kept: clean removes them as binary
     }
-
-
-def labels_by_lang(counts: Counter, top: int = 1000) -> dict:
-    """{lang: {label: documents}}, the `top` most frequent labels of each language."""
-    out: dict[str, dict] = defaultdict(dict)
-    for (lang, label), n in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))):
-        if len(out[lang]) < top:
-            out[lang][str(label)] = n
-    return dict(out)
 
 
 def stage() -> Stage:
