@@ -48,6 +48,12 @@ PRESETS = {
         n_layer=4, n_head=4, d_model=128, block_size=64, batch=12, vocab=65,
         accelerator="cpu", precision="32-true", compile=False, warmup=20, steps=300,
     ),
+    # llmpipe's default CPU run (conf/model/default.yaml, conf/pretrain/default.yaml's 4096-token
+    # batch, conf/hardware/cpu.yaml's bf16-mixed; the tokenizer's 4096 ids); --precision 32-true for fp32.
+    "cpu-default": dict(
+        n_layer=4, n_head=4, d_model=256, block_size=256, batch=16, vocab=4096,
+        accelerator="cpu", precision="bf16-mixed", compile=False, warmup=5, steps=40,
+    ),
 }  # fmt: skip
 LR, BETAS, WEIGHT_DECAY, GRAD_CLIP = 6e-4, (0.9, 0.95), 0.1, 1.0
 # The default config's hardware and pretrain sections, which each preset overrides where it differs.
@@ -228,6 +234,7 @@ def main():
     parser.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout to run beside ours")
     parser.add_argument("--steps", type=int, help="timed steps (default: the preset's)")
     parser.add_argument("--warmup", type=int, help="untimed steps first (default: the preset's)")
+    parser.add_argument("--precision", help="every run's precision (default: the preset's), e.g. 32-true")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, help="torch.compile llmpipe and plain")
     parser.add_argument("--nanogpt-compile", action=argparse.BooleanOptionalAction, help="torch.compile nanoGPT")
     parser.add_argument("--workers", type=int, help="llmpipe loader workers (default: 2 on GPU, 0 on CPU)")
@@ -250,6 +257,7 @@ def main():
     p = dict(PRESETS[args.preset])
     p["steps"], p["warmup"] = args.steps or p["steps"], args.warmup or p["warmup"]
     p["compile"] = p["compile"] if args.compile is None else args.compile
+    p["precision"] = args.precision or p["precision"]
     p["nanogpt_compile"] = p["compile"] if args.nanogpt_compile is None else args.nanogpt_compile
     device = torch.device("cuda" if p["accelerator"] == "gpu" else "cpu")
     workers = args.workers if args.workers is not None else (2 if device.type == "cuda" else 0)
