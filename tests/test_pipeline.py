@@ -165,3 +165,19 @@ def test_the_transfer_study_runs_as_queued_experiments_tracked_in_the_project_st
     text = (repo / "reports" / "transfer.md").read_text()
     assert "## topics" in text and "| from pretrained weights | 2 |" in text and "| from scratch | 2 |" in text
     assert "- topics: pretraining" in text
+
+
+def test_no_task_trains_evaluates_and_registers_the_language_model_only(repo, corpus):
+    """`-S 'finetune.tasks=[]'`: pretraining only. The tasks' settings stay in params.yaml unused; no
+    task stage is in the DAG; plan says so; the report and the language model's registration stand.
+    Last in this module: it leaves the project without tasks."""
+    out = sh(repo, *corpus, "-S", "experiment=tiny", "-S", "finetune.tasks=[]")
+    assert "no fine-tuning task (finetune.tasks is empty)" in out, out[-3000:]
+    assert not [s for s in ran_stages(out) if "@" in s], ran_stages(out)
+    assert set(ran_stages(out)) <= {"check", "plan", "report"}  # the rest is the language model's, done
+    assert "finetune@" not in sh(repo, "dvc", "dag")
+    assert metrics(repo, "plan") == {"tasks": {}, "runs": 0, "skipped_tasks": 0}
+    assert "topics" in (repo / "params.yaml").read_text()  # set up, not run
+    assert metrics(repo, "register")["model_name"] == "llmpipe-lm"
+    assert (repo / "reports" / "report" / "report.html").is_file()
+    assert_up_to_date(repo)

@@ -90,13 +90,14 @@ def problems(values: dict, schema: type = Params, prefix: str = "") -> list[str]
     found = []
     hints = typing.get_type_hints(schema)
     known = {f.name: f for f in fields(schema)}
+    names = list(known)  # what an unknown key may be a typo of
     if schema is Finetune:
         found += task_problems(values, prefix)
-        known_tasks = values.get("tasks") if isinstance(values.get("tasks"), list) else []
-        values = {k: v for k, v in values.items() if k not in known_tasks}
+        names += task_sections(values)
+        values = {k: v for k, v in values.items() if k not in task_sections(values)}
     for key in values:
         if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
+            close = difflib.get_close_matches(str(key), names, n=1)
             found.append(f"{prefix}{key}: unknown key" + (f" (did you mean {close[0]}?)" if close else ""))
     for name, spec in known.items():
         path = f"{prefix}{name}"
@@ -113,13 +114,22 @@ def problems(values: dict, schema: type = Params, prefix: str = "") -> list[str]
     return found
 
 
+def task_sections(values: dict) -> list[str]:
+    """The keys of the finetune section that hold a task: each one finetune.tasks names, and each
+    other mapping with a `type`, a task that is set up but not run (`finetune.tasks=[topics]` or
+    `[]` leaves the others' settings where they are)."""
+    listed = values.get("tasks") if isinstance(values.get("tasks"), list) else []
+    unlisted = [k for k, v in values.items() if k not in listed and isinstance(v, dict) and "type" in v]
+    return [*listed, *unlisted]
+
+
 def task_problems(values: dict, prefix: str) -> list[str]:
-    """The problems of each task named in finetune.tasks, against the schema of its `type`."""
-    tasks = values.get("tasks")
-    if not isinstance(tasks, list):
+    """The problems of each task (task_sections), against the schema of its `type`: a task that does
+    not run is checked too, so that a typo in it is found before the day it runs."""
+    if not isinstance(values.get("tasks"), list):
         return []  # reported as a type problem of `tasks`
     found = []
-    for task in tasks:
+    for task in task_sections(values):
         entry = values.get(task)
         if not isinstance(entry, dict):
             found.append(f"{prefix}{task}: listed in {prefix}tasks but has no settings (a mapping with a `type`)")

@@ -82,3 +82,18 @@ def test_a_stage_with_a_bad_params_file_stops_before_any_work(params, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]  # nothing written
     with pytest.raises(ValueError, match="params.yaml"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("tasks", [[], ["topics"], ["sft", "topics"]])
+def test_a_task_list_may_name_some_tasks_or_none_and_the_others_are_still_checked(params, tasks):
+    """finetune.tasks=[] (pretraining only) or a subset: the other tasks' settings stay, unused but
+    checked, so a typo in one is found before the day it runs."""
+    chosen = copy.deepcopy(params)
+    chosen["finetune"]["tasks"] = tasks
+    assert problems(chosen) == []
+    chosen["finetune"]["sentiment"]["lr"] = "fast"  # a task that does not run
+    chosen["finetune"]["topcs"] = {"lr": 0.1}  # a typo'd task name
+    assert problems(chosen) == [
+        "finetune.sentiment.lr: expected a number, got 'fast'",
+        "finetune.topcs: unknown key (did you mean topics?)",
+    ]

@@ -31,6 +31,8 @@ def run(cfg: Sections, root: Path) -> dict:
         reason = unsupported_reason(task, cfg.finetune[task], facts, splits)
         plan[task] = "runs" if reason is None else f"skipped: {reason}"
         (log.info if reason is None else log.warning)("task %s: %s", task, plan[task])
+    if not plan:
+        log.info("no fine-tuning task (finetune.tasks is empty): only the language model is trained and registered")
     runs = sum(verdict == "runs" for verdict in plan.values())
     return {"tasks": plan, "runs": runs, "skipped_tasks": len(plan) - runs}
 
