@@ -182,6 +182,7 @@ def test_harness_scores_cloze_tasks_from_held_out_data(tiny_project):
         )
         lines = (root / "data" / "harness" / f"{task}.jsonl").read_text().splitlines()
         assert s["examples"] == len(lines) > 0
+        assert 0 <= s["unigram_acc"] <= 1 and 0 <= s["unigram_acc_norm"] <= 1  # the bar above chance
 
 
 def test_report_card_shows_every_evaluation(tiny_project):
@@ -289,4 +290,5 @@ def test_eval_harness_command_runs_offline_on_the_tiny_model(tiny_project, tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     scores = json.loads(out.read_text())
     assert set(scores) == {"cloze_en", "cloze_zh"} and all(0 < s["examples"] <= 6 for s in scores.values())
+    assert all("unigram_acc" in s for s in scores.values())
     assert "cloze_en" in done.stdout and "acc_norm" in done.stdout

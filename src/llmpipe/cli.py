@@ -112,9 +112,8 @@ def cmd_eval_harness(args) -> int:
     docs = load_split_docs(args.tokens, args.split)
     with tempfile.TemporaryDirectory(prefix="llmpipe-harness-") as data_dir:
         model_dir = Path(resolve_model_dir(args.model, data_dir))
-        scores = harness.evaluate(
-            model_dir, docs, Path(data_dir), cfg=params.evaluate_harness, seed=params.seed, limit=args.limit
-        )
+        cfg, seed = params.evaluate_harness, params.seed
+        scores = harness.evaluate(model_dir, docs, Path(data_dir), cfg, seed, limit=args.limit, tokens_dir=args.tokens)
     print(f"{'task':<12} {'acc':>7} {'± stderr':>9} {'acc_norm':>9} {'chance':>7} {'examples':>9}")
     for task, s in scores.items():
         figures = f"{s['acc']:>7.4f} {s['acc_stderr']:>9.4f} {s['acc_norm']:>9.4f} {s['chance']:>7.3f}"

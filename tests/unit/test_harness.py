@@ -50,3 +50,21 @@ def test_task_configs_are_the_repo_definition_pointed_at_the_data(tmp_path):
     assert config["task"] == "llmpipe_cloze_en" and config["output_type"] == definition["output_type"]
     assert config["dataset_kwargs"]["data_files"] == {"train": str(paths["en"].resolve())}
     assert config["metric_list"] == definition["metric_list"]
+
+
+def test_the_unigram_baseline_answers_from_the_endings_alone_as_the_harness_picks():
+    """acc: the ending of highest total log-likelihood; acc_norm: per character. A unigram model
+    that has seen mostly `a` picks the `a` ending, wherever the context points."""
+    import numpy as np
+
+    tokenizer = train_bpe(["a a a a b b c"] * 20, 300, 1)
+    train = np.array(tokenizer.encode("a a a a a a a a b c " * 50).ids)
+    log_probs = np.log(np.bincount(train, minlength=tokenizer.get_vocab_size()) + 1.0)
+    log_probs -= np.log(np.exp(log_probs).sum())
+    rows = [
+        {"context": "b b", "choices": [" b", " a"], "label": 1},  # the frequent ending is the true one
+        {"context": "a a", "choices": [" a", " c c c"], "label": 1},  # a long rare ending: acc misses it
+    ]
+    scores = harness.unigram_scores({"en": rows}, tokenizer, log_probs)
+    assert scores == {"cloze_en": {"unigram_acc": 0.5, "unigram_acc_norm": 0.5}}
+    assert harness.unigram_scores({"en": rows}, tokenizer, log_probs, limit=1)["cloze_en"]["unigram_acc"] == 1.0

@@ -2,7 +2,7 @@
 of ingest (data/corpus.py) and of clean (data/cleaning.screen). Their metrics count each reason, 0
 included, so that `dvc metrics diff` and `dvc exp show` line up between runs whatever went wrong."""
 
-from collections import Counter
+from collections.abc import Mapping
 
 INGEST = (
     "malformed_json", "invalid_utf8", "undecodable", "not_an_object", "missing_text", "empty",
@@ -11,7 +11,7 @@ INGEST = (
 CLEAN = ("binary", "empty", "too_large")
 
 
-def counts(found: Counter, reasons: tuple[str, ...]) -> dict[str, int]:
+def counts(found: Mapping[str, int], reasons: tuple[str, ...]) -> dict[str, int]:
     """{reason: count} for every reason, 0 included, in the order given."""
     assert set(found) <= set(reasons), f"reasons not listed in data/quarantine.py: {set(found) - set(reasons)}"
-    return {reason: found[reason] for reason in reasons}
+    return {reason: found.get(reason, 0) for reason in reasons}

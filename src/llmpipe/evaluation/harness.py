@@ -21,6 +21,7 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from llmpipe.data.task_support import Unsupported
@@ -165,9 +166,28 @@ def run_lm_eval(model_dir: Path, data_files: dict[str, Path], batch_size: int, l
     return scores
 
 
-def evaluate(model_dir: Path, docs: list[dict], data_dir: Path, cfg: EvaluateHarness, seed: int, limit=None) -> dict:
+def unigram_scores(items: dict[str, list[dict]], tokenizer, log_probs: np.ndarray, limit=None) -> dict:
+    """The cloze answered by a unigram model fitted on train, picking as the harness does: the ending
+    with the highest total log-likelihood (acc), and per character (acc_norm). It never reads the
+    context, so what it scores above chance comes from the endings alone (their length, their common
+    tokens): the bar a model must clear to show that it read the context."""
+    scores = {}
+    for lang, rows in items.items():
+        picked = {"unigram_acc": 0, "unigram_acc_norm": 0}
+        for row in rows[:limit]:
+            lls = np.array([log_probs[tokenizer.encode(choice).ids].sum() for choice in row["choices"]])
+            picked["unigram_acc"] += int(np.argmax(lls) == row["label"])
+            picked["unigram_acc_norm"] += int(np.argmax(lls / [len(c) for c in row["choices"]]) == row["label"])
+        scores[f"cloze_{lang}"] = {k: v / len(rows[:limit]) for k, v in picked.items()}
+    return scores
+
+
+def evaluate(
+    model_dir: Path, docs: list[dict], data_dir: Path, cfg: EvaluateHarness, seed: int, limit=None, tokens_dir=None
+) -> dict:
     """Build the cloze tasks from held-out `docs` with the export's tokenizer, write them to
-    data_dir, run the harness: the metrics, with chance (1 / choices) beside each task."""
+    data_dir, run the harness: the metrics, with chance (1 / choices) beside each task, and the
+    unigram baseline (unigram_scores) fitted on the train split of `tokens_dir`, when given."""
     from llmpipe.registry.export import load_model_dir
 
     _, config, tokenizer = load_model_dir(model_dir)
@@ -180,6 +200,14 @@ def evaluate(model_dir: Path, docs: list[dict], data_dir: Path, cfg: EvaluateHar
             f"{cfg.min_chars} characters whose second half fits in {cfg.max_tokens // 2} tokens"
         )
     scores = run_lm_eval(model_dir, write_items(items, data_dir), cfg.batch_size, limit)
-    for task in scores.values():
+    baseline = {}
+    if tokens_dir is not None:
+        from llmpipe.data.token_files import load_tokens
+        from llmpipe.evaluation.lm_metrics import unigram_log_probs
+
+        log_probs = unigram_log_probs(np.asarray(load_tokens(tokens_dir, "train")), tokenizer.get_vocab_size())
+        baseline = unigram_scores(items, tokenizer, log_probs, limit)
+    for name, task in scores.items():
         task["chance"] = 1 / cfg.choices
+        task |= baseline.get(name, {})
     return scores

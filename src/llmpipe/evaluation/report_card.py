@@ -211,14 +211,15 @@ def harness_section(root: Path) -> str:
     if "not_run" in scores:
         return f"## lm-evaluation-harness\n\nNot run: {scores['not_run']}.\n"
     rows = [
-        [task, s["acc"], s["acc_stderr"], s["acc_norm"], s["chance"], s["examples"]]
+        [task, s["acc"], s["acc_stderr"], s["acc_norm"], s.get("unigram_acc", "-"), s["chance"], s["examples"]]
         for task, s in sorted(scores.items())
     ]
     return (
         "## lm-evaluation-harness\n\nMultiple-choice cloze over held-out documents "
         "(llmpipe/evaluation/harness.py): pick the "
-        "true ending of a document among endings of other documents.\n\n"
-        + table(["task", "acc", "± stderr", "acc_norm", "chance", "examples"], rows)
+        "true ending of a document among endings of other documents. The unigram model picks without "
+        "reading the context: what the endings alone give away.\n\n"
+        + table(["task", "acc", "± stderr", "acc_norm", "unigram acc", "chance", "examples"], rows)
     )
 
 

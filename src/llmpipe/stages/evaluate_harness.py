@@ -1,7 +1,8 @@
 """evaluate_harness: lm-evaluation-harness (llmpipe.evaluation.harness) on the pretrained model:
-multiple-choice cloze tasks built from held-out test documents, per language.
+multiple-choice cloze tasks built from held-out test documents, per language, beside chance and a
+unigram model fitted on train that answers the same way without reading the context.
 
-Reads: models/pretrain/, data/tokens/test/*.jsonl.
+Reads: models/pretrain/, data/tokens/ (test documents; train tokens for the unigram).
 Writes: data/harness/ (the cloze items); metrics/evaluate_harness.json.
 Run: python -m llmpipe.stages.evaluate_harness
 """
@@ -15,7 +16,7 @@ from llmpipe.data.token_files import load_split_docs
 from llmpipe.evaluation import harness
 from llmpipe.runner import Sections, Stage, stage_main
 
-SUMMARY = ["*/acc", "*/acc_norm", "*/chance", "not_run"]  # what its summary line shows (runner.summary)
+SUMMARY = ["*/acc", "*/acc_norm", "*/unigram_acc", "*/chance", "not_run"]  # runner.summary
 log = logging.getLogger("llmpipe")
 
 
@@ -30,7 +31,8 @@ def run(cfg: Sections, root: Path) -> dict:
             log.warning("lm-evaluation-harness not run: %s", reason)
             return {"not_run": reason}
         try:
-            return harness.evaluate(model_dir, docs, data_dir, cfg.evaluate_harness, cfg.seed)
+            tokens = root / "data" / "tokens"  # the unigram baseline is fitted on its train split
+            return harness.evaluate(model_dir, docs, data_dir, cfg.evaluate_harness, cfg.seed, tokens_dir=tokens)
         except Unsupported as why:  # too few held-out documents: the rest of the pipeline goes on
             log.warning("lm-evaluation-harness not run: %s", why)
             return {"not_run": str(why)}
