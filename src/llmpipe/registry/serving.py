@@ -9,6 +9,8 @@ Every request is checked against the limits of params.yaml's `serve` section bef
 (`mlflow.pyfunc.load_model(...).predict(df, params=...)`), and in `llmpipe serve` (server.py), which
 answers with these same classes, calling `check` and `answer` itself so that it can stop the work."""
 
+from abc import ABC, abstractmethod
+
 import mlflow
 import pandas as pd
 
@@ -21,7 +23,7 @@ MODEL_DIR_ARTIFACT = "model_dir"  # the export directory, inside the logged mode
 __all__ = ["DEFAULT_SAMPLING", "MODEL_DIR_ARTIFACT", "MaskFiller", "TextClassifier", "TextGenerator", "load_export"]
 
 
-class ExportModel(mlflow.pyfunc.PythonModel):
+class ExportModel(mlflow.pyfunc.PythonModel, ABC):
     """A pyfunc that loads the llmpipe export directory logged as its artifact. `column` is the
     input column; `check` refuses a bad request before any work, `answer` does the work."""
 
@@ -56,8 +58,9 @@ class ExportModel(mlflow.pyfunc.PythonModel):
         """Options of the work and their problems: a classifier or a mask filler takes none."""
         return {}, unknown_params(params, {})
 
+    @abstractmethod
     def answer(self, texts: list[str], options: dict, stop: Stop) -> pd.DataFrame:
-        raise NotImplementedError
+        """The model's answer to checked texts and options, its work stopping when `stop` says."""
 
 
 class TextGenerator(ExportModel):
