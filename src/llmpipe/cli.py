@@ -21,8 +21,8 @@ def cmd_compose(args) -> int:
 def cmd_run(args) -> int:
     from llmpipe.runner import stage_main
 
-    sys.argv = [f"llmpipe.stages.{args.stage}", *([args.target] if args.target else [])]  # what stage_main reads
-    stage_main(importlib.import_module(f"llmpipe.stages.{args.stage}").stage, targets=args.stage in PER_TASK)
+    make_stage = importlib.import_module(f"llmpipe.stages.{args.stage}").stage
+    stage_main(make_stage, targets=args.stage in PER_TASK, args=[args.target] if args.target else [])
     return 0
 
 

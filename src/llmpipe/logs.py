@@ -4,7 +4,8 @@ progress bars) and what only with LLMPIPE_VERBOSE set (libraries' log lines and 
 import logging
 import os
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
+from pathlib import Path
 
 
 def verbose() -> bool:
@@ -27,22 +28,17 @@ def setup_logging():
 
 
 @contextmanager
-def quiet_bars():
-    """Other libraries' progress bars off while a block runs, unless LLMPIPE_VERBOSE: datatrove's
-    (one per task and file, in every worker), lm-evaluation-harness's, datasets' and transformers'.
-    tqdm reads TQDM_DISABLE only when it is imported, so its default is changed instead, for every
-    bar that does not say otherwise; forked workers inherit it. A stage's own bar passes
-    disable=False and stays."""
+def quiet_bars(to: Path | None = None):
+    """Other libraries' progress bars off the terminal while a block runs, unless LLMPIPE_VERBOSE:
+    datatrove's (one per task and file, in every worker), lm-evaluation-harness's, datasets' and
+    transformers'. They go, with whatever else is written to stderr meanwhile, into the file `to`
+    (appended), or nowhere when it is None. A tqdm bar writes to sys.stderr as it is when the bar
+    is made, so stderr is redirected (contextlib.redirect_stderr) and forked workers inherit the
+    redirection. A stage's own bar, made before the block, and llmpipe's logging handlers keep the
+    terminal. (tqdm's TQDM_DISABLE is read once, when tqdm is imported: too early to turn on here.)"""
     if verbose():
         yield
         return
-    from functools import partialmethod
-
-    from tqdm import std
-
-    init = std.tqdm.__init__
-    std.tqdm.__init__ = partialmethod(init, disable=True)
-    try:
+    # line-buffered: a forked worker must not inherit, and write again, lines still in a buffer
+    with open(to or os.devnull, "a", buffering=1, encoding="utf-8") as sink, redirect_stderr(sink):
         yield
-    finally:
-        std.tqdm.__init__ = init

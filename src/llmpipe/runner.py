@@ -168,11 +168,13 @@ def number(value) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def stage_main(make_stage: Callable[..., Stage], targets: bool = False):
-    """Entry point of `python -m llmpipe.stages.<stage> [target]`: a user error ends with one clear line."""
-    if targets and len(sys.argv) != 2:
+def stage_main(make_stage: Callable[..., Stage], targets: bool = False, args: list[str] | None = None):
+    """Entry point of `python -m llmpipe.stages.<stage> [target]` (args: the command line's, by
+    default): a user error ends with one clear line."""
+    args = sys.argv[1:] if args is None else args
+    if targets and len(args) != 1:
         sys.exit(f"usage: python -m {make_stage.__module__} <target>")
-    stage = make_stage(sys.argv[1]) if targets else make_stage()
+    stage = make_stage(args[0]) if targets else make_stage()
     try:
         run_stage(stage)
     except (ValueError, FloatingPointError, WriteError) as err:

@@ -1,4 +1,4 @@
-from llmpipe.data.cleaning import clean_text, dedup_key, screen
+from llmpipe.data.cleaning import clean_text, dedup_key, fix_mojibake, screen
 
 
 def test_ansi_colour_codes_are_removed_from_a_poem_title():
@@ -75,3 +75,50 @@ def test_the_clean_report_keeps_the_smallest_ids_as_examples_even_with_repeated_
     ]
     tally.account(6)
     assert tally.metrics({})["removed"]["quality"]["docs"] == 6
+
+
+def test_mojibake_built_by_misdecoding_utf8_is_repaired_by_ftfy():
+    cases = [
+        ("Le café coûte 3 € — don’t you think? Ünïcödé", "cp1252"),  # no byte cp1252 leaves undefined
+        ("Le café coûte 3 € — “naïve”, and 静夜思 is by 李白.", "latin-1"),
+    ]
+    for original, wrong in cases:
+        garbled = original.encode("utf-8").decode(wrong)
+        assert garbled != original
+        assert fix_mojibake(garbled) == original, wrong
+
+
+def test_ascii_text_is_returned_without_calling_ftfy():
+    text = "It's 5 o'clock -- time for tea & cake; 100% <b>sure</b>."
+    assert fix_mojibake(text) is text
+
+
+def test_ftfys_test_on_windows_agrees_with_its_test_on_the_whole_text(fortunes_installed):
+    """may_hold_mojibake reads windows around non-ASCII characters only: on every fortune, and on
+    every fortune with the mojibake of each Latin-1 and cp1252 letter or sign planted at the start,
+    in the middle and at the end, it says what ftfy.badness.is_bad says of the whole text."""
+    import random
+
+    import ftfy.badness
+
+    from llmpipe.data.cleaning import may_hold_mojibake
+
+    texts = []
+    for path in sorted(fortunes_installed.iterdir()):
+        if path.is_file() and not path.suffix:
+            texts += path.read_text(encoding="utf-8", errors="replace").split("\n%\n")
+    rng = random.Random(0)
+    specials = [chr(cp) for cp in range(0xA0, 0x100)] + list("€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ")
+    planted = []
+    for char in specials:
+        for wrong in ("latin-1", "cp1252"):
+            try:
+                garbled = char.encode("utf-8").decode(wrong)
+            except UnicodeDecodeError:
+                continue  # a byte cp1252 leaves undefined
+            text = rng.choice(texts)
+            at = rng.randrange(len(text) + 1)
+            planted += [garbled + " " + text, text[:at] + garbled + text[at:], text + garbled]
+    mismatched = [t for t in texts + planted if may_hold_mojibake(t) != ftfy.badness.is_bad(t)]
+    assert not mismatched, mismatched[:3]
+    assert sum(map(ftfy.badness.is_bad, planted)) > len(planted) // 2  # the planted ones are found

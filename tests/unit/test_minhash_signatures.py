@@ -1,114 +1,142 @@
-"""The batched MinHash signatures (llmpipe.data.minhash_signatures) are datatrove's, number for
-number: the same permutations and minima as MinhashDedupSignature.get_signature, the same simplified
-text as simplify_text, the same sorted bucket files."""
+"""MinHash signatures of character shingles (llmpipe.data.minhash_signatures, rensa's R-MinHash):
+identical texts get identical signatures, similar texts share a band about as often as their
+Jaccard similarity predicts, unrelated texts rarely do, the same seed gives the same signatures,
+Chinese and English alike; the signature files hold each band's records as documented."""
 
+import multiprocessing
 import random
-import struct
-import sys
-import unicodedata
+from pathlib import Path
 
 import numpy as np
+import pytest
 from datatrove.data import Document
-from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
-from datatrove.utils.text import TextNormConfig, simplify_text
-from datatrove.utils.word_tokenizers import WordTokenizer
+from datatrove.utils.text import simplify_text
 
 from llmpipe.data import minhash_signatures
-from llmpipe.data.minhash_signatures import CharacterMinhashSignature, shingle_hashes
-from llmpipe.data.near_dedup import minhash_config
-from llmpipe.data.text_simplify import Simplifier
+from llmpipe.data.minhash_signatures import CharacterMinhashSignature, read_band, shingles, signature
+from llmpipe.data.near_dedup import minhash_config, random_edits
 
 from ..conftest import typed_section
 
-SAMPLES = [
-    "",
-    "abcd",  # shorter than a shingle: no signature
-    "abcde",
-    "Hello, World! Hello, world.",
-    "Ünïcödé ÇÀFÉ naïve résumé",
-    "\u0301\u0301 leading marks",
-    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
-    "🙂🙂🙂 emoji 🙂🙂🙂",
-    "Table 1.9 and Table 1.10, Monday, January",
-    "tabs\tand\nnewlines\r\n  and   spaces",
-    "x" * 5000,
-]
+FORTUNES = Path("/usr/share/games/fortunes")
 
 
-def random_texts(rng, count: int) -> list[str]:
-    """Random text over the whole of Unicode (no lone surrogates: they cannot be encoded)."""
-    texts = []
-    for _ in range(count):
-        chars = [chr(rng.randrange(0x20, 0x30000)) for _ in range(rng.randrange(0, 300))]
-        texts.append("".join(c for c in chars if not 0xD800 <= ord(c) <= 0xDFFF))
-    return texts
+def fortunes(name: str, count: int) -> list[str]:
+    """The first `count` fortunes of a fortune file longer than 80 characters."""
+    path = FORTUNES / name
+    if not path.exists():
+        pytest.skip(f"{path} is not installed (Debian package fortunes / fortunes-zh)")
+    texts = [t.strip() for t in path.read_text(encoding="utf-8").split("\n%\n")]
+    return [t for t in texts if len(t) > 80][:count]
 
 
-def test_simplify_is_datatroves_simplify_text_character_for_character():
-    rng = random.Random(0)
-    marks = [chr(cp) for cp in range(0x300, 0x370)] + ["\u0e31", "\u093f", "\U000e0100"]
-    texts = SAMPLES + random_texts(rng, 300) + ["".join(rng.choice(marks + list("ab ")) for _ in range(50))]
-    for config in (TextNormConfig(norm_numbers=False), TextNormConfig(), TextNormConfig(norm_unicode_diacritics=False)):
-        simplify = Simplifier(config)
-        for text in texts:
-            assert simplify(text) == simplify_text(text, config), repr(text)
+def config(seed: int = 7):
+    return minhash_config(typed_section("clean").dedup, seed=seed)
 
 
-def test_every_combining_mark_of_pythons_unicode_database_is_removed():
-    simplify = Simplifier(TextNormConfig())
-    every_mark = "".join(chr(cp) for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)) == "Mn")
-    assert simplify("a" + every_mark + "b") == simplify_text("a" + every_mark + "b") == "ab"
+def signed(texts: list[str], seed: int = 7) -> np.ndarray:
+    """(texts, bands, hashes per band) signatures of the texts as the signature step makes them."""
+    c = config(seed)
+    simple = [simplify_text(t, c.norm_config) for t in texts]
+    sig = np.array([signature(t, c.n_grams, c.num_buckets * c.hashes_per_bucket, c.seed) for t in simple])
+    return sig.reshape(len(texts), c.num_buckets, c.hashes_per_bucket)
 
 
-class Unused(WordTokenizer):
-    """datatrove's step wants a word tokenizer (spaCy for "en"); the reference only uses its
-    get_signature, on our shingles."""
-
-    def word_tokenize(self, text):
-        raise AssertionError("not used")
-
-    def sent_tokenize(self, text):
-        raise AssertionError("not used")
-
-    def span_tokenize(self, text):
-        raise AssertionError("not used")
+def shares_a_band(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.any(np.all(a == b, axis=-1)))
 
 
-def reference_records(texts: list[str], step: MinhashDedupSignature, simplify) -> list[list[tuple]]:
-    """What datatrove's signature step writes per band (before sorting) for these texts, with our
-    character shingles: its get_signature on each text's distinct shingle hashes."""
-    bands = [[] for _ in range(step.config.num_buckets)]
-    for position, text in enumerate(texts):
-        hashes, _ = shingle_hashes([simplify(text)], step.config.n_grams)
-        if hashes.size == 0:
-            continue
-        for band, values in enumerate(step.get_signature(np.unique(hashes).reshape(-1, 1))):
-            bands[band].append((*values, position))
-    return [sorted(records) for records in bands]
+def jaccard(a: str, b: str, n: int) -> float:
+    x, y = set(shingles(a, n)), set(shingles(b, n))
+    return len(x & y) / len(x | y)
 
 
-def test_each_band_holds_datatroves_signatures_sorted_as_datatrove_sorts_them(tmp_path, monkeypatch):
-    config = minhash_config(typed_section("clean").dedup, seed=7)
-    texts = SAMPLES + random_texts(random.Random(1), 200)
-    monkeypatch.setattr(minhash_signatures, "BATCH_CHARS", 2000)  # many batches, documents across blocks
-    monkeypatch.setattr(minhash_signatures, "BLOCK_ROWS", 100)
-    monkeypatch.setattr(minhash_signatures, "DISTINCT_FROM", 150)  # repeats dropped from some texts only
-    ours = CharacterMinhashSignature(str(tmp_path), config)
-    for _ in ours.run((Document(text=t, id=str(i)) for i, t in enumerate(texts)), rank=3, world_size=8):
+@pytest.mark.parametrize("name", ["science", "tang300"])
+def test_identical_texts_get_identical_signatures(name):
+    texts = fortunes(name, 50)
+    twice = signed(texts + texts)
+    assert np.array_equal(twice[: len(texts)], twice[len(texts) :])
+    assert len({row.tobytes() for row in twice}) == len(set(texts))  # and different texts different ones
+    # texts that differ only in case, punctuation and spacing simplify to the same text
+    variants = [t.upper().replace(" ", "  ").replace("\n", " ,\n") + "!!" for t in texts]
+    assert np.array_equal(signed(variants), twice[: len(texts)])
+
+
+@pytest.mark.parametrize("name", ["science", "tang300"])
+def test_similar_texts_share_a_band_as_their_jaccard_predicts_and_unrelated_ones_rarely(name):
+    """A signature value agrees between two texts with probability their shingles' Jaccard J, so
+    with b bands of r values they share a band with p = 1 - (1 - J^r)^b."""
+    c, rng = config(), random.Random(0)
+    texts = fortunes(name, 150)
+    edited = [random_edits(t, rng.uniform(0.05, 0.35), rng) for t in texts]  # J from about 0.1 to 0.6
+    sig, sig_edited = signed(texts), signed(edited)
+    simple = [simplify_text(t, c.norm_config) for t in texts + edited]
+    j = np.array([jaccard(simple[i], simple[len(texts) + i], c.n_grams) for i in range(len(texts))])
+    agree = (sig == sig_edited).mean(axis=(1, 2))
+    assert abs(agree.mean() - j.mean()) < 0.02
+    expected = 1 - (1 - j**c.hashes_per_bucket) ** c.num_buckets
+    found = np.array([shares_a_band(sig[i], sig_edited[i]) for i in range(len(texts))])
+    # a sum of independent Bernoulli(expected): within 4 standard deviations of its mean
+    assert abs(found.sum() - expected.sum()) <= 4 * np.sqrt((expected * (1 - expected)).sum()) + 1
+    assert found[j >= 0.3].all()  # the pairs the clean stage must find (similarity 0.8) are all candidates
+    # unrelated texts of the same file share a band no more often than their Jaccard predicts
+    pairs = [(i, k) for i in range(100) for k in range(i + 1, 100)]
+    false = [(i, k) for i, k in pairs if shares_a_band(sig[i], sig[k])]
+    expected_false = sum(1 - (1 - jaccard(simple[i], simple[k], c.n_grams) ** 2) ** 40 for i, k in pairs)
+    assert len(false) <= expected_false + 4 * np.sqrt(expected_false) + 3 and len(false) < 0.05 * len(pairs)
+
+
+def test_the_seed_decides_the_signatures():
+    texts = fortunes("science", 20) + fortunes("song100", 20)
+    assert np.array_equal(signed(texts, seed=3), signed(texts, seed=3))
+    assert not np.any(np.all(signed(texts, seed=3) == signed(texts, seed=4), axis=-1))
+
+
+def test_a_long_text_signed_in_pieces_has_the_signature_of_the_whole(monkeypatch):
+    c = config()
+    text = simplify_text("\n".join(fortunes("science", 40) + fortunes("tang300", 40)), c.norm_config)
+    whole = signature(text, c.n_grams, 80, 7)
+    monkeypatch.setattr(minhash_signatures, "PIECE_CHARS", 100)  # many pieces
+    assert signature(text, c.n_grams, 80, 7) == whole
+
+
+def sign_in_child(texts: list[str], queue):
+    queue.put(signed(texts).tolist())
+
+
+def test_a_worker_forked_after_the_parent_signed_signs_too():
+    """datatrove's local executor forks its workers; a library thread pool started in the parent
+    (rensa's batch API uses Rayon's) would leave the child waiting forever."""
+    texts = fortunes("science", 300) * 4
+    parent = signed(texts)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=sign_in_child, args=(texts, queue))
+    child.start()
+    try:
+        assert np.array_equal(np.array(queue.get(timeout=60)), parent)
+    finally:
+        child.join(timeout=5)
+        child.kill()
+
+
+def test_the_signature_file_holds_each_bands_records_in_stream_order(tmp_path, monkeypatch):
+    c = config()
+    texts = ["", "abcd", *fortunes("science", 30), "x" * 500, *fortunes("tang300", 30)]  # two without shingles
+    monkeypatch.setattr(minhash_signatures, "BATCH_DOCS", 7)  # many batches
+    monkeypatch.setattr(minhash_signatures, "PIECE_CHARS", 200)  # "x" * 500 and the poems in pieces
+    step = CharacterMinhashSignature(str(tmp_path), c)
+    for _ in step.run((Document(text=t, id=str(i)) for i, t in enumerate(texts)), rank=3, world_size=8):
         pass
-    expected = reference_records(
-        texts, MinhashDedupSignature(str(tmp_path / "ref"), config, language=Unused()), ours.simplify
-    )
-    record = struct.Struct(f"<{config.hashes_per_bucket}QI")
-    data = (tmp_path / "00003.minhash.sig").read_bytes()  # the task's bands in turn
-    per_band = len(data) // config.num_buckets
-    assert len(data) == per_band * config.num_buckets and [p.name for p in tmp_path.iterdir()] == ["00003.minhash.sig"]
-    for band in range(config.num_buckets):
-        assert list(record.iter_unpack(data[band * per_band : (band + 1) * per_band])) == expected[band]
-    assert ours.stats["total"].total == len(texts)
-
-
-def test_shingles_do_not_cross_from_one_text_into_the_next():
-    together, owner = shingle_hashes(["abcdef", "ghijkl"], 5)
-    apart = np.concatenate([shingle_hashes([t], 5)[0] for t in ("abcdef", "ghijkl")])
-    assert together.tolist() == apart.tolist() and owner.tolist() == [0, 0, 1, 1]
+    path = tmp_path / "00003.minhash.sig"
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the batch blocks were removed
+    positions = [i for i, t in enumerate(texts) if len(simplify_text(t, c.norm_config)) >= c.n_grams]
+    expected = signed([texts[i] for i in positions])
+    for band in range(c.num_buckets):
+        records = read_band(path, band, c)
+        assert records["doc"].tolist() == positions
+        assert np.array_equal(records["hashes"], expected[:, band])
+    assert step.stats["total"].total == len(texts)
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ValueError, match="00003.minhash.sig"):
+        read_band(path, 0, c)

@@ -1,10 +1,17 @@
 """Near-duplicate confirmation within a band's group (llmpipe.data.near_dedup.ConfirmedPairs.confirm):
 each document makes at most `budget` comparisons over all the bands of a task, duplicates are
-found, the documents that ran out are counted."""
+found, the documents that ran out are counted; and the whole path from signature files to pairs."""
 
+import json
 import random
+import struct
+from pathlib import Path
 
-from llmpipe.data.near_dedup import Clusters, ConfirmedPairs, minhash_config, random_edits
+from datatrove.data import Document
+
+from llmpipe.data.cleaning import dedup_key
+from llmpipe.data.minhash_signatures import CharacterMinhashSignature
+from llmpipe.data.near_dedup import Clusters, ConfirmedPairs, DedupKeys, minhash_config, random_edits, similar
 
 from ..conftest import typed_section
 
@@ -85,10 +92,6 @@ def test_a_comparison_of_long_texts_takes_more_of_the_budget():
 
 
 def test_dedup_keys_are_shared_by_a_process_until_the_streams_change(tmp_path):
-    import json
-
-    from llmpipe.data.near_dedup import DedupKeys
-
     def write(texts):
         lines = [json.dumps({"text": t, "id": str(i), "metadata": {}}) for i, t in enumerate(texts)]
         (tmp_path / "00000.jsonl").write_text("\n".join(lines) + "\n")
@@ -104,4 +107,38 @@ def test_dedup_keys_are_shared_by_a_process_until_the_streams_change(tmp_path):
     write(["Another corpus entirely", "in the same folder"])  # a new run writing the same folder
     with DedupKeys.of(tmp_path) as fresh:
         assert fresh is not keys and fresh[(0, 1)] == "in the same folder"
+    DedupKeys.shared.clear()
+
+
+def test_pairs_are_found_from_the_signature_files_of_several_signing_tasks(tmp_path):
+    """The whole near_pairs path on real files: two signing tasks write their streams and signature
+    files (minhash_signatures.py), ConfirmedPairs reads every band back and confirms the planted
+    copies, English and Chinese, across tasks, and only pairs that are similar."""
+    rng = random.Random(4)
+    texts = []
+    for name in ("science", "tang300"):
+        path = Path("/usr/share/games/fortunes") / name
+        texts += [t.strip() for t in path.read_text(encoding="utf-8").split("\n%\n") if len(t.strip()) > 80][:60]
+    copies = [random_edits(t, 0.05, rng) for t in texts[::6]]  # every 6th text, English and Chinese
+    streams = {0: texts, 1: copies}
+    config = minhash_config(typed_section("clean").dedup, seed=0)
+    for rank, stream in streams.items():
+        lines = [json.dumps({"text": t, "id": f"{rank}-{i}", "metadata": {}}) for i, t in enumerate(stream)]
+        (tmp_path / "docs").mkdir(exist_ok=True)
+        (tmp_path / "docs" / f"{rank:05d}.jsonl").write_text("\n".join(lines) + "\n")
+        signer = CharacterMinhashSignature(str(tmp_path / "sigs"), config)
+        list(signer.run((Document(text=t, id=str(i)) for i, t in enumerate(stream)), rank=rank, world_size=2))
+    pairs_step = ConfirmedPairs(tmp_path / "sigs", tmp_path / "docs", tmp_path / "pairs", config, 0.8, budget=64)
+    for rank in range(4):  # four tasks, ten bands each
+        list(pairs_step.run(None, rank=rank, world_size=4))
+    found = set()
+    for path in (tmp_path / "pairs").glob("*.dups"):
+        data = path.read_bytes()
+        found |= {((a, b), (c, d)) for a, b, c, d in struct.iter_unpack("<4I", data)}
+    planted = {((0, 6 * j), (1, j)) for j in range(len(copies))}
+    assert planted <= found
+    # the rest are near duplicates the fortunes hold themselves (two endings of one syllogism)
+    for (ra, a), (rb, b) in found - planted:
+        assert similar(dedup_key(streams[ra][a]), dedup_key(streams[rb][b]), 0.8)
+    assert len(found - planted) <= 2
     DedupKeys.shared.clear()

@@ -28,10 +28,20 @@ def test_well_formed_prose_and_poems_pass_every_rule(text, lang):
     assert failure(text, lang) is None
 
 
-def test_chinese_words_come_from_jieba_not_spaces():
+def test_chinese_words_come_from_rjieba_not_spaces():
     words = TextStats("我们所经历的每个平凡的日常", "zh").words
     assert len(words) > 4 and "".join(words) == "我们所经历的每个平凡的日常"
     assert TextStats("the quick brown fox", "en").words == ["the", "quick", "brown", "fox"]
+
+
+def test_chinese_segmentation_gives_dictionary_words_on_real_text():
+    words = quality.segment_chinese(PROSE_ZH)
+    assert "".join(words) == PROSE_ZH  # a segmentation: nothing lost or added
+    assert {"项目", "规模", "避免", "意见", "接受", "事实", "礼貌", "Debian"} <= set(words)
+    poem_words = quality.segment_chinese("举头望明月，低头思故乡。")
+    assert {"举头", "低头", "故乡"} <= set(poem_words)
+    # whitespace is a token of its own, never part of a word (split_words relies on it)
+    assert all(w.isspace() or not any(c.isspace() for c in w) for w in quality.segment_chinese(CI + "\r\n a b"))
 
 
 def test_too_few_words():

@@ -27,20 +27,22 @@ from dataclasses import asdict
 from pathlib import Path
 
 from datatrove.data import Document
-from datatrove.pipeline.dedup.exact_dedup import ExactDedupConfig, ExactFindDedups
-from datatrove.pipeline.dedup.minhash import MinhashDedupCluster
+from datatrove.pipeline.dedup.exact_dedup import (
+    ExactDedupConfig,
+    ExactDedupFilter,
+    ExactDedupSignature,
+    ExactFindDedups,
+)
+from datatrove.pipeline.dedup.minhash import MinhashDedupCluster, MinhashDedupFilter
 
 from llmpipe.data.clean_steps import (
-    ExactFilter,
-    ExactSignatures,
     IdentifyLanguage,
-    NearDuplicateFilter,
     QualityRules,
     RankFileReader,
     ScreenAndNormalize,
     ScrubPII,
-    ShardWriter,
     removed_writer,
+    shard_writer,
 )
 from llmpipe.data.cleaning import dedup_key
 from llmpipe.data.executors import run_in_order
@@ -66,12 +68,12 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
             "filter",
             [
                 RecordRangeReader(raw),  # every task reads its share of every file: one big file uses every worker
-                ScreenAndNormalize(cfg, ShardWriter(work / "quarantine")),
+                ScreenAndNormalize(cfg, shard_writer(work / "quarantine")),
                 IdentifyLanguage(cfg.language, removed_writer(work, "language")),
                 QualityRules(cfg.quality, cfg.min_chars, removed_writer(work, "quality")),
                 ScrubPII(asdict(cfg.pii)),
-                ShardWriter(filtered),  # writers pass documents on; the signature steps consume them
-                *([ExactSignatures(str(work / "exact_sigs"), exact)] if dedup.exact else []),
+                shard_writer(filtered),  # writers pass documents on; the signature steps consume them
+                *([ExactDedupSignature(str(work / "exact_sigs"), exact)] if dedup.exact else []),
             ],
             tasks,
         )
@@ -82,9 +84,9 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
     if dedup.exact or dedup.near:
         steps = [RankFileReader(current)]
         if dedup.exact:
-            steps.append(ExactFilter(str(work / "exact_dups"), exact, removed_writer(work, "exact_duplicate")))
+            steps.append(ExactDedupFilter(str(work / "exact_dups"), exact, removed_writer(work, "exact_duplicate")))
         current = work / "exact_deduped"
-        steps.append(ShardWriter(current))
+        steps.append(shard_writer(current))
         if dedup.near:
             minhash = minhash_config(dedup, seed)
             steps.append(CharacterMinhashSignature(str(work / "minhash_sigs"), minhash))
@@ -92,7 +94,7 @@ def pipelines(cfg: Clean, seed: int, raw: Path, work: Path) -> list[tuple[str, l
     if dedup.near:
         jobs += near_jobs(dedup, minhash, work, current, tasks)
     else:
-        jobs.append(("keep", [RankFileReader(current), ShardWriter(work / "kept")], tasks))
+        jobs.append(("keep", [RankFileReader(current), shard_writer(work / "kept")], tasks))
     return jobs
 
 
@@ -105,13 +107,13 @@ def near_jobs(dedup, minhash, work: Path, deduped: Path, tasks: int) -> list[tup
         work / "minhash_sigs", deduped, work / "minhash_pairs", minhash, dedup.similarity, budget, dedup.compare_chars
     )
     cluster = MinhashDedupCluster(str(work / "minhash_pairs"), str(work / "minhash_remove"), config=minhash)
-    near_filter = NearDuplicateFilter(
+    near_filter = MinhashDedupFilter(
         str(work / "minhash_remove"), exclusion_writer=removed_writer(work, "near_duplicate")
     )
     return [
         ("near_pairs", [pairs], near_tasks),
         ("near_cluster", [cluster], 1),
-        ("near_filter", [RankFileReader(deduped), near_filter, ShardWriter(work / "kept")], tasks),
+        ("near_filter", [RankFileReader(deduped), near_filter, shard_writer(work / "kept")], tasks),
     ]
 
 

@@ -1,197 +1,125 @@
-"""MinHash signatures over character shingles, computed for many documents at once.
+"""MinHash signatures of documents' character shingles, computed by rensa (R-MinHash, in Rust), and
+the signature files that near_dedup.ConfirmedPairs reads.
 
-The signatures are exactly datatrove's (MinhashDedupSignature): the same permutations
-(a * x + b) mod (2^61 - 1) of each shingle hash, drawn from the same seed, the minimum per
-permutation, and the same records of its bucket files (per band: the band's hashes and the
-document's position, sorted). datatrove writes a file per band and task; here a task writes one
-file holding its bands in turn (band 0's records, then band 1's...), `{rank:05d}.minhash.sig`:
-creating 40 files per task cost more than filling them on a small corpus. What differs is how
-they are computed. datatrove works document by document, with one
-NumPy call chain and 40 struct.pack calls per document and a 64-bit division per hash; on short
-documents (a fortune is 230 bytes) the per-document overhead, and on long ones the division, were a
-quarter of the clean stage. Here a batch of documents is one array of code points, the shingles of
-all of them are hashed in one pass, the modulo uses the Mersenne-prime identity instead of a
-division, and each band's records are written with one call per batch.
+Text: datatrove's `simplify_text` with the config's `norm_config` (lower case, punctuation and
+whitespace folded, diacritics removed). Shingles: the character n-grams of that text (n =
+`config.n_grams`, clean.dedup.shingle_chars): no word segmenter, so Chinese works like English. A
+text shorter than n has no shingle and no signature. Signature: `rensa.RMinHash` of the set of a
+text's shingles, `num_buckets * hashes_per_bucket` values of 32 bits, seeded with `config.seed`
+(the pipeline seed): the same text and seed give the same signature.
 
-Shingles are characters, not words: no segmenter needed, so Chinese works like English.
+Signature file, one per signing task, `{rank:05d}.minhash.sig`, little-endian, no header: `num_buckets`
+sections of equal length, band 0 first. A section holds one record per signed document, in the order
+of the task's stream: the band's `hashes_per_bucket` signature values (uint32 each), then the
+document's position in the task's stream (uint32). So a file is num_buckets * documents * record
+size bytes, and one band of a file is one contiguous read (`read_band`).
+
+Memory is bounded whatever the corpus: a document's shingles go to its sketch PIECE_CHARS
+characters at a time (one Python string per shingle meanwhile), signatures are written BATCH_DOCS
+documents at a time, and the task's file is assembled one band at a time. One sketch per document,
+not rensa's batch API (`digest_matrix_from_token_sets`): as fast here, and the batch API runs large
+batches on Rayon's thread pool, which hangs in a worker process forked after the parent used it
+(datatrove's local executor forks its workers).
 """
 
 from pathlib import Path
 
 import numpy as np
+import rensa
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashConfig
+from datatrove.utils.text import simplify_text
 from datatrove.utils.typeshelper import StatHints
 
-from llmpipe.data.text_simplify import Simplifier
-
-MERSENNE = np.uint64((1 << 61) - 1)  # datatrove's modulus for 64-bit signatures
-BATCH_CHARS = 1 << 20  # code points of text hashed together: bounds memory whatever the corpus
-DISTINCT_FROM = 2048  # shingles in a text from which its repeats are dropped before permuting
-BLOCK_ROWS = 8192  # shingles permuted at a time: the (rows, hashes) temporaries stay in cache
+PIECE_CHARS = 1 << 18  # characters of a document whose shingles go to rensa at once: ~15 MB of strings
+BATCH_DOCS = 2048  # documents whose signatures are written to the task's file at once (~6 MB)
 
 
-def mix64(x: np.ndarray) -> np.ndarray:
-    """splitmix64's finalizer: spreads the bits of each uint64 over the whole word."""
-    with np.errstate(over="ignore"):
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
+def record_dtype(config: MinhashConfig) -> np.dtype:
+    """One document's record in a band section of a signature file."""
+    return np.dtype([("hashes", "<u4", (config.hashes_per_bucket,)), ("doc", "<u4")])
 
 
-def shingle_hashes(texts: list[str], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """The 64-bit hashes of each text's character n-grams, and the index of the text each belongs
-    to (ascending). The code points of a window are combined by a polynomial (wrapping at 2^64) and
-    mixed; windows that would cross from one text into the next are dropped. In a short text a
-    shingle that occurs twice is kept twice: the minimum does not change, and sorting to drop the
-    repeats would cost more than permuting them."""
-    lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-    codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    windows = len(codes) - n + 1
-    if windows <= 0:
-        return np.empty(0, np.uint64), np.empty(0, np.int64)
-    h = np.zeros(windows, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for i in range(n):
-            h = mix64(h * np.uint64(0x100000001B3) + codes[i : windows + i] + np.uint64(1))
-    owner = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)[:windows]
-    inside = np.arange(windows) + n <= np.cumsum(lengths)[owner]
-    return distinct_in_long_texts(h[inside], owner[inside], len(texts))
+def read_band(path: Path, band: int, config: MinhashConfig) -> np.ndarray:
+    """The records of one band of a signature file."""
+    record = record_dtype(config)
+    per_band, rest = divmod(path.stat().st_size, record.itemsize * config.num_buckets)
+    if rest:
+        raise ValueError(f"{path}: not {config.num_buckets} bands of {record.itemsize}-byte signature records")
+    return np.fromfile(path, dtype=record, count=per_band, offset=band * per_band * record.itemsize)
 
 
-def distinct_in_long_texts(h: np.ndarray, owner: np.ndarray, texts: int) -> tuple[np.ndarray, np.ndarray]:
-    """Repeated shingles dropped from texts of at least DISTINCT_FROM shingles. The minimum does not
-    need it; it saves time where sorting costs less than permuting the repeats: a long manual page
-    repeats 60 % of its shingles, a fortune almost none."""
-    bounds = np.searchsorted(owner, np.arange(texts + 1))
-    long_texts = np.flatnonzero(np.diff(bounds) >= DISTINCT_FROM)
-    if not len(long_texts):
-        return h, owner
-    hashes, owners, at = [], [], 0
-    for text in long_texts:
-        start, end = bounds[text], bounds[text + 1]
-        distinct = np.unique(h[start:end])
-        hashes += [h[at:start], distinct]
-        owners += [owner[at:start], np.full(len(distinct), text, dtype=np.int64)]
-        at = end
-    return np.concatenate([*hashes, h[at:]]), np.concatenate([*owners, owner[at:]])
+def shingles(text: str, n: int) -> list[str]:
+    """The character n-grams of text, in order; repeats are kept (a signature is of their set)."""
+    return [text[i : i + n] for i in range(len(text) - n + 1)]
 
 
-def permutations(config: MinhashConfig) -> tuple[np.ndarray, np.ndarray]:
-    """datatrove's permutation parameters (a, b), each of shape (1, hashes), from the same seed."""
-    gen = np.random.RandomState(config.seed)
-    hashes = config.num_buckets * config.hashes_per_bucket
-    a = gen.randint(1, MERSENNE, dtype=np.uint64, size=(1, hashes))
-    b = gen.randint(0, MERSENNE, dtype=np.uint64, size=(1, hashes))
-    return a, b
-
-
-def permuted(x: np.ndarray, a: np.ndarray, b: np.ndarray, buffers: tuple | None = None) -> np.ndarray:
-    """(x * a + b) mod (2^61 - 1) for a column of shingle hashes x, with x * a + b wrapping at 2^64
-    as datatrove's NumPy expression does. y mod (2^k - 1) = (y & (2^k - 1)) + (y >> k), then at most
-    one subtraction: the same numbers as `%`, without a 64-bit division per value. `buffers` (from
-    permutation_buffers) hold the intermediate arrays: fresh ones of several MB for every block made
-    the C library map and unmap memory each time, which tripled the time in a process holding large
-    tables (the language model)."""
-    y, r, wrapped = buffers or permutation_buffers(len(x), a.shape[1])
-    rows = len(x)
-    y, r, wrapped = y[:rows], r[:rows], wrapped[:rows]
-    with np.errstate(over="ignore"):
-        np.multiply(x.reshape(-1, 1), a, out=y)
-        y += b
-    np.bitwise_and(y, MERSENNE, out=r)
-    np.right_shift(y, np.uint64(61), out=y)
-    r += y
-    np.greater_equal(r, MERSENNE, out=wrapped)
-    np.subtract(r, MERSENNE, out=r, where=wrapped)
-    return r
-
-
-def permutation_buffers(rows: int, hashes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.empty((rows, hashes), np.uint64), np.empty((rows, hashes), np.uint64), np.empty((rows, hashes), bool)
-
-
-def signatures(hashes: np.ndarray, owner: np.ndarray, docs: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(docs, permutations) minimum permuted hash of each document's shingles (all ones for a
-    document without shingles), computed BLOCK_ROWS shingles at a time."""
-    out = np.full((docs, a.shape[1]), np.iinfo(np.uint64).max, dtype=np.uint64)
-    buffers = permutation_buffers(min(BLOCK_ROWS, len(hashes)), a.shape[1])
-    for start in range(0, len(hashes), BLOCK_ROWS):
-        rows = slice(start, start + BLOCK_ROWS)
-        block_owner = owner[rows]
-        firsts = np.flatnonzero(np.concatenate([[True], block_owner[1:] != block_owner[:-1]]))
-        mins = np.minimum.reduceat(permuted(hashes[rows], a, b, buffers), firsts, axis=0)
-        who = block_owner[firsts]
-        out[who] = np.minimum(out[who], mins)
-    return out
+def signature(text: str, n: int, num_perm: int, seed: int) -> list[int]:
+    """The R-MinHash signature (num_perm values of 32 bits) of the set of text's shingles, which go
+    to rensa PIECE_CHARS characters at a time: a set's signature does not depend on how it arrives.
+    The text must have at least one shingle (an empty set has no signature)."""
+    sketch = rensa.RMinHash(num_perm, seed)
+    for start in range(0, len(text) - n + 1, PIECE_CHARS):
+        sketch.update(shingles(text[start : start + PIECE_CHARS + n - 1], n))
+    return sketch.digest()
 
 
 class CharacterMinhashSignature(PipelineStep):
-    """datatrove's MinHash signature step (the same records, one file per task) over character shingles
-    of the simplified text, computed a batch of documents at a time."""
+    """MinHash signatures of character shingles of the simplified text, written as this module's
+    signature file: one per task, band after band."""
 
     name = "🎯 MinHash signatures (characters)"
     type = "🫂 - DEDUP"
 
     def __init__(self, output_folder: str, config: MinhashConfig):
         super().__init__()
-        assert config.hash_config.precision == 64, "signature files are written as 64-bit hashes"
+        if config.n_grams < 1:
+            raise ValueError(f"shingles need at least one character, got n_grams={config.n_grams}")
         self.output_folder, self.config = Path(output_folder), config
-        h = config.hashes_per_bucket
-        self.record = np.dtype([(f"field{i + 1}", "<u8") for i in range(h)] + [(f"field{h + 1}", "<u4")])
-        self.simplify = Simplifier(config.norm_config)
+        self.record = record_dtype(config)
 
-    def write_batch(self, f, texts: list[str], positions: list[int]) -> int:
-        """Signatures of a batch, one record per band and document with at least one shingle, band
-        after band; returns how many documents were signed."""
-        hashes, owner = shingle_hashes(texts, self.config.n_grams)
-        sig = signatures(hashes, owner, len(texts), *self.parameters)
-        signed = np.unique(owner)  # a text shorter than a shingle has no signature (as in datatrove)
-        h = self.config.hashes_per_bucket
-        signed_positions = np.asarray(positions, dtype=np.uint32)[signed]
-        for band in range(self.config.num_buckets):
-            records = np.empty(len(signed), dtype=self.record)
-            for i in range(h):
-                records[f"field{i + 1}"] = sig[signed, band * h + i]
-            records[f"field{h + 1}"] = signed_positions
-            f.write(records.tobytes())
-        return len(signed)
+    def write_batch(self, f, signatures: list[list[int]], positions: list[int]) -> int:
+        """A batch's records, band after band (one block per batch); returns the documents written."""
+        c = self.config
+        sig = np.array(signatures, dtype=np.uint32).reshape(len(signatures), c.num_buckets, c.hashes_per_bucket)
+        records = np.empty((c.num_buckets, len(signatures)), dtype=self.record)
+        records["hashes"] = sig.transpose(1, 0, 2)
+        records["doc"] = np.asarray(positions, dtype=np.uint32)
+        f.write(records.tobytes())
+        return len(signatures)
 
-    def sort_bands(self, unsorted: Path, path: Path, batches: list[int]):
-        """The task's file: each band's records of every batch, sorted as datatrove sorts a bucket
-        file (ConfirmedPairs names a document by its position in the sorted band), band after band.
-        One band in memory at a time."""
+    def assemble(self, blocks: Path, path: Path, batches: list[int]):
+        """The task's file from the per-batch blocks: each band's records of every batch, band after
+        band, one band in memory at a time."""
         size, bands = self.record.itemsize, self.config.num_buckets
-        starts = np.cumsum([0, *batches])[:-1] * bands  # records before each batch (none: a task with no document)
+        starts = np.cumsum([0, *batches])[:-1] * bands  # records before each block
         with path.open("wb") as out:
             for band in range(bands):
-                chunks = [
-                    np.fromfile(unsorted, dtype=self.record, count=n, offset=int(start + band * n) * size)
-                    for start, n in zip(starts.tolist(), batches, strict=True)
-                ]
-                records = np.concatenate(chunks) if chunks else np.empty(0, self.record)
-                # lexsort on the fields, first field first: the order of NumPy's sort(order=names), whose
-                # generic comparison of structured records was as slow as computing the signatures
-                out.write(records[np.lexsort([records[name] for name in reversed(self.record.names)])].tobytes())
-        unsorted.unlink()
+                for start, n in zip(starts.tolist(), batches, strict=True):
+                    offset = (start + band * n) * size
+                    out.write(np.fromfile(blocks, dtype=self.record, count=n, offset=offset).tobytes())
+        blocks.unlink()
 
     def run(self, data, rank: int = 0, world_size: int = 1):
-        self.parameters = permutations(self.config)
+        c = self.config
+        hashes = c.num_buckets * c.hashes_per_bucket
         self.output_folder.mkdir(parents=True, exist_ok=True)
         path = self.output_folder / f"{rank:05d}.minhash.sig"
-        unsorted = path.with_suffix(".unsorted")
-        batches = []  # documents signed in each batch
-        with unsorted.open("wb") as f:
-            texts, positions, chars, position = [], [], 0, -1
+        blocks = path.with_suffix(".blocks")
+        batches = []  # documents written in each block
+        with blocks.open("wb") as f:
+            signatures, positions, position = [], [], -1
             for position, doc in enumerate(data):
-                texts.append(self.simplify(doc.text))
+                text = simplify_text(doc.text, c.norm_config)
+                if len(text) < c.n_grams:
+                    continue  # no shingle, no signature
+                signatures.append(signature(text, c.n_grams, hashes, c.seed))
                 positions.append(position)
-                chars += len(texts[-1])
-                if chars >= BATCH_CHARS:
-                    batches.append(self.write_batch(f, texts, positions))
-                    texts, positions, chars = [], [], 0
-            if texts:
-                batches.append(self.write_batch(f, texts, positions))
+                if len(signatures) == BATCH_DOCS:
+                    batches.append(self.write_batch(f, signatures, positions))
+                    signatures, positions = [], []
+            if signatures:
+                batches.append(self.write_batch(f, signatures, positions))
         self.stat_update(StatHints.total, value=position + 1, unit="task")
-        self.sort_bands(unsorted, path, batches)
+        self.assemble(blocks, path, batches)
         yield from ()

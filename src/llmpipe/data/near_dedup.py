@@ -1,11 +1,11 @@
 """Near-duplicate detection: MinHash LSH for candidates, edit similarity to confirm them.
 
-The MinHash signatures are datatrove's (computed in batches by minhash_signatures.py), and
-datatrove's MinhashDedupCluster clusters the confirmed pairs. Between the two, its
-MinhashDedupBuckets would call every pair that agrees on one band a duplicate. On short documents
-that is far too loose: two unrelated three-line quotes signed "-- Ambrose Bierce, The Devil's
-Dictionary" share many shingles, and measured on the fortunes with 3-character shingles, 20 bands
-of 5, it removed 5,323 of 19,872 documents. So here the bands only propose candidates (generous
+The MinHash signatures are rensa's R-MinHash of character shingles, in the signature files of
+minhash_signatures.py, and datatrove's MinhashDedupCluster clusters the confirmed pairs. Between
+the two, datatrove's MinhashDedupBuckets would call every pair that agrees on one band a duplicate.
+On short documents that is far too loose: two unrelated three-line quotes signed "-- Ambrose
+Bierce, The Devil's Dictionary" share many shingles, and measured on the fortunes with 3-character
+shingles, 20 bands of 5, it removed 5,323 of 19,872 documents. So here the bands only propose candidates (generous
 LSH: few hashes per band), and each candidate pair is kept only if the normalized Levenshtein
 similarity of the two texts (rapidfuzz) reaches `clean.dedup.similarity`. Random edits to 15 % of
 the characters leave a similarity near 0.85; unrelated texts of the same language score 0.3 to 0.6.
@@ -27,11 +27,11 @@ from rapidfuzz.distance import Levenshtein
 
 from llmpipe.data.clean_steps import record_counts
 from llmpipe.data.cleaning import dedup_key
+from llmpipe.data.minhash_signatures import read_band
 from llmpipe.schema import Dedup
 
-# For exact dedup and the signature files: sha1, not datatrove's default xxhash, whose path fails
-# with xxhash 4.x ("Strings must be encoded before hashing"). 64 bits: at a billion documents a
-# 32-bit hash would collide.
+# For exact dedup: sha1, not datatrove's default xxhash, whose path fails with xxhash 4.x ("Strings
+# must be encoded before hashing"). 64 bits: at a billion documents a 32-bit hash would collide.
 HASH = HashConfig(precision=64, hash_fc="sha1")
 
 
@@ -126,13 +126,10 @@ class ConfirmedPairs(PipelineStep):
         filled file by file would give). Grouped with NumPy: a few bytes per document, no Python
         object for a document that shares its band with none."""
         h = self.config.hashes_per_bucket
-        dtype = np.dtype([("hashes", "<u8", (h,)), ("doc", "<u4")])
-        parts = []
-        for path in sorted(self.sig_folder.glob("*.minhash.sig")):  # one per signing task: its bands in turn
-            per_band, rest = divmod(path.stat().st_size, dtype.itemsize * self.config.num_buckets)
-            assert rest == 0, f"{path}: not {self.config.num_buckets} bands of signature records"
-            records = np.fromfile(path, dtype=dtype, count=per_band, offset=band * per_band * dtype.itemsize)
-            parts.append((int(path.name.split(".")[0]), records))
+        parts = [  # (signer rank, its records of this band): one file per signing task
+            (int(path.name.split(".")[0]), read_band(path, band, self.config))
+            for path in sorted(self.sig_folder.glob("*.minhash.sig"))
+        ]
         if not parts:
             return []
         hashes = np.concatenate([r["hashes"] for _, r in parts]).reshape(-1, h)

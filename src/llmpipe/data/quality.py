@@ -2,9 +2,10 @@
 al. 2021), C4 (Raffel et al. 2020) and FineWeb (Penedo et al. 2024) heuristics, made language-aware.
 
 Word-based rules need words. English splits on whitespace. Chinese has no spaces, so its words come
-from the jieba segmenter; rules that count characters count Chinese characters one by one. Rules
-that only make sense for one language (English stop words, Chinese line lengths) take per-language
-thresholds from `clean.quality.<lang>`; a threshold of null switches the rule off for that language.
+from rjieba (jieba-rs: jieba's dictionary, route and HMM, in Rust); rules that count characters
+count Chinese characters one by one. Rules that only make sense for one language (English stop
+words, Chinese line lengths) take per-language thresholds from `clean.quality.<lang>`; a threshold
+of null switches the rule off for that language.
 
 `first_failure` returns the name of the first rule a document breaks (the rule it is removed for)
 or None. Every rule is a small function of a `TextStats`, so a test can check each one alone.
@@ -12,10 +13,12 @@ or None. Every rule is a small function of a `TextStats`, so a test can check ea
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from itertools import repeat
 
-from llmpipe.data import char_counts, chinese_words
+import rjieba
+
+from llmpipe.data import char_counts
 
 # Sentence-ending punctuation: English, full-width Chinese, and closing quotes/brackets after them.
 TERMINAL = set(".!?;:。！？；：…\"'”’」』)）]》")
@@ -37,22 +40,29 @@ def is_cjk(char: str) -> bool:
     return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" or "\uf900" <= char <= "\ufaff"
 
 
+@cache
+def segmenter() -> rjieba.Jieba:
+    """rjieba with its default dictionary (jieba's). An instance of our own: words added to rjieba's
+    module-level one by other code would change our words."""
+    return rjieba.Jieba()
+
+
 def segment_chinese(text: str) -> list[str]:
-    """jieba's words (jieba.lcut), computed by chinese_words.segment several times faster."""
-    return chinese_words.segment(text)
+    """rjieba's words, HMM on for words the dictionary lacks (as jieba.lcut)."""
+    return segmenter().cut(text, hmm=True)
 
 
 def load_tables():
     """Build the tables the rules use (character classes, the word dictionary) now: the clean stage
     calls this before its workers fork, so each inherits them instead of building its own."""
     char_counts.classes(PROSE_PUNCTUATION)
-    chinese_words.load()
+    segmenter()
 
 
 def split_words(text: str, lang: str) -> list[str]:
-    """Words with at least one letter or digit: jieba words for Chinese, whitespace words otherwise."""
+    """Words with at least one letter or digit: rjieba words for Chinese, whitespace words otherwise."""
     tokens = segment_chinese(text) if lang == "zh" else text.split()
-    # no token holds both whitespace and a word character (jieba puts whitespace in tokens of its own)
+    # no token holds both whitespace and a word character (rjieba puts whitespace in tokens of its own)
     return list(filter(WORD_CHARS.search, tokens))
 
 

@@ -54,6 +54,14 @@ class LitLM(L.LightningModule):
         idx, lengths, labels = batch
         return F.cross_entropy(self.net(idx, lengths).float(), labels, weight=self.class_weights)
 
+    def attached_trainer(self) -> "L.Trainer | None":
+        """The Trainer running this module, or None when it runs outside one (a test, an export):
+        Lightning's `trainer` property raises then."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
+
     def training_step(self, batch, batch_idx):
         loss = self.loss(batch)
         self.watch_for_non_finite(loss)
@@ -89,7 +97,8 @@ class LitLM(L.LightningModule):
         self._bad_loss = torch.where(
             self._first_bad_step == step, loss.detach(), getattr(self, "_bad_loss", loss.detach())
         )
-        if loss.device.type == "cpu" or self._trainer is None or is_logging_step(self.trainer):
+        trainer = self.attached_trainer()
+        if loss.device.type == "cpu" or trainer is None or is_logging_step(trainer):
             self.raise_if_non_finite()
 
     def raise_if_non_finite(self):
@@ -159,7 +168,8 @@ class LitLM(L.LightningModule):
         # parameters take the multi-tensor path instead, which supports them everywhere, and so
         # does fp16, whose loss scaling Lightning undoes only for unfused optimizers.
         sharded = is_sharded(self.net)
-        fp16 = self._trainer is not None and self.trainer.precision == "16-mixed"
+        trainer = self.attached_trainer()
+        fp16 = trainer is not None and trainer.precision == "16-mixed"
         if sharded and self.optim.optimizer == "muon":
             raise ValueError(
                 "optimizer=muon orthogonalizes whole matrices and does not run on FSDP2's sharded ones "
