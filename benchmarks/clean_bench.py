@@ -25,11 +25,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from llmpipe import typed_params
+from llmpipe.clean.near_dedup import random_edits
+from llmpipe.clean.outputs import flat_records
+from llmpipe.clean.pipeline import run_jobs
 from llmpipe.config import compose
-from llmpipe.data.clean_outputs import flat_records
-from llmpipe.data.clean_pipeline import run_jobs
-from llmpipe.data.corpus import is_bad, read_corpus
-from llmpipe.data.near_dedup import random_edits
+from llmpipe.ingest.corpus import is_bad, read_corpus
 
 REPO = Path(__file__).resolve().parents[1]
 

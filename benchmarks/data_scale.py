@@ -486,13 +486,13 @@ def encode_speed(project: Path, workers: int) -> dict:
     whether the two token streams are identical."""
     import numpy as np
 
-    from llmpipe.data.encode_shards import EncodeShard
     from llmpipe.data.executors import run_in_order
     from llmpipe.data.splits import Placement
     from llmpipe.data.token_files import token_dtype
     from llmpipe.data.tokenizer import EOT, load_tokenizer, special_id
     from llmpipe.jsonl import iter_folder
     from llmpipe.schema import DataHardware
+    from llmpipe.tokenize.encode import EncodeShard
 
     clean, out = project / "data" / "clean", project / "encode_speed"
     shutil.rmtree(out, ignore_errors=True)

@@ -77,9 +77,9 @@ def recipe_name(recipe: dict) -> str:
 
 def cmd_prepare(args):
     from llmpipe.data.token_files import load_tokens
-    from llmpipe.data.tokenize_corpus import tokenize_corpus
     from llmpipe.evaluation.lm_metrics import bigram_token_nats, bits_per_byte
     from llmpipe.schema import DataHardware, Tokenize
+    from llmpipe.tokenize.shards import tokenize_corpus
 
     docs = Path(args.docs).resolve()
     for vocab in args.vocab:

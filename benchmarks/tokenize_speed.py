@@ -1,5 +1,5 @@
 """Encoding speed of the tokenize stage: Hugging Face `tokenizers` (`encode_batch`, its own thread pool
-on every core) against tiktoken running the same merges (llmpipe.data.fast_encoding, a thread per
+on every core) against tiktoken running the same merges (llmpipe.tokenize.fast_encoding, a thread per
 core), on the same texts in the same process, with the ids compared one by one.
 
 The texts are the default corpus's cleaned documents (the shards of data/clean: run `dvc repro -s clean`
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import yaml
 
-from llmpipe.data.fast_encoding import encode_texts, fast_encoder
 from llmpipe.data.tokenizer import train_bpe
 from llmpipe.jsonl import iter_folder
+from llmpipe.tokenize.fast_encoding import encode_texts, fast_encoder
 
 
 def compare(tokenizer, encoding, batches: list[list[str]]) -> tuple[float, float, bool, int]:

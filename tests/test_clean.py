@@ -6,9 +6,9 @@ import random
 
 import pytest
 
+from llmpipe.clean.near_dedup import random_edits
 from llmpipe.config import compose
 from llmpipe.data import quarantine
-from llmpipe.data.near_dedup import random_edits
 from llmpipe.data.token_files import load_split_docs
 from llmpipe.runner import run_stage
 from llmpipe.stages import clean, ingest, tokenize
@@ -104,8 +104,8 @@ def test_an_unreadable_source_folder_stops_ingest_naming_it(tmp_path, mlflow_sto
 def planted_corpus(source, fortunes, rng):
     """Real fortunes and Tang poems, each distinct, and for some of them a copy with 5-15 % of the
     characters edited at random; returns the ids of (original, copy) pairs."""
-    from llmpipe.data.cleaning import clean_text
-    from llmpipe.data.corpus import read_fortunes
+    from llmpipe.clean.normalize import clean_text
+    from llmpipe.ingest.corpus import read_fortunes
 
     docs = [d for d in read_fortunes(fortunes, ["tang300"], []) if 60 < len(clean_text(d["text"])[0]) < 600]
     originals = [
@@ -217,7 +217,7 @@ def test_languages_outside_the_keep_list_are_removed_and_kept_when_listed(tmp_pa
 def test_a_book_in_one_file_becomes_documents_split_by_position(tmp_path, mlflow_store, fortunes_installed):
     """A 2 MB English text in one .txt file (Debian's English fortunes, one after another): cut into
     documents at paragraph breaks by ingest, kept by clean, and split in order by tokenize."""
-    from llmpipe.data.corpus import read_fortunes
+    from llmpipe.ingest.corpus import read_fortunes
 
     entries = [d["text"] for d in read_fortunes(fortunes_installed, [], ["tang300", "song100", "chinese"])]
     book, i = [], 0
@@ -244,8 +244,8 @@ def test_a_zero_fraction_leaves_its_split_empty_and_the_stage_that_needs_it_name
 ):
     """tokenize.test_fraction 0 (or val_fraction 0) is a choice, not an error: the split is written
     empty; reading it names the setting. A fraction above 0 that leaves a split empty still fails."""
-    from llmpipe.data.corpus import read_fortunes
     from llmpipe.data.token_files import load_tokens
+    from llmpipe.ingest.corpus import read_fortunes
 
     texts = [d["text"] for d in read_fortunes(fortunes_installed, [], ["tang300", "song100", "chinese"])][:300]
     (tmp_path / "corpus").mkdir()

@@ -138,8 +138,8 @@ def test_a_full_disk_stops_tokenize_with_the_path_and_keeps_the_previous_output(
         assert "tokens.tmp" not in (root / "listing.txt").read_text()  # the partial files were removed
         after = root / "tokens-after"
     else:  # a writer that fails as a full disk does, after writing part of a file
-        from llmpipe.data.encode_shards import SplitWriter
         from llmpipe.stages import tokenize
+        from llmpipe.tokenize.encode import SplitWriter
 
         def full(writer, *args, **kwargs):
             writer.bin.write(bytes(4096))

@@ -10,7 +10,7 @@ import pytest
 
 from llmpipe import typed_params
 from llmpipe.config import compose
-from llmpipe.data.corpus import read_fortunes
+from llmpipe.ingest.corpus import read_fortunes
 from llmpipe.registry import tracking
 from llmpipe.studies import power_law, scaling
 

@@ -31,12 +31,12 @@ class Fields:
 @dataclass
 class Ingest:
     source: str
-    # auto: each file as what it is (llmpipe.data.formats); the others: every file must be that
+    # auto: each file as what it is (llmpipe.ingest.formats); the others: every file must be that
     format: str = between(choices=("auto", "jsonl", "json", "parquet", "csv", "tsv", "fortune", "txt", "hf"))
     zh_files: list[str]
     exclude_files: list[str]
     max_docs_per_file: int | None = between(1)
-    max_doc_bytes: int | None = between(64)  # longer texts are cut into documents (data/pieces.py)
+    max_doc_bytes: int | None = between(64)  # longer texts are cut into documents (ingest/pieces.py)
     fields: Fields
     hf_config: str | None
     hf_split: str

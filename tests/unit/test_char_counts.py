@@ -1,4 +1,4 @@
-"""The fast counts behind the quality rules (llmpipe.data.char_counts) are the numbers the plain
+"""The fast counts behind the quality rules (llmpipe.clean.char_counts) are the numbers the plain
 Python definitions give: character classes against the str methods over every code point, n-gram
 figures against Counters of word tuples."""
 
@@ -8,8 +8,8 @@ import sys
 import unicodedata
 from collections import Counter
 
-from llmpipe.data import char_counts
-from llmpipe.data.quality import PROSE_PUNCTUATION
+from llmpipe.clean import char_counts
+from llmpipe.clean.quality import PROSE_PUNCTUATION
 
 EVERY_CHAR = "".join(chr(cp) for cp in range(sys.maxunicode + 1) if not 0xD800 <= cp <= 0xDFFF)
 

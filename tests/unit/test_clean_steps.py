@@ -1,11 +1,11 @@
-"""The clean stage's own steps (llmpipe.data.clean_steps): the shards between jobs, written by
+"""The clean stage's own steps (llmpipe.clean.steps): the shards between jobs, written by
 datatrove's JsonlWriter, one file per task, read back by RankFileReader as they were written."""
 
 import json
 
 from datatrove.data import Document
 
-from llmpipe.data.clean_steps import RankFileReader, shard_writer
+from llmpipe.clean.steps import RankFileReader, shard_writer
 
 
 def docs(*sizes: int) -> list[Document]:

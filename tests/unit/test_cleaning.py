@@ -1,4 +1,4 @@
-from llmpipe.data.cleaning import clean_text, dedup_key, fix_mojibake, screen
+from llmpipe.clean.normalize import clean_text, dedup_key, fix_mojibake, screen
 
 
 def test_ansi_colour_codes_are_removed_from_a_poem_title():
@@ -63,7 +63,7 @@ def test_dedup_key_ignores_case_and_spacing_only():
 
 
 def test_the_clean_report_keeps_the_smallest_ids_as_examples_even_with_repeated_ids():
-    from llmpipe.data.clean_report import Tally
+    from llmpipe.clean.report import Tally
 
     tally = Tally(["en"])
     for i, doc_id in enumerate(["d", "b", "b", "e", "a", "c"]):
@@ -101,7 +101,7 @@ def test_ftfys_test_on_windows_agrees_with_its_test_on_the_whole_text(fortunes_i
 
     import ftfy.badness
 
-    from llmpipe.data.cleaning import may_hold_mojibake
+    from llmpipe.clean.normalize import may_hold_mojibake
 
     texts = []
     for path in sorted(fortunes_installed.iterdir()):

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from llmpipe.data.corpus import guess_lang, is_bad, read_corpus, split_fortunes
+from llmpipe.ingest.corpus import guess_lang, is_bad, read_corpus, split_fortunes
 
 from ..conftest import typed_section
 

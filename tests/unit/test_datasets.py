@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from llmpipe.data.fast_encoding import flat_ids
 from llmpipe.data.labeled_docs import choose_labels
 from llmpipe.data.splits import split_of
 from llmpipe.data.token_files import document_fraction, token_dtype
 from llmpipe.networks.batches import pad_windows
+from llmpipe.tokenize.fast_encoding import flat_ids
 from llmpipe.training.loaders import DocumentSequences, Epochs, RandomWindows, SequentialWindows
 
 

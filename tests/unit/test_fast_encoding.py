@@ -1,4 +1,4 @@
-"""tiktoken runs the merges that tokenizers trained and gives the very same ids (llmpipe.data.fast_encoding),
+"""tiktoken runs the merges that tokenizers trained and gives the very same ids (llmpipe.tokenize.fast_encoding),
 on every kind of text a corpus holds; where it could not, tokenize keeps tokenizers."""
 
 import re
@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from tokenizers import normalizers
 
-from llmpipe.data.encode_shards import EncodeShard
-from llmpipe.data.fast_encoding import fast_encoder, flat_ids
 from llmpipe.data.splits import Placement
 from llmpipe.data.tokenizer import EOT, special_id, train_bpe
 from llmpipe.jsonl import read_jsonl, write_jsonl
+from llmpipe.tokenize.encode import EncodeShard
+from llmpipe.tokenize.fast_encoding import fast_encoder, flat_ids
 
 from ..conftest import FORTUNE_DIR
 

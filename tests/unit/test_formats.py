@@ -11,8 +11,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from llmpipe.data import formats
-from llmpipe.data.corpus import read_corpus
+from llmpipe.ingest import formats
+from llmpipe.ingest.corpus import read_corpus
 
 from ..conftest import typed_section
 

@@ -18,8 +18,8 @@ import yaml
 import zstandard
 
 from llmpipe.data import quarantine as reasons
-from llmpipe.data.corpus import is_bad, read_corpus
-from llmpipe.data.duplicate_ids import DuplicateIds
+from llmpipe.ingest.corpus import is_bad, read_corpus
+from llmpipe.ingest.duplicate_ids import DuplicateIds
 from llmpipe.runner import Sections
 from llmpipe.stages import ingest
 

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from llmpipe.data.corpus import split_fortunes
-from llmpipe.data.language_id import decide, detect, identifier
+from llmpipe.clean.language_id import decide, detect, identifier
+from llmpipe.ingest.corpus import split_fortunes
 
 from ..conftest import typed_section
 

@@ -1,4 +1,4 @@
-"""Near-duplicate confirmation within a band's group (llmpipe.data.near_dedup.ConfirmedPairs.confirm):
+"""Near-duplicate confirmation within a band's group (llmpipe.clean.near_dedup.ConfirmedPairs.confirm):
 each document makes at most `budget` comparisons over all the bands of a task, duplicates are
 found, the documents that ran out are counted; and the whole path from signature files to pairs."""
 
@@ -9,9 +9,9 @@ from pathlib import Path
 
 from datatrove.data import Document
 
-from llmpipe.data.cleaning import dedup_key
-from llmpipe.data.minhash_signatures import CharacterMinhashSignature
-from llmpipe.data.near_dedup import Clusters, ConfirmedPairs, DedupKeys, minhash_config, random_edits, similar
+from llmpipe.clean.minhash import CharacterMinhashSignature
+from llmpipe.clean.near_dedup import Clusters, ConfirmedPairs, DedupKeys, minhash_config, random_edits, similar
+from llmpipe.clean.normalize import dedup_key
 
 from ..conftest import typed_section
 
@@ -112,7 +112,7 @@ def test_dedup_keys_are_shared_by_a_process_until_the_streams_change(tmp_path):
 
 def test_pairs_are_found_from_the_signature_files_of_several_signing_tasks(tmp_path):
     """The whole near_pairs path on real files: two signing tasks write their streams and signature
-    files (minhash_signatures.py), ConfirmedPairs reads every band back and confirms the planted
+    files (clean/minhash.py), ConfirmedPairs reads every band back and confirms the planted
     copies, English and Chinese, across tasks, and only pairs that are similar."""
     rng = random.Random(4)
     texts = []

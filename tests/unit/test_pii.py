@@ -1,4 +1,4 @@
-from llmpipe.data.pii import scrub
+from llmpipe.clean.pii import scrub
 
 ALL = {"emails": True, "ip_addresses": True, "phone_numbers": True}
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmpipe.data.cleaning import CONTROL, clean_text, screen
-from llmpipe.data.pii import scrub
-from llmpipe.data.quality import RULE_NAMES, TextStats, first_failure
+from llmpipe.clean.normalize import CONTROL, clean_text, screen
+from llmpipe.clean.pii import scrub
+from llmpipe.clean.quality import RULE_NAMES, TextStats, first_failure
 from llmpipe.data.tokenizer import EOT, PAD, train_bpe
 
 # Text that leans towards what a corpus holds: CJK, emoji, ANSI escapes and control characters mixed

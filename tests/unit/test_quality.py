@@ -3,8 +3,8 @@
 import pytest
 import yaml
 
-from llmpipe.data import quality
-from llmpipe.data.quality import TextStats, first_failure, rules_for
+from llmpipe.clean import quality
+from llmpipe.clean.quality import TextStats, first_failure, rules_for
 
 from ..conftest import REPO
 
@@ -173,8 +173,8 @@ def test_misspelt_thresholds_are_named():
 
 
 def test_no_rule_removes_the_tang_poems_or_song_ci(fortunes_installed):
-    from llmpipe.data.cleaning import clean_text
-    from llmpipe.data.corpus import read_fortunes
+    from llmpipe.clean.normalize import clean_text
+    from llmpipe.ingest.corpus import read_fortunes
 
     poems = list(read_fortunes(fortunes_installed, ["tang300", "song100"], []))
     poems = [p for p in poems if p["label"] in ("tang300", "song100")]

@@ -1,9 +1,9 @@
-"""Ingest writes each label's documents as they arrive (llmpipe.data.raw_files), with a bounded number
+"""Ingest writes each label's documents as they arrive (llmpipe.ingest.raw_files), with a bounded number
 of open files, and the files are those of writing each label's documents in one go."""
 
 import json
 
-from llmpipe.data.raw_files import LabelFiles, file_name
+from llmpipe.ingest.raw_files import LabelFiles, file_name
 
 
 def test_label_files_reopen_for_appending_and_keep_each_labels_order(tmp_path):

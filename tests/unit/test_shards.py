@@ -6,7 +6,7 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from llmpipe.data.record_ranges import RecordRangeReader, byte_range, lines_in_range
+from llmpipe.clean.record_ranges import RecordRangeReader, byte_range, lines_in_range
 from llmpipe.data.token_files import TokenShards
 
 
@@ -70,8 +70,8 @@ def test_a_damaged_raw_record_names_its_file(tmp_path):
 
 def test_the_bpe_sample_spreads_over_every_shard_whatever_their_order(tmp_path):
     from llmpipe.data.splits import Placement
-    from llmpipe.data.tokenize_corpus import bpe_sample
     from llmpipe.jsonl import write_jsonl
+    from llmpipe.tokenize.shards import bpe_sample
 
     docs = [{"id": f"doc-{i}", "text": f"text number {i} " * 20} for i in range(400)]
     for name, order in (("a", docs), ("b", docs[::-1])):

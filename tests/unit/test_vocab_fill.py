@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
-from llmpipe.data.tokenize_corpus import tokenize_corpus
 from llmpipe.jsonl import write_jsonl
 from llmpipe.runner import run_stage
 from llmpipe.stages import tokenize
+from llmpipe.tokenize.shards import tokenize_corpus
 
 from ..conftest import REPO, typed_section
 

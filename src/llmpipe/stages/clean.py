@@ -1,6 +1,6 @@
 """clean: screen bad records, normalize, identify language, apply the quality rules, scrub PII and
-remove exact and near duplicates, on datatrove's executors (llmpipe.data.clean_pipeline), then
-write what was kept, removed and quarantined (llmpipe.data.clean_outputs).
+remove exact and near duplicates, on datatrove's executors (llmpipe.clean.pipeline), then
+write what was kept, removed and quarantined (llmpipe.clean.outputs).
 
 Reads: data/raw/*.jsonl; data/quarantine/ingest.jsonl (only to count it).
 Writes: data/clean/<shard>.jsonl (kept: a shard per clean task, in the order the task read them);
@@ -14,8 +14,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from llmpipe.data.clean_outputs import write_outputs
-from llmpipe.data.clean_pipeline import run_jobs
+from llmpipe.clean.outputs import write_outputs
+from llmpipe.clean.pipeline import run_jobs
 from llmpipe.registry import tracking
 from llmpipe.runner import Sections, Stage, stage_main
 

@@ -15,9 +15,9 @@ from tqdm import tqdm
 
 from llmpipe.atomic import replace_dir, replace_file
 from llmpipe.data import quarantine
-from llmpipe.data.corpus import is_bad, read_corpus
-from llmpipe.data.pieces import split_document
-from llmpipe.data.raw_files import LabelFiles, labels_by_lang
+from llmpipe.ingest.corpus import is_bad, read_corpus
+from llmpipe.ingest.pieces import split_document
+from llmpipe.ingest.raw_files import LabelFiles, labels_by_lang
 from llmpipe.runner import Sections, Stage, stage_main
 
 SUMMARY = ["docs", "files", "docs_per_lang/*", "quarantined/*", "capped", "duplicate_ids", "decoded/*"]

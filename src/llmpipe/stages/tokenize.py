@@ -1,6 +1,6 @@
 """tokenize: place documents in train/val/test (data.splits), train a byte-level BPE on a bounded
 sample of train (tokenizers), then encode every shard of data/clean into token shards on datatrove's
-executors (data.encode_shards; tiktoken where it gives the same ids: data.fast_encoding). A
+executors (tokenize.encode; tiktoken where it gives the same ids: tokenize.fast_encoding). A
 document with a `held_out` record (clean.enabled false) trains on its raw text and is held out as
 its cleaned record, or not at all where cleaning removed it (`not_held_out`).
 
@@ -17,8 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from llmpipe.data.tokenize_corpus import tokenize_corpus
 from llmpipe.runner import Sections, Stage, stage_main
+from llmpipe.tokenize.shards import tokenize_corpus
 
 WORK = Path("data") / "work" / "tokenize"  # datatrove's logs, rewritten every run
 SUMMARY = ["vocab_size", "train_bytes_per_token", "splits/*/docs", "splits/*/tokens"]  # runner.summary

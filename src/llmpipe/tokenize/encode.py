@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from datatrove.pipeline.base import PipelineStep
 
-from llmpipe.data.fast_encoding import encode_texts, flat_ids, tiktoken_encoding
 from llmpipe.data.splits import SPLITS, Placement
 from llmpipe.data.tokenizer import load_tokenizer
 from llmpipe.jsonl import iter_jsonl
+from llmpipe.tokenize.fast_encoding import encode_texts, flat_ids, tiktoken_encoding
 
 
 class SplitWriter:

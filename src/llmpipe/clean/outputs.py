@@ -1,7 +1,7 @@
 """The clean stage's outputs from datatrove's finished jobs, written as they are read, so that memory
 holds one record at a time: data/clean/<shard>.jsonl (kept, one shard per clean task, in the order
 the task met them), data/removed/<rule>.jsonl, data/quarantine/clean.jsonl, the length histogram
-(plots/clean/) and reports/clean.md, with every record accounted for (clean_report.Tally.account).
+(plots/clean/) and reports/clean.md, with every record accounted for (report.Tally.account).
 
 With clean.enabled false (the data-scale study's "cleaning off"), bad records are still screened
 into quarantine, but data/clean holds every other record as ingest wrote it (a shard per raw file),
@@ -20,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from llmpipe.atomic import replace_dir, replace_file
-from llmpipe.data import clean_report
+from llmpipe.clean import report
 from llmpipe.jsonl import iter_folder, iter_jsonl, write_jsonl
 from llmpipe.schema import Clean
 
@@ -43,13 +43,13 @@ def flat_records(folder: Path) -> Iterator[dict]:
     return map(flat, iter_folder(folder))
 
 
-def write_kept(work: Path, out: Path, tally: clean_report.Tally):
+def write_kept(work: Path, out: Path, tally: report.Tally):
     """data/clean: each task's kept records as its own shard, with only the fields that go on."""
     for path in sorted((work / "kept").glob("*.jsonl")):
         write_jsonl(out / path.name, map(kept_fields, tallied(map(flat, iter_jsonl(path)), tally.add_kept)))
 
 
-def write_removed(work: Path, out: Path, tally: clean_report.Tally):
+def write_removed(work: Path, out: Path, tally: report.Tally):
     """data/removed/<rule>.jsonl: every removed record under the rule that removed it."""
     files: dict[str, object] = {}
     try:
@@ -104,7 +104,7 @@ def near_pair_stats(work: Path) -> dict:
 
 def write_outputs(cfg: Clean, root: Path, work: Path) -> dict:
     """The clean stage's outputs and metrics from the finished jobs in `work`."""
-    tally = clean_report.Tally(cfg.language.keep)
+    tally = report.Tally(cfg.language.keep)
     with ExitStack() as outputs:  # all three outputs replace the old ones together, once accounted for
         kept_tmp = outputs.enter_context(replace_dir(root / "data" / "clean"))
         removed_tmp = outputs.enter_context(replace_dir(root / "data" / "removed"))
@@ -129,7 +129,7 @@ def write_outputs(cfg: Clean, root: Path, work: Path) -> dict:
         out.writeheader()
         out.writerows(rows)
     with replace_file(root / "plots" / "clean" / "lengths.png") as tmp:
-        clean_report.histogram_png(rows, tmp)
+        report.histogram_png(rows, tmp)
     with replace_file(root / "reports" / "clean.md") as tmp:
-        tmp.write_text(clean_report.report(metrics, tally), encoding="utf-8")
+        tmp.write_text(report.report(metrics, tally), encoding="utf-8")
     return metrics

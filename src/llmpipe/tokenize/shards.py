@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from llmpipe.atomic import replace_dir
-from llmpipe.data.encode_shards import EncodeShard
 from llmpipe.data.executors import run_in_order
-from llmpipe.data.fast_encoding import fast_encoder
 from llmpipe.data.splits import SPLITS, Placement
 from llmpipe.data.token_files import token_dtype
 from llmpipe.data.tokenizer import EOT, PAD, first_bytes, special_id, train_bpe
 from llmpipe.digests import file_record
 from llmpipe.jsonl import iter_folder
 from llmpipe.schema import DataHardware, Tokenize
+from llmpipe.tokenize.encode import EncodeShard
+from llmpipe.tokenize.fast_encoding import fast_encoder
 
 log = logging.getLogger("llmpipe")
 CHECK_SAMPLES = 256  # train documents encoded both ways before tiktoken stands in for tokenizers

@@ -19,8 +19,8 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.pipeline.writers.jsonl import JsonlWriter
 
-from llmpipe.data import language_id, pii, quality
-from llmpipe.data.cleaning import clean_text, screen
+from llmpipe.clean import language_id, pii, quality
+from llmpipe.clean.normalize import clean_text, screen
 from llmpipe.schema import Clean, Language
 
 
@@ -126,7 +126,7 @@ def quarantine_record(doc: Document, reason: str, preview_chars: int = 2000) -> 
 
 
 class IdentifyLanguage(DocumentRule):
-    """Sets metadata['lang'] from fastText's lid.176 (language_id.py; or keeps the declared one when
+    """Sets metadata['lang'] from fastText's lid.176 (clean/language_id.py; or keeps the declared one when
     unsure); removes documents confidently in a language that `clean.language.keep` does not list."""
 
     name = "🌐 language"
@@ -144,7 +144,7 @@ class IdentifyLanguage(DocumentRule):
 
 
 class QualityRules(DocumentRule):
-    """The quality rules of quality.py with the thresholds for the document's language."""
+    """The quality rules of clean/quality.py with the thresholds for the document's language."""
 
     name = "🔍 quality"
 

@@ -3,7 +3,7 @@
 Training stays with Hugging Face `tokenizers` (tokenizer.train_bpe); encoding a corpus is where the
 time goes, and tiktoken encodes the same merges faster (1.2x tokenizers' encode_batch in one process
 on this project's 2 cores: benchmarks/RESULTS.md; its threads add little, since building the Python
-lists of ids holds the interpreter, so tokenize runs one process per worker: data/encode_shards.py).
+lists of ids holds the interpreter, so tokenize runs one process per worker: tokenize/encode.py).
 Both are byte-level BPE over GPT-2's pre-tokenization, so one can stand in for the other when:
 
   - the pre-tokenizer is GPT-2's regular expression (ByteLevel with use_regex, no prefix space), and

@@ -1,4 +1,4 @@
-"""MinHash signatures of character shingles (llmpipe.data.minhash_signatures, rensa's R-MinHash):
+"""MinHash signatures of character shingles (llmpipe.clean.minhash, rensa's R-MinHash):
 identical texts get identical signatures, similar texts share a band about as often as their
 Jaccard similarity predicts, unrelated texts rarely do, the same seed gives the same signatures,
 Chinese and English alike; the signature files hold each band's records as documented."""
@@ -12,9 +12,9 @@ import pytest
 from datatrove.data import Document
 from datatrove.utils.text import simplify_text
 
-from llmpipe.data import minhash_signatures
-from llmpipe.data.minhash_signatures import CharacterMinhashSignature, read_band, shingles, signature
-from llmpipe.data.near_dedup import minhash_config, random_edits
+from llmpipe.clean import minhash
+from llmpipe.clean.minhash import CharacterMinhashSignature, read_band, shingles, signature
+from llmpipe.clean.near_dedup import minhash_config, random_edits
 
 from ..conftest import typed_section
 
@@ -96,7 +96,7 @@ def test_a_long_text_signed_in_pieces_has_the_signature_of_the_whole(monkeypatch
     c = config()
     text = simplify_text("\n".join(fortunes("science", 40) + fortunes("tang300", 40)), c.norm_config)
     whole = signature(text, c.n_grams, 80, 7)
-    monkeypatch.setattr(minhash_signatures, "PIECE_CHARS", 100)  # many pieces
+    monkeypatch.setattr(minhash, "PIECE_CHARS", 100)  # many pieces
     assert signature(text, c.n_grams, 80, 7) == whole
 
 
@@ -123,8 +123,8 @@ def test_a_worker_forked_after_the_parent_signed_signs_too():
 def test_the_signature_file_holds_each_bands_records_in_stream_order(tmp_path, monkeypatch):
     c = config()
     texts = ["", "abcd", *fortunes("science", 30), "x" * 500, *fortunes("tang300", 30)]  # two without shingles
-    monkeypatch.setattr(minhash_signatures, "BATCH_DOCS", 7)  # many batches
-    monkeypatch.setattr(minhash_signatures, "PIECE_CHARS", 200)  # "x" * 500 and the poems in pieces
+    monkeypatch.setattr(minhash, "BATCH_DOCS", 7)  # many batches
+    monkeypatch.setattr(minhash, "PIECE_CHARS", 200)  # "x" * 500 and the poems in pieces
     step = CharacterMinhashSignature(str(tmp_path), c)
     for _ in step.run((Document(text=t, id=str(i)) for i, t in enumerate(texts)), rank=3, world_size=8):
         pass

@@ -13,8 +13,8 @@ import re
 from collections import Counter, OrderedDict, defaultdict
 from pathlib import Path
 
-from llmpipe.data.corpus import label_of
 from llmpipe.data.splits import source_file
+from llmpipe.ingest.corpus import label_of
 
 
 def file_name(doc: dict) -> str:

@@ -18,7 +18,7 @@ from itertools import repeat
 
 import rjieba
 
-from llmpipe.data import char_counts
+from llmpipe.clean import char_counts
 
 # Sentence-ending punctuation: English, full-width Chinese, and closing quotes/brackets after them.
 TERMINAL = set(".!?;:。！？；：…\"'”’」』)）]》")

@@ -1,10 +1,10 @@
-"""The clean stage as datatrove pipelines: the rules live in cleaning.py, quality.py, pii.py and
-language_id.py, the steps that apply them in clean_steps.py; this module wires the steps into
+"""The clean stage as datatrove pipelines: the rules live in clean/normalize.py, clean/quality.py, clean/pii.py and
+clean/language_id.py, the steps that apply them in clean/steps.py; this module wires the steps into
 datatrove jobs and runs them on its executors.
 
 Six jobs, each a datatrove executor that waits for the one before it:
 
-  filter        read data/raw (each task its byte range of every file: record_ranges.py), screen
+  filter        read data/raw (each task its byte range of every file: clean/record_ranges.py), screen
                 bad records into quarantine, normalize, identify language,
                 apply the quality rules, scrub PII, write exact-dedup signatures
   exact_find    find documents whose normalized text hashes alike (datatrove ExactFindDedups)
@@ -12,7 +12,7 @@ Six jobs, each a datatrove executor that waits for the one before it:
   near_pairs    LSH: documents that agree on a band of hashes are candidates; each document is
                 compared with at most clean.dedup.max_compare earlier representatives over all its
                 bands, and a pair is a duplicate when its edit similarity reaches
-                clean.dedup.similarity (near_dedup.py)
+                clean.dedup.similarity (clean/near_dedup.py)
   near_cluster  union-find over the duplicate pairs; all but one per cluster are removed
   near_filter   drop them and write what is left
 
@@ -20,7 +20,7 @@ They run on the executor that `hardware.clean` names (data/executors.py: local p
 `clean.tasks` shards, or a Ray cluster); the same pipelines run under datatrove's
 SlurmPipelineExecutor (see the README). Every record that
 enters leaves in exactly one place: the kept output, a removed/ folder named for its rule, or
-quarantine; clean_report.Tally.account checks it.
+quarantine; report.Tally.account checks it.
 """
 
 from dataclasses import asdict
@@ -35,7 +35,11 @@ from datatrove.pipeline.dedup.exact_dedup import (
 )
 from datatrove.pipeline.dedup.minhash import MinhashDedupCluster, MinhashDedupFilter
 
-from llmpipe.data.clean_steps import (
+from llmpipe.clean.minhash import CharacterMinhashSignature
+from llmpipe.clean.near_dedup import HASH, ConfirmedPairs, DedupKeys, minhash_config
+from llmpipe.clean.normalize import dedup_key
+from llmpipe.clean.record_ranges import RecordRangeReader
+from llmpipe.clean.steps import (
     IdentifyLanguage,
     QualityRules,
     RankFileReader,
@@ -44,11 +48,7 @@ from llmpipe.data.clean_steps import (
     removed_writer,
     shard_writer,
 )
-from llmpipe.data.cleaning import dedup_key
 from llmpipe.data.executors import run_in_order
-from llmpipe.data.minhash_signatures import CharacterMinhashSignature
-from llmpipe.data.near_dedup import HASH, ConfirmedPairs, DedupKeys, minhash_config
-from llmpipe.data.record_ranges import RecordRangeReader
 from llmpipe.schema import Clean, DataHardware
 
 

@@ -1,7 +1,7 @@
 """Near-duplicate detection: MinHash LSH for candidates, edit similarity to confirm them.
 
 The MinHash signatures are rensa's R-MinHash of character shingles, in the signature files of
-minhash_signatures.py, and datatrove's MinhashDedupCluster clusters the confirmed pairs. Between
+clean/minhash.py, and datatrove's MinhashDedupCluster clusters the confirmed pairs. Between
 the two, datatrove's MinhashDedupBuckets would call every pair that agrees on one band a duplicate.
 On short documents that is far too loose: two unrelated three-line quotes signed "-- Ambrose
 Bierce, The Devil's Dictionary" share many shingles, and measured on the fortunes with 3-character
@@ -25,9 +25,9 @@ from datatrove.utils.hashing import HashConfig
 from datatrove.utils.text import TextNormConfig
 from rapidfuzz.distance import Levenshtein
 
-from llmpipe.data.clean_steps import record_counts
-from llmpipe.data.cleaning import dedup_key
-from llmpipe.data.minhash_signatures import read_band
+from llmpipe.clean.minhash import read_band
+from llmpipe.clean.normalize import dedup_key
+from llmpipe.clean.steps import record_counts
 from llmpipe.schema import Dedup
 
 # For exact dedup: sha1, not datatrove's default xxhash, whose path fails with xxhash 4.x ("Strings
@@ -93,7 +93,7 @@ class ConfirmedPairs(PipelineStep):
     than short ones; a document's first comparison in a task is always made.
     A pair confirmed in an earlier band is neither compared nor written again. Documents that ran
     out of budget unmatched are counted (`compare_capped`, once per document and task), never silent.
-    The budget is the task's share of `clean.dedup.max_compare` (clean_pipeline.near_jobs): which
+    The budget is the task's share of `clean.dedup.max_compare` (pipeline.near_jobs): which
     bands a task holds depends on the number of tasks (`clean.tasks`), never on the workers.
 
     Task `rank` handles bands rank, rank + world_size, ... Documents are named (rank of the job

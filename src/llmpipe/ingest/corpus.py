@@ -1,7 +1,7 @@
 """Read a text corpus into documents: {id, text, source, lang, label}.
 
 `ingest.source` is a folder (read recursively) or one file; `ingest.format` says how to read it:
-  auto     each file as what it is (llmpipe.data.formats: its extension, checked against its
+  auto     each file as what it is (llmpipe.ingest.formats: its extension, checked against its
            content): jsonl, json (an array of objects), parquet, csv / tsv (a header row; the text
            column is `ingest.fields.text`), fortune (entries between `%` lines), txt (the file is one
            document); `.gz` and `.zst` versions of each too. The default for your own corpus.
@@ -25,7 +25,7 @@ cannot be read (`formats.DamagedFile`: a .gz or .zst file cut short or damaged, 
 file): quarantined whole, or from the line where it breaks (jsonl, read line by line: the lines
 before it are kept). Every record of every format then passes `checked`: a text or field holding a
 lone surrogate is quarantined, NULs are counted, and ids seen before are handled as
-`ingest.duplicate_ids` says (llmpipe.data.duplicate_ids). Only an unreadable source, a file of
+`ingest.duplicate_ids` says (llmpipe.ingest.duplicate_ids). Only an unreadable source, a file of
 another format than the one asked for, or a duplicate id under `duplicate_ids=error` stops ingest.
 """
 
@@ -37,8 +37,9 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from llmpipe.data import formats, quarantine
-from llmpipe.data.duplicate_ids import DuplicateIds
+from llmpipe.data import quarantine
+from llmpipe.ingest import formats
+from llmpipe.ingest.duplicate_ids import DuplicateIds
 from llmpipe.schema import Fields, Ingest
 
 FORMATS = ("auto", *formats.FORMATS, "hf")
