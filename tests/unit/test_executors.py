@@ -4,6 +4,7 @@ failed task fails the stage with the job's name and the task's log."""
 
 import json
 import os
+import signal
 
 import pytest
 from datatrove.pipeline.base import PipelineStep
@@ -50,6 +51,21 @@ def test_forked_workers_inherit_what_was_loaded_before_the_job(tmp_path):
     seen = [json.loads((out / f"{rank}.json").read_text()) for rank in range(4)]
     assert all(task["tables"] == {"words": 42} for task in seen)
     assert os.getpid() not in {task["pid"] for task in seen}  # the tasks ran in the workers
+
+
+@pytest.mark.timeout(120)
+def test_a_job_ends_in_a_process_that_handles_sigterm(tmp_path):
+    """The pool stops its idle workers with SIGTERM at the end of a job: workers forked from a
+    process with a Python handler for it (Lightning installs one while it trains) must still end."""
+    handled = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        for rerun in range(3):  # the hang came at random: a worker blocked on the task queue at the end
+            out = tmp_path / f"out{rerun}"
+            run_in_order([("probe", [Probe(out)], 4)], DataHardware("local", None, 2), tmp_path / "work", "test")
+            assert len(list(out.glob("*.json"))) == 4
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL  # this process's handler is back
+    finally:
+        signal.signal(signal.SIGTERM, handled)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

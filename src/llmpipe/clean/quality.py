@@ -36,10 +36,6 @@ STOP_WORDS = {
 WORD_CHARS = re.compile(r"\w", re.UNICODE)
 
 
-def is_cjk(char: str) -> bool:
-    return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" or "\uf900" <= char <= "\ufaff"
-
-
 @cache
 def segmenter() -> rjieba.Jieba:
     """rjieba with its default dictionary (jieba's). An instance of our own: words added to rjieba's

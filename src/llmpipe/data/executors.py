@@ -18,7 +18,9 @@ per job, and a failed task's error, which names the job and the task's log.
 """
 
 import shutil
+import signal
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -100,11 +102,27 @@ def failed_tasks(job, tasks: int, logs: Path, stage: str, name: str) -> RuntimeE
     )
 
 
+@contextmanager
+def default_sigterm():
+    """SIGTERM at its default action (end the process) while a job runs, in this process and the
+    workers it forks. At the end of a job the local executor's pool stops its idle workers with
+    SIGTERM; a worker that inherited a Python handler for it (Lightning's, Ray's, uvicorn's, in a
+    process that used them before) would go on waiting for work, and the job would never end."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; the stages run there
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_job(hardware: DataHardware, name: str, pipeline: list, tasks: int, work: Path, stage: str):
     """Run one job; a task's error fails it with the job's name and the task's log."""
     job, logs = executor(hardware, name, pipeline, tasks, work), job_logs(work, name)
     try:
-        with console_to(logs / "console.log"):
+        with console_to(logs / "console.log"), default_sigterm():
             job.run()
     except Exception as err:  # a local task's error stops the job here
         error = failed_tasks(job, tasks, logs, stage, name)
