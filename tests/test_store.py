@@ -139,6 +139,30 @@ def test_a_file_that_is_no_database_is_named(tmp_path):
         store.ensure(db)
 
 
+def test_a_store_killed_inside_a_write_is_read_after_sqlite_rolls_the_write_back(tmp_path):
+    """A writer killed inside a transaction leaves a hot journal beside the store (`mlflow.db-journal`):
+    the store is still the one before the transaction, and the next connection rolls it back. A
+    read-only look cannot, and took the store for "not a SQLite database" (a resumed pretraining
+    failed so after its first run was killed)."""
+    db = old_store(tmp_path)
+    before = store.state(db, store.schema_head())
+    killed_inside_a_write = (
+        "import os, signal, sqlite3, sys\n"
+        "con = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "con.execute('PRAGMA cache_size = 1')\n"  # every changed page goes to the file, the journal first
+        "con.execute('BEGIN')\n"
+        "con.execute('UPDATE experiments SET name = name || ?', ('x' * 500,))\n"
+        "con.execute('CREATE TABLE filler (x)')\n"
+        "con.executemany('INSERT INTO filler VALUES (?)', [('y' * 1000,)] * 2000)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", killed_inside_a_write, str(db)], timeout=60)
+    assert (tmp_path / "mlflow.db-journal").stat().st_size > 0  # hot: the kill came before the commit
+    assert store.state(db, store.schema_head()) == before
+    assert not (tmp_path / "mlflow.db-journal").exists() or (tmp_path / "mlflow.db-journal").stat().st_size == 0
+    assert "filler" not in {r[0] for r in sqlite3.connect(db).execute("SELECT name FROM sqlite_master")}
+
+
 def test_a_store_made_by_a_newer_mlflow_is_refused_naming_the_lock(tmp_path):
     db = tmp_path / "mlflow.db"
     store.create_tables(db)

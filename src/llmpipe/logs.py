@@ -4,7 +4,7 @@ progress bars) and what only with LLMPIPE_VERBOSE set (libraries' log lines and 
 import logging
 import os
 import warnings
-from contextlib import contextmanager, redirect_stderr
+from contextlib import contextmanager, redirect_stderr, suppress
 from pathlib import Path
 
 
@@ -40,5 +40,12 @@ def quiet_bars(to: Path | None = None):
         yield
         return
     # line-buffered: a forked worker must not inherit, and write again, lines still in a buffer
-    with open(to or os.devnull, "a", buffering=1, encoding="utf-8") as sink, redirect_stderr(sink):
-        yield
+    sink = open(to or os.devnull, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 (closed below)
+    try:
+        with redirect_stderr(sink):
+            yield
+    except BaseException:
+        with suppress(OSError):  # a full disk fails the close too: the error on its way says where it struck first
+            sink.close()
+        raise
+    sink.close()

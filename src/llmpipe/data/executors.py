@@ -27,6 +27,7 @@ from pathlib import Path
 from datatrove.executor import LocalPipelineExecutor
 from loguru import logger
 
+from llmpipe.atomic import STORAGE_ERRORS
 from llmpipe.logs import quiet_bars, verbose
 from llmpipe.schema import DataHardware
 
@@ -125,6 +126,8 @@ def run_job(hardware: DataHardware, name: str, pipeline: list, tasks: int, work:
         with console_to(logs / "console.log"), default_sigterm():
             job.run()
     except Exception as err:  # a local task's error stops the job here
+        if isinstance(err, OSError) and err.errno in STORAGE_ERRORS:
+            raise  # a full disk, a read-only folder: the stage names the output it could not write (atomic.py)
         error = failed_tasks(job, tasks, logs, stage, name)
         if error is None:  # every task completed: the job itself failed
             raise

@@ -94,8 +94,12 @@ def state(db: Path, head: str) -> tuple[str, str]:
     file that is no database, raises ValueError naming it."""
     if not db.is_file() or db.stat().st_size == 0:
         return "missing", ""
+    # A store whose writer was killed in a transaction keeps a hot journal, which SQLite rolls back
+    # on the next read; a read-only connection cannot ("attempt to write a readonly database"), so
+    # the store is opened for writing then: the rollback is what any connection would do first.
+    mode = "rw" if Path(f"{db}-journal").exists() else "ro"
     try:
-        with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=30)) as con:
+        with closing(sqlite3.connect(f"{db.as_uri()}?mode={mode}", uri=True, timeout=30)) as con:
             tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             versions = []
             if "alembic_version" in tables:
