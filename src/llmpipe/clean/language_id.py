@@ -6,7 +6,7 @@ the document with the language its source declared.
 How a decision is made, for `clean.language.candidates`:
 - lid.176 scores its TOP_LANGUAGES best languages; the scores of languages that are not candidates
   are dropped and the candidates' scores divided by their sum (renormalized over the candidates),
-  so the confidence answers "which of the candidates?", as it did with py3langid's set_languages.
+  so the confidence answers "which of the candidates?".
 - Cantonese (yue) and Wu (wuu) count as Chinese (zh) when zh is a candidate and they are not: they
   are written in the same Han characters, and lid.176 gives them much of the score of classical and
   short Chinese texts (a Tang poem: zh 0.23, yue 0.34, wuu 0.30).
