@@ -14,11 +14,12 @@ the characters leave a similarity near 0.85; unrelated texts of the same languag
 import bisect
 import struct
 from array import array
-from collections import Counter, OrderedDict
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import orjson
+from cachetools import LRUCache
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.dedup.minhash import MinhashConfig
 from datatrove.utils.hashing import HashConfig
@@ -50,13 +51,6 @@ def minhash_config(cfg: Dedup, seed: int) -> MinhashConfig:
 def similar(a: str, b: str, threshold: float) -> bool:
     """Normalized Levenshtein similarity (1 - distance / longer length) of the dedup keys."""
     return Levenshtein.normalized_similarity(a, b, score_cutoff=threshold) >= threshold
-
-
-class Known(tuple):
-    """A representative already confirmed with the document (in another band): no pair to write."""
-
-    def __new__(cls, rep):
-        return super().__new__(cls, (rep,))
 
 
 class Clusters:
@@ -126,10 +120,7 @@ class ConfirmedPairs(PipelineStep):
         filled file by file would give). Grouped with NumPy: a few bytes per document, no Python
         object for a document that shares its band with none."""
         h = self.config.hashes_per_bucket
-        parts = [  # (signer rank, its records of this band): one file per signing task
-            (int(path.name.split(".")[0]), read_band(path, band, self.config))
-            for path in sorted(self.sig_folder.glob("*.minhash.sig"))
-        ]
+        parts = read_band(self.sig_folder, band, self.config)  # (signer rank, its records of this band)
         if not parts:
             return []
         hashes = np.concatenate([r["hashes"] for _, r in parts]).reshape(-1, h)
@@ -163,12 +154,12 @@ class ConfirmedPairs(PipelineStep):
                 at = bisect.bisect(lengths, size)
                 lengths.insert(at, size)
                 representatives.insert(at, doc)
-            elif not isinstance(match, Known):
-                yield match, doc
+            elif match[1]:  # confirmed here, not known from another band: a pair to write
+                yield match[0], doc
 
     def first_match(self, doc, key, low, high, lengths, representatives, keys, clusters):
-        """The first representative (nearest in length, within [low, high]) that is similar to doc,
-        Known(rep) if one is already in doc's cluster, or None once doc has spent its budget
+        """(rep, True) for the first representative (nearest in length, within [low, high]) that is
+        similar to doc, (rep, False) for one already in doc's cluster, or None once doc has spent its budget
         (comparisons in this band and in this task's earlier bands, long ones counting as several)."""
         size = len(key)
         right = bisect.bisect(lengths, size)
@@ -182,7 +173,7 @@ class ConfirmedPairs(PipelineStep):
             rep, rep_size = representatives[at], lengths[at]
             left, right = (left - 1, right) if take_left else (left, right + 1)
             if clusters.find(rep) == cluster:
-                return Known(rep)
+                return rep, False
             if compared >= self.budget:
                 if doc not in self.capped:  # counted once per document and task
                     self.capped.add(doc)
@@ -194,7 +185,7 @@ class ConfirmedPairs(PipelineStep):
             if similar(keys[rep], key, self.similarity):
                 self.counts["confirmed"] += 1
                 clusters.union(rep, doc)
-                return rep
+                return rep, True
         return None
 
     def cost(self, size: int, other: int) -> int:
@@ -222,8 +213,7 @@ class ConfirmedPairs(PipelineStep):
 
 class DedupKeys:
     """The dedup keys of documents named (signer rank, position), read on demand from the signed
-    streams ({rank:05d}.jsonl) and kept in a cache of at most `max_chars` characters, least recently
-    used out first (recency is tracked from the first eviction on; until then nothing goes out):
+    streams ({rank:05d}.jsonl) and kept in cachetools' LRU cache of at most `max_chars` characters:
     memory stays bounded whatever the corpus, while the representatives that most documents are
     compared with stay in the cache. An index of line offsets per stream (8 bytes a
     document) finds a document without reading its stream again.
@@ -245,12 +235,10 @@ class DedupKeys:
         return cls.shared[identity]
 
     def __init__(self, docs_folder: Path, max_chars: int = 32_000_000):
-        self.docs_folder, self.max_chars = Path(docs_folder), max_chars
+        self.docs_folder = Path(docs_folder)
         self.offsets: dict[int, array] = {}
         self.files: dict[int, object] = {}
-        self.cache: OrderedDict[tuple[int, int], str] = OrderedDict()
-        self.chars = 0
-        self.full = False  # recency is kept once the cache has had to let a key go
+        self.cache = LRUCache(maxsize=max_chars, getsizeof=len)  # key -> text, sized in characters
 
     def stream(self, signer: int):
         if signer not in self.files:
@@ -266,18 +254,12 @@ class DedupKeys:
 
     def __getitem__(self, doc: tuple[int, int]) -> str:
         key = self.cache.get(doc)
-        if key is not None:
-            if self.full:
-                self.cache.move_to_end(doc)
-            return key
-        f = self.stream(doc[0])
-        f.seek(int(self.offsets[doc[0]][doc[1]]))
-        key = dedup_key(orjson.loads(f.readline())["text"])
-        self.cache[doc] = key
-        self.chars += len(key)
-        while self.chars > self.max_chars and len(self.cache) > 1:
-            self.chars -= len(self.cache.popitem(last=False)[1])
-            self.full = True
+        if key is None:
+            f = self.stream(doc[0])
+            f.seek(int(self.offsets[doc[0]][doc[1]]))
+            key = dedup_key(orjson.loads(f.readline())["text"])
+            if len(key) <= self.cache.maxsize:  # a longer one is read again when it is needed again
+                self.cache[doc] = key
         return key
 
     def __enter__(self):
