@@ -120,7 +120,7 @@ def test_a_worker_forked_after_the_parent_signed_signs_too():
         child.kill()
 
 
-def test_the_signature_file_holds_each_bands_records_in_stream_order(tmp_path, monkeypatch):
+def test_the_signature_files_hold_each_bands_records_in_stream_order(tmp_path, monkeypatch):
     c = config()
     texts = ["", "abcd", *fortunes("science", 30), "x" * 500, *fortunes("tang300", 30)]  # two without shingles
     monkeypatch.setattr(minhash, "BATCH_DOCS", 7)  # many batches
@@ -128,15 +128,17 @@ def test_the_signature_file_holds_each_bands_records_in_stream_order(tmp_path, m
     step = CharacterMinhashSignature(str(tmp_path), c)
     for _ in step.run((Document(text=t, id=str(i)) for i, t in enumerate(texts)), rank=3, world_size=8):
         pass
-    path = tmp_path / "00003.minhash.sig"
-    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # the batch blocks were removed
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.sig")) == [
+        f"bucket_{band:03d}/00003.minhash.sig" for band in range(c.num_buckets)
+    ]
     positions = [i for i, t in enumerate(texts) if len(simplify_text(t, c.norm_config)) >= c.n_grams]
     expected = signed([texts[i] for i in positions])
     for band in range(c.num_buckets):
-        records = read_band(path, band, c)
-        assert records["doc"].tolist() == positions
+        [(rank, records)] = read_band(tmp_path, band, c)
+        assert rank == 3 and records["doc"].tolist() == positions
         assert np.array_equal(records["hashes"], expected[:, band])
     assert step.stats["total"].total == len(texts)
+    path = tmp_path / "bucket_001" / "00003.minhash.sig"
     path.write_bytes(path.read_bytes()[:-1])
-    with pytest.raises(ValueError, match="00003.minhash.sig"):
-        read_band(path, 0, c)
+    with pytest.raises(ValueError, match="bucket_001/00003.minhash.sig"):
+        read_band(tmp_path, 1, c)
