@@ -243,6 +243,28 @@ def typed_section(name: str, **overrides):
     return typed_params.build(value, typed_params.type_at(name, params))
 
 
+def fortune_docs(folder: Path, zh_files: list[str], exclude: list[str]):
+    """Every entry of a fortune folder in Debian's layout, as ingest reads it (`zh_files` are Chinese)."""
+    from llmpipe.ingest.corpus import read_corpus
+
+    section = typed_section("ingest", source=str(folder), format="fortune", zh_files=zh_files, exclude_files=exclude)
+    return read_corpus(section)
+
+
+def split_documents(docs: list[dict], val_fraction: float, test_fraction: float, split_by: str = "hash"):
+    """{split: its documents}, each placed (and cut) as tokenize places it, one at a time; a raw
+    document's part that cleaning removed is not held out."""
+    from llmpipe.data.splits import SPLITS, Placement
+
+    place = Placement.of(docs, val_fraction, test_fraction, split_by)
+    splits = {name: [] for name in SPLITS}
+    for doc in docs:
+        for split, kept in place.parts(doc):
+            if kept is not None:
+                splits[split].append(kept)
+    return splits
+
+
 def assert_loads_as_transformers_classifier(model_dir: Path):
     """A classifier export loads in transformers' AutoModelForSequenceClassification (custom code
     allowed) and gives llmpipe's logits on a text."""

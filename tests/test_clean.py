@@ -13,7 +13,7 @@ from llmpipe.data.token_files import load_split_docs
 from llmpipe.runner import run_stage
 from llmpipe.stages import clean, ingest, tokenize
 
-from .conftest import REPO
+from .conftest import REPO, fortune_docs
 
 GOOD = [
     "The committee met on Tuesday to discuss the new library budget and the roof repairs.",
@@ -105,9 +105,8 @@ def planted_corpus(source, fortunes, rng):
     """Real fortunes and Tang poems, each distinct, and for some of them a copy with 5-15 % of the
     characters edited at random; returns the ids of (original, copy) pairs."""
     from llmpipe.clean.normalize import clean_text
-    from llmpipe.ingest.corpus import read_fortunes
 
-    docs = [d for d in read_fortunes(fortunes, ["tang300"], []) if 60 < len(clean_text(d["text"])[0]) < 600]
+    docs = [d for d in fortune_docs(fortunes, ["tang300"], []) if 60 < len(clean_text(d["text"])[0]) < 600]
     originals = [
         doc for label in ("fortunes", "tang300") for doc in rng.sample([d for d in docs if d["label"] == label], 30)
     ]
@@ -217,9 +216,7 @@ def test_languages_outside_the_keep_list_are_removed_and_kept_when_listed(tmp_pa
 def test_a_book_in_one_file_becomes_documents_split_by_position(tmp_path, mlflow_store, fortunes_installed):
     """A 2 MB English text in one .txt file (Debian's English fortunes, one after another): cut into
     documents at paragraph breaks by ingest, kept by clean, and split in order by tokenize."""
-    from llmpipe.ingest.corpus import read_fortunes
-
-    entries = [d["text"] for d in read_fortunes(fortunes_installed, [], ["tang300", "song100", "chinese"])]
+    entries = [d["text"] for d in fortune_docs(fortunes_installed, [], ["tang300", "song100", "chinese"])]
     book, i = [], 0
     while sum(map(len, book)) < 2_000_000:
         book.append(entries[i % len(entries)].strip() + f" ({i})\n\n")  # numbered: no two paragraphs alike
@@ -245,9 +242,8 @@ def test_a_zero_fraction_leaves_its_split_empty_and_the_stage_that_needs_it_name
     """tokenize.test_fraction 0 (or val_fraction 0) is a choice, not an error: the split is written
     empty; reading it names the setting. A fraction above 0 that leaves a split empty still fails."""
     from llmpipe.data.token_files import load_tokens
-    from llmpipe.ingest.corpus import read_fortunes
 
-    texts = [d["text"] for d in read_fortunes(fortunes_installed, [], ["tang300", "song100", "chinese"])][:300]
+    texts = [d["text"] for d in fortune_docs(fortunes_installed, [], ["tang300", "song100", "chinese"])][:300]
     (tmp_path / "corpus").mkdir()
     (tmp_path / "corpus" / "notes.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
     source = f"ingest.source={tmp_path / 'corpus'}"

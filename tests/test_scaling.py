@@ -10,11 +10,10 @@ import pytest
 
 from llmpipe import typed_params
 from llmpipe.config import compose
-from llmpipe.ingest.corpus import read_fortunes
 from llmpipe.registry import tracking
 from llmpipe.studies import power_law, scaling
 
-from .conftest import REPO, sh, tiny_dvc_project
+from .conftest import REPO, fortune_docs, sh, tiny_dvc_project
 from .unit.test_power_law import TRUE
 
 
@@ -106,7 +105,7 @@ def test_the_tiny_study_runs_as_dvc_experiments_and_reports_fitted_laws(tmp_path
         assert raw[f"tokenize/splits/val/{key}"] == clean[f"tokenize/splits/val/{key}"]
     # each point trains on its fraction of its own train split: whole documents, just past the fraction,
     # by less than one document (a document has at most as many tokens as bytes, plus end-of-text)
-    longest = 1 + max(len(d["text"].encode("utf-8")) for d in read_fortunes(fortunes_installed, [], []))
+    longest = 1 + max(len(d["text"].encode("utf-8")) for d in fortune_docs(fortunes_installed, [], []))
     for name, point in points.items():
         split_tokens = (clean if point["cleaned"] else raw)["tokenize/splits/train/tokens"]
         assert point["fraction"] * split_tokens <= point["train_tokens"] < point["fraction"] * split_tokens + longest, (

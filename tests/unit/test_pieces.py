@@ -5,8 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmpipe.data.splits import split_documents
 from llmpipe.ingest.pieces import cut, size, split_document
+
+from ..conftest import split_documents
 
 PARAGRAPH = "It was a bright cold day in April. The clocks were striking thirteen.\n"
 CHINESE = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"

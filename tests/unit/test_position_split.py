@@ -5,8 +5,10 @@ file's size and however ingest cut it into pieces (issue #37, item 1)."""
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmpipe.data.splits import SPLITS, Placement, by_position, split_documents, split_of
+from llmpipe.data.splits import SPLITS, Placement, by_position, split_of
 from llmpipe.ingest.pieces import size, split_document
+
+from ..conftest import split_documents
 
 LINES = [f"Line {i} of the book, with a few words more on some lines{'.' * (i % 7)}\n" for i in range(4000)]
 

@@ -6,7 +6,7 @@ import yaml
 from llmpipe.clean import quality
 from llmpipe.clean.quality import TextStats, first_failure, rules_for
 
-from ..conftest import REPO
+from ..conftest import REPO, fortune_docs
 
 CONF = yaml.safe_load((REPO / "conf" / "clean" / "default.yaml").read_text())["quality"]
 POEM = "《静夜思》\n作者：李白\n床前明月光，疑是地上霜。\n举头望明月，低头思故乡。"
@@ -174,9 +174,8 @@ def test_misspelt_thresholds_are_named():
 
 def test_no_rule_removes_the_tang_poems_or_song_ci(fortunes_installed):
     from llmpipe.clean.normalize import clean_text
-    from llmpipe.ingest.corpus import read_fortunes
 
-    poems = list(read_fortunes(fortunes_installed, ["tang300", "song100"], []))
+    poems = list(fortune_docs(fortunes_installed, ["tang300", "song100"], []))
     poems = [p for p in poems if p["label"] in ("tang300", "song100")]
     assert len(poems) > 300
     removed = [p["id"] for p in poems if failure(clean_text(p["text"])[0], "zh") is not None]

@@ -31,20 +31,6 @@ def as_split(doc: dict, split: str) -> dict | None:
     return doc["held_out"]
 
 
-def split_documents(
-    docs: list[dict], val_fraction: float, test_fraction: float, split_by: str = "hash"
-) -> dict[str, list[dict]]:
-    """{split: its documents}, each held as as_split says, placed (and cut) as Placement says (a
-    list's worth: tokenize itself places one document at a time)."""
-    place = Placement.of(docs, val_fraction, test_fraction, split_by)
-    splits = {name: [] for name in SPLITS}
-    for doc in docs:
-        for split, kept in place.parts(doc):
-            if kept is not None:
-                splits[split].append(kept)
-    return splits
-
-
 class Placement:
     """The split of one document, by `split_by`:
     hash      split_of its id: stable across runs, machines and corpus edits;

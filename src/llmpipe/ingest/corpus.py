@@ -95,13 +95,8 @@ def guess_lang(text: str, window: int = 65536, windows: int = 4) -> str:
 
 
 def fortune_files(folder: Path, exclude: list[str]) -> list[Path]:
-    """The fortune text files of a folder: no index (.dat) files, no .u8 aliases, no sub-folders."""
-    files = []
-    for path in sorted(folder.iterdir()):
-        if path.is_symlink() or not path.is_file() or path.suffix in (".dat", ".u8") or path.name in exclude:
-            continue
-        files.append(path)
-    return files
+    """The fortune text files of a folder: its corpus files (no index or alias files), none of its sub-folders'."""
+    return [path for path in formats.corpus_files(folder, exclude) if path.parent == folder]
 
 
 def read_fortune_file(path: Path, lang: str | None, stats: Counter) -> Iterator[dict]:
@@ -123,15 +118,6 @@ def read_fortune_file(path: Path, lang: str | None, stats: Counter) -> Iterator[
             continue
         doc = {"id": f"{path.name}:{i:05d}", "text": text, "source": str(path), "lang": lang or guess_lang(text)}
         yield {**doc, "label": label_of(path)}
-
-
-def read_fortunes(
-    folder: Path, zh_files: list[str], exclude: list[str], stats: Counter | None = None
-) -> Iterator[dict]:
-    """Every entry of a fortune folder in Debian's layout (`zh_files` are Chinese, the rest English)."""
-    stats = Counter() if stats is None else stats
-    for path in fortune_files(folder, exclude):
-        yield from read_fortune_file(path, "zh" if path.name in zh_files else "en", stats)
 
 
 def utf8_or_none(raw: bytes) -> str | None:
