@@ -104,14 +104,9 @@ def detect(text: str, candidates: tuple[str, ...]) -> tuple[str, float]:
 
 
 def decide(text: str, declared: str | None, cfg: Language) -> tuple[str, float, bool]:
-    """(language, confidence, whether the identifier decided it) for one document."""
+    """(language, confidence, whether the identifier decided it) for one document: the detected
+    language when the identifier is sure enough (or nothing was declared), else the declared one."""
     lang, prob = detect(text, tuple(cfg.candidates))
-    return decision(lang, prob, declared, cfg)
-
-
-def decision(lang: str, prob: float, declared: str | None, cfg: Language) -> tuple[str, float, bool]:
-    """The detected language when the identifier is sure enough (or nothing was declared), else
-    the declared one."""
     if prob >= cfg.min_confidence or not declared:
         return lang, prob, True
     return declared, prob, False

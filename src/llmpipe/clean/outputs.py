@@ -51,18 +51,15 @@ def write_kept(work: Path, out: Path, tally: report.Tally):
 
 def write_removed(work: Path, out: Path, tally: report.Tally):
     """data/removed/<rule>.jsonl: every removed record under the rule that removed it."""
-    files: dict[str, object] = {}
-    try:
+    with ExitStack() as opened:
+        files: dict[str, object] = {}
         for folder in sorted((work / "removed").glob("*")):
             for record in flat_records(folder):
                 rule = record.pop("filter_reason", folder.name)
                 tally.add_removed(rule, record)
                 if rule not in files:
-                    files[rule] = (out / f"{rule}.jsonl").open("w", encoding="utf-8")
+                    files[rule] = opened.enter_context((out / f"{rule}.jsonl").open("w", encoding="utf-8"))
                 files[rule].write(json.dumps(record, ensure_ascii=False) + "\n")
-    finally:
-        for f in files.values():
-            f.close()
 
 
 def tallied(records: Iterator[dict], add) -> Iterator[dict]:

@@ -190,19 +190,10 @@ def report(m: dict, tally: Tally) -> str:
         "## Examples of removed documents",
         "",
     ]
-    for rule in sorted(m["removed"]):
-        lines += [f"### {rule}", ""]
-        for r in tally.examples_of(rule):
-            lines += [f"`{r['id']}` ({lang_of(r)})", "", "```", excerpt(r["text"]), "```", ""]
-    for reason in sorted(r for r, count in m["quarantined"].items() if count):
-        lines += [f"### quarantined: {reason}", ""]
-        for r in tally.examples_of(f"quarantined: {reason}"):
-            lines += [
-                f"`{r['id']}` from `{r.get('source', '?')}`, {r['bytes']} bytes",
-                "",
-                "```",
-                excerpt(r["text"]),
-                "```",
-                "",
-            ]
+    quarantined = sorted(f"quarantined: {reason}" for reason, count in m["quarantined"].items() if count)
+    for key in [*sorted(m["removed"]), *quarantined]:
+        lines += [f"### {key}", ""]
+        for r in tally.examples_of(key):
+            where = f"from `{r.get('source', '?')}`, {r['bytes']} bytes" if key in quarantined else f"({lang_of(r)})"
+            lines += [f"`{r['id']}` {where}", "", "```", excerpt(r["text"]), "```", ""]
     return "\n".join(lines).rstrip() + "\n"

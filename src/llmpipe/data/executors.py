@@ -26,6 +26,7 @@ from pathlib import Path
 
 from datatrove.executor import LocalPipelineExecutor
 from loguru import logger
+from tqdm import tqdm
 
 from llmpipe.atomic import STORAGE_ERRORS
 from llmpipe.logs import quiet_bars, verbose
@@ -143,15 +144,13 @@ def run_in_order(jobs: list[tuple[str, list, int]], hardware: DataHardware, work
         shutil.rmtree(work)
     work.mkdir(parents=True)
     started_ray = hardware.executor == "ray" and start_ray(hardware)
-    if progress is not None:
-        progress.reset(total=len(jobs))
+    progress = tqdm(disable=True) if progress is None else progress
+    progress.reset(total=len(jobs))
     try:
         for name, pipeline, tasks in jobs:
-            if progress is not None:
-                progress.set_description(f"{stage}: {name}")
+            progress.set_description(f"{stage}: {name}")
             run_job(hardware, name, pipeline, tasks, work, stage)
-            if progress is not None:
-                progress.update(1)
+            progress.update(1)
     finally:
         if started_ray:
             import ray

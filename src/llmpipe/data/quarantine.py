@@ -1,5 +1,5 @@
 """Why a record is quarantined (set aside as bad input, with its reason and position): every reason
-of ingest (ingest/corpus.py) and of clean (data/cleaning.screen). Their metrics count each reason, 0
+of ingest (ingest/corpus.py) and of clean (clean/normalize.screen). Their metrics count each reason, 0
 included, so that `dvc metrics diff` and `dvc exp show` line up between runs whatever went wrong."""
 
 from collections.abc import Mapping
