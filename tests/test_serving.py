@@ -124,6 +124,8 @@ BAD = {  # the parameter each must name -> the request
     "prompt": records(""),  # issue #38's
     "top_p": records("The", top_p=0),
     "top_k": records("The", top_k=-1),
+    "repetition_penalty": records("The", repetition_penalty=0),
+    "no_repeat_ngram_size": records("The", no_repeat_ngram_size=1.5),
     "max_tokens": records("The", max_tokens=5),  # not ours: max_new_tokens
     "max_prompt_chars": records("x" * (LIMITS["max_prompt_chars"] + 1)),
     "max_rows": {"dataframe_split": {"columns": ["prompt"], "data": [["The"]] * (LIMITS["max_rows"] + 1)}},
@@ -137,7 +139,7 @@ BAD = {  # the parameter each must name -> the request
 
 def valid(i: int) -> dict:
     """Twenty valid requests in each of MLflow's formats, greedy and sampled."""
-    params = {"max_new_tokens": 8, "temperature": 0.0 if i % 2 else 0.9, "seed": i}
+    params = {"max_new_tokens": 8, "temperature": 0.0 if i % 2 else 0.9, "seed": i, "no_repeat_ngram_size": i % 3}
     formats = [
         {"dataframe_records": [{"prompt": "The"}, {"prompt": "床前明月光，"}]},
         {"dataframe_split": {"columns": ["prompt"], "data": [["The quick"]]}},
@@ -283,6 +285,10 @@ def test_llmpipe_generate_keeps_the_limits(exports, tmp_path, monkeypatch, capsy
     assert cli.main(["generate", lm, "ab ab", "--max-new-tokens", "1000000", "--temperature", "0"]) == 2
     assert "request_seconds" in capsys.readouterr().err and time.monotonic() - start < 5
     assert cli.main(["generate", lm, "The", "--max-new-tokens", "3"]) == 0
+    controls = ["--repetition-penalty", "1.3", "--no-repeat-ngram-size", "2", "--stop", "\n", "--stop", "."]
+    assert cli.main(["generate", lm, "The", "--max-new-tokens", "12", "--temperature", "0", *controls]) == 0
+    assert cli.main(["generate", lm, "The", "--repetition-penalty", "0"]) == 2
+    assert "repetition_penalty: 0.0 must be above 0" in capsys.readouterr().err
 
 
 def test_the_token_loop_stops_when_cancelled_and_refuses_a_prompt_of_no_tokens(exports):

@@ -92,7 +92,8 @@ def cmd_generate(args) -> int:
     print(args.prompt, end="\n" if answers else "", flush=True)
     stop = Stop(limits.request_seconds)
     try:
-        for piece in stream_text(net, tokenizer, model_prompt(config, args.prompt), stop=stop, **sampling):
+        prompt = model_prompt(config, args.prompt)
+        for piece in stream_text(net, tokenizer, prompt, stop_strings=args.stop, stop=stop, **sampling):
             print(piece, end="", flush=True)
     finally:
         print()  # the error, if any, on a line of its own
@@ -314,23 +315,19 @@ def add_pipeline_verbs(verbs):
 
 
 def add_generate_verb(verbs):
-    from llmpipe.registry.limits import DEFAULT_SAMPLING
+    from llmpipe.registry.limits import DEFAULT_SAMPLING, SAMPLING_HELP
 
     generate = verbs.add_parser("generate", help="sample text from an exported language model directory")
     generate.add_argument(
         "model", help="model directory (models/pretrain) or registry URI (models:/llmpipe-lm@champion)"
     )
     generate.add_argument("prompt")
-    helps = {
-        "max_new_tokens": "at most serve.max_new_tokens of params.yaml",
-        "temperature": "0 for greedy decoding",
-        "top_k": "sample among the k most likely tokens (0: all)",
-        "top_p": "nucleus sampling: the smallest set with this mass",
-        "seed": "the seed of the sampling",
-    }
     for name, default in DEFAULT_SAMPLING.items():  # left out: a served model's default
         flag = f"--{name.replace('_', '-')}"
-        generate.add_argument(flag, type=type(default), help=f"{helps[name]} (default: {default})")
+        generate.add_argument(flag, type=type(default), help=f"{SAMPLING_HELP[name]} (default: {default})")
+    generate.add_argument(
+        "--stop", action="append", default=[], metavar="TEXT", help="end the answer before this text (repeatable)"
+    )
     generate.set_defaults(func=cmd_generate)
 
 

@@ -270,6 +270,9 @@ class Decoding:
     temperature: float = between(0)  # 0: greedy
     top_k: int | None = between(0)
     top_p: float | None = between(above=0, high=1)
+    repetition_penalty: float = between(above=0)  # 1: off (registry.inference.discourage_repeats)
+    no_repeat_ngram_size: int = between(0)  # 0: off
+    stop_strings: list[str]  # the answer ends before the first of these it writes
 
 
 @dataclass

@@ -1,5 +1,6 @@
 """Running a trained model: sampling text from a language model (temperature, top-k and nucleus
-(top-p), streamed token by token) and labelling texts with a classifier. The stages, the CLI and
+(top-p), a repetition penalty, a ban on repeated n-grams and stop strings, streamed token by token)
+and labelling texts with a classifier. The stages, the CLI and
 the registered pyfuncs all call these. A `Stop` given to them is checked between tokens (and
 between texts), so the work of a request ends when its client goes or its time runs out."""
 
@@ -61,6 +62,26 @@ def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) 
     return logits
 
 
+def discourage_repeats(logits: torch.Tensor, written: list[int], penalty: float, ngram: int) -> torch.Tensor:
+    """The logits of the next token with what the answer has already said made less likely.
+    `penalty` (CTRL's repetition penalty, as Hugging Face's generate applies it): the logit of every
+    token written so far is divided by it when positive, multiplied when negative, so 1 is off and
+    1.2 a common choice. `ngram` (n > 0): a token that would write an n-gram the answer already holds
+    is ruled out. Both look at the answer only, not the prompt: an answer may repeat the question's
+    words; what reads badly is an answer that repeats itself."""
+    if penalty != 1.0 and written:
+        seen = torch.tensor(sorted(set(written)))
+        scores = logits[seen]
+        logits = logits.index_put((seen,), torch.where(scores > 0, scores / penalty, scores * penalty))
+    if ngram > 0 and len(written) >= ngram:
+        head = tuple(written[len(written) - ngram + 1 :])  # the n-1 tokens an n-gram would start with
+        starts = range(len(written) - ngram + 1)
+        banned = [written[i + ngram - 1] for i in starts if tuple(written[i : i + ngram - 1]) == head]
+        if banned:
+            logits = logits.index_fill(0, torch.tensor(banned), float("-inf"))
+    return logits
+
+
 @torch.no_grad()
 def stream_tokens(
     net,
@@ -69,18 +90,23 @@ def stream_tokens(
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    no_repeat_ngram_size: int = 0,
     eos_id: int | None = None,
     seed: int = 0,
     stop: Stop | None = None,
 ) -> Iterator[int]:
-    """Yield sampled token ids one at a time; temperature 0 is greedy decoding."""
+    """Yield sampled token ids one at a time; temperature 0 is greedy decoding. Repeats are
+    discouraged first (discourage_repeats), then temperature, top-k and top-p apply."""
     assert prompt_ids, "a prompt of no tokens has no next token (the callers refuse an empty prompt)"
     generator = torch.Generator().manual_seed(seed)
     next_logits, written = next_token_logits(net, prompt_ids), []
     for _ in range(max_new_tokens):
         if stop is not None:
             stop.check()
-        logits = next_logits(written).float()
+        logits = discourage_repeats(next_logits(written).float(), written, repetition_penalty, no_repeat_ngram_size)
+        if torch.isinf(logits).all():
+            return  # every token would repeat an n-gram (a tiny vocabulary): the answer ends here
         if temperature == 0:
             next_id = int(logits.argmax())
         else:
@@ -107,23 +133,40 @@ def next_token_logits(net, prompt_ids: list[int]) -> Callable[[list[int]], torch
     return lambda written: net(torch.cat([prompt, torch.tensor([written], dtype=torch.long)], dim=1)[:, -block:])[0, -1]
 
 
-def stream_text(net, tokenizer, prompt: str, **sampling) -> Iterator[str]:
+def stream_text(net, tokenizer, prompt: str, stop_strings: list[str] = (), **sampling) -> Iterator[str]:
     """Yield the generated text in pieces as it grows. A piece is emitted once its bytes decode whole,
-    so a Chinese character split across byte-level tokens never shows up half-written."""
+    so a Chinese character split across byte-level tokens never shows up half-written. The text ends
+    before the first of `stop_strings` it writes (which is not shown); text that may be the start of
+    one is held back until it is clear that it is not."""
     from llmpipe.data.tokenizer import EOT, special_id
     from llmpipe.registry.limits import BadRequest
 
     prompt_ids = tokenizer.encode(prompt).ids
     if not prompt_ids:  # the network cannot start from nothing
         raise BadRequest([("prompt", f"{prompt!r:.40} holds no tokens")])
-    ids, shown = [], ""
+    stop_strings = [s for s in stop_strings if s]
+    ids, text, shown = [], "", 0
     for token in stream_tokens(net, prompt_ids, eos_id=special_id(tokenizer, EOT), **sampling):
         ids.append(token)
-        text = tokenizer.decode(ids)
-        if text.endswith("\ufffd"):
+        if (decoded := tokenizer.decode(ids)).endswith("\ufffd"):
             continue  # an incomplete UTF-8 sequence: wait for its remaining bytes
-        yield text[len(shown) :]
-        shown = text
+        text = decoded
+        ends = [i for s in stop_strings if (i := text.find(s, max(0, shown - len(s) + 1))) >= 0]
+        if ends:
+            yield text[shown : min(ends)]
+            return
+        safe = len(text) - held_back(text, stop_strings)
+        if safe > shown:
+            yield text[shown:safe]
+            shown = safe
+    if len(text) > shown:
+        yield text[shown:]  # what was held back for a stop string that never came
+
+
+def held_back(text: str, stop_strings: list[str]) -> int:
+    """How many characters at the end of text could be the start of a stop string."""
+    lengths = (k for s in stop_strings for k in range(min(len(s) - 1, len(text)), 0, -1) if s.startswith(text[-k:]))
+    return max(lengths, default=0)
 
 
 def generate_text(net, tokenizer, prompt: str, **sampling) -> str:

@@ -18,8 +18,20 @@ SERVE_DEFAULTS = {"max_new_tokens": 1024, "max_prompt_chars": 20000, "max_rows":
 
 # What a generating model's request may set, and what it gets when it does not (the registered
 # pyfunc's params schema, model_registry.pyfunc_for).
-DEFAULT_SAMPLING = {"max_new_tokens": 100, "temperature": 0.8, "top_k": 50, "top_p": 0.95, "seed": 0}
-INTEGER_PARAMS = ("max_new_tokens", "top_k", "seed")  # the others are numbers
+DEFAULT_SAMPLING = {
+    "max_new_tokens": 100, "temperature": 0.8, "top_k": 50, "top_p": 0.95,
+    "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "seed": 0,
+}  # fmt: skip  # repeats allowed by default: a request, or evaluate_task.generation, turns them down
+SAMPLING_HELP = {  # what each means (`llmpipe generate --help`)
+    "max_new_tokens": "at most serve.max_new_tokens of params.yaml",
+    "temperature": "0 for greedy decoding",
+    "top_k": "sample among the k most likely tokens (0: all)",
+    "top_p": "nucleus sampling: the smallest set with this mass",
+    "repetition_penalty": "above 1: what the answer already said is less likely",
+    "no_repeat_ngram_size": "n: never write an n-gram the answer already holds (0: off)",
+    "seed": "the seed of the sampling",
+}
+INTEGER_PARAMS = ("max_new_tokens", "top_k", "no_repeat_ngram_size", "seed")  # the others are numbers
 # Below this, softmax(logits / temperature) is greedy in all but name, and near 1e-38 it overflows
 # into NaN: ask for 0 instead.
 MIN_TEMPERATURE = 0.01
@@ -155,6 +167,10 @@ def broken_rule(name: str, value, limits: Serve) -> str | None:
         return "must be 0 (every token) or more"
     if name == "top_p" and not 0 < value <= 1:
         return "must be above 0 and at most 1"
+    if name == "repetition_penalty" and not value > 0:
+        return "must be above 0 (1: off; above 1 makes what the answer already said less likely)"
+    if name == "no_repeat_ngram_size" and value < 0:
+        return "must be 0 (off) or more"
     if name == "seed" and not 0 <= value < 2**63:
         return "must be from 0 to 2**63 - 1"
     return None
