@@ -102,6 +102,7 @@ def test_the_answer_ends_before_the_first_stop_string_it_writes(reciter):
     net, tok, line, prompt = reciter
     greedy = {"max_new_tokens": 60, "temperature": 0}
     assert generate_text(net, tok, prompt, stop_strings=["明月", "地上"], **greedy) == "前"
+    assert list(stream_text(net, tok, prompt, stop_strings=["前"], **greedy)) == []  # nothing before it
     assert generate_text(net, tok, prompt, stop_strings=["地上", "，"], **greedy) == "前明月光"
     # a stop string whose start the model writes but not the rest: everything is shown in the end
     assert generate_text(net, tok, prompt, stop_strings=["明日", "雪"], **greedy) == line[1:]

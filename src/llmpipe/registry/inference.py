@@ -153,7 +153,8 @@ def stream_text(net, tokenizer, prompt: str, stop_strings: list[str] = (), **sam
         text = decoded
         ends = [i for s in stop_strings if (i := text.find(s, max(0, shown - len(s) + 1))) >= 0]
         if ends:
-            yield text[shown : min(ends)]
+            if min(ends) > shown:
+                yield text[shown : min(ends)]
             return
         safe = len(text) - held_back(text, stop_strings)
         if safe > shown:
