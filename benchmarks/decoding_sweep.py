@@ -56,8 +56,7 @@ def main():
     print(f"{len(shown)} validation pairs ({', '.join(f'{l}: {langs.count(l)}' for l in sorted(set(langs)))})")
 
     baseline = baseline_responses(shown, sft.task_pairs(task_cfg, "train", tokens_dir), seed)
-    rows = [{"decoding": "random_response", **chrf_row(baseline, references, langs)}]
-    rows[0]["mean_chars"] = round(sum(map(len, baseline)) / len(baseline), 1)
+    rows = [{"decoding": "random_response", **score_row(baseline, references, langs)}]
     lengths = [int(n) for n in args.max_new_tokens.split(",")] if args.max_new_tokens else [max_new_tokens]
     grid = itertools.product(lengths, map(float, args.penalties.split(",")), map(int, args.ngrams.split(",")))
     for max_new_tokens, penalty, ngram in grid:
@@ -66,8 +65,7 @@ def main():
         started = time.perf_counter()
         answers = generate_responses(net, tokenizer, config, shown, decoding, max_new_tokens, seed)
         name = f"greedy, {max_new_tokens} tokens, penalty {penalty:g}, no-repeat {ngram}"
-        row = {"decoding": name, **chrf_row(answers, references, langs)}
-        row["mean_chars"] = round(sum(map(len, answers)) / len(answers), 1)
+        row = {"decoding": name, **score_row(answers, references, langs)}
         row["seconds"] = round(time.perf_counter() - started, 1)
         rows.append(row)
         print(row, flush=True)
@@ -81,11 +79,13 @@ def main():
         args.out.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n")
 
 
-def chrf_row(answers: list[str], references: list[str], langs: list[str]) -> dict:
+def score_row(answers: list[str], references: list[str], langs: list[str]) -> dict:
+    """chrF overall and per language, answers that repeat themselves, and their mean length."""
     scores = generation_metrics.scores_by_language(answers, references, langs)
     row = {"chrf": round(scores["chrf"], 2)}
     row |= {f"chrf_{lang}": round(scores[lang]["chrf"], 2) for lang in sorted(set(langs))}
     row["repeating"] = sum(map(repeats_itself, answers))
+    row["mean_chars"] = round(sum(map(len, answers)) / len(answers), 1)
     return row
 
 

@@ -28,9 +28,7 @@ def cut(text: str, max_bytes: int) -> list[str]:
 def split_document(doc: dict, max_bytes: int | None) -> list[dict]:
     """A document, or its pieces when its text is over max_bytes: each keeps the source and label,
     gets the id `<id>#<piece>` (zero-padded, so ids sort in text order) and its position `part`."""
-    if max_bytes is None or size(doc["text"]) <= max_bytes:
+    pieces = [doc["text"]] if max_bytes is None else cut(doc["text"], max_bytes)
+    if len(pieces) == 1:
         return [doc]
-    return [
-        {**doc, "id": f"{doc['id']}#{k:05d}", "text": text, "part": k}
-        for k, text in enumerate(cut(doc["text"], max_bytes))
-    ]
+    return [{**doc, "id": f"{doc['id']}#{k:05d}", "text": text, "part": k} for k, text in enumerate(pieces)]
