@@ -14,7 +14,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from safetensors.torch import load_file
 from llmpipe.data.token_files import token_dtype
 from llmpipe.registry import integrity
 
-from .conftest import assert_up_to_date, sh, tiny_dvc_project
+from .conftest import assert_up_to_date, sh, tiny_dvc_project, venv_env
 
 pytestmark = pytest.mark.slow
 
@@ -47,8 +46,7 @@ PIPELINE = [
 
 
 def start_repro(root: Path, log: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = venv_env()
     with open(log, "w") as out:  # a file, not a pipe: nobody has to read it while dvc runs
         return subprocess.Popen(
             ["dvc", "repro", *args], cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -57,25 +55,30 @@ def start_repro(root: Path, log: Path, *args: str) -> subprocess.Popen:
 
 def kill_during(root: Path, stage: str, rng: random.Random, log: Path) -> str | None:
     """Start `dvc repro`, wait until it starts `stage` (or a stage after it: one finished by an
-    earlier attempt is not run again), let it run a random while, then SIGKILL dvc and the stage
-    with it. Returns the stage that was running when killed, or None if dvc finished."""
+    earlier attempt is not run again), then SIGKILL dvc and the stage with it at a random moment while
+    the stage's process runs (or the next stage's, if it ends first). Returns the stage that was
+    running when killed, or None if dvc finished. Kills land inside stages, never in DVC's own work
+    between them: DVC rewrites dvc.lock in place, and a kill during that write truncates it."""
     process = start_repro(root, log)
     deadline = time.monotonic() + 300
-    awaited = [f"Running stage '{s}'" for s in PIPELINE[PIPELINE.index(stage) :]]
-    while not any(line in log.read_text() for line in awaited):
-        if process.poll() is not None:
-            return None  # the stage was already done: dvc had nothing to run for it
+    awaited = PIPELINE[PIPELINE.index(stage) :]
+    while process.poll() is None:
         assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.05)
-    time.sleep(rng.uniform(0.2, 4.0))
-    if process.poll() is not None:
-        assert process.returncode == 0, log.read_text()[-3000:]
-        return None
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    text = log.read_text()
-    running = [line.split("'")[1] for line in text.splitlines() if line.startswith("Running stage '")]
-    return running[-1]
+        running = [line.split("'")[1] for line in log.read_text().splitlines() if line.startswith("Running stage '")]
+        pid = stage_process(process.pid, running[-1]) if running and running[-1] in awaited else None
+        if pid is None:
+            time.sleep(0.02)
+            continue
+        kill_at = time.monotonic() + rng.uniform(0.05, 1.5)
+        while time.monotonic() < kill_at and alive(pid):
+            time.sleep(0.02)
+        if alive(pid):
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return running[-1]
+        awaited = PIPELINE[PIPELINE.index(running[-1]) + 1 :]  # it ended first: kill inside the next one
+    assert process.returncode == 0, log.read_text()[-3000:]
+    return None
 
 
 def check_outputs_whole(root: Path):
@@ -139,8 +142,7 @@ def test_killing_every_stage_anywhere_loses_nothing(tiny_project, tmp_path):
 
 
 def run_with_failpoint(root: Path, point: str, *cmd: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "LLMPIPE_FAILPOINT": point}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = {**venv_env(), "LLMPIPE_FAILPOINT": point}
     return subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -201,8 +203,10 @@ def kill_dvc_alone(root: Path, tmp_path: Path):
     while "Running stage 'evaluate'" not in log.read_text():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
         time.sleep(0.05)
-    stage = stage_process(process.pid, "llmpipe.stages.evaluate", deadline)
-    time.sleep(1.0)  # into its imports or its work
+    while (stage := stage_process(process.pid, "evaluate")) is None:
+        assert time.monotonic() < deadline, log.read_text()[-2000:]
+        time.sleep(0.02)
+    time.sleep(0.2)  # into its work
     assert process.poll() is None and group_alive(process.pid), log.read_text()[-2000:]
     assert Path(f"/proc/{stage}").exists(), "the stage ended before dvc was killed: nothing was tested"
     os.kill(process.pid, signal.SIGKILL)
@@ -217,20 +221,27 @@ def kill_dvc_alone(root: Path, tmp_path: Path):
     assert_up_to_date(root)
 
 
-def stage_process(pgid: int, module: str, deadline: float) -> int:
-    """The pid of the process in the group that runs `module`."""
-    while True:
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                if (
-                    module in cmdline.read_bytes().decode(errors="replace")
-                    and os.getpgid(int(cmdline.parent.name)) == pgid
-                ):
+def stage_process(pgid: int, stage: str) -> int | None:
+    """The pid of the process in the group that runs `stage` (`finetune@topics`: `python -m
+    llmpipe.stages.finetune topics`, not the shell around it), if it runs."""
+    module, _, task = stage.partition("@")
+    wanted = ["-m", f"llmpipe.stages.{module}", *([task] if task else [])]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if cmdline.read_bytes().decode(errors="replace").split("\0")[1:-1] == wanted:
+                if os.getpgid(int(cmdline.parent.name)) == pgid and alive(int(cmdline.parent.name)):
                     return int(cmdline.parent.name)
-            except OSError:
-                continue
-        assert time.monotonic() < deadline, f"no {module} process appeared"
-        time.sleep(0.05)
+        except OSError:
+            continue
+    return None
+
+
+def alive(pid: int) -> bool:
+    """Running: not ended, and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def group_alive(pgid: int) -> bool:

@@ -308,6 +308,7 @@ def add_pipeline_verbs(verbs):
     compose.add_argument("--conf", default="conf", help="Hydra config folder (default: conf)")
     compose.set_defaults(func=cmd_compose)
 
+    verbs.add_parser("repro", help="`dvc repro [ARGS]` with a warm stage runner: the stages skip their imports")
     run = verbs.add_parser("run", help="run one pipeline stage outside DVC, exactly as `dvc repro` would")
     run.add_argument("stage", choices=STAGES)
     run.add_argument("target", nargs="?", help="a task in finetune.tasks, for finetune, evaluate_task, register_task")
@@ -374,6 +375,11 @@ def add_model_verbs(verbs):
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["repro"]:  # every argument after it is dvc repro's
+        from llmpipe.stage_server import repro
+
+        return repro(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse fills a verb's positionals before its options: the Hydra overrides after an option

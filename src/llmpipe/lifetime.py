@@ -56,7 +56,12 @@ def die_with_dvc():
     pid = owner()
     if pid <= 1:  # dvc is init itself (`docker run ... dvc repro`): when it ends, so does everything
         return
-    threading.Thread(target=watch, args=(pid,), name="llmpipe-die-with-dvc", daemon=True).start()
+    watch_in_background(pid)
+
+
+def watch_in_background(pid: int):
+    """Die (with this process's descendants) the moment process `pid` ends."""
+    threading.Thread(target=watch, args=(pid,), name="llmpipe-die-with-owner", daemon=True).start()
 
 
 def watch(pid: int):
