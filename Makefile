@@ -1,6 +1,6 @@
 # make setup : virtual environment with exactly the versions of requirements.lock, plus Debian's fortune corpora
 # make lock  : re-resolve requirements.lock from pyproject.toml's ranges (then `make setup` installs it)
-# make repro : setup, compose conf/ into params.yaml, then `dvc repro`
+# make repro : setup, compose conf/ into params.yaml, then `dvc repro` (through `llmpipe repro`)
 # make test  : setup, then the test suite (make test-fast: the fast tier, under 2 minutes)
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -78,9 +78,10 @@ system-packages:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
+# llmpipe repro: dvc repro with a warm stage runner (src/llmpipe/stage_server.py), the same outputs
 repro: setup
 	llmpipe compose
-	dvc repro
+	llmpipe repro
 
 # Two pytest workers, one per core, each test file in one worker (its module fixtures are built once);
 # tests/conftest.py gives each worker one thread, so the two never compete for a core, and orders the

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llmpipe import stage_server
+from llmpipe import stage_client
 
 REPO = Path(__file__).resolve().parents[1]
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
@@ -36,10 +36,10 @@ PIPELINE_FIXTURES = {"tiny_project"}
 # rest, keeps both workers busy to the end instead of leaving one long file running alone (the
 # Makefile passes --no-loadscope-reorder, or xdist would reorder files by their number of tests).
 LONGEST_FIRST = [
-    "test_pipeline", "test_chaos", "test_families_dvc", "test_scaling", "test_jsonl_folder", "test_book",
-    "test_resume", "test_large_vocab", "test_store", "test_distributed", "test_stages", "test_clean",
-    "test_seq2seq_family", "test_finetune_tasks", "test_ui",
-]  # fmt: skip  # by their time in a make test of 2026-12-06 (--durations)
+    "test_pipeline", "test_chaos", "test_resume", "test_families_dvc", "test_scaling", "test_large_vocab",
+    "test_store", "test_jsonl_folder", "test_book", "test_stage_server", "test_book_split", "test_distributed",
+    "test_stages", "test_clean", "test_seq2seq_family", "test_finetune_tasks", "test_ui",
+]  # fmt: skip  # by their time in a make test of 2026-12-07 (--durations), with the warm runner
 
 
 def pytest_collection_modifyitems(config, items):
@@ -92,7 +92,7 @@ def venv_env() -> dict:
     env.pop("MLFLOW_TRACKING_URI", None)  # the project's own default store
     env.pop("PYTEST_CURRENT_TEST", None)  # changes with every test (and would make the warm runner decline)
     if WARM_RUNNER:
-        env[stage_server.ENV] = WARM_RUNNER[0].args[3]
+        env[stage_client.ENV] = WARM_RUNNER[0].args[3]
     return env
 
 
@@ -100,13 +100,20 @@ WARM_RUNNER: list = []  # this worker's llmpipe.stage_server, once started
 
 
 def start_warm_runner():
-    """Start this pytest worker's warm stage runner, once: from then on the stages of every DVC command
-    a test runs (repro, exp run, queued experiments) run in it, as under `llmpipe repro`: 2 to 6 s less
-    each. It ends with the worker. A test that runs plain `dvc repro`, as a user may, sets
-    LLMPIPE_STAGE_SERVER to "" (test_pipeline's first run)."""
+    """Start this pytest worker's warm stage runner, once: from then on the stage processes a test
+    starts (dvc repro, dvc exp run, queued experiments, python -m llmpipe.stages...) hand their work
+    to it, as under `llmpipe repro`: 2 to 6 s less each. It ends with the worker. A test that wants
+    stages in processes of their own, as plain `dvc repro` runs them, sets LLMPIPE_STAGE_SERVER to ""."""
     if not WARM_RUNNER:
         env = venv_env()
-        WARM_RUNNER.append(stage_server.start(env))
+        WARM_RUNNER.append(stage_client.start(env))
+
+
+@pytest.fixture(autouse=True)
+def warm_runner_for_slow_tests(request):
+    """Every slow test (those that start stage processes) finds the worker's runner started."""
+    if request.node.get_closest_marker("slow"):
+        start_warm_runner()
 
 
 def sh(cwd: Path, *cmd: str) -> str:
@@ -137,7 +144,6 @@ def remove_outputs(folder: Path):
 def tiny_dvc_project(root: Path) -> Path:
     """A copy of the repository at root, as a fresh clone, with no outputs, params.yaml composed for
     the tiny experiment, and committed to a git repository of its own."""
-    start_warm_runner()
     copy_repo(root)
     for path in ("mlflow.db", "mlartifacts", "data", "models", "metrics", "checkpoints"):
         if (root / path).is_dir():

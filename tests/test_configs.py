@@ -168,6 +168,7 @@ PLUMBING = {
     "llmpipe.failpoints",
     "llmpipe.lifetime",
     "llmpipe.digests",
+    "llmpipe.stage_client",  # hands the stage's own command to the warm runner, or returns
 }  # cannot change what a stage computes
 
 

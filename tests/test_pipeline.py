@@ -12,8 +12,6 @@ import subprocess
 
 import pytest
 
-from llmpipe import stage_server
-
 from .conftest import assert_up_to_date, sh, tiny_dvc_project, venv_env
 from .own_corpus import entries, metrics, readme_recipes, recipe_args
 
@@ -50,7 +48,7 @@ def repo(tmp_path_factory, fortunes_installed):
 
 
 def test_the_labelled_csv_recipe_runs_every_stage_then_nothing(repo, corpus):
-    first = sh(repo, "env", f"{stage_server.ENV}=", *corpus, "-S", "experiment=tiny")  # cold, as plain dvc
+    first = sh(repo, *corpus, "-S", "experiment=tiny")
     assert ran_stages(first) == STAGES
     assert metrics(repo, "plan")["tasks"] == {task: "runs" for task in TASKS}
     topics = metrics(repo, "evaluate_task/topics")["topics"]

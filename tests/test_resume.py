@@ -18,13 +18,13 @@ from llmpipe.config import compose
 from llmpipe.runner import Sections
 from llmpipe.stages import clean, ingest, tokenize
 
-from .conftest import REPO
+from .conftest import REPO, venv_env
 
 pytestmark = pytest.mark.slow
 
 
 def start_pretrain(root: Path) -> subprocess.Popen:
-    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    env = {**venv_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
     cmd = [sys.executable, "-m", "llmpipe.stages.pretrain"]
     return subprocess.Popen(
         cmd, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from llmpipe import stage_server
+from llmpipe import stage_client
 
 from .conftest import sh, tiny_dvc_project, venv_env
 
@@ -21,10 +21,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def server():
-    env = {k: v for k, v in venv_env().items() if k != stage_server.ENV}
-    process = stage_server.start(env)
+    env = {k: v for k, v in venv_env().items() if k != stage_client.ENV}
+    process = stage_client.start(env)
     yield process, env
-    stage_server.stop(process)
+    stage_client.stop(process)
 
 
 def copies(server_pid: int) -> list[int]:
@@ -55,7 +55,7 @@ def stage(env: dict, cwd: Path, *command: str) -> subprocess.CompletedProcess:
 
 def test_a_failing_stage_ends_as_it_does_by_itself(server, tmp_path):
     process, env = server
-    cold = stage({**env, stage_server.ENV: ""}, tmp_path, "llmpipe.stages.plan")
+    cold = stage({**env, stage_client.ENV: ""}, tmp_path, "llmpipe.stages.plan")
     warm = stage(env, tmp_path, "llmpipe.stages.plan")  # no params.yaml here: a user error
     assert cold.returncode == warm.returncode == 2
     for done in (cold, warm):
@@ -94,7 +94,7 @@ def test_a_copy_dies_with_its_stage_process_and_a_stage_process_with_its_copy(se
 
 def test_the_runner_declines_once_llmpipe_code_changed(server, tmp_path):
     _, env = server
-    source = Path(stage_server.__file__).with_name("runner.py")
+    source = Path(stage_client.__file__).with_name("runner.py")
     stamp = source.stat()
     os.utime(source, ns=(stamp.st_atime_ns, stamp.st_mtime_ns + 1_000_000_000))
     try:
@@ -105,14 +105,25 @@ def test_the_runner_declines_once_llmpipe_code_changed(server, tmp_path):
     assert "runs by itself" not in stage(env, tmp_path, "llmpipe.stages.plan").stderr
 
 
-def test_llmpipe_repro_runs_dvc_repro_with_a_runner_of_its_own_and_stops_it(tmp_path, fortunes_installed):
-    root = tiny_dvc_project(tmp_path / "project")
+def test_llmpipe_repro_and_plain_dvc_repro_make_the_same_files(tmp_path, fortunes_installed):
+    """The data stages through `llmpipe repro` (a runner of its own, stopped at the end) and through
+    plain `dvc repro` (each stage in a fresh process): the same token files and metrics, byte for byte."""
+    warm, cold = (tiny_dvc_project(tmp_path / name) for name in ("warm", "cold"))
     scratch = tmp_path / "tmp"  # where the runner's socket goes (tempfile): this test's own
     scratch.mkdir()
-    out = sh(root, "env", f"{stage_server.ENV}=", f"TMPDIR={scratch}", "llmpipe", "repro", "plan")
-    assert "Running stage 'plan'" in out and "runs by itself" not in out, out[-2000:]
+    out = sh(warm, "env", f"{stage_client.ENV}=", f"TMPDIR={scratch}", "llmpipe", "repro", "tokenize")
+    assert "Running stage 'tokenize'" in out and "runs by itself" not in out, out[-2000:]
     assert not list(scratch.glob("llmpipe-stages-*"))  # its socket's folder is gone
     assert not commands_naming(str(scratch))  # and the server with it
+    out = sh(cold, "env", f"{stage_client.ENV}=", "dvc", "repro", "tokenize")
+    assert "Running stage 'tokenize'" in out, out[-2000:]
+    made = sorted(
+        p.relative_to(warm) for p in [*(warm / "data" / "tokens").rglob("*"), *(warm / "metrics").glob("*.json")]
+    )
+    assert len(made) > 5
+    for path in made:
+        if (warm / path).is_file():
+            assert (warm / path).read_bytes() == (cold / path).read_bytes(), path
 
 
 def commands_naming(text: str) -> list[str]:
@@ -128,4 +139,4 @@ def commands_naming(text: str) -> list[str]:
 
 
 # A stage process for any module: what `python -m module args` does in a stage process under a runner.
-HAND_OVER = "import sys; from llmpipe import stage_server as s; s.exit_as(s.hand_over(sys.argv[1], sys.argv[2:]))"
+HAND_OVER = "import sys; from llmpipe import stage_client as c; c.run_in_warm_runner(sys.argv[1], sys.argv[2:])"

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from llmpipe.registry import store
+from llmpipe.stage_client import repro
 from llmpipe.stages import PER_TASK, STAGES
 
 
@@ -377,8 +378,6 @@ def add_model_verbs(verbs):
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["repro"]:  # every argument after it is dvc repro's
-        from llmpipe.stage_server import repro
-
         return repro(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmpipe import stage_server, typed_params
+from llmpipe import stage_client, typed_params
 from llmpipe.atomic import STORAGE_ERRORS, WriteError, replace_file
 from llmpipe.config import load_params, section
 from llmpipe.logs import setup_logging
@@ -172,16 +172,10 @@ def stage_main(make_stage: Callable[..., Stage], targets: bool = False, args: li
     """Entry point of `python -m llmpipe.stages.<stage> [target]` (args: the command line's, by
     default): a user error ends with one clear line."""
     args = sys.argv[1:] if args is None else args
-    module = make_stage.__module__
-    if module == "__main__":  # python -m llmpipe.stages.<stage>
-        module = sys.modules["__main__"].__spec__.name
     if targets and len(args) != 1:
-        sys.exit(f"usage: python -m {module} <target>")
-    if os.environ.get(stage_server.ENV):  # llmpipe repro's warm runner
-        setup_logging()
-        code = stage_server.hand_over(module, args)
-        if code is not None:
-            stage_server.exit_as(code)
+        sys.exit(f"usage: python -m {make_stage.__module__} <target>")
+    setup_logging()
+    stage_client.run_in_warm_runner(make_stage.__module__, args)  # under `llmpipe repro`: returns where it declines
     stage = make_stage(args[0]) if targets else make_stage()
     try:
         run_stage(stage)

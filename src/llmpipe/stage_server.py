@@ -23,25 +23,20 @@ stay locked in the copy forever), lives as long as the `llmpipe repro` that star
 with it.
 """
 
+import atexit
 import contextlib
 import importlib
 import json
-import logging
 import os
 import pkgutil
 import selectors
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-log = logging.getLogger("llmpipe")
+from llmpipe.stage_client import ENV, MESSAGE_BYTES, die_by
 
-ENV = "LLMPIPE_STAGE_SERVER"
 # The libraries stages import when they run (llmpipe imports them inside functions, so that a module
 # loads fast): the heaviest first. A module left out is imported by the stage itself, as without a server.
 PRELOAD = (
@@ -66,7 +61,6 @@ PRELOAD = (
 # Environment variables that may differ between the server and a stage: each is read when it is used,
 # never when a module is imported. Any other difference makes the server decline.
 READ_WHEN_USED = ("DVC_", "LLMPIPE_FAILPOINT", "MLFLOW_TRACKING_URI", "PWD", "OLDPWD", "SHLVL", "_")
-MESSAGE_BYTES = 1 << 20
 
 
 def preload():
@@ -111,81 +105,106 @@ def decline_reason(request: dict, started: dict, env: dict, stamps: dict) -> str
     return None
 
 
-def serve(path: str, owner: int):
-    """Answer stage commands on the socket at `path` until the process `owner` ends. Returns only in
-    a forked copy, with the command that copy must run."""
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(path)
-    listener.listen(16)  # a stage that connects while the imports run waits in the queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the stages; llmpipe repro ends the server
-    started = dict(os.environ)
-    preload()
-    import threading
+class Server:
+    """The warm runner's loop: one socket, one thread, a forked copy per stage command."""
 
-    import torch
+    def __init__(self, path: str, owner: int):
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.listener.bind(path)
+        self.listener.listen(16)  # a stage that connects while the imports run waits in the queue
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is for the stages; llmpipe repro ends the server
+        self.started = dict(os.environ)
+        preload()
+        import threading
 
-    # fork copies the calling thread only, and a CUDA context not at all
-    assert threading.active_count() == 1 and not torch.cuda.is_initialized()
-    stamps, env = source_stamps(), dict(os.environ)
-    imported = {name: value for name, value in env.items() if name not in started}  # set by the imports
-    wake_read, wake_write = os.pipe()
-    os.set_blocking(wake_write, False)
-    signal.set_wakeup_fd(wake_write)
-    signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below when a copy ends
-    watch = selectors.DefaultSelector()
-    watch.register(listener, selectors.EVENT_READ, "accept")
-    watch.register(wake_read, selectors.EVENT_READ, "ended")
-    owner_fd = os.pidfd_open(owner)
-    watch.register(owner_fd, selectors.EVENT_READ, "owner")
-    running: dict[int, socket.socket] = {}  # pid of a copy: the connection of the stage it runs for
-    while True:
-        for key, _ in watch.select():
-            if key.data == "accept":
-                conn, _ = listener.accept()
-                watch.register(conn, selectors.EVENT_READ, "request")
-                continue
-            if key.data == "owner":
-                sys.exit(0)  # llmpipe repro ended (or was killed): so does its server
-            if key.data == "ended":
-                os.read(wake_read, 4096)
-                reap(running, watch)
-                continue
-            try:
-                message, fds, _, _ = socket.recv_fds(key.fileobj, MESSAGE_BYTES, 3)
-            except OSError:  # the stage process was killed: its copy, watching it, ends too
-                message, fds = b"", []
-            if not message:
-                drop(key.fileobj, watch)
-                continue
-            request = json.loads(message)
-            request["env"] = {**imported, **request["env"]}  # what the imports set, as in any process
-            reason = decline_reason(request, started, env, stamps)
-            if reason is not None or len(fds) != 3:
-                answer(key.fileobj, {"declined": reason or "no standard streams came"}, watch)
-                for fd in fds:
-                    os.close(fd)
-                continue
-            pid = os.fork()
-            if pid == 0:
-                become_stage(request, fds, [*(k.fileobj for k in watch.get_map().values()), watch, wake_write])
-                return request
+        import torch
+
+        # fork copies the calling thread only, and a CUDA context not at all
+        assert threading.active_count() == 1 and not torch.cuda.is_initialized()
+        self.stamps, self.env = source_stamps(), dict(os.environ)
+        self.imported = {k: v for k, v in self.env.items() if k not in self.started}  # set by the imports
+        self.wake_read, self.wake_write = os.pipe()
+        os.set_blocking(self.wake_write, False)
+        signal.set_wakeup_fd(self.wake_write)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes the select below when a copy ends
+        self.watch = selectors.DefaultSelector()
+        self.watch.register(self.listener, selectors.EVENT_READ, "accept")
+        self.watch.register(self.wake_read, selectors.EVENT_READ, "ended")
+        self.watch.register(os.pidfd_open(owner), selectors.EVENT_READ, "owner")
+        self.running: dict[int, socket.socket] = {}  # pid of a copy: the connection of its stage process
+
+    def serve(self) -> dict:
+        """Answer stage commands until the owner ends. Returns only in a forked copy, with the
+        command that copy must run."""
+        while True:
+            for key, _ in self.watch.select():
+                if key.data == "accept":
+                    self.watch.register(self.listener.accept()[0], selectors.EVENT_READ, "request")
+                elif key.data == "owner":
+                    sys.exit(0)  # llmpipe repro ended (or was killed): so does its server
+                elif key.data == "ended":
+                    os.read(self.wake_read, 4096)
+                    self.reap()
+                elif (request := self.request(key.fileobj)) is not None:
+                    return request
+
+    def request(self, conn: socket.socket) -> dict | None:
+        """Read one stage's command and fork a copy for it, or decline. Returns the command in the copy."""
+        try:
+            message, fds, _, _ = socket.recv_fds(conn, MESSAGE_BYTES, 3)
+        except OSError:  # the stage process was killed: its copy, watching it, ends too
+            message, fds = b"", []
+        if not message:
+            self.drop(conn)
+            return None
+        request = json.loads(message)
+        request["env"] = {**self.imported, **request["env"]}  # what the imports set, as in any process
+        reason = decline_reason(request, self.started, self.env, self.stamps)
+        if reason is not None or len(fds) != 3:
+            self.answer(conn, {"declined": reason or "no standard streams came"})
             for fd in fds:
                 os.close(fd)
-            running[pid] = key.fileobj
-            answer(key.fileobj, {"pid": pid, "joined": join_group(pid, request["pid"])}, watch)
+            return None
+        pid = os.fork()
+        if pid == 0:
+            self.close_in_copy()
+            become_stage(request, fds)
+            return request
+        for fd in fds:
+            os.close(fd)
+        self.running[pid] = conn
+        self.answer(conn, {"pid": pid, "joined": join_group(pid, request["pid"])})
+        return None
 
+    def answer(self, conn: socket.socket, message: dict):
+        try:
+            conn.send(json.dumps(message).encode())
+        except OSError:  # the stage process is gone
+            self.drop(conn)
 
-def answer(conn: socket.socket, message: dict, watch: selectors.BaseSelector):
-    try:
-        conn.send(json.dumps(message).encode())
-    except OSError:  # the stage process is gone
-        drop(conn, watch)
+    def drop(self, conn: socket.socket):
+        if conn.fileno() >= 0:
+            self.watch.unregister(conn)
+            conn.close()
 
+    def reap(self):
+        """Tell each stage whose copy ended how it ended (its wait status)."""
+        while self.running:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            conn = self.running.pop(pid)
+            if conn.fileno() >= 0:
+                self.answer(conn, {"status": status})
+                self.drop(conn)
 
-def drop(conn: socket.socket, watch: selectors.BaseSelector):
-    if conn.fileno() >= 0:
-        watch.unregister(conn)
-        conn.close()
+    def close_in_copy(self):
+        """The copy answers nothing: it closes the server's socket, connections and signal plumbing."""
+        signal.set_wakeup_fd(-1)
+        for key in list(self.watch.get_map().values()):
+            key.fileobj.close() if isinstance(key.fileobj, socket.socket) else os.close(key.fileobj)
+        self.watch.close()
+        os.close(self.wake_write)
 
 
 def join_group(pid: int, stage_pid: int) -> bool:
@@ -199,38 +218,20 @@ def join_group(pid: int, stage_pid: int) -> bool:
     return True
 
 
-def reap(running: dict, watch: selectors.BaseSelector):
-    """Tell each stage whose copy ended how it ended (its wait status)."""
-    while running:
-        pid, status = os.waitpid(-1, os.WNOHANG)
-        if pid == 0:
-            return
-        conn = running.pop(pid)
-        if conn.fileno() >= 0:
-            answer(conn, {"status": status}, watch)
-            drop(conn, watch)
-
-
-def become_stage(request: dict, fds: list[int], server_files: list):
-    """In the forked copy: drop the server's state, take the stage's streams, folder, environment and
-    process group, and die with the stage process."""
+def become_stage(request: dict, fds: list[int]):
+    """In the forked copy: take the stage's streams, folder, environment and process group, and die
+    with the stage process."""
     from llmpipe import lifetime
 
-    signal.set_wakeup_fd(-1)
     for number in (signal.SIGCHLD, signal.SIGTERM):
         signal.signal(number, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    for item in server_files:  # the copy answers nothing: the stage process's connection is the server's
-        item.close() if hasattr(item, "close") else os.close(item)
     join_group(0, request["pid"])  # where it cannot, the watch below still ends this copy with the stage
     for number, fd in enumerate(fds):
         os.dup2(fd, number)
         os.close(fd)
-    # New Python streams on the stage's descriptors: buffered as a fresh process's (a terminal or not).
-    sys.stdin = open(0, closefd=False, encoding=sys.stdin.encoding)  # noqa: SIM115 (the process's own)
-    sys.stdout = open(1, "w", closefd=False, encoding=sys.stdout.encoding, buffering=1 if os.isatty(1) else -1)  # noqa: SIM115
-    sys.stderr = open(2, "w", closefd=False, encoding=sys.stderr.encoding, errors="backslashreplace", buffering=1)  # noqa: SIM115
-    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+    # sys.stdout now writes to the stage's stdout: buffered as a fresh process's would be (a terminal or not)
+    sys.stdout.reconfigure(line_buffering=os.isatty(1))
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -246,7 +247,7 @@ def run_command(request: dict) -> int:
     import runpy
     import traceback
 
-    sys.argv = [request["module"], *request["args"]]
+    sys.argv[:] = [request["module"], *request["args"]]
     sys.modules.pop(request["module"], None)  # imported by preload(): run it afresh as __main__
     try:
         runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
@@ -264,125 +265,31 @@ def run_command(request: dict) -> int:
     return 0
 
 
-def finish(code: int):
-    """End the copy as the interpreter ends a process (waiting for its threads, then atexit: logging's
-    flush, multiprocessing's clean-up), but without tearing down its modules one by one: that touches
-    every object the server imported, and each page touched is copied (2.5 s for nothing)."""
-    import atexit
-    import threading
+ENDED: dict[str, int] = {}  # in a copy: {"code": how its stage ended}
 
-    # What CPython's Py_FinalizeEx calls first (private, as CPython's own at-exit calls are): threading's
-    # exit hooks (a ThreadPoolExecutor's workers are told to stop), then a join of every thread not a
-    # daemon; then the atexit functions.
-    threading._shutdown()
-    atexit._run_exitfuncs()
+
+def end_copy():
+    """The last atexit function of a copy (registered before the libraries': atexit runs in reverse
+    order). Python's exit has by then joined the copy's threads (a ThreadPoolExecutor's too) and run
+    the libraries' atexit functions; this ends the process without what comes next, tearing down its
+    modules one by one: that touches every object the server imported, and each page touched is
+    copied (2.5 s for nothing). The server itself exits as usual."""
+    if "code" not in ENDED:
+        return
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
-    if code < 0:
-        die_by(-code)
-    os._exit(code)
-
-
-def hand_over(module: str, args: list[str]) -> int | None:
-    """In a stage process: have the server at $LLMPIPE_STAGE_SERVER run `python -m module args` and
-    wait for it. Returns its exit code (negative: killed by that signal), or None when the stage
-    must run by itself (no server answers, or it declined)."""
-    path = os.environ[ENV]
-    conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    request = {
-        "module": module, "args": args, "cwd": os.getcwd(), "env": dict(os.environ),
-        "executable": sys.executable, "pid": os.getpid(),
-    }  # fmt: skip
-    streams = [fd if fd_open(fd) else os.open(os.devnull, os.O_RDWR) for fd in (0, 1, 2)]
-    try:
-        conn.connect(path)
-        socket.send_fds(conn, [json.dumps(request).encode()], streams)
-        reply = conn.recv(MESSAGE_BYTES)
-    except OSError as err:
-        log.warning("the warm stage runner at %s does not answer (%s): the stage runs by itself", path, err)
-        return None
-    if not reply:
-        log.warning("the warm stage runner at %s ended: the stage runs by itself", path)
-        return None
-    answer = json.loads(reply)
-    if "declined" in answer:
-        log.info("the stage runs by itself, not in the warm runner: %s", answer["declined"])
-        return None
-    if answer["joined"]:  # the copy gets the group's signals itself, as a shell's job does
-        for number in (signal.SIGINT, signal.SIGQUIT):
-            signal.signal(number, signal.SIG_IGN)
-    else:
-        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            signal.signal(number, lambda number, _: os.kill(answer["pid"], number))
-    try:
-        ended = conn.recv(MESSAGE_BYTES)
-    except OSError:
-        ended = b""
-    if not ended:  # the server died: its copy must not outlive this wait
-        with contextlib.suppress(OSError):
-            os.kill(answer["pid"], signal.SIGKILL)
-        log.error("the warm stage runner at %s ended before the stage did", path)
-        return 1
-    return os.waitstatus_to_exitcode(json.loads(ended)["status"])
-
-
-def fd_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
-
-
-def exit_as(code: int):
-    """End this process as the copy ended: with its exit code, or killed by the same signal."""
-    if code < 0:
-        die_by(-code)
-    sys.exit(code)
-
-
-def die_by(number: int):
-    if number not in (signal.SIGKILL, signal.SIGSTOP):  # the two whose action cannot be changed
-        signal.signal(number, signal.SIG_DFL)
-    os.kill(os.getpid(), number)
-
-
-def start(env: dict) -> subprocess.Popen:
-    """Start a warm runner for the commands run with the environment `env` (the server's own: a stage
-    whose environment differs is declined); it ends with this process, or at stop(). Its socket is
-    `server.args[3]`; `env` gets LLMPIPE_STAGE_SERVER, the socket's path."""
-    path = os.path.join(tempfile.mkdtemp(prefix="llmpipe-stages-"), "socket")
-    env[ENV] = path
-    server = subprocess.Popen([sys.executable, "-m", "llmpipe.stage_server", path, str(os.getpid())], env=env)
-    while not os.path.exists(path) and server.poll() is None:  # bound at once, before the imports
-        time.sleep(0.02)
-    return server
-
-
-def stop(server: subprocess.Popen):
-    server.terminate()
-    server.wait()
-    shutil.rmtree(os.path.dirname(server.args[3]), ignore_errors=True)
-
-
-def repro(dvc_args: list[str]) -> int:
-    """`dvc repro dvc_args` with a warm runner for its stages; dvc's exit code."""
-    env = dict(os.environ)
-    server = start(env)
-    try:
-        dvc = subprocess.Popen(["dvc", "repro", *dvc_args], env=env)
-        # A Ctrl-C reaches dvc and its stage (one process group): wait for dvc to end as it sees fit.
-        signal.signal(signal.SIGINT, lambda *_: None)
-        return dvc.wait()
-    finally:
-        stop(server)
+    if ENDED["code"] < 0:
+        die_by(-ENDED["code"])
+    os._exit(ENDED["code"])
 
 
 def main(argv: list[str] | None = None):
     path, owner = argv or sys.argv[1:]
-    request = serve(path, int(owner))
-    finish(run_command(request))  # in a forked copy
+    atexit.register(end_copy)
+    request = Server(path, int(owner)).serve()
+    ENDED["code"] = run_command(request)  # in a forked copy, which now exits as Python does
+    sys.exit(ENDED["code"])
 
 
 if __name__ == "__main__":

@@ -1,13 +1,11 @@
 """check: params.yaml, whole (schema, rules between settings, credentials), and the MLflow store.
 
-DVC removes a stage's outputs just before it runs the stage, so a problem found inside a stage
-(`-S pretrain.lr=abc`, `-S model.n_head=3`, a tracking server that is down) would cost them. Every
-stage comes after this one (ingest depends on its stamp, which never changes), and it is
-`always_changed` in dvc.yaml (the store is outside DVC's sight): a bad value, an unknown key,
-settings that do not fit together (training.setting_rules), a credential or a store that cannot be
-used fails here, with one report of every problem, and no output is touched. Under `dvc exp run`
-the last params.yaml that passed at this commit (else the commit's) is put back. No MLflow run.
-Writes: metrics/check.json (a stamp); .llmpipe/good-params/<commit>.yaml. Run: python -m llmpipe.stages.check"""
+DVC removes a stage's outputs just before it runs the stage, so a problem found inside a stage (`-S
+pretrain.lr=abc`, a tracking server down) would cost them. Every stage comes after this one (ingest needs its
+stamp), and it is `always_changed` (the store is outside DVC's sight): a bad value, an unknown key, settings that
+do not fit together (training.setting_rules), a credential or a store that cannot be used fails here, in one
+report, and no output is touched. Under `dvc exp run` the last params.yaml that passed at this commit (else the
+commit's) is put back. No MLflow run. Writes: metrics/check.json (a stamp), .llmpipe/good-params/<commit>.yaml."""
 
 import json
 import logging
@@ -20,6 +18,7 @@ from llmpipe.atomic import WriteError, replace_file
 from llmpipe.config import PARAMS_FILE, load_params
 from llmpipe.logs import setup_logging
 from llmpipe.registry import tracking
+from llmpipe.stage_client import run_in_warm_runner
 from llmpipe.training import setting_rules
 
 log = logging.getLogger("llmpipe")
@@ -61,11 +60,12 @@ def restore_last_good(root: Path, saved: Path) -> str:
 
 def git(root: Path, *args: str) -> str | None:
     done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
-    return (done.stdout.strip() if args[0] == "rev-parse" else done.stdout) if done.returncode == 0 else None
+    return None if done.returncode else done.stdout.strip() if args[0] == "rev-parse" else done.stdout
 
 
 def main():
     setup_logging()
+    run_in_warm_runner(__spec__.name, sys.argv[1:])  # under `llmpipe repro`: returns where it declines
     try:
         report = check(Path("."))
     except WriteError as err:
