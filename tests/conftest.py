@@ -25,6 +25,10 @@ if "PYTEST_XDIST_WORKER" in os.environ:
     # would fight over the cores, and PyTorch's threads slow down many times over when they do.
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"
+# The environment of the commands tests run (venv_env), as it is before any test runs llmpipe in this
+# process: llmpipe's code sets a few variables when it runs (HF_HUB_OFFLINE for lm-eval,
+# TOKENIZERS_PARALLELISM), which would otherwise reach later commands, and make the warm runner decline.
+STARTING_ENV = dict(os.environ)
 
 
 # A test that uses these builds or runs the tiny pipeline (minutes): it is in the slow tier.
@@ -88,7 +92,7 @@ def copy_repo(dest: Path) -> Path:
 def venv_env() -> dict:
     """The environment of a command run as in an activated venv, with the project's own MLflow store,
     and this worker's warm stage runner once a test started it (start_warm_runner)."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env = {**STARTING_ENV, "PATH": f"{Path(sys.executable).parent}:{STARTING_ENV['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)  # the project's own default store
     env.pop("PYTEST_CURRENT_TEST", None)  # changes with every test (and would make the warm runner decline)
     if WARM_RUNNER:
