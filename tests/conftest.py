@@ -89,6 +89,26 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
+def running(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command's name (state, parent, process group, ...) of
+    a running process; None once it has ended, or is a zombie that only waits to be reaped."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # the name may hold spaces
+    except OSError:
+        return None
+    return fields if fields[0] != "Z" else None
+
+
+def running_processes() -> dict[int, list[str]]:
+    """Every running process: {pid: its running() fields}."""
+    found = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = running(int(entry.name))
+        if fields is not None:
+            found[int(entry.name)] = fields
+    return found
+
+
 def venv_env() -> dict:
     """The environment of a command run as in an activated venv, with the project's own MLflow store,
     and this worker's warm stage runner once a test started it (start_warm_runner)."""

@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from llmpipe.data.token_files import token_dtype
 from llmpipe.registry import integrity
 
-from .conftest import assert_up_to_date, sh, tiny_dvc_project, venv_env
+from .conftest import assert_up_to_date, running, running_processes, sh, tiny_dvc_project, venv_env
 
 pytestmark = pytest.mark.slow
 
@@ -237,20 +237,9 @@ def stage_process(pgid: int, stage: str) -> int | None:
 
 
 def alive(pid: int) -> bool:
-    """Running: not ended, and not a zombie waiting to be reaped."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+    return running(pid) is not None
 
 
 def group_alive(pgid: int) -> bool:
-    """A process of the group that is still running (a zombie has ended: it only waits to be reaped)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    """A process of the group that is still running."""
+    return any(int(fields[2]) == pgid for fields in running_processes().values())

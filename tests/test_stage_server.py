@@ -14,7 +14,7 @@ import pytest
 
 from llmpipe import stage_client
 
-from .conftest import sh, tiny_dvc_project, venv_env
+from .conftest import running_processes, sh, tiny_dvc_project, venv_env
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +28,8 @@ def server():
 
 
 def copies(server_pid: int) -> list[int]:
-    """The server's forked copies still running (not zombies)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == server_pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
+    """The server's forked copies still running."""
+    return [pid for pid, fields in running_processes().items() if int(fields[1]) == server_pid]
 
 
 def wait_for(predicate, what: str, seconds: float = 30):

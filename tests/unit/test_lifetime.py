@@ -7,13 +7,11 @@ import sys
 import time
 from pathlib import Path
 
+from ..conftest import running
+
 
 def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    return running(pid) is not None
 
 
 def start_owner(tmp_path: Path, env: dict) -> tuple[subprocess.Popen, int]:
