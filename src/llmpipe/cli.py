@@ -12,10 +12,13 @@ from llmpipe.stages import PER_TASK, STAGES
 
 
 def cmd_compose(args) -> int:
+    from llmpipe import dvc_yaml
     from llmpipe.config import write_params
 
     path = write_params(args.overrides, args.output, args.conf)
     print(f"wrote {path} from {args.conf}/ {' '.join(args.overrides)}".rstrip())
+    if path.name == "params.yaml":  # a project's: its dvc.yaml too, from the stages' declarations
+        print(f"wrote {dvc_yaml.write(path.parent)} from the stages' declarations (src/llmpipe/stages/)")
     return 0
 
 
@@ -303,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_pipeline_verbs(verbs):
-    compose = verbs.add_parser("compose", help="compose conf/ into params.yaml (what `dvc repro` reads)")
+    compose = verbs.add_parser("compose", help="compose conf/ into params.yaml, and write dvc.yaml from the stages")
     compose.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=tiny model.n_layer=6")
     compose.add_argument("-o", "--output", default="params.yaml", help="file to write (default: params.yaml)")
     compose.add_argument("--conf", default="conf", help="Hydra config folder (default: conf)")
@@ -320,16 +323,12 @@ def add_generate_verb(verbs):
     from llmpipe.registry.limits import DEFAULT_SAMPLING, SAMPLING_HELP
 
     generate = verbs.add_parser("generate", help="sample text from an exported language model directory")
-    generate.add_argument(
-        "model", help="model directory (models/pretrain) or registry URI (models:/llmpipe-lm@champion)"
-    )
+    generate.add_argument("model", help="models/pretrain, or a registry URI (models:/llmpipe-lm@champion)")
     generate.add_argument("prompt")
     for name, default in DEFAULT_SAMPLING.items():  # left out: a served model's default
         flag = f"--{name.replace('_', '-')}"
         generate.add_argument(flag, type=type(default), help=f"{SAMPLING_HELP[name]} (default: {default})")
-    generate.add_argument(
-        "--stop", action="append", default=[], metavar="TEXT", help="end the answer before this text (repeatable)"
-    )
+    generate.add_argument("--stop", action="append", default=[], metavar="TEXT", help="stop before it (repeatable)")
     generate.set_defaults(func=cmd_generate)
 
 

@@ -7,7 +7,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from llmpipe import stage_client, typed_params
@@ -66,16 +66,28 @@ class Partial:
 
 @dataclass
 class Stage:
-    """One DVC stage as the runner runs it. `name` is the stage's module, MLflow run and metrics file
-    (`finetune/topics`: metrics/finetune/topics.json); `params` are the sections dvc.yaml declares
-    for it (a test checks they agree); with `hardware`, it also reads the hardware section, which is
-    logged to MLflow but never hashed; `summary` chooses what its summary line shows."""
+    """One stage, declared once: the runner runs it and dvc.yaml is generated from it (llmpipe.dvc_yaml).
+    `name` is the stage's module, MLflow run and metrics file (`finetune/topics`:
+    metrics/finetune/topics.json); `params` are the sections it is handed and DVC hashes; with
+    `hardware`, it also reads the hardware section, which is logged to MLflow but never hashed;
+    `summary` chooses what its summary line shows. What DVC tracks besides its params: `reads` (other
+    stages' outputs; its code, the package modules it imports, is found from the imports), `writes`
+    (its outputs, cached by DVC), `plots` (folders of plot data), `code` (package files it reads
+    without importing them), its metrics file unless `metrics` is False; `persist_metrics` keeps that
+    file when DVC would restore the stage from its run cache (a stage that must run to reconcile the
+    registry with it)."""
 
     name: str
     run: Callable[[Sections, Path], dict]
     params: list[str]
     hardware: bool = False
     summary: list[str] | None = None
+    reads: list[str] = field(default_factory=list)
+    writes: list[str] = field(default_factory=list)
+    plots: list[str] = field(default_factory=list)
+    code: list[str] = field(default_factory=list)
+    metrics: bool = True
+    persist_metrics: bool = False
 
     @property
     def sections(self) -> list[str]:

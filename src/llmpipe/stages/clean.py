@@ -45,7 +45,11 @@ def run(cfg: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("clean", run, params=["seed", "clean"], hardware=True, summary=SUMMARY)
+    return Stage(
+        "clean", run, params=["seed", "clean"], hardware=True, summary=SUMMARY,
+        reads=["data/raw", "data/quarantine/ingest.jsonl"], plots=["plots/clean"],
+        writes=["data/clean", "data/removed", "data/quarantine/clean.jsonl", "reports/clean.md"],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -67,7 +67,10 @@ def run(cfg: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("evaluate", run, params=["seed", "evaluate"], hardware=True, summary=SUMMARY)
+    return Stage(
+        "evaluate", run, params=["seed", "evaluate"], hardware=True, summary=SUMMARY,
+        reads=["data/tokens", "models/pretrain"], writes=["reports/samples.md"],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -39,7 +39,11 @@ def run(cfg: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("evaluate_harness", run, params=["seed", "evaluate_harness"], summary=SUMMARY)
+    return Stage(
+        "evaluate_harness", run, params=["seed", "evaluate_harness"], summary=SUMMARY,
+        reads=["data/tokens", "models/pretrain"], writes=["data/harness"],
+        code=["evaluation/harness_tasks/llmpipe_cloze.yaml"],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

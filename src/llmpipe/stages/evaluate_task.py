@@ -62,7 +62,11 @@ def scores(task: str, cfg: Sections, root: Path, plots_dir: Path, reports_dir: P
 def stage(task: str) -> Stage:
     params = ["seed", "evaluate_task", f"finetune.{task}"]
     run = lambda cfg, root: evaluate(task, cfg, root)  # noqa: E731
-    return Stage(f"evaluate_task/{task}", run, params=params, hardware=True, summary=SUMMARY)
+    return Stage(
+        f"evaluate_task/{task}", run, params=params, hardware=True, summary=SUMMARY,
+        reads=["data/tokens", f"models/finetune/{task}"], writes=[f"reports/evaluate_task/{task}"],
+        plots=[f"plots/evaluate_task/{task}"],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

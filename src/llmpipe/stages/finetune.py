@@ -40,7 +40,11 @@ def run(task: str, cfg: Sections, root: Path) -> dict:
 
 def stage(task: str) -> Stage:
     run_task = lambda cfg, root: run(task, cfg, root)  # noqa: E731
-    return Stage(f"finetune/{task}", run_task, params=["seed", f"finetune.{task}"], hardware=True, summary=SUMMARY)
+    return Stage(
+        f"finetune/{task}", run_task, params=["seed", f"finetune.{task}"], hardware=True, summary=SUMMARY,
+        reads=["data/tokens", "models/pretrain"], writes=[f"models/finetune/{task}"], plots=[f"plots/finetune/{task}"],
+        code=["networks/modeling_llmpipe.py"],  # copied into the exports of mean-pooling classifiers
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from llmpipe.ingest.pieces import split_document
 from llmpipe.ingest.raw_files import LabelFiles, labels_by_lang
 from llmpipe.runner import Sections, Stage, stage_main
 
+RAW, QUARANTINE = "data/raw", "data/quarantine/ingest.jsonl"  # what it writes
 SUMMARY = ["docs", "files", "docs_per_lang/*", "quarantined/*", "capped", "duplicate_ids", "decoded/*"]
 
 
@@ -27,9 +28,9 @@ def run(sections: Sections, root: Path) -> dict:
     cfg, stats = sections.ingest, Counter()
     langs, labels, quarantined = Counter(), Counter(), Counter()
     read = kept = capped = cut = 0
-    with replace_dir(root / "data" / "raw") as tmp, LabelFiles(tmp) as raw:
+    with replace_dir(root / RAW) as tmp, LabelFiles(tmp) as raw:
         with (
-            replace_file(root / "data" / "quarantine" / "ingest.jsonl") as bad_path,
+            replace_file(root / QUARANTINE) as bad_path,
             open(bad_path, "w", encoding="utf-8") as bad,
         ):
             for doc in tqdm(read_corpus(cfg, stats), desc="ingest", unit=" docs", leave=False):
@@ -65,7 +66,9 @@ def run(sections: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("ingest", run, params=["ingest"], summary=SUMMARY)
+    return Stage(
+        "ingest", run, params=["ingest"], summary=SUMMARY, reads=["metrics/check.json"], writes=[RAW, QUARANTINE]
+    )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,12 @@ from llmpipe.data.task_support import unsupported_reason
 from llmpipe.runner import Sections, Stage, stage_main
 
 log = logging.getLogger("llmpipe")
+INGEST_METRICS = "metrics/ingest.json"  # what it reads
+PLAN_SUMMARY = ["runs", "skipped_tasks", "tasks/*"]
 
 
 def run(cfg: Sections, root: Path) -> dict:
-    facts = json.loads((root / "metrics" / "ingest.json").read_text(encoding="utf-8"))
+    facts = json.loads((root / INGEST_METRICS).read_text(encoding="utf-8"))
     splits = {"val": cfg.tokenize.val_fraction, "test": cfg.tokenize.test_fraction}
     if cfg.tokenize.split_by == "field":  # the corpus's own split field decides, not the fractions
         splits = {"val": 1.0, "test": 1.0}
@@ -38,7 +40,7 @@ def run(cfg: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("plan", run, params=["finetune", "tokenize"], summary=["runs", "skipped_tasks", "tasks/*"])
+    return Stage("plan", run, params=["finetune", "tokenize"], summary=PLAN_SUMMARY, reads=[INGEST_METRICS])
 
 
 if __name__ == "__main__":

@@ -34,7 +34,10 @@ def run(cfg: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("pretrain", run, params=PARAMS, hardware=True, summary=SUMMARY)
+    return Stage(
+        "pretrain", run, params=PARAMS, hardware=True, summary=SUMMARY,
+        reads=["data/tokens"], writes=["models/pretrain"], plots=["plots/pretrain"],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,7 +30,10 @@ def run(cfg: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("register", run, params=["register"], summary=SUMMARY)
+    return Stage(
+        "register", run, params=["register"], summary=SUMMARY, reads=["models/pretrain", "metrics/evaluate.json"],
+        persist_metrics=True,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ def stage(task: str) -> Stage:
             return {"skipped": skipped, "model_name": cfg.register.model_name(task)}
         return register_export(root, export, metrics, cfg.register.model_name(task), cfg.register.alias)
 
-    return Stage(f"register_task/{task}", run, params=["register"], summary=SUMMARY)
+    return Stage(
+        f"register_task/{task}", run, params=["register"], summary=SUMMARY,
+        reads=[f"models/finetune/{task}", f"metrics/evaluate_task/{task}.json"], persist_metrics=True,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

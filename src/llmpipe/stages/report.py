@@ -12,6 +12,12 @@ from llmpipe.evaluation import report_card
 from llmpipe.registry import tracking
 from llmpipe.runner import Sections, Stage, stage_main
 
+READS = [  # every task's folder, whatever the tasks are: a task added in conf/ needs no edit here
+    "metrics/pretrain.json", "metrics/finetune", "metrics/evaluate.json", "metrics/evaluate_task",
+    "metrics/evaluate_harness.json", "plots/pretrain", "plots/finetune", "plots/evaluate_task", "reports/samples.md",
+    "reports/evaluate_task",
+]  # fmt: skip
+
 
 def run(cfg: Sections, root: Path) -> dict:
     out = report_card.write(root, cfg.finetune)
@@ -20,7 +26,8 @@ def run(cfg: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("report", run, params=["finetune"])  # the tasks and their types
+    # finetune: its tasks and their types; no metrics of its own
+    return Stage("report", run, params=["finetune"], reads=READS, writes=["reports/report"], metrics=False)
 
 
 if __name__ == "__main__":

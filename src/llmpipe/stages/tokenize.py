@@ -43,7 +43,15 @@ def run(sections: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("tokenize", run, params=["tokenize"], hardware=True, summary=SUMMARY)
+    return Stage(
+        "tokenize",
+        run,
+        params=["tokenize"],
+        hardware=True,
+        summary=SUMMARY,
+        reads=["data/clean"],
+        writes=["data/tokens"],
+    )
 
 
 if __name__ == "__main__":
