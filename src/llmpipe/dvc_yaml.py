@@ -8,10 +8,9 @@ pretraining."""
 
 import ast
 import importlib
-import inspect
 from pathlib import Path
 
-from llmpipe.stages import STAGES, check
+from llmpipe.stages import PER_TASK, STAGES, check
 
 PACKAGE = Path(__file__).resolve().parent
 SOURCE = "src/llmpipe"  # the package's folder in the project, as dvc.yaml names files
@@ -149,8 +148,7 @@ def render() -> str:
     """dvc.yaml's text."""
     lines = []
     for name in ("check", *STAGES):
-        module = importlib.import_module(f"llmpipe.stages.{name}")
-        per_task = name != "check" and bool(inspect.signature(module.stage).parameters)  # stage(task)
+        per_task = name in PER_TASK
         body = check_lines() if name == "check" else stage_lines(name, per_task)
         lines.append(f"  {name}:")
         if per_task:
