@@ -7,10 +7,10 @@ lists source files by hand, and editing a cleaning rule re-runs clean and what f
 pretraining."""
 
 import ast
-import importlib
 from pathlib import Path
 
-from llmpipe.stages import PER_TASK, STAGES, check
+from llmpipe.runner import Stage
+from llmpipe.stages import PER_TASK, STAGES, check, stages
 
 PACKAGE = Path(__file__).resolve().parent
 SOURCE = "src/llmpipe"  # the package's folder in the project, as dvc.yaml names files
@@ -113,15 +113,14 @@ def entries(key: str, items: list[str], options: list[str] = ()) -> list[str]:
     return lines
 
 
-def stage_lines(name: str, per_task: bool) -> list[str]:
+def stage_lines(name: str, stage: Stage) -> list[str]:
     """One stage's entry (its body only, unindented), from its module's stage()."""
-    module = importlib.import_module(f"llmpipe.stages.{name}")
-    stage = module.stage(ITEM) if per_task else module.stage()
+    per_task = name in PER_TASK
     metrics = [f"metrics/{stage.name}.json"] if stage.metrics else []
     persist = ["persist: true  # never restored from DVC's run cache: it must run to reconcile the registry"]
     return [
         f"cmd: python -m llmpipe.stages.{name}" + (f" {ITEM}" if per_task else ""),
-        *entries("deps", [*code_deps(module.__name__), *(f"{SOURCE}/{c}" for c in stage.code), *stage.reads]),
+        *entries("deps", [*code_deps(f"llmpipe.stages.{name}"), *(f"{SOURCE}/{c}" for c in stage.code), *stage.reads]),
         *entries("params", stage.params),
         *entries("outs", stage.writes),
         *entries("metrics", metrics, ["cache: false", *(persist if stage.persist_metrics else [])]),
@@ -147,9 +146,10 @@ def check_lines() -> list[str]:
 def render() -> str:
     """dvc.yaml's text."""
     lines = []
+    declared = dict(zip(STAGES, stages([ITEM]), strict=True))  # one Stage per module: per-task ones for ITEM
     for name in ("check", *STAGES):
         per_task = name in PER_TASK
-        body = check_lines() if name == "check" else stage_lines(name, per_task)
+        body = check_lines() if name == "check" else stage_lines(name, declared[name])
         lines.append(f"  {name}:")
         if per_task:
             lines += [

@@ -27,7 +27,7 @@ ALLOWED = {
     "runner": {"base", "registry"},
     "stages": {"base", "data", "ingest", "clean", "tokenize", "networks", "registry", "training", "evaluation"}
     | {"runner"},
-    "dvc_yaml": {"base", "stages"},  # dvc.yaml, written from the stages' declarations
+    "dvc_yaml": {"base", "runner", "stages"},  # dvc.yaml, written from the stages' declarations
     "cli": {"base", "data", "ingest", "clean", "tokenize", "networks", "registry", "training", "evaluation"}
     | {"studies", "runner", "stages", "dvc_yaml"},
 }

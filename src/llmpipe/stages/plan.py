@@ -20,7 +20,7 @@ from llmpipe.runner import Sections, Stage, stage_main
 
 log = logging.getLogger("llmpipe")
 INGEST_METRICS = "metrics/ingest.json"  # what it reads
-PLAN_SUMMARY = ["runs", "skipped_tasks", "tasks/*"]
+SUMMARY = ["runs", "skipped_tasks", "tasks/*"]
 
 
 def run(cfg: Sections, root: Path) -> dict:
@@ -40,7 +40,7 @@ def run(cfg: Sections, root: Path) -> dict:
 
 
 def stage() -> Stage:
-    return Stage("plan", run, params=["finetune", "tokenize"], summary=PLAN_SUMMARY, reads=[INGEST_METRICS])
+    return Stage("plan", run, params=["finetune", "tokenize"], summary=SUMMARY, reads=[INGEST_METRICS])
 
 
 if __name__ == "__main__":
