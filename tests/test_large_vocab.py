@@ -30,6 +30,8 @@ def test_a_100k_vocabulary_writes_uint32_tokens_and_pretrains(tmp_path, monkeypa
     (tmp_path / "data" / "clean").mkdir(parents=True)
     write_jsonl(tmp_path / "data" / "clean" / "docs.jsonl", docs)
     overrides = ["tokenize.vocab_size=100000", "tokenize.min_frequency=1", "pretrain.max_tokens=2048"]
+    # a small val split (about 200 documents): pretrain scores all of it, at 100k logits per token
+    overrides += ["tokenize.val_fraction=0.01", "tokenize.test_fraction=0.01"]
     (tmp_path / "params.yaml").write_text(compose(["experiment=tiny", *overrides], conf_dir=REPO / "conf"))
 
     metrics = run_stage(tokenize.stage(), tmp_path)

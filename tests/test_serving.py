@@ -26,8 +26,8 @@ from llmpipe.networks.build import language_model
 from llmpipe.networks.encoder import EncoderConfig
 from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig
 from llmpipe.registry.export import save_model_dir
-from llmpipe.registry.inference import Cancelled, Stop, TimeLimit, generate_text, stream_tokens
-from llmpipe.registry.limits import SERVE_DEFAULTS, BadRequest, serve_limits
+from llmpipe.registry.inference import generate_text, stream_tokens
+from llmpipe.registry.limits import SERVE_DEFAULTS, BadRequest, Cancelled, Stop, TimeLimit, serve_limits
 from llmpipe.registry.serving import load_export
 from llmpipe.schema import Serve
 

@@ -82,8 +82,8 @@ def cmd_generate(args) -> int:
 
     from llmpipe.data.chat_template import model_prompt
     from llmpipe.registry.export import load_model_dir
-    from llmpipe.registry.inference import GENERATING_KINDS, Stop, stream_text
-    from llmpipe.registry.limits import DEFAULT_SAMPLING, checked_generation, serve_limits
+    from llmpipe.registry.inference import GENERATING_KINDS, stream_text
+    from llmpipe.registry.limits import DEFAULT_SAMPLING, Stop, checked_generation, serve_limits
 
     limits = serve_limits()
     given = {name: getattr(args, name) for name in DEFAULT_SAMPLING if getattr(args, name) is not None}

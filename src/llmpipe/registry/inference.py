@@ -1,52 +1,17 @@
 """Running a trained model: sampling text from a language model (temperature, top-k and nucleus
 (top-p), a repetition penalty, a ban on repeated n-grams and stop strings, streamed token by token)
 and labelling texts with a classifier. The stages, the CLI and
-the registered pyfuncs all call these. A `Stop` given to them is checked between tokens (and
+the registered pyfuncs all call these. A `Stop` (registry/limits.py) given to them is checked between tokens (and
 between texts), so the work of a request ends when its client goes or its time runs out."""
 
-import time
 from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
+from llmpipe.registry.limits import Stop
+
 GENERATING_KINDS = ("causal_lm", "seq2seq_lm")  # export kinds that write text (registry/export.py)
-
-
-class Cancelled(Exception):
-    """The work of a request was stopped from outside: its client went away, or the server is stopping."""
-
-
-class TimeLimit(ValueError):
-    """The work of a request took longer than serve.request_seconds."""
-
-    def __init__(self, seconds: float):
-        super().__init__(f"request_seconds: the request took longer than serve.request_seconds ({seconds:g} s)")
-
-
-class Stop:
-    """When the work of one request must end: someone cancelled it (from another thread) or its
-    time ran out. Plain attributes, no lock: cancel() may be called from a signal handler or the
-    event loop while a worker thread runs check()."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self.deadline = time.monotonic() + seconds
-        self.cancelled = False
-
-    def cancel(self):
-        self.cancelled = True
-
-    def out_of_time(self) -> bool:
-        return time.monotonic() > self.deadline
-
-    def check(self):
-        """Raise if the work must end: called between steps, so no request outlives its client or its
-        time by more than one step (a token, a batch of texts)."""
-        if self.cancelled:
-            raise Cancelled("the request was cancelled")
-        if self.out_of_time():
-            raise TimeLimit(self.seconds)
 
 
 def filter_logits(logits: torch.Tensor, top_k: int | None, top_p: float | None) -> torch.Tensor:

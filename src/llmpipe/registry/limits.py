@@ -2,9 +2,11 @@
 most new tokens, the longest prompt, the most rows, the time per request) and the checks of every
 input and sampling parameter. `llmpipe serve`, `llmpipe generate` and the registered pyfuncs' predict
 all check here, before any work, so a request is refused the same way everywhere, with a message
-that names the parameter (and the limit) at fault."""
+that names the parameter (and the limit) at fault. A `Stop` carries a request's time limit and its
+cancellation into the work (kept here, free of torch, so that the registry's commands start fast)."""
 
 import math
+import time
 from numbers import Integral, Real
 from pathlib import Path
 
@@ -174,3 +176,39 @@ def broken_rule(name: str, value, limits: Serve) -> str | None:
     if name == "seed" and not 0 <= value < 2**63:
         return "must be from 0 to 2**63 - 1"
     return None
+
+
+class Cancelled(Exception):
+    """The work of a request was stopped from outside: its client went away, or the server is stopping."""
+
+
+class TimeLimit(ValueError):
+    """The work of a request took longer than serve.request_seconds."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"request_seconds: the request took longer than serve.request_seconds ({seconds:g} s)")
+
+
+class Stop:
+    """When the work of one request must end: someone cancelled it (from another thread) or its
+    time ran out. Plain attributes, no lock: cancel() may be called from a signal handler or the
+    event loop while a worker thread runs check()."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.cancelled = False
+
+    def cancel(self):
+        self.cancelled = True
+
+    def out_of_time(self) -> bool:
+        return time.monotonic() > self.deadline
+
+    def check(self):
+        """Raise if the work must end: called between steps, so no request outlives its client or its
+        time by more than one step (a token, a batch of texts)."""
+        if self.cancelled:
+            raise Cancelled("the request was cancelled")
+        if self.out_of_time():
+            raise TimeLimit(self.seconds)

@@ -23,8 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from llmpipe.registry.inference import Stop, TimeLimit
-from llmpipe.registry.limits import BadRequest, TooLarge, body_limit, too_many_rows
+from llmpipe.registry.limits import BadRequest, Stop, TimeLimit, TooLarge, body_limit, too_many_rows
 from llmpipe.registry.serving import ExportModel
 from llmpipe.schema import Serve
 

@@ -14,8 +14,7 @@ from abc import ABC, abstractmethod
 import mlflow
 import pandas as pd
 
-from llmpipe.registry.inference import Stop
-from llmpipe.registry.limits import DEFAULT_SAMPLING, BadRequest, checked_sampling, checked_texts, unknown_params
+from llmpipe.registry.limits import DEFAULT_SAMPLING, BadRequest, Stop, checked_sampling, checked_texts, unknown_params
 from llmpipe.schema import Serve
 
 MODEL_DIR_ARTIFACT = "model_dir"  # the export directory, inside the logged model's artifacts
