@@ -98,14 +98,11 @@ repro: setup
 	llmpipe compose
 	llmpipe repro
 
-# Three pytest workers on a 2-core machine, each test file in one worker (its module fixtures are
-# built once). tests/conftest.py gives each worker, and the stages it starts, one thread: no thread
-# spins waiting for a core, so three workers share two cores by turns, and the third fills the time
-# the others' tests spend waiting (a process starting, DVC's lock, a server's socket, a kill's
-# moment): the cores were idle 6 s of a 14 min 42 s run with three (/proc/stat; benchmarks/RESULTS.md).
-# conftest.py also orders the files longest first, which --no-loadscope-reorder keeps (xdist would put
-# the files of many short tests first and leave a long one running alone at the end).
-PYTEST_WORKERS ?= -n 3 --dist loadfile --no-loadscope-reorder
+# Two pytest workers, one per core, each test file in one worker (its module fixtures are built once);
+# tests/conftest.py gives each worker one thread, so the two never compete for a core, and orders the
+# files longest first, which --no-loadscope-reorder keeps (xdist would put the files of many short
+# tests first and leave a long one running alone at the end).
+PYTEST_WORKERS ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 # --durations: the slowest tests at the end of the log, where the 10-minute budget goes.
 # llmpipe's own modules compiled once before the tests: where PYTHONDONTWRITEBYTECODE is set (as on

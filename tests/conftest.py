@@ -20,9 +20,9 @@ FORTUNE_DIR = Path("/usr/share/games/fortunes")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 if "PYTEST_XDIST_WORKER" in os.environ:
-    # One of several pytest workers (make test runs three on two cores): one thread each, for this
-    # process and the stages it starts, set before torch is imported. Workers with a thread per core
-    # each would fight over the cores, and PyTorch's threads slow down many times over when they do.
+    # One of several pytest workers (make test runs one per core): one thread each, for this process
+    # and the stages it starts, set before torch is imported. Two workers with a thread per core each
+    # would fight over the cores, and PyTorch's threads slow down many times over when they do.
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[variable] = "1"
 # The environment of the commands tests run (venv_env), as it is before any test runs llmpipe in this
@@ -37,7 +37,7 @@ PIPELINE_FIXTURES = {"tiny_project"}
 
 # The longest test files (each a few minutes on 2 cores), longest first. make test gives each pytest
 # worker one file at a time (--dist loadfile) in collection order: starting these first, then the
-# rest, keeps the workers busy to the end instead of leaving one long file running alone (the
+# rest, keeps both workers busy to the end instead of leaving one long file running alone (the
 # Makefile passes --no-loadscope-reorder, or xdist would reorder files by their number of tests).
 LONGEST_FIRST = [
     "test_pipeline", "test_chaos", "test_resume", "test_families_dvc", "test_scaling", "test_large_vocab",
