@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig, apply_rope, pool, rope_tables
+from llmpipe.networks.shared import pool
+from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig, apply_rope, rope_tables
 
 
 def small(**overrides) -> GPTConfig:

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmpipe.networks.transformer import POOLINGS, checked_pooling, pool, raise_if_invalid
+from llmpipe.networks.shared import CAUSAL_POOLINGS, checked_pooling, pool, raise_if_invalid
 
 ARCHS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight blocks per matrix: one per gate or candidate
@@ -131,7 +131,7 @@ class RecurrentClassifier(nn.Module):
 
     def __init__(self, cfg: RecurrentConfig, num_labels: int, pooling: str = "mean"):
         super().__init__()
-        self.pooling = checked_pooling(pooling, POOLINGS, "a left-to-right model")
+        self.pooling = checked_pooling(pooling, CAUSAL_POOLINGS, "a left-to-right model")
         self.backbone = RecurrentLM(cfg)
         self.score = nn.Linear(cfg.d_model, num_labels, bias=False)
         nn.init.normal_(self.score.weight, std=cfg.init_std)

@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmpipe.networks.transformer import checked_pooling, pool, raise_if_invalid
+from llmpipe.networks.shared import checked_pooling, pool, raise_if_invalid
 
 IGNORE = -100  # targets that the loss skips (padding)
 

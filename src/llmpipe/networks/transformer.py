@@ -19,16 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def raise_if_invalid(cfg, problems: list[str], positive: tuple[str, ...]):
-    """One ValueError listing every problem of a model config: `problems`, then each field of
-    `positive` that is not above zero (every family's config checks itself so)."""
-    problems = [
-        *problems,
-        *(f"{name}={getattr(cfg, name)} must be positive" for name in positive if getattr(cfg, name) <= 0),
-    ]
-    if problems:
-        raise ValueError("invalid model config: " + "; ".join(problems))
+from llmpipe.networks.shared import CAUSAL_POOLINGS, checked_pooling, pool, raise_if_invalid
 
 
 @dataclass(frozen=True)
@@ -212,34 +203,6 @@ class GPT(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
 
 
-POOLINGS = ("mean", "last")  # what a left-to-right model can pool (an encoder: encoder.POOLINGS)
-
-
-def checked_pooling(pooling: str, allowed: tuple[str, ...], model: str) -> str:
-    """`pooling` if this kind of model can read its sequences so: `first` is an encoder's (a
-    decoder's first state has seen one token), `last` a decoder's."""
-    if pooling not in allowed:
-        raise ValueError(f"pooling={pooling!r}: {model} pools {list(allowed)}")
-    return pooling
-
-
-def pool(h: torch.Tensor, lengths: torch.Tensor, pooling: str) -> torch.Tensor:
-    """One vector per right-padded sequence from hidden states h (B, T, C) and lengths (B,):
-    `first` the state at position 0, which in an encoder has seen the whole sequence (BERT's [CLS]);
-    `last`  the state at the last real token, which in a causal model has seen the whole sequence
-            (Hugging Face's LlamaForSequenceClassification pools so);
-    `mean`  the average over the real tokens. A pretrained language model's last state is tuned to
-            predict the next token, not to sum up the text; the mean of all states keeps more of what
-            the text is about, and classifies better from pretrained weights (measured on topics)."""
-    if pooling == "first":
-        return h[:, 0]
-    if pooling == "last":
-        return h[torch.arange(h.shape[0], device=h.device), lengths - 1]
-    assert pooling == "mean", pooling
-    real = (torch.arange(h.shape[1], device=h.device)[None, :] < lengths[:, None]).to(h.dtype)  # (B, T)
-    return (h * real[..., None]).sum(dim=1) / lengths[:, None].to(h.dtype)
-
-
 class GPTClassifier(nn.Module):
     """A GPT backbone with a linear head on a pooled hidden state of each sequence (`pool`).
 
@@ -249,7 +212,7 @@ class GPTClassifier(nn.Module):
 
     def __init__(self, cfg: GPTConfig, num_labels: int, pooling: str = "mean"):
         super().__init__()
-        self.pooling = checked_pooling(pooling, POOLINGS, "a left-to-right model")
+        self.pooling = checked_pooling(pooling, CAUSAL_POOLINGS, "a left-to-right model")
         self.backbone = GPT(cfg)
         self.score = nn.Linear(cfg.d_model, num_labels, bias=False)
         nn.init.normal_(self.score.weight, std=cfg.init_std)
