@@ -1,8 +1,8 @@
 """Running a trained model: sampling text from a language model (temperature, top-k and nucleus
 (top-p), a repetition penalty, a ban on repeated n-grams and stop strings, streamed token by token)
-and labelling texts with a classifier. The stages, the CLI and
-the registered pyfuncs all call these. A `Stop` (registry/limits.py) given to them is checked between tokens (and
-between texts), so the work of a request ends when its client goes or its time runs out."""
+and labelling texts with a classifier. The stages, the CLI and the registered pyfuncs all call these.
+A `Stop` (registry/limits.py) given to them is checked between tokens (and between texts), so the
+work of a request ends when its client goes or its time runs out."""
 
 from collections.abc import Callable, Iterator
 

@@ -3,7 +3,8 @@ most new tokens, the longest prompt, the most rows, the time per request) and th
 input and sampling parameter. `llmpipe serve`, `llmpipe generate` and the registered pyfuncs' predict
 all check here, before any work, so a request is refused the same way everywhere, with a message
 that names the parameter (and the limit) at fault. A `Stop` carries a request's time limit and its
-cancellation into the work (kept here, free of torch, so that the registry's commands start fast)."""
+cancellation into the work (here, free of torch: serving.py and server.py hand it on without
+importing the code that runs models)."""
 
 import math
 import time
