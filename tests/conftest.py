@@ -99,6 +99,11 @@ def running(pid: int) -> list[str] | None:
     return fields if fields[0] != "Z" else None
 
 
+def alive(pid: int) -> bool:
+    """The process runs: it has not ended, and is no zombie."""
+    return running(pid) is not None
+
+
 def running_processes() -> dict[int, list[str]]:
     """Every running process: {pid: its running() fields}."""
     found = {}

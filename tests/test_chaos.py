@@ -25,7 +25,7 @@ from safetensors.torch import load_file
 from llmpipe.data.token_files import token_dtype
 from llmpipe.registry import integrity
 
-from .conftest import assert_up_to_date, running, running_processes, sh, tiny_dvc_project, venv_env
+from .conftest import alive, assert_up_to_date, running_processes, sh, tiny_dvc_project, venv_env
 
 pytestmark = pytest.mark.slow
 
@@ -234,10 +234,6 @@ def stage_process(pgid: int, stage: str) -> int | None:
         except OSError:
             continue
     return None
-
-
-def alive(pid: int) -> bool:
-    return running(pid) is not None
 
 
 def group_alive(pgid: int) -> bool:

@@ -7,11 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..conftest import running
-
-
-def alive(pid: int) -> bool:
-    return running(pid) is not None
+from ..conftest import alive
 
 
 def start_owner(tmp_path: Path, env: dict) -> tuple[subprocess.Popen, int]:
