@@ -44,14 +44,9 @@ def run(sections: Sections, root: Path) -> dict:
 
 def stage() -> Stage:
     return Stage(
-        "tokenize",
-        run,
-        params=["tokenize"],
-        hardware=True,
-        summary=SUMMARY,
-        reads=["data/clean"],
-        writes=["data/tokens"],
-    )
+        "tokenize", run, params=["tokenize"], hardware=True, summary=SUMMARY,
+        reads=["data/clean"], writes=["data/tokens"],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":
