@@ -103,7 +103,7 @@ class Tokenize:
 
 @dataclass
 class Model:
-    arch: str = between(choices=("transformer", "bert", "t5", "rnn", "lstm", "gru"))  # build.ARCHS
+    arch: str = between(choices=("transformer", "bert", "t5", "rnn", "lstm", "gru"))  # networks/archs.py ARCHS
     block_size: int = between(1)
     n_layer: int = between(1)
     n_head: int = between(1)

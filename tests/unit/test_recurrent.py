@@ -1,10 +1,14 @@
 """The recurrent language models (RNN, LSTM, GRU): shapes, causality, parameter and FLOP formulas,
 learning, classification with padding, export round trip and generation through llmpipe's code."""
 
+import dataclasses
+
 import pytest
 import torch
 
+from llmpipe import schema
 from llmpipe.data.tokenizer import train_bpe
+from llmpipe.networks import archs
 from llmpipe.networks.build import classifier, language_model, model_config
 from llmpipe.networks.recurrent import ARCHS, RecurrentConfig
 from llmpipe.registry.export import load_model_dir, save_model_dir
@@ -51,6 +55,12 @@ def test_the_model_section_picks_the_architecture():
     assert model_config(cfg.to_dict()) == cfg  # what llmpipe.json saves reads back the same
     with pytest.raises(ValueError, match="model.arch='mamba'"):
         model_config({**section, "arch": "mamba"}, vocab_size=300)
+    # the schema's choices (which imports nothing of llmpipe) are the names the networks answer to
+    assert schema_choices("arch") == archs.ARCHS and set(archs.RECURRENT_ARCHS) == set(ARCHS)
+
+
+def schema_choices(key: str) -> tuple:
+    return next(f.metadata["choices"] for f in dataclasses.fields(schema.Model) if f.name == key)
 
 
 @pytest.mark.parametrize("arch", ALL)

@@ -5,16 +5,14 @@ only through here, so a new architecture plugs into all of them at once."""
 
 from torch import nn
 
+from llmpipe.networks import recurrent
+from llmpipe.networks.archs import ARCHS, ENCODER_ARCHS, RECURRENT_ARCHS, SEQ2SEQ_ARCHS
 from llmpipe.networks.encoder import Encoder, EncoderClassifier, EncoderConfig
-from llmpipe.networks.recurrent import ARCHS as RECURRENT_ARCHS
 from llmpipe.networks.recurrent import RecurrentClassifier, RecurrentConfig, RecurrentLM
 from llmpipe.networks.seq2seq import Seq2Seq, Seq2SeqClassifier, Seq2SeqConfig
 from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig
 
-ARCHS = ("transformer", "bert", "t5", *RECURRENT_ARCHS)
-ENCODER_ARCHS = ("bert",)  # trained on masked tokens, not the next one (training/objectives.py)
-SEQ2SEQ_ARCHS = ("t5",)  # trained on corrupted spans, written by a decoder from an encoder's states
-CAUSAL_ARCHS = ("transformer", *RECURRENT_ARCHS)  # next-token prediction, in bits per byte
+assert set(RECURRENT_ARCHS) == set(recurrent.ARCHS), (RECURRENT_ARCHS, recurrent.ARCHS)
 TRANSFORMER_ONLY = ("n_head", "n_kv_head")  # keys a recurrent model has no use for
 DECODER_ONLY = ("n_kv_head",)  # the encoder's attention has as many key/value heads as query heads
 NetworkConfig = GPTConfig | EncoderConfig | Seq2SeqConfig | RecurrentConfig

@@ -26,6 +26,7 @@ from mlflow.models import infer_signature
 import llmpipe
 from llmpipe.digests import tree_sha256
 from llmpipe.failpoints import failpoint
+from llmpipe.networks.archs import ENCODER_ARCHS, SEQ2SEQ_ARCHS
 from llmpipe.registry import integrity, tracking
 from llmpipe.registry.serving import DEFAULT_SAMPLING, MODEL_DIR_ARTIFACT
 
@@ -49,8 +50,6 @@ def pretrained_target(kind: str) -> str:
 def pretrained_kind(arch: str) -> str:
     """The export kind of model.arch's pretrained model, by the name its promotion gates go under
     (promote.gates): lm, masked_lm or seq2seq_lm."""
-    from llmpipe.networks.build import ENCODER_ARCHS, SEQ2SEQ_ARCHS
-
     return "masked_lm" if arch in ENCODER_ARCHS else "seq2seq_lm" if arch in SEQ2SEQ_ARCHS else "lm"
 
 

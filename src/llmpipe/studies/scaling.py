@@ -21,7 +21,7 @@ import numpy as np
 
 from llmpipe import schema, typed_params
 from llmpipe.config import compose
-from llmpipe.networks.build import CAUSAL_ARCHS
+from llmpipe.networks.archs import CAUSAL_ARCHS
 from llmpipe.registry import tracking
 from llmpipe.studies import experiments, power_law
 
