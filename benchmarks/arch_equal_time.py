@@ -29,7 +29,7 @@ import yaml
 
 from llmpipe.data.token_files import load_tokens
 from llmpipe.evaluation.lm_metrics import bits_per_byte, token_nats
-from llmpipe.networks.build import language_model, model_config
+from llmpipe.families import language_model, model_config
 from llmpipe.studies.architectures import OPTIONS
 
 

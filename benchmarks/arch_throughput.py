@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from llmpipe.networks.build import language_model, model_config
+from llmpipe.families import language_model, model_config
 
 SIZES = {  # the comparison sizes, as in conf/model (vocabulary of the default tokenizer)
     "transformer": {"arch": "transformer", "n_layer": 4, "n_head": 4, "n_kv_head": 4, "d_model": 256},

@@ -30,11 +30,11 @@ from lightning.pytorch.callbacks import Callback
 
 from llmpipe import typed_params
 from llmpipe.config import compose
+from llmpipe.data.windows import RandomWindows
 from llmpipe.networks.transformer import GPT, GPTConfig
 from llmpipe.schema import Hardware, Pretrain
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.loaders import RandomWindows
 from llmpipe.training.throughput import SpeedMonitor, peak_flops
 
 PRESETS = {

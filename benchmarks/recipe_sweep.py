@@ -254,7 +254,7 @@ def train_one(recipe: dict, steps: int, tokens_root: Path, device_name: str) -> 
     import torch
 
     from llmpipe.data.token_files import load_tokens
-    from llmpipe.training.loaders import RandomWindows
+    from llmpipe.data.windows import RandomWindows
 
     device = torch.device(device_name)
     tokens_dir = tokens_root / f"v{recipe['vocab']}" / "data" / "tokens"

@@ -9,7 +9,7 @@ import yaml
 from llmpipe import dvc_yaml, typed_params
 from llmpipe.cli import registered_models
 from llmpipe.config import compose, section
-from llmpipe.networks.build import language_model, model_config
+from llmpipe.families import language_model, model_config
 from llmpipe.runner import Sections
 from llmpipe.stages import PER_TASK, STAGES
 from llmpipe.training.lit_module import OptimConfig

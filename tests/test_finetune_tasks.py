@@ -11,13 +11,13 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from llmpipe.data.windows import DocumentSequences
+from llmpipe.families import model_config
 from llmpipe.networks.batches import pad_windows
-from llmpipe.networks.build import model_config
 from llmpipe.registry.export import load_model_dir
 from llmpipe.runner import Sections, run_stage
 from llmpipe.stages import finetune
 from llmpipe.training import finetuning
-from llmpipe.training.loaders import DocumentSequences
 
 
 def losses(path) -> list[float]:

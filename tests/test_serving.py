@@ -22,7 +22,7 @@ import yaml
 
 from llmpipe import cli
 from llmpipe.data.tokenizer import EOT, special_id, train_bpe
-from llmpipe.networks.build import language_model
+from llmpipe.families import language_model
 from llmpipe.networks.encoder import EncoderConfig
 from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig
 from llmpipe.registry.export import save_model_dir

@@ -131,11 +131,11 @@ def cmd_eval_harness(args) -> int:
 def registered_models(params) -> dict[str, tuple[str, dict[str, str]]]:
     """target -> (registered model name, promotion gates): the pretrained LM and each task in
     finetune.tasks, named and gated by convention (register.name_prefix, promote.gates by kind)."""
-    from llmpipe.registry.model_registry import pretrained_kind, pretrained_target
+    from llmpipe.families import family
 
-    pretrained = pretrained_kind(params.model.arch)  # its gates are on evaluate's "lm" metrics
+    pretrained = family(params.model.arch)  # its gates are on evaluate's "lm" metrics
     models = {
-        "lm": (params.register.model_name(pretrained_target(pretrained)), params.promote.gates_of("lm", pretrained))
+        "lm": (params.register.model_name(pretrained.registered_as), params.promote.gates_of("lm", pretrained.gates))
     }
     for task in params.finetune.tasks:
         models[task] = (params.register.model_name(task), params.promote.gates_of(task, params.finetune[task].type))

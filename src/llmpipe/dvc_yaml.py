@@ -7,6 +7,7 @@ lists source files by hand, and editing a cleaning rule re-runs clean and what f
 pretraining."""
 
 import ast
+import tomllib
 from pathlib import Path
 
 from llmpipe.runner import Stage
@@ -74,20 +75,34 @@ plots:
 
 
 def module_file(module: str) -> Path | None:
-    """The source file of a dotted llmpipe module, or None (a package, or a name inside a module)."""
+    """The source file of a dotted llmpipe module, or None (a package, or a name inside a module);
+    llmpipe.families, which finds the model families, is its __init__.py."""
+    if module == FAMILIES:
+        return PACKAGE / "families" / "__init__.py"
     path = PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
     return path if path.is_file() else None
 
 
+FAMILIES = "llmpipe.families"
+
+
+def family_modules() -> set[str]:
+    """llmpipe's own model families (pyproject.toml's entry points): llmpipe.families loads them by
+    name, which no import statement shows, so a stage that asks it for a family depends on them all."""
+    project = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return {value.split(":")[0] for value in project["entry-points"][FAMILIES].values()}
+
+
 def imported_modules(path: Path) -> set[str]:
-    """Every llmpipe module (or name in one) that a file imports, anywhere in it, as dotted names."""
+    """Every llmpipe module (or name in one) that a file imports, anywhere in it, as dotted names
+    (the families that llmpipe.families loads among them)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("llmpipe"):
             names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
         elif isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names if alias.name.startswith("llmpipe")}
-    return names
+    return names | (family_modules() if FAMILIES in names else set())
 
 
 def code_deps(module: str) -> list[str]:

@@ -103,7 +103,9 @@ class Tokenize:
 
 @dataclass
 class Model:
-    arch: str = between(choices=("transformer", "bert", "t5", "rnn", "lstm", "gru"))  # networks/archs.py ARCHS
+    # an installed model family's name (llmpipe.families: transformer, bert, t5, rnn, lstm, gru, or
+    # another package's), checked with the family's own rules (training/setting_rules.py)
+    arch: str
     block_size: int = between(1)
     n_layer: int = between(1)
     n_head: int = between(1)
@@ -162,7 +164,7 @@ class Optimization:
 
 @dataclass
 class Masking:
-    """Masked-language modelling, the encoder's pretraining (networks/encoder.py, training/masking.py)."""
+    """Masked-language modelling, the encoder's pretraining (networks/encoder.py, families/masking.py)."""
 
     rate: float = between(above=0, below=1)  # share of each window's positions that are scored
     mask: float = between(0, 1)  # of those, the share replaced by <|mask|>
@@ -171,7 +173,7 @@ class Masking:
 
 @dataclass
 class SpanCorruption:
-    """Span corruption, the encoder-decoder's pretraining (networks/seq2seq.py, training/span_corruption.py)."""
+    """Span corruption, the encoder-decoder's pretraining (networks/seq2seq.py, families/span_corruption.py)."""
 
     rate: float = between(above=0, below=1)  # share of each window's tokens cut out (and written by the decoder)
     mean_span: float = between(1)  # mean length of a cut span; each span becomes one sentinel in the input

@@ -32,8 +32,8 @@ def test_lightning_engine_trains_compiled_in_bf16_and_reports_mfu(tmp_path):
     # plugin refuses that pair; LitLM clips itself), torch.compile, the resumable loader, SpeedMonitor.
     import numpy as np
 
+    from llmpipe.data.windows import RandomWindows
     from llmpipe.training.fit import Run, fit
-    from llmpipe.training.loaders import RandomWindows
     from llmpipe.training.throughput import SpeedMonitor
 
     from ..conftest import typed_section

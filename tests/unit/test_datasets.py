@@ -4,9 +4,10 @@ import pytest
 from llmpipe.data.labeled_docs import choose_labels
 from llmpipe.data.splits import split_of
 from llmpipe.data.token_files import document_fraction, token_dtype
+from llmpipe.data.windows import DocumentSequences, RandomWindows, SequentialWindows
 from llmpipe.networks.batches import pad_windows
 from llmpipe.tokenize.fast_encoding import flat_ids
-from llmpipe.training.loaders import DocumentSequences, Epochs, RandomWindows, SequentialWindows
+from llmpipe.training.loaders import Epochs
 
 
 def test_split_of_is_stable_and_close_to_the_fractions():

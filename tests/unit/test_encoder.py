@@ -1,5 +1,5 @@
 """The BERT-style encoder (networks/encoder.py) and its masked-language-modelling examples
-(training/masking.py): attention in both directions, loss on the masked positions only, masking
+(families/masking.py): attention in both directions, loss on the masked positions only, masking
 statistics and reproducibility, and the same numbers as transformers' BERT."""
 
 import pytest
@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
 
+from llmpipe.families.hf_bert import bert_config, bert_state_dict, from_bert_state_dict
+from llmpipe.families.masking import mask_tokens
 from llmpipe.networks.encoder import Encoder, EncoderClassifier, EncoderConfig
 from llmpipe.networks.transformer import GPT, GPTConfig
-from llmpipe.registry.hf_bert import bert_config, bert_state_dict, from_bert_state_dict
 from llmpipe.schema import Masking
-from llmpipe.training.masking import mask_tokens
 
 MASKING = Masking(rate=0.15, mask=0.8, random=0.1)
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
+from llmpipe.data.windows import RandomWindows
 from llmpipe.networks.transformer import GPT, GPTConfig
 from llmpipe.schema import Hardware
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.loaders import RandomWindows
 
 from ..conftest import typed_section
 

@@ -17,19 +17,20 @@ ALLOWED = {
     "base": set(),
     "networks": set(),  # pure PyTorch: not even the plumbing
     "data": {"base"},  # what several stages and training share: splits, token files, the tokenizer, executors
+    "families": {"base", "data", "networks"},  # each model family: its network, objective, export names
     "ingest": {"base", "data"},
     "clean": {"base", "data"},
     "tokenize": {"base", "data"},
-    "registry": {"base", "data", "networks"},
-    "training": {"base", "data", "networks", "registry"},
-    "evaluation": {"base", "data", "networks", "registry", "training"},
-    "studies": {"base", "data", "networks", "registry", "training", "evaluation"},
+    "registry": {"base", "data", "networks", "families"},
+    "training": {"base", "data", "networks", "families", "registry"},
+    "evaluation": {"base", "data", "networks", "families", "registry", "training"},
+    "studies": {"base", "data", "networks", "families", "registry", "training", "evaluation"},
     "runner": {"base", "registry"},
-    "stages": {"base", "data", "ingest", "clean", "tokenize", "networks", "registry", "training", "evaluation"}
-    | {"runner"},
+    "stages": {"base", "data", "ingest", "clean", "tokenize", "networks", "families", "registry", "training"}
+    | {"evaluation", "runner"},
     "dvc_yaml": {"base", "runner", "stages"},  # dvc.yaml, written from the stages' declarations
-    "cli": {"base", "data", "ingest", "clean", "tokenize", "networks", "registry", "training", "evaluation"}
-    | {"studies", "runner", "stages", "dvc_yaml"},
+    "cli": {"base", "data", "ingest", "clean", "tokenize", "networks", "families", "registry", "training"}
+    | {"evaluation", "studies", "runner", "stages", "dvc_yaml"},
 }
 # Functions that write a report (a page of text, top to bottom) may run longer than others.
 REPORT_WRITERS = {("clean/report.py", "report"), ("studies/architectures.py", "write_report")}

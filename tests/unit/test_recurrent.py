@@ -1,15 +1,11 @@
 """The recurrent language models (RNN, LSTM, GRU): shapes, causality, parameter and FLOP formulas,
 learning, classification with padding, export round trip and generation through llmpipe's code."""
 
-import dataclasses
-
 import pytest
 import torch
 
-from llmpipe import schema
 from llmpipe.data.tokenizer import train_bpe
-from llmpipe.networks import archs
-from llmpipe.networks.build import classifier, language_model, model_config
+from llmpipe.families import arch_names, classifier, family, language_model, model_config
 from llmpipe.networks.recurrent import ARCHS, RecurrentConfig
 from llmpipe.registry.export import load_model_dir, save_model_dir
 from llmpipe.registry.inference import generate_text
@@ -55,12 +51,11 @@ def test_the_model_section_picks_the_architecture():
     assert model_config(cfg.to_dict()) == cfg  # what llmpipe.json saves reads back the same
     with pytest.raises(ValueError, match="model.arch='mamba'"):
         model_config({**section, "arch": "mamba"}, vocab_size=300)
-    # the schema's choices (which imports nothing of llmpipe) are the names the networks answer to
-    assert schema_choices("arch") == archs.ARCHS and set(archs.RECURRENT_ARCHS) == set(ARCHS)
-
-
-def schema_choices(key: str) -> tuple:
-    return next(f.metadata["choices"] for f in dataclasses.fields(schema.Model) if f.name == key)
+    with pytest.raises(ValueError, match=r"did you mean gru\?"):
+        model_config({**section, "arch": "gruu"}, vocab_size=300)
+    # the names the installed families register (no torch needed to read them) are those they build
+    assert set(ARCHS) <= set(arch_names()) and {"transformer", "bert", "t5"} <= set(arch_names())
+    assert all(arch in family(arch).archs for arch in arch_names())
 
 
 @pytest.mark.parametrize("arch", ALL)

@@ -1,4 +1,4 @@
-"""The encoder-decoder (networks/seq2seq.py) and its span corruption (training/span_corruption.py):
+"""The encoder-decoder (networks/seq2seq.py) and its span corruption (families/span_corruption.py):
 an encoder that reads both ways and a decoder that stays causal, padding that changes nothing,
 a loss on the targets alone, and corrupted windows that give the text back."""
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from llmpipe.networks.build import classifier, language_model, model_config
+from llmpipe.families import classifier, language_model, model_config
+from llmpipe.families.span_corruption import corrupt_spans, restore_spans, span_counts
 from llmpipe.networks.seq2seq import Seq2Seq, Seq2SeqConfig, relative_buckets
 from llmpipe.schema import SpanCorruption
-from llmpipe.training.span_corruption import corrupt_spans, restore_spans, span_counts
 
 PAD, EOT = 1, 0
 SENTINELS = list(range(5, 21))

@@ -1,4 +1,4 @@
-"""The encoder-decoder's exports (registry/hf_t5.py) load in transformers' Auto classes as T5 and
+"""The encoder-decoder's exports (families/hf_t5.py) load in transformers' Auto classes as T5 and
 compute what our Seq2Seq and Seq2SeqClassifier compute: logits on padded batches, greedy generation,
 and llmpipe's own round trip."""
 
@@ -7,9 +7,9 @@ import torch
 from transformers import AutoModelForSeq2SeqLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from llmpipe.data.tokenizer import EOT, PAD, special_id, train_bpe
+from llmpipe.families.hf_t5 import from_t5_state_dict, t5_state_dict
 from llmpipe.networks.seq2seq import IGNORE, Seq2Seq, Seq2SeqClassifier, Seq2SeqConfig
 from llmpipe.registry.export import load_model_dir, save_model_dir
-from llmpipe.registry.hf_t5 import from_t5_state_dict, t5_state_dict
 from llmpipe.registry.inference import stream_tokens
 
 TEXTS = ["The quick brown fox jumps over the lazy dog.", "床前明月光，疑是地上霜。举头望明月，低头思故乡。"] * 30

@@ -5,8 +5,8 @@ import torch
 
 from llmpipe.data.chat_template import Template, model_prompt
 from llmpipe.data.tokenizer import ASSISTANT, EOT, USER, special_id, train_bpe
+from llmpipe.families import classifier, language_model, model_config
 from llmpipe.networks import lora
-from llmpipe.networks.build import classifier, language_model, model_config
 from llmpipe.registry.export import load_model_dir, save_model_dir
 from llmpipe.training.sft import IGNORE, Pair, SupervisedSequences, corpus_pairs, read_pairs
 
@@ -91,7 +91,7 @@ def test_the_lora_export_is_a_plain_model_with_the_adapted_outputs(tmp_path, tok
     cfg = small(tokenizer.get_vocab_size())
     torch.manual_seed(0)
     net = language_model(cfg) if kind == "lm" else classifier(cfg, 3)
-    adapted = lora.apply_lora(net, LORA, transformer=True, task="t")
+    adapted = lora.apply_lora(net, LORA, adaptable=True, task="t")
     trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or "score" in n for n in trainable)  # the backbone is frozen
     with torch.no_grad():
@@ -110,4 +110,4 @@ def test_the_lora_export_is_a_plain_model_with_the_adapted_outputs(tmp_path, tok
 
 def test_lora_refuses_recurrent_models_by_name():
     with pytest.raises(ValueError, match="finetune.topics.lora.enabled: LoRA adapts linear projections"):
-        lora.apply_lora(torch.nn.LSTM(4, 4), LORA, transformer=False, task="topics")
+        lora.apply_lora(torch.nn.LSTM(4, 4), LORA, adaptable=False, task="topics")

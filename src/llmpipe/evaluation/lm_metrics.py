@@ -16,9 +16,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from llmpipe.data.token_files import load_split_docs, load_tokens, read_meta
+from llmpipe.data.windows import SequentialWindows, whole_windows
 from llmpipe.networks.batches import pad_pairs, pad_windows
-from llmpipe.networks.build import is_seq2seq
-from llmpipe.training.loaders import SequentialWindows, whole_windows
 
 LM_SPLITS = ("val", "test")  # val: what pretraining watched; test: no choice ever looked at it
 
@@ -46,14 +45,15 @@ def lm_nats(net, tokens: np.ndarray, block_size: int, batch_size: int = 16, prog
 
 
 @torch.no_grad()
-def sequence_nats(net, dataset, batch_size: int = 16, pad_id: int = 0) -> tuple[float, int]:
+def sequence_nats(net, dataset, target_logits, batch_size: int = 16, pad_id: int = 0) -> tuple[float, int]:
     """Summed negative log-likelihood (nats) of the targets of (x, y) sequences, skipping targets
     of -100 (a prompt's tokens, padding), and their count: the response loss of fine-tuning data.
-    For an encoder-decoder, (input, target) pairs: inputs padded with pad_id, targets teacher-forced."""
+    target_logits(net, x, y) are the logits of y (the family's: an encoder-decoder's inputs are
+    padded with pad_id and its targets teacher-forced)."""
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=pad_pairs(pad_id))
     total, count = 0.0, 0
     for x, y in loader:
-        logits = net.target_logits(x, y) if is_seq2seq(net.config) else net(x)
+        logits = target_logits(net, x, y)
         total += F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=-100, reduction="sum").item()
         count += int((y != -100).sum())
     return total, count
@@ -205,7 +205,14 @@ def val_bits_by_context(net, tokens_dir: Path, block_size: int) -> dict[str, flo
 
 @torch.no_grad()
 def objective_scores(
-    net, examples_of, tokens_dir: Path, block_size: int, batch_size: int, objective: str, unscored: tuple = ()
+    net,
+    examples_of,
+    tokens_dir: Path,
+    block_size: int,
+    batch_size: int,
+    objective: str,
+    scored_logits,
+    unscored: tuple = (),
 ) -> dict:
     """An encoder's or encoder-decoder's scores on its own objective, on each held-out split: the
     mean cross-entropy (nats) of the text tokens it restores (`objective` "masked": the encoder's
@@ -214,8 +221,9 @@ def objective_scores(
     Targets in `unscored` (the sentinels and end of text that frame the spans: near-certain for the
     model, never seen in train by the unigram model) are predicted but not scored. Examples are
     drawn as in pretraining's validation (whole windows, seeded by position: the same every run);
-    `examples_of(windows)` makes them. Not comparable with a decoder's loss or bits per byte, nor
-    with each other (training/objectives.py)."""
+    `examples_of(windows)` makes them; `scored_logits(net, x, y, scored)` gives the (N, V) logits of
+    the scored targets (the family's). Not comparable with a decoder's loss or bits per byte, nor
+    with each other (families/objectives.py)."""
     meta = read_meta(tokens_dir)
     unigram = unigram_log_probs(np.asarray(load_tokens(tokens_dir, "train")), meta["vocab_size"])
     device = next((p.device for p in net.parameters()), torch.device("cpu"))
@@ -241,11 +249,3 @@ def objective_scores(
         metrics[f"unigram_{split}_{objective}_loss"] = base / count
         metrics[f"{split}_{objective}_tokens"] = int(count)
     return metrics
-
-
-def scored_logits(net, x: torch.Tensor, y: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
-    """(N, V) logits of the scored targets: the encoder's MLM head runs on its scored positions
-    only; the encoder-decoder writes its targets under teacher forcing."""
-    if is_seq2seq(net.config):
-        return net.target_logits(x, y)[scored].float()
-    return net.token_logits(net.hidden_states(x)[scored]).float()

@@ -137,8 +137,9 @@ def lm_section(root: Path, out: Path) -> str:
         text.append(
             f"{params:.2f} M parameters, {tokens:.2f} M training tokens, {pretrain.get('flops', 0):.3g} FLOPs.\n"
         )
-    causal = lm.get("objective", "causal") == "causal"
-    text.append(bpb_table(lm) if causal else objective_table(lm))
+    # scored on its own objective (an encoder's, an encoder-decoder's: evaluate), or in bits per byte
+    in_bits = "objective" not in lm
+    text.append(bpb_table(lm) if in_bits else objective_table(lm))
     train, val = (read_csv(root / "plots" / "pretrain" / f"{s}.csv") for s in ("train", "val"))
     if train and val:
         curves_png(
@@ -148,7 +149,7 @@ def lm_section(root: Path, out: Path) -> str:
             out / "pretrain_loss.png",
         )
         text.append("![pretrain loss](pretrain_loss.png)\n")
-        if causal:  # an encoder's or encoder-decoder's loss has no bits per byte
+        if in_bits:  # an encoder's or encoder-decoder's loss has no bits per byte
             baselines = {k: lm[f"{k}_val_bpb"] for k in ("unigram", "bigram") if f"{k}_val_bpb" in lm}
             curves_png(
                 {"val": column(val, "bpb")},

@@ -23,14 +23,15 @@ def samples_markdown(net, tokenizer, cfg: Samples, seed: int) -> str:
     return "\n".join(rows) + "\n"
 
 
-def span_samples(net, tokenizer, examples_of, tokens_dir, block_size: int, cfg: Samples) -> str:
-    """An encoder-decoder's samples: for as many val windows as there are prompts (spread over the
-    split), the corrupted input, the spans that were cut (the reference) and what the model writes
-    for them, greedily. Its pretraining taught it to fill spans, not to continue a prompt."""
+def filling_samples(net, tokenizer, examples_of, tokens_dir, block_size: int, cfg: Samples) -> str:
+    """The samples of a model pretrained to write what was cut out of its input (an encoder-decoder's
+    spans): for as many val windows as there are prompts (spread over the split), the corrupted
+    input, the spans that were cut (the reference) and what the model writes for them, greedily.
+    Its pretraining taught it to fill spans, not to continue a prompt."""
     from llmpipe.data.token_files import load_tokens
     from llmpipe.data.tokenizer import EOT, special_id
+    from llmpipe.data.windows import whole_windows
     from llmpipe.registry.inference import stream_tokens
-    from llmpipe.training.loaders import whole_windows
 
     examples = examples_of(whole_windows(load_tokens(tokens_dir, "val"), block_size))
     rows = ["| input (spans cut) | cut spans | written by the model |", "| --- | --- | --- |"]

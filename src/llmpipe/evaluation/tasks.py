@@ -28,7 +28,7 @@ from llmpipe.evaluation.classification import (
     per_class_metrics,
 )
 from llmpipe.evaluation.lm_metrics import perplexity, sequence_nats
-from llmpipe.networks.build import is_seq2seq
+from llmpipe.families import family_of
 from llmpipe.registry.inference import classify_texts, generate_text
 from llmpipe.schema import Generation, SftTask
 from llmpipe.training import sft
@@ -139,9 +139,11 @@ def evaluate_sft(
     pairs = sft.task_pairs(task_cfg, "test", tokens_dir)
     if not pairs:
         raise Unsupported("the test split gives no prompt/response pairs")
-    seq2seq = is_seq2seq(net.config)
-    test = sft.supervised_examples(pairs, Template(**config["template"]), tokenizer, net.config.block_size, seq2seq)
-    nats, count = sequence_nats(net, test, batch_size, special_id(tokenizer, PAD) if seq2seq else 0)
+    family = family_of(net.config)
+    template, encodes_prompt = Template(**config["template"]), family.encodes_prompt
+    test = sft.supervised_examples(pairs, template, tokenizer, net.config.block_size, encodes_prompt)
+    pad_id = special_id(tokenizer, PAD) if encodes_prompt else 0
+    nats, count = sequence_nats(net, test, family.target_logits, batch_size, pad_id)
     shown = interleave_languages(pairs, cfg.max_pairs)
     references, langs = [p.response for p in shown], [p.lang for p in shown]
     outputs = {

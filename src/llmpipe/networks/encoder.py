@@ -12,7 +12,7 @@ a token is trivial: it is in the input. So BERT trains with *masked-language mod
   3. the loss is the cross-entropy of the original token, at the chosen positions only.
 
 The masking is drawn per training example, from the example's own seed, every time the example is
-made (training/masking.py): "dynamic masking" (RoBERTa), and exactly reproducible after a resume.
+made (families/masking.py): "dynamic masking" (RoBERTa), and exactly reproducible after a resume.
 
 The masked-token loss is not comparable with a decoder's next-token loss or bits per byte: it
 predicts 15 % of the tokens, each with both sides visible.

@@ -10,14 +10,16 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 FRESH = ("score", "pool_dense")  # a classifier's new head (and the encoder's pooler): trained in full
 
 
-def apply_lora(net: nn.Module, cfg, transformer: bool, task: str) -> nn.Module:
-    """net wrapped with LoRA adapters (a classifier's new head is trained in full). Frozen
-    projections get none: the encoder-decoder's classifier never runs its decoder, and an adapter
-    without a gradient would stall data-parallel training."""
-    if not transformer:
+def apply_lora(net: nn.Module, cfg, adaptable: bool, task: str) -> nn.Module:
+    """net wrapped with LoRA adapters (a classifier's new head is trained in full); `adaptable`: its
+    model family has the projections of TARGETS (families.Family.lora). Frozen projections get
+    none: the encoder-decoder's classifier never runs its decoder, and an adapter without a
+    gradient would stall data-parallel training."""
+    if not adaptable:
         raise ValueError(
-            f"finetune.{task}.lora.enabled: LoRA adapts linear projections; peft has no adapter for "
-            "nn.RNN / nn.LSTM / nn.GRU (use model.arch=transformer, bert or t5, or lora.enabled=false)"
+            f"finetune.{task}.lora.enabled: LoRA adapts linear projections, and this model family has none "
+            "that peft adapts, e.g. nn.RNN / nn.LSTM / nn.GRU (use model.arch=transformer, bert or t5, or "
+            "lora.enabled=false)"
         )
     from peft import LoraConfig, get_peft_model
 

@@ -6,7 +6,7 @@ with attention in both directions, and the *decoder* writes the output left to r
 its own past (causal self-attention) and, in every layer, to all of the encoder's states
 ("cross-attention"). Every task becomes text to text: a prompt in, a response out.
 
-Pretraining is *span corruption* (training/span_corruption.py): about 15 % of a window's tokens, in
+Pretraining is *span corruption* (families/span_corruption.py): about 15 % of a window's tokens, in
 spans of about 3, are cut out of the input, each span replaced by one sentinel token
 (<|sentinel_0|>, <|sentinel_1|>, ...); the decoder writes the missing spans, each after its
 sentinel, then <|endoftext|>:

@@ -12,15 +12,13 @@ A directory holds:
                          the size and SHA-256 of model.safetensors and tokenizer.json, checked on load
   params.json            the params.yaml sections that made it
 
-Our Transformer is Llama's architecture (RMSNorm, RoPE in the rotate-half layout, SwiGLU,
-grouped-query attention, no biases), so the mapping is a rename: `model.` in front of the backbone's
-names. The encoder (encoder.py) is BERT's architecture: hf_bert.py renames it. The encoder-decoder
-(seq2seq.py, kind seq2seq_lm) is the original T5's: hf_t5.py renames it, and it loads in
-AutoModelForSeq2SeqLM. transformers has no Llama, BERT or T5 classifier that mean-pools
+Each family (llmpipe.families) says how its network is written: the decoder under Llama's names
+(hf_llama.py), the encoder under BERT's (hf_bert.py), the encoder-decoder under T5's (hf_t5.py,
+loaded by AutoModelForSeq2SeqLM). transformers has no Llama, BERT or T5 classifier that mean-pools
 (finetune.<task>.pooling: mean, the default, and an encoder-decoder's only pooling): such a
-directory carries its own class, loaded with `trust_remote_code=True`. Nor has transformers an
-architecture that matches our recurrent models (recurrent.py): their directories hold the weights
-under our own names and no config.json, and llmpipe loads them.
+directory carries its own class, loaded with `trust_remote_code=True`. A family that no
+transformers architecture computes (the recurrent models, recurrent.py) writes the weights under
+its own names and no config.json, and llmpipe loads them.
 A directory is written next to its destination and renamed into place, so a reader never sees a
 half-written model.
 """
@@ -35,113 +33,32 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from llmpipe.atomic import replace_dir
-from llmpipe.data.tokenizer import EOT, MASK, PAD, load_tokenizer, special_id
+from llmpipe.data.tokenizer import EOT, PAD, load_tokenizer
 from llmpipe.digests import file_record, file_sha256
-from llmpipe.networks.build import (
-    NetworkConfig,
-    classifier,
-    is_encoder,
-    is_seq2seq,
-    is_transformer,
-    language_model,
-    model_config,
-)
-from llmpipe.networks.transformer import GPTClassifier, GPTConfig
-from llmpipe.registry.hf_bert import bert_config, bert_state_dict, from_bert_state_dict
-from llmpipe.registry.hf_configs import config_dict
-from llmpipe.registry.hf_t5 import from_t5_state_dict, t5_config, t5_state_dict
+from llmpipe.families import classifier, family_of, language_model, model_config
 
 KINDS = ("causal_lm", "masked_lm", "seq2seq_lm", "classifier")
 CHECKED_FILES = ("model.safetensors", "tokenizer.json")  # recorded in llmpipe.json, checked on every load
-HF_PREFIX = "model."
 MEAN_POOL_CODE = Path(__file__).parents[1] / "networks" / "modeling_llmpipe.py"  # copied into mean-pooling exports
 
 
-def hf_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
-    """Our parameters under the Hugging Face Llama names (a tied lm_head is stored once, as the embedding)."""
-    backbone = net.backbone if isinstance(net, GPTClassifier) else net
-    tensors = {HF_PREFIX + k: v for k, v in backbone.state_dict().items() if not k.startswith("lm_head.")}
-    if isinstance(net, GPTClassifier):
-        tensors["score.weight"] = net.score.weight
-    elif not backbone.config.tie_embeddings:
-        tensors["lm_head.weight"] = backbone.lm_head.weight
-    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-
-
-def from_hf_state_dict(net: nn.Module, tensors: dict[str, torch.Tensor]):
-    """Load Hugging Face-named tensors into our network (the inverse of hf_state_dict)."""
-    backbone = net.backbone if isinstance(net, GPTClassifier) else net
-    ours = {k.removeprefix(HF_PREFIX): v for k, v in tensors.items() if k.startswith(HF_PREFIX)}
-    if "lm_head.weight" in tensors:
-        ours["lm_head.weight"] = tensors["lm_head.weight"]
-    missing, unexpected = backbone.load_state_dict(ours, strict=False)
-    # a tied head is the embedding; a classifier has no use for the language-model head
-    tied = ["lm_head.weight"] if backbone.config.tie_embeddings or isinstance(net, GPTClassifier) else []
-    assert set(missing) <= set(tied) and not unexpected, f"weights do not match the model: {missing} {unexpected}"
-    if isinstance(net, GPTClassifier):
-        net.score.weight.data.copy_(tensors["score.weight"])
-
-
-def hf_config(
-    cfg: GPTConfig, kind: str, eot_id: int, pad_id: int, labels: list[str] | None, pooling: str = "last"
-) -> dict:
-    """The transformers LlamaConfig that computes what our GPTConfig computes; for a mean-pooling
-    classifier, pointed at the class in modeling_llmpipe.py."""
-    from transformers import LlamaConfig
-
-    hf = LlamaConfig(
-        vocab_size=cfg.vocab_size,
-        hidden_size=cfg.d_model,
-        intermediate_size=cfg.ffn_hidden,
-        num_hidden_layers=cfg.n_layer,
-        num_attention_heads=cfg.n_head,
-        num_key_value_heads=cfg.n_kv_head,
-        head_dim=cfg.head_dim,
-        max_position_embeddings=cfg.block_size,
-        rms_norm_eps=cfg.norm_eps,
-        rope_parameters={"rope_type": "default", "rope_theta": cfg.rope_theta},
-        tie_word_embeddings=cfg.tie_embeddings,
-        bos_token_id=None,  # documents are not prefixed; <|endoftext|> ends them
-        eos_token_id=eot_id,
-        pad_token_id=pad_id,
-        architectures=["LlamaForSequenceClassification" if kind == "classifier" else "LlamaForCausalLM"],
-    )
-    mean_pool = ("llmpipe_mean_pool", "LlmpipeMeanPool") if kind == "classifier" and pooling == "mean" else None
-    return config_dict(hf, labels, mean_pool)
-
-
-def own_state_dict(net: nn.Module) -> dict[str, torch.Tensor]:
-    """Our parameters under our own names, a tied head stored once (as the embedding)."""
-    tied = net.config.tie_embeddings if hasattr(net, "config") else net.backbone.config.tie_embeddings
-    tensors = {k: v for k, v in net.state_dict().items() if not (tied and k.endswith("lm_head.weight"))}
-    return {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-
-
-def from_own_state_dict(net: nn.Module, tensors: dict[str, torch.Tensor]):
-    missing, unexpected = net.load_state_dict(tensors, strict=False)
-    assert all(k.endswith("lm_head.weight") for k in missing) and not unexpected, (missing, unexpected)
-
-
-def export_kind(net: nn.Module, cfg: NetworkConfig) -> str:
-    if hasattr(net, "score"):
-        return "classifier"
-    if is_seq2seq(cfg):
-        return "seq2seq_lm"
-    return "masked_lm" if is_encoder(cfg) else "causal_lm"
+def export_kind(net: nn.Module, family) -> str:
+    """A classifier (a network with a classification head), or the family's language model."""
+    return "classifier" if hasattr(net, "score") else family.lm_kind
 
 
 def save_model_dir(
     out_dir: str | Path,
     net: nn.Module,
-    cfg: NetworkConfig,
+    cfg,
     tokenizer_file: str | Path,
     params: dict,
     extra: dict | None = None,
 ) -> Path:
     """extra: more fields for llmpipe.json, e.g. a classifier's labels and max_tokens."""
-    kind = export_kind(net, cfg)
+    family = family_of(cfg)
+    kind = export_kind(net, family)
     tokenizer = load_tokenizer(tokenizer_file)
-    eot_id, pad_id = special_id(tokenizer, EOT), special_id(tokenizer, PAD)
     ours = {"format": "llmpipe", "kind": kind, "model": cfg.to_dict(), **(extra or {})}
     if kind == "classifier":
         ours["pooling"] = net.pooling  # finetune.<task>.pooling: how the head reads the hidden states
@@ -153,19 +70,9 @@ def save_model_dir(
         "clean_up_tokenization_spaces": False,
     }
     pooling = ours.get("pooling")
-    if is_transformer(cfg):  # what transformers' Auto classes read
-        tensors, config = (
-            hf_state_dict(net),
-            hf_config(cfg, kind, eot_id, pad_id, ours.get("labels"), pooling or "last"),
-        )
-    elif is_encoder(cfg):
-        mask_id = special_id(tokenizer, MASK)
-        tensors, config = bert_state_dict(net), bert_config(cfg, kind, pad_id, mask_id, ours.get("labels"), pooling)
-        tokenizer_config["mask_token"] = MASK
-    elif is_seq2seq(cfg):
-        tensors, config = t5_state_dict(net), t5_config(cfg, kind, pad_id, eot_id, ours.get("labels"), pooling)
-    else:  # no transformers architecture computes our recurrent models
-        tensors, config = own_state_dict(net), None
+    # the family's own names and transformers config (None: no transformers architecture computes it)
+    tensors, config, tokenizer_extra = family.export(net, cfg, kind, tokenizer, ours.get("labels"), pooling)
+    tokenizer_config.update(tokenizer_extra)
     with replace_dir(out_dir) as tmp:
         save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         if config is not None:
@@ -233,13 +140,5 @@ def load_model_dir(model_dir: str | Path):
         if config["kind"] == "classifier"
         else language_model(cfg)
     )
-    tensors = load_weights(model_dir, config)
-    if is_transformer(cfg):
-        from_hf_state_dict(net, tensors)
-    elif is_encoder(cfg):
-        from_bert_state_dict(net, tensors)
-    elif is_seq2seq(cfg):
-        from_t5_state_dict(net, tensors)
-    else:
-        from_own_state_dict(net, tensors)
+    family_of(cfg).load(net, load_weights(model_dir, config))
     return net.eval(), config, load_tokenizer(model_dir)

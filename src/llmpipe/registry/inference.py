@@ -84,18 +84,11 @@ def stream_tokens(
 
 
 def next_token_logits(net, prompt_ids: list[int]) -> Callable[[list[int]], torch.Tensor]:
-    """A function from the tokens written so far to the logits (V,) of the next one. A decoder
-    continues the prompt (its last block_size tokens); an encoder-decoder (seq2seq.py) encodes the
-    prompt once and its decoder writes from the start token."""
-    from llmpipe.networks.seq2seq import Seq2Seq
+    """A function from the tokens written so far to the logits (V,) of the next one, as the model's
+    family reads a prompt (a decoder continues it; an encoder-decoder encodes it once)."""
+    from llmpipe.families import family_of
 
-    prompt = torch.tensor([prompt_ids], dtype=torch.long)
-    if isinstance(net, Seq2Seq):
-        memory, memory_bias = net.encode(prompt[:, -net.config.block_size :])
-        start = [net.config.pad_id]
-        return lambda written: net.decode(torch.tensor([start + written]), memory, memory_bias)[0, -1]
-    block = net.config.block_size
-    return lambda written: net(torch.cat([prompt, torch.tensor([written], dtype=torch.long)], dim=1)[:, -block:])[0, -1]
+    return family_of(net.config).next_token_logits(net, prompt_ids)
 
 
 def stream_text(net, tokenizer, prompt: str, stop_strings: list[str] = (), **sampling) -> Iterator[str]:

@@ -26,7 +26,6 @@ from mlflow.models import infer_signature
 import llmpipe
 from llmpipe.digests import tree_sha256
 from llmpipe.failpoints import failpoint
-from llmpipe.networks.archs import ENCODER_ARCHS, SEQ2SEQ_ARCHS
 from llmpipe.registry import integrity, tracking
 from llmpipe.registry.serving import DEFAULT_SAMPLING, MODEL_DIR_ARTIFACT
 
@@ -36,21 +35,6 @@ DECISION_TAG, PENDING = "promotion.decision", "pending"  # promoted | refused | 
 
 
 PACKAGE_DIR = Path(llmpipe.__file__).parent  # logged with every model, which needs it to load
-
-
-PRETRAINED_TARGETS = {"masked_lm": "mlm", "seq2seq_lm": "seq2seq"}  # any other kind: lm
-
-
-def pretrained_target(kind: str) -> str:
-    """What the pretrained model registers as (<prefix>-<target>): lm, mlm for an encoder, seq2seq
-    for an encoder-decoder."""
-    return PRETRAINED_TARGETS.get(kind, "lm")
-
-
-def pretrained_kind(arch: str) -> str:
-    """The export kind of model.arch's pretrained model, by the name its promotion gates go under
-    (promote.gates): lm, masked_lm or seq2seq_lm."""
-    return "masked_lm" if arch in ENCODER_ARCHS else "seq2seq_lm" if arch in SEQ2SEQ_ARCHS else "lm"
 
 
 def pyfunc_for(model_dir: str | Path):

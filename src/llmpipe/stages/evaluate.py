@@ -1,10 +1,10 @@
 """evaluate: score the pretrained language model: perplexity and bits per byte on the val and test
 splits, overall and per language, next to unigram and bigram models fitted on train; and samples.
-An encoder (model.arch=bert) and an encoder-decoder (model.arch=t5) are scored on their own
-objectives instead: the loss and accuracy of the masked tokens, or of the tokens of the cut spans,
-next to a unigram model. The encoder writes no samples, since it does not generate; the
-encoder-decoder's samples are its fillings of a corrupted window, since its pretraining taught it
-nothing else.
+A model whose loss is not in bits per byte (its family says: an encoder, model.arch=bert, or an
+encoder-decoder, model.arch=t5) is scored on its own objective instead: the loss and accuracy of the
+masked tokens, or of the tokens of the cut spans, next to a unigram model. A model that does not
+generate (the encoder) writes no samples; the encoder-decoder's samples are its fillings of a
+corrupted window, since its pretraining taught it nothing else.
 
 The fine-tuned models are scored by evaluate_task, lm-evaluation-harness runs in evaluate_harness,
 and the report card is the report stage.
@@ -27,38 +27,27 @@ SUMMARY += ["lm/val_masked_loss", "lm/val_span_loss"]  # what its summary line s
 def run(cfg: Sections, root: Path) -> dict:
     # heavy (torch): imported where used, so the stage starts fast (a bad params.yaml fails at once)
     from llmpipe.evaluation.lm_metrics import language_model_scores, objective_scores
-    from llmpipe.evaluation.samples import samples_markdown, span_samples
+    from llmpipe.evaluation.samples import filling_samples, samples_markdown
+    from llmpipe.families import family_of
+    from llmpipe.families.objectives import VAL, pretrained_objective
     from llmpipe.registry.export import load_model_dir
-    from llmpipe.training.objectives import (
-        CAUSAL,
-        MASKED,
-        SPANS,
-        VAL,
-        examples_of,
-        objective,
-        pretrained_objective,
-        span_framing_ids,
-    )
 
     pretrained = root / "models" / "pretrain"
     lm, lm_config, tokenizer = load_model_dir(pretrained)
-    block_size, tokens_dir, batch_size = (
-        lm.config.block_size,
-        root / "data" / "tokens",
-        cfg.hardware.evaluate.batch_size,
-    )
-    if objective(lm.config) == CAUSAL:
+    family, block_size = family_of(lm.config), lm.config.block_size
+    tokens_dir, batch_size = root / "data" / "tokens", cfg.hardware.evaluate.batch_size
+    if family.bits_per_byte:  # a next-token model
         metrics = {"lm": language_model_scores(lm, block_size, tokens_dir, batch_size)}
         samples = samples_markdown(lm, tokenizer, cfg.evaluate.samples, cfg.seed)
-    else:
-        settings, scored = pretrained_objective(pretrained), objective(lm.config)
-        examples = lambda windows: examples_of(windows, lm.config, settings, tokenizer, cfg.seed, VAL)  # noqa: E731
-        framing = span_framing_ids(tokenizer) if scored == SPANS else ()
-        metrics = {"lm": objective_scores(lm, examples, tokens_dir, block_size, batch_size, scored, framing)}
+    else:  # scored on its own objective, whose examples the family makes from whole windows
+        settings = pretrained_objective(pretrained)
+        examples = lambda windows: family.examples(windows, lm.config, settings, tokenizer, cfg.seed, VAL)  # noqa: E731
+        scored = (family.objective, family.scored_logits, family.unscored(tokenizer))
+        metrics = {"lm": objective_scores(lm, examples, tokens_dir, block_size, batch_size, *scored)}
         samples = (
-            "An encoder (model.arch=bert) does not generate text: no samples.\n"
-            if scored == MASKED
-            else span_samples(lm, tokenizer, examples, tokens_dir, block_size, cfg.evaluate.samples)
+            filling_samples(lm, tokenizer, examples, tokens_dir, block_size, cfg.evaluate.samples)
+            if family.generates
+            else f"This model (model.arch={lm_config['model'].get('arch')}) does not generate text: no samples.\n"
         )
     with replace_file(root / "reports" / "samples.md") as tmp:
         tmp.write_text("# Samples from the pretrained model\n\n" + samples, encoding="utf-8")

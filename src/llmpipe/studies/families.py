@@ -201,8 +201,7 @@ def family_sizes(overrides: list[str], tokens_dir: Path, conf_dir: str | Path = 
     import yaml
 
     from llmpipe.data.token_files import read_meta
-    from llmpipe.networks.build import model_config
-    from llmpipe.training.objectives import objective
+    from llmpipe.families import family_of, model_config
 
     vocab = read_meta(tokens_dir)["vocab_size"]
     sizes = {}
@@ -210,7 +209,7 @@ def family_sizes(overrides: list[str], tokens_dir: Path, conf_dir: str | Path = 
         params = yaml.safe_load(compose([*overrides, f"model={option}"], conf_dir))
         cfg = model_config(params["model"], vocab)
         sizes[family] = {
-            "objective": objective(cfg),
+            "objective": family_of(cfg).objective,
             "params_non_embedding": cfg.num_params() - cfg.embedding_params(),
             "tokens": params["pretrain"]["max_tokens"],
         }

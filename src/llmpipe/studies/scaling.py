@@ -21,7 +21,6 @@ import numpy as np
 
 from llmpipe import schema, typed_params
 from llmpipe.config import compose
-from llmpipe.networks.archs import CAUSAL_ARCHS
 from llmpipe.registry import tracking
 from llmpipe.studies import experiments, power_law
 
@@ -74,10 +73,13 @@ def study(overrides: list[str], conf_dir: str | Path = "conf") -> list[Point]:
     before anything is queued (a bad override fails here, naming the point)."""
     import yaml
 
+    from llmpipe.families import family
+
     params = typed_params.build(yaml.safe_load(compose(overrides, conf_dir)))
-    if params.model.arch not in CAUSAL_ARCHS:  # its loss is not in bits per byte, which the laws are fitted to
+    if not family(params.model.arch).bits_per_byte:  # the laws are fitted to bits per byte
         raise ValueError(
-            f"model.arch={params.model.arch}: the scaling study fits bits per byte, which only a decoder has"
+            f"model.arch={params.model.arch}: the scaling study fits bits per byte, which only a "
+            "next-token model (a decoder) has"
         )
     return experiments.check_points(plan(params.scaling, overrides), conf_dir, "scaling")
 

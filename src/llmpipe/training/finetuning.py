@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
@@ -30,17 +29,17 @@ from llmpipe.data.labeled_docs import choose_labels, classification_docs
 from llmpipe.data.task_support import Unsupported
 from llmpipe.data.tokenizer import EOT, PAD, load_tokenizer, special_id
 from llmpipe.digests import file_sha256
+from llmpipe.families import classifier, family_of, language_model, model_config
+from llmpipe.families.objectives import pretrained_objective
 from llmpipe.networks import lora
-from llmpipe.networks.batches import collate_labeled, pad_pairs, pad_windows
-from llmpipe.networks.build import classifier, is_encoder, is_seq2seq, is_transformer, language_model, model_config
+from llmpipe.networks.batches import collate_labeled, pad_windows
 from llmpipe.registry.export import load_model_dir, save_model_dir
 from llmpipe.schema import ClassifyTask, FinetuneTask, Hardware, SftTask
 from llmpipe.training import sft
 from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.loaders import DocumentSequences, Epochs, labeled_examples, whole_windows
-from llmpipe.training.objectives import CAUSAL, examples_of, objective, pretrained_objective
+from llmpipe.training.loaders import Epochs, labeled_examples
 from llmpipe.training.trainer_setup import gathered
 
 STAGE = "finetune"
@@ -94,16 +93,17 @@ def classify_data(task: str, cfg: ClassifyTask, tokenizer, tokens_dir: Path, max
     )
 
 
-def sft_data(task: str, cfg: SftTask, tokenizer, tokens_dir: Path, max_tokens: int, seq2seq: bool) -> TaskData:
+def sft_data(task: str, cfg: SftTask, tokenizer, tokens_dir: Path, max_tokens: int, family) -> TaskData:
     template = Template(cfg.template.prompt, cfg.template.end)
     train_pairs, val_pairs, test_pairs = (sft.task_pairs(cfg, split, tokens_dir) for split in ("train", "val", "test"))
     if not train_pairs or not val_pairs or not test_pairs:  # it could not be picked or scored: not trained
         source = cfg.data_file or f"the corpus ({', '.join(cfg.sources)})"
         raise Unsupported(f"finetune.{task}: {source} gives no prompt/response pairs for train, val or test")
+    encodes_prompt = family.encodes_prompt  # text to text: the prompt into an encoder, the response out of a decoder
     return TaskData(
-        train=sft.supervised_examples(train_pairs, template, tokenizer, max_tokens, seq2seq),
-        val=sft.supervised_examples(val_pairs, template, tokenizer, max_tokens, seq2seq),
-        collate=pad_pairs(special_id(tokenizer, PAD)) if seq2seq else pad_windows,
+        train=sft.supervised_examples(train_pairs, template, tokenizer, max_tokens, encodes_prompt),
+        val=sft.supervised_examples(val_pairs, template, tokenizer, max_tokens, encodes_prompt),
+        collate=family.sft_collate(special_id(tokenizer, PAD)),
         monitor=("val/loss", "min"),
         num_labels=None,
         export={"task": "sft", "template": asdict(cfg.template), "sources": cfg.sources},
@@ -166,11 +166,14 @@ def adapt(task: Task, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, d
     net = language_model(model_cfg)
     net.load_state_dict(backbone.state_dict())
     module = LitLM(net, OptimConfig.from_section(cfg, max_steps=steps, lr=cfg.adapt_lr), task="lm")
-    examples = Epochs(adaptation_texts(task, data, model_cfg), steps * cfg.batch_size, task.seed)
-    if objective(model_cfg) != CAUSAL:  # masks or spans drawn per example, after the shuffle: new every epoch
-        pretrained = task.root / "models" / "pretrain"
-        settings, tokenizer = pretrained_objective(pretrained), load_tokenizer(pretrained)
-        examples = examples_of(examples, model_cfg, settings, tokenizer, task.seed)
+    family = family_of(model_cfg)
+    texts = family.adaptation_texts(data.train.ids, data.eot_id, model_cfg, task.name)
+    # masks or spans (an encoder's, an encoder-decoder's objective) drawn per example, after the
+    # shuffle: new every epoch
+    pretrained = task.root / "models" / "pretrain"
+    settings, tokenizer = pretrained_objective(pretrained), load_tokenizer(pretrained)
+    shuffled = Epochs(texts, steps * cfg.batch_size, task.seed)
+    examples = family.examples(shuffled, model_cfg, settings, tokenizer, task.seed)
     run = Run(  # shuffled epoch after epoch by (seed, position), like the task's run, so it resumes exactly
         train_set=examples,
         batch_size=cfg.batch_size,
@@ -195,22 +198,6 @@ def adapt(task: Task, data: TaskData, model_cfg, backbone) -> tuple[nn.Module, d
     return adapted, {"steps": steps, "first_loss": losses[0], "last_loss": losses[-1]}
 
 
-def adaptation_texts(task: Task, data: TaskData, model_cfg):
-    """The task's training texts as the pretraining objective reads them: for a decoder each text
-    alone ([eot, *text] predicting [*text, eot]); for the encoder and the encoder-decoder the texts
-    one after another, cut into whole windows (padding would be attended to), to be masked or
-    corrupted as in pretraining."""
-    if objective(model_cfg) == CAUSAL:
-        return DocumentSequences(data.train.ids, data.eot_id)
-    stream = np.array([t for ids in data.train.ids for t in (data.eot_id, *ids)], dtype=np.int64)
-    T = model_cfg.block_size
-    if len(stream) <= T:
-        raise Unsupported(
-            f"finetune.{task.name}: its training texts hold {len(stream)} tokens, under one window of {T}"
-        )
-    return whole_windows(stream, T)
-
-
 def train(task: Task, data: TaskData, model_cfg, backbone) -> tuple[dict, object]:
     """Fine-tune one network under the task's seed, from `backbone`'s weights (None: from random
     initialization); its validation metrics and the trained network, adapters merged."""
@@ -218,8 +205,7 @@ def train(task: Task, data: TaskData, model_cfg, backbone) -> tuple[dict, object
     L.seed_everything(task.seed, workers=True, verbose=False)
     net = build_net(model_cfg, data, backbone)
     if cfg.lora.enabled:
-        attention = is_transformer(model_cfg) or is_encoder(model_cfg) or is_seq2seq(model_cfg)
-        net = lora.apply_lora(net, cfg.lora, attention, task.name)
+        net = lora.apply_lora(net, cfg.lora, family_of(model_cfg).lora, task.name)
     weights = None
     if data.num_labels is not None and getattr(cfg, "class_weighted_loss", False):
         weights = class_weights(data.train.labels, data.num_labels)
@@ -254,15 +240,17 @@ def finetune_task(task: Task) -> dict:
     cfg, root = task.cfg, task.root
     backbone, pretrain_config, tokenizer = load_model_dir(root / "models" / "pretrain")
     model_cfg = model_config(pretrain_config["model"])
+    family = family_of(model_cfg)
     max_tokens = min(cfg.max_tokens, model_cfg.block_size)  # the model sees no further
-    if cfg.type == "sft" and is_encoder(model_cfg):
+    if cfg.type == "sft" and not family.generates:
+        arch = pretrain_config["model"].get("arch")
         raise Unsupported(
-            f"finetune.{task.name}: an encoder (model.arch=bert) reads text but does not generate it; "
-            "supervised fine-tuning needs a decoder (model.arch=transformer, or t5 with its encoder)"
+            f"finetune.{task.name}: model.arch={arch} reads text but does not generate it; supervised "
+            "fine-tuning needs a model that writes text (model.arch=transformer, or t5 with its encoder)"
         )
     tokens_dir = root / "data" / "tokens"
     if cfg.type == "sft":
-        data = sft_data(task.name, cfg, tokenizer, tokens_dir, max_tokens, is_seq2seq(model_cfg))
+        data = sft_data(task.name, cfg, tokenizer, tokens_dir, max_tokens, family)
     else:
         data = classify_data(task.name, cfg, tokenizer, tokens_dir, max_tokens)
 

@@ -1,5 +1,5 @@
 """One LightningModule for pretraining (next-token prediction, or masked-token prediction for the
-encoder: training/objectives.py) and fine-tuning (classification).
+encoder: families/objectives.py) and fine-tuning (classification).
 
 The network, the optimizer settings and the task come in from outside; this module only knows how
 to compute the loss of a batch, what to log, and how to build the optimizer and its schedule.
@@ -127,21 +127,19 @@ class LitLM(L.LightningModule):
         self._grad_norm_mean = norm if mean is None else 0.9 * mean + 0.1 * norm
 
     def configure_model(self):
-        """Shard the network when Lightning's ModelParallelStrategy runs it (FSDP2): each
-        Transformer block is one unit, gathered just before its forward and freed after, and the
-        root holds what is left (embeddings, final norm, head)."""
+        """Shard the network when Lightning's ModelParallelStrategy runs it (FSDP2): each unit its
+        family names (a Transformer block, an encoder or decoder layer) is gathered just before its
+        forward and freed after, and the root holds what is left (embeddings, final norm, head)."""
         mesh = self.device_mesh
         if mesh is None or is_sharded(self.net):
             return  # not sharded training, or sharded already (Lightning calls this for fit and validate)
         from torch.distributed.fsdp import fully_shard
 
-        from llmpipe.networks.encoder import Layer
-        from llmpipe.networks.seq2seq import DecoderLayer, EncoderLayer
-        from llmpipe.networks.transformer import Block
+        from llmpipe.families import shard_units
 
-        data_parallel = mesh["data_parallel"]
+        data_parallel, units = mesh["data_parallel"], shard_units()
         for block in self.net.modules():
-            if isinstance(block, Block | Layer | EncoderLayer | DecoderLayer):
+            if isinstance(block, units):
                 fully_shard(block, mesh=data_parallel)
         fully_shard(self.net, mesh=data_parallel)
 

@@ -1,4 +1,4 @@
-"""Pretraining: the network learns its objective (training/objectives.py: next-token prediction for
+"""Pretraining: the network learns its objective (families/objectives.py: next-token prediction for
 the decoders, masked tokens for the encoder, corrupted spans for the encoder-decoder) on random
 windows of the train split, is validated on the val split (in bits per byte for a decoder; by its
 own objective's loss for the others), and is exported to models/pretrain/ with its tokenizer.
@@ -16,14 +16,13 @@ from torch import nn
 
 from llmpipe.data.token_files import document_fraction, load_tokens, read_meta, split_digest, verified
 from llmpipe.data.tokenizer import load_tokenizer
+from llmpipe.families import family_of, language_model, model_config
 from llmpipe.networks.batches import pad_windows
-from llmpipe.networks.build import language_model, model_config
 from llmpipe.registry.export import save_model_dir
 from llmpipe.schema import Hardware, Pretrain
 from llmpipe.training.checkpoints import fingerprint
 from llmpipe.training.fit import Run, fit
 from llmpipe.training.lit_module import LitLM, OptimConfig
-from llmpipe.training.objectives import CAUSAL, objective, pretraining_examples
 from llmpipe.training.throughput import SpeedMonitor
 from llmpipe.training.trainer_setup import gathered, token_budget
 
@@ -36,6 +35,7 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
     tokens_dir = root / "data" / "tokens"
     meta = read_meta(tokens_dir)
     net_cfg = model_config(params["model"], meta["vocab_size"])
+    family = family_of(net_cfg)
     train_tokens = document_fraction(load_tokens(tokens_dir, "train"), meta["eot_id"], cfg.data_fraction, seed)
     batch_size, max_steps = token_budget(cfg, net_cfg.block_size, len(train_tokens))
     L.seed_everything(seed, workers=True, verbose=False)
@@ -43,10 +43,11 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
     net = language_model(net_cfg)
     val = meta["splits"]["val"]
     optim = OptimConfig.from_section(cfg, max_steps=max_steps)
-    module = LitLM(net, optim, tokens_per_byte=val["tokens"] / val["bytes"] if objective(net_cfg) == CAUSAL else None)
+    module = LitLM(net, optim, tokens_per_byte=val["tokens"] / val["bytes"] if family.bits_per_byte else None)
     tokenizer_file = verified(tokens_dir, "tokenizer.json")
     val_tokens, tokenizer = load_tokens(tokens_dir, "val"), load_tokenizer(tokenizer_file)
-    examples = pretraining_examples(net_cfg, cfg, tokenizer, train_tokens, val_tokens, max_steps * batch_size, seed)
+    num_samples = max_steps * batch_size
+    examples = family.pretraining_examples(net_cfg, cfg, tokenizer, train_tokens, val_tokens, num_samples, seed)
     run = Run(
         train_set=examples[0],
         batch_size=batch_size,
@@ -69,7 +70,7 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
         trained = None
 
     metrics = {
-        **val_scores(net_cfg, train_loss, final),
+        **val_scores(family, train_loss, final),
         **size_metrics(net_cfg, max_steps * batch_size * net_cfg.block_size),
         "steps": max_steps,
         "train_tokens": len(train_tokens),  # the distinct tokens it could see (data_fraction of the split)
@@ -78,11 +79,11 @@ def pretrain(cfg: Pretrain, hardware: Hardware, seed: int, params: dict, root: P
     return metrics, trained
 
 
-def val_scores(net_cfg, train_loss: float | None, final: dict) -> dict:
-    """The objective and its losses; bits per byte and perplexity for a decoder only: a masked-token
-    loss is not comparable with them (training/objectives.py)."""
-    scores = {"objective": objective(net_cfg), "train_loss": train_loss, "val_loss": final["val/loss"]}
-    if scores["objective"] == CAUSAL:
+def val_scores(family, train_loss: float | None, final: dict) -> dict:
+    """The objective and its losses; bits per byte and perplexity for a next-token loss only: a
+    masked-token loss is not comparable with them (families/objectives.py)."""
+    scores = {"objective": family.objective, "train_loss": train_loss, "val_loss": final["val/loss"]}
+    if family.bits_per_byte:
         scores.update(val_bpb=final["val/bpb"], val_ppl=math.exp(final["val/loss"]))
     return scores
 

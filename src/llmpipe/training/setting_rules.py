@@ -11,7 +11,7 @@ class (networks/), the others here. Every problem names each key involved, as pa
 import re
 from dataclasses import fields
 
-from llmpipe.schema import Hardware, Masking, Model, Params, Pretrain
+from llmpipe.schema import Hardware, Model, Params, Pretrain
 
 # A family config names its fields bare ("d_model=100 is not divisible by n_head=3"); params.yaml
 # holds them under `model`, and the vocabulary size under `tokenize`.
@@ -31,15 +31,6 @@ def batch_problems(pretrain: Pretrain, block_size: int) -> list[str]:
     return []
 
 
-def masking_problems(masking: Masking) -> list[str]:
-    """The shares of the scored positions that are masked and replaced at random leave the rest as they are."""
-    if masking.mask + masking.random > 1:
-        return [
-            f"pretrain.masking.mask={masking.mask} and pretrain.masking.random={masking.random} add up to more than 1"
-        ]
-    return []
-
-
 def devices_problems(batch_size: int, hardware: Hardware, key: str) -> list[str]:
     """A batch is shared out evenly among the devices of every node."""
     world = hardware.devices * hardware.num_nodes
@@ -54,7 +45,7 @@ def devices_problems(batch_size: int, hardware: Hardware, key: str) -> list[str]
 def model_problems(model: dict, vocab_size: int) -> list[str]:
     """The family's own rules, run by building its config as pretraining will (with the vocabulary
     size asked for: the one learned is at most that, and no rule depends on it but being positive)."""
-    from llmpipe.networks.build import model_config  # torch: only when a check gets this far
+    from llmpipe.families import model_config  # torch: only when a check gets this far
 
     try:
         model_config(model, vocab_size)
@@ -70,7 +61,9 @@ def model_problems(model: dict, vocab_size: int) -> list[str]:
 
 def problems(params: Params, model: dict) -> list[str]:
     """Every rule between settings that params (typed, having passed the schema) breaks; `model` is
-    its model section as a mapping, as the stages hand it to networks.build."""
+    its model section as a mapping, as the stages hand it to llmpipe.families."""
+    from llmpipe.families.masking import masking_problems  # torch, as model_problems has imported it
+
     found = model_problems(model, params.tokenize.vocab_size)
     block_size = params.model.block_size
     found += batch_problems(params.pretrain, block_size)

@@ -22,8 +22,8 @@ import re
 import torch
 from torch import nn
 
+from llmpipe.families.hf_configs import config_dict
 from llmpipe.networks.seq2seq import Seq2SeqClassifier, Seq2SeqConfig
-from llmpipe.registry.hf_configs import config_dict
 
 # our name in a Seq2Seq (a regular expression over one parameter's name) -> transformers' T5 name
 RENAMES = [

@@ -14,8 +14,8 @@ import re
 import torch
 from torch import nn
 
+from llmpipe.families.hf_configs import config_dict
 from llmpipe.networks.encoder import EncoderClassifier, EncoderConfig
-from llmpipe.registry.hf_configs import config_dict
 
 # our name (a regular expression over one parameter's name) -> transformers' BERT name
 RENAMES = [

@@ -1,16 +1,17 @@
-"""What pretraining teaches each family of network, and the examples that teach it.
+"""What pretraining teaches each family of network, and the examples that teach it. Each family
+(llmpipe.families) names its objective; the pieces they share are here.
 
   causal  the decoders (transformer.py, recurrent.py): predict every next token from the ones
           before it. Validated in bits per byte, comparable across tokenizers and architectures.
   masked  the encoder (encoder.py): restore the tokens hidden in a window seen from both sides
-          (training/masking.py). Validated by the masked-token loss, which is NOT comparable with
+          (families/masking.py). Validated by the masked-token loss, which is NOT comparable with
           a causal model's loss or bits per byte: it scores 15 % of the tokens, each with context
           on both sides, so it is much lower for the same understanding of the text.
   span    the encoder-decoder (seq2seq.py): write the spans cut out of a window, each after the
-          sentinel that stands for it in the input (training/span_corruption.py). Validated by the
+          sentinel that stands for it in the input (families/span_corruption.py). Validated by the
           loss of the target tokens (sentinels, spans, end of text): comparable with neither.
 
-All read the same token windows (training/loaders.py), seeded by position, so exact resume and
+All read the same token windows (data/windows.py), seeded by position, so exact resume and
 data parallelism hold for all alike.
 """
 
@@ -21,16 +22,12 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from llmpipe.data.tokenizer import EOT, MASK, PAD, SENTINELS, SPECIAL_TOKENS, special_id
-from llmpipe.networks.encoder import EncoderConfig
-from llmpipe.networks.seq2seq import Seq2SeqConfig
+from llmpipe.data.task_support import Unsupported
+from llmpipe.data.tokenizer import EOT, MASK, SENTINELS, SPECIAL_TOKENS, special_id
+from llmpipe.data.windows import RandomWindows, whole_windows
+from llmpipe.families.masking import MaskedWindows
+from llmpipe.families.span_corruption import SpanCorruptedWindows
 from llmpipe.schema import Masking, Pretrain, SpanCorruption
-from llmpipe.training.loaders import RandomWindows, SequentialWindows, whole_windows
-from llmpipe.training.masking import MaskedWindows
-from llmpipe.training.span_corruption import SpanCorruptedWindows
-
-# each also names the scores of its objective (evaluate: val_masked_loss, val_span_loss, ...)
-CAUSAL, MASKED, SPANS = "causal", "masked", "span"
 
 
 @dataclass(frozen=True)
@@ -39,12 +36,6 @@ class Objective:
 
     masking: Masking | None
     span_corruption: SpanCorruption | None
-
-
-def objective(net_cfg) -> str:
-    if isinstance(net_cfg, EncoderConfig):
-        return MASKED
-    return SPANS if isinstance(net_cfg, Seq2SeqConfig) else CAUSAL
 
 
 TRAIN, VAL = 0, 1  # the masks' streams: a training example and a validation window never share masks
@@ -62,44 +53,41 @@ def corrupted(windows: Dataset, cfg: SpanCorruption, tokenizer, seed: int, strea
     return SpanCorruptedWindows(windows, cfg, sentinel_ids, eot_id, seed, stream)
 
 
-def check_pad(net_cfg, tokenizer):
-    """An encoder-decoder starts its decoder with, and masks its input at, the pad id of its config
-    (Seq2SeqConfig.pad_id): it must be the tokenizer's <|pad|>, checked before any training."""
-    if isinstance(net_cfg, Seq2SeqConfig) and special_id(tokenizer, PAD) != net_cfg.pad_id:
-        raise ValueError(
-            f"the tokenizer's {PAD} is id {special_id(tokenizer, PAD)}, not {net_cfg.pad_id} as the "
-            "encoder-decoder expects (a tokenizer not trained by llmpipe's tokenize stage?)"
-        )
-
-
 def span_framing_ids(tokenizer) -> tuple[int, ...]:
     """The sentinels, then the end of text: the targets that frame the cut spans."""
     return (*(special_id(tokenizer, token) for token in SENTINELS), special_id(tokenizer, EOT))
 
 
-def pretraining_examples(
-    net_cfg, cfg: Pretrain, tokenizer, train_tokens: np.ndarray, val_tokens: np.ndarray, num_samples: int, seed: int
+def whole_window_examples(
+    family,
+    net_cfg,
+    cfg: Pretrain,
+    tokenizer,
+    train_tokens: np.ndarray,
+    val_tokens: np.ndarray,
+    num_samples: int,
+    seed: int,
 ) -> tuple[Dataset, Dataset]:
-    """(train, val) datasets of (inputs, targets) for the network's objective, as `cfg` (the
-    pretrain section) sets it."""
-    check_pad(net_cfg, tokenizer)
+    """(train, val) examples of an objective that reads whole windows (masked tokens, corrupted
+    spans: padding would be attended to), as `family.examples` makes them from the windows."""
     T = net_cfg.block_size
     train = RandomWindows(train_tokens, T, num_samples, seed)
-    if objective(net_cfg) == CAUSAL:
-        return train, SequentialWindows(val_tokens, T)
     val = whole_windows(val_tokens, T)
     if not len(val):
         raise ValueError(f"the val split's {len(val_tokens)} tokens are fewer than one window of block_size {T}")
-    return examples_of(train, net_cfg, cfg, tokenizer, seed), examples_of(val, net_cfg, cfg, tokenizer, seed, VAL)
+    examples = family.examples
+    return examples(train, net_cfg, cfg, tokenizer, seed), examples(val, net_cfg, cfg, tokenizer, seed, VAL)
 
 
-def examples_of(
-    windows: Dataset, net_cfg, cfg: Pretrain | Objective, tokenizer, seed: int, stream: int = TRAIN
-) -> Dataset:
-    """Whole windows as the examples of an encoder's or encoder-decoder's objective."""
-    if objective(net_cfg) == MASKED:
-        return masked(windows, net_cfg, cfg.masking, tokenizer, seed, stream)
-    return corrupted(windows, cfg.span_corruption, tokenizer, seed, stream)
+def text_windows(texts: list[list[int]], eot_id: int, block_size: int, task: str) -> Dataset:
+    """A task's texts one after another, each after an end of text, cut into whole windows: how an
+    objective that reads whole windows sees them in task-adaptive pretraining."""
+    stream = np.array([t for ids in texts for t in (eot_id, *ids)], dtype=np.int64)
+    if len(stream) <= block_size:
+        raise Unsupported(
+            f"finetune.{task}: its training texts hold {len(stream)} tokens, under one window of {block_size}"
+        )
+    return whole_windows(stream, block_size)
 
 
 def pretrained_objective(model_dir: Path) -> Objective:

@@ -13,9 +13,17 @@ import torch
 from torch.utils.data import Dataset
 
 from llmpipe.schema import Masking
-from llmpipe.training.setting_rules import masking_problems
 
 SALT = 0x4D4C4D  # "MLM": keeps the masking draws apart from the window's own draw from (seed, i)
+
+
+def masking_problems(masking: Masking) -> list[str]:
+    """The shares of the scored positions that are masked and replaced at random leave the rest as they are."""
+    if masking.mask + masking.random > 1:
+        return [
+            f"pretrain.masking.mask={masking.mask} and pretrain.masking.random={masking.random} add up to more than 1"
+        ]
+    return []
 
 
 class MaskedWindows(Dataset):
