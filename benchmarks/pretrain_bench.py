@@ -184,7 +184,18 @@ def run_llmpipe(cfg: GPTConfig, p: dict, tokens: np.ndarray, device: torch.devic
         Hardware,
     )  # fmt: skip
     module = LitLM(
-        GPT(cfg), OptimConfig(lr=LR, max_steps=total, warmup_steps=10, weight_decay=WEIGHT_DECAY, betas=BETAS)
+        GPT(cfg),
+        OptimConfig(
+            lr=LR,
+            max_steps=total,
+            warmup_steps=10,
+            min_lr_ratio=0.1,
+            weight_decay=WEIGHT_DECAY,
+            betas=BETAS,
+            schedule="cosine",
+            decay_fraction=0.0,
+            optimizer="adamw",
+        ),
     )
     clock = StepClock(p["warmup"])
     speed = SpeedMonitor(p["batch"] * cfg.block_size, cfg.flops_per_token())
@@ -265,8 +276,7 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True  # as nanoGPT's train.py
     cfg = GPTConfig(
         vocab_size=p["vocab"], block_size=p["block_size"], n_layer=p["n_layer"], n_head=p["n_head"],
-        n_kv_head=p["n_head"], d_model=p["d_model"],
-    )  # fmt: skip
+        n_kv_head=p["n_head"], d_model=p["d_model"], tie_embeddings=True, dropout=0.0)  # fmt: skip
     tokens = np.random.default_rng(0).integers(0, p["vocab"], 4_000_000).astype(np.uint16)
     tokens_per_step = p["batch"] * p["block_size"]
     peak = peak_flops(device, p["precision"])

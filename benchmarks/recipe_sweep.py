@@ -112,6 +112,7 @@ def build(recipe: dict, meta: dict, device):
         n_kv_head=recipe.get("n_kv_head", recipe["n_head"]),
         d_model=recipe["d_model"],
         dropout=recipe.get("dropout", 0.0),
+        tie_embeddings=True,
     )
     return cfg, GPT(cfg).to(device)
 

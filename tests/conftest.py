@@ -298,6 +298,17 @@ def typed_section(name: str, **overrides):
     return typed_params.build(value, typed_params.type_at(name, params))
 
 
+def optim_config(**settings):
+    """The optimizer settings of the tests' small runs: conf/pretrain's (the one place they are
+    written), but AdamW without warmup unless `settings` (lr, max_steps, ...) say otherwise."""
+    import dataclasses
+
+    from llmpipe.training.optimizers import OptimConfig
+
+    default = OptimConfig.from_section(typed_section("pretrain"), max_steps=1)
+    return dataclasses.replace(default, **{"optimizer": "adamw", "warmup_steps": 0, **settings})
+
+
 def fortune_docs(folder: Path, zh_files: list[str], exclude: list[str]):
     """Every entry of a fortune folder in Debian's layout, as ingest reads it (`zh_files` are Chinese)."""
     from llmpipe.ingest.corpus import read_corpus

@@ -47,7 +47,7 @@ def exports(tmp_path_factory) -> dict[str, Path]:
     tok.save(str(root / "tokenizer.json"))
     torch.manual_seed(0)
     shape = {"block_size": 32, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_model": 64}
-    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), tie_embeddings=False, **shape)
+    cfg = GPTConfig(vocab_size=tok.get_vocab_size(), tie_embeddings=False, **shape, dropout=0.0)
     lm = GPT(cfg).eval()
     with torch.no_grad():  # end of text scores 0, below the best of 300 other tokens: greedy never stops
         lm.lm_head.weight[special_id(tok, EOT)] = 0
@@ -55,7 +55,16 @@ def exports(tmp_path_factory) -> dict[str, Path]:
     classifier = GPTClassifier(cfg, num_labels=2, pooling="last").eval()
     labels = {"labels": ["en", "zh"], "max_tokens": 32}
     save_model_dir(root / "cls", classifier, cfg, root / "tokenizer.json", params={}, extra=labels)
-    enc = EncoderConfig(vocab_size=tok.get_vocab_size(), block_size=32, n_layer=1, n_head=2, d_model=32)
+    enc = EncoderConfig(
+        arch="bert",
+        vocab_size=tok.get_vocab_size(),
+        block_size=32,
+        n_layer=1,
+        n_head=2,
+        d_model=32,
+        tie_embeddings=True,
+        dropout=0.0,
+    )
     save_model_dir(root / "mlm", language_model(enc).eval(), enc, root / "tokenizer.json", params={})
     return {"lm": root / "lm", "cls": root / "cls", "mlm": root / "mlm"}
 

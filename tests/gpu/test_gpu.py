@@ -4,16 +4,20 @@ import pytest
 import torch
 
 from llmpipe.networks.transformer import GPT, GPTConfig
-from llmpipe.training.lit_module import LitLM, OptimConfig
+from llmpipe.training.lit_module import LitLM
+
+from ..conftest import optim_config
 
 pytestmark = pytest.mark.gpu
 
 
 def test_bf16_training_steps_reduce_loss_on_cuda():
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=256, block_size=64, n_layer=2, n_head=4, n_kv_head=2, d_model=128)
+    cfg = GPTConfig(
+        vocab_size=256, block_size=64, n_layer=2, n_head=4, n_kv_head=2, d_model=128, tie_embeddings=True, dropout=0.0
+    )
     net = GPT(cfg).cuda()
-    module = LitLM(net, OptimConfig(lr=3e-3, max_steps=30, warmup_steps=3))
+    module = LitLM(net, optim_config(lr=3e-3, max_steps=30, warmup_steps=3))
     optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3, fused=True)
     x = torch.randint(0, 256, (8, 65), device="cuda")
     losses = []
@@ -39,10 +43,12 @@ def test_lightning_engine_trains_compiled_in_bf16_and_reports_mfu(tmp_path):
     from ..conftest import typed_section
 
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=256, block_size=128, n_layer=2, n_head=4, n_kv_head=2, d_model=128)
+    cfg = GPTConfig(
+        vocab_size=256, block_size=128, n_layer=2, n_head=4, n_kv_head=2, d_model=128, tie_embeddings=True, dropout=0.0
+    )
     hardware = typed_section("hardware", accelerator="gpu", precision="bf16-mixed", micro_batch_size=16, compile=True)
     tokens = np.tile(np.arange(256, dtype=np.uint16), 400)  # a learnable sequence: each token follows the last
-    module = LitLM(GPT(cfg), OptimConfig(lr=3e-3, max_steps=60, warmup_steps=5))
+    module = LitLM(GPT(cfg), optim_config(lr=3e-3, max_steps=60, warmup_steps=5))
     speed = SpeedMonitor(16 * cfg.block_size, cfg.flops_per_token())
     run = Run(
         train_set=RandomWindows(tokens, cfg.block_size, 60 * 16, seed=0),

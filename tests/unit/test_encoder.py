@@ -17,7 +17,19 @@ MASKING = Masking(rate=0.15, mask=0.8, random=0.1)
 
 
 def small(**overrides) -> EncoderConfig:
-    return EncoderConfig(**{"vocab_size": 97, "block_size": 16, "n_layer": 2, "n_head": 4, "d_model": 32, **overrides})
+    return EncoderConfig(
+        **{
+            "arch": "bert",
+            "tie_embeddings": True,
+            "dropout": 0.0,
+            "vocab_size": 97,
+            "block_size": 16,
+            "n_layer": 2,
+            "n_head": 4,
+            "d_model": 32,
+            **overrides,
+        }
+    )
 
 
 def test_the_encoder_sees_both_ways_and_the_decoder_only_back():
@@ -27,7 +39,11 @@ def test_the_encoder_sees_both_ways_and_the_decoder_only_back():
     changed[:, 10] = (changed[:, 10] + 1) % 97  # edit one later token
     encoder = Encoder(small()).eval()
     assert not torch.allclose(encoder(changed)[:, :10], encoder(idx)[:, :10])  # earlier positions see it
-    decoder = GPT(GPTConfig(vocab_size=97, block_size=16, n_layer=2, n_head=4, n_kv_head=2, d_model=32)).eval()
+    decoder = GPT(
+        GPTConfig(
+            vocab_size=97, block_size=16, n_layer=2, n_head=4, n_kv_head=2, d_model=32, tie_embeddings=True, dropout=0.0
+        )
+    ).eval()
     assert torch.equal(decoder(changed)[:, :10], decoder(idx)[:, :10])  # they do not
 
 

@@ -20,8 +20,8 @@ def tokenizer_file(tmp_path_factory):
 
 
 def config(vocab_size: int, **overrides) -> GPTConfig:
-    args = {"block_size": 32, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_model": 64, **overrides}
-    return GPTConfig(vocab_size=vocab_size, **args)
+    args = {"block_size": 32, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_model": 64, "tie_embeddings": True}
+    return GPTConfig(vocab_size=vocab_size, **{**args, "dropout": 0.0, **overrides})
 
 
 @pytest.mark.parametrize("tie", [True, False])

@@ -12,9 +12,9 @@ from llmpipe.data.windows import RandomWindows
 from llmpipe.networks.transformer import GPT, GPTConfig
 from llmpipe.schema import Hardware
 from llmpipe.training.fit import Run, fit
-from llmpipe.training.lit_module import LitLM, OptimConfig
+from llmpipe.training.lit_module import LitLM
 
-from ..conftest import typed_section
+from ..conftest import optim_config, typed_section
 
 HARDWARE = typed_section("hardware", precision="32-true", micro_batch_size=4)
 assert isinstance(HARDWARE, Hardware)
@@ -23,8 +23,10 @@ assert isinstance(HARDWARE, Hardware)
 def setup(tmp_path: Path, steps: int = 12):
     """A tiny model and its training run (validation every 5 steps, a checkpoint after each)."""
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=64, block_size=16, n_layer=1, n_head=2, n_kv_head=2, d_model=16)
-    module = LitLM(GPT(cfg), OptimConfig(lr=1e-3, max_steps=steps, warmup_steps=2))
+    cfg = GPTConfig(
+        vocab_size=64, block_size=16, n_layer=1, n_head=2, n_kv_head=2, d_model=16, tie_embeddings=True, dropout=0.0
+    )
+    module = LitLM(GPT(cfg), optim_config(lr=1e-3, max_steps=steps, warmup_steps=2))
     tokens = np.random.default_rng(0).integers(0, 64, 4000).astype(np.uint16)
     run = Run(
         train_set=RandomWindows(tokens, 16, steps * 4, 0),

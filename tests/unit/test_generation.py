@@ -16,7 +16,18 @@ def test_top_k_and_top_p_keep_the_expected_tokens():
 
 def small_lm(vocab_size: int) -> GPT:
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=vocab_size, block_size=8, n_layer=1, n_head=2, n_kv_head=2, d_model=16)).eval()
+    return GPT(
+        GPTConfig(
+            vocab_size=vocab_size,
+            block_size=8,
+            n_layer=1,
+            n_head=2,
+            n_kv_head=2,
+            d_model=16,
+            tie_embeddings=True,
+            dropout=0.0,
+        )
+    ).eval()
 
 
 def test_greedy_is_deterministic_and_slides_past_block_size():
@@ -77,7 +88,18 @@ def reciter():
     ids = tok.encode(line).ids + [special_id(tok, EOT)]
     assert len(ids) > len(line) + 10
     torch.manual_seed(0)
-    net = GPT(GPTConfig(vocab_size=tok.get_vocab_size(), block_size=64, n_layer=2, n_head=2, n_kv_head=2, d_model=64))
+    net = GPT(
+        GPTConfig(
+            vocab_size=tok.get_vocab_size(),
+            block_size=64,
+            n_layer=2,
+            n_head=2,
+            n_kv_head=2,
+            d_model=64,
+            tie_embeddings=True,
+            dropout=0.0,
+        )
+    )
     optimizer = torch.optim.AdamW(net.parameters(), lr=3e-3)
     x, y = torch.tensor([ids[:-1]]), torch.tensor([ids[1:]])
     for _ in range(150):

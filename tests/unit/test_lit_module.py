@@ -4,13 +4,19 @@ import pytest
 import torch
 
 from llmpipe.networks.transformer import GPT, GPTConfig
-from llmpipe.training.lit_module import LitLM, OptimConfig
+from llmpipe.training.lit_module import LitLM
+
+from ..conftest import optim_config
 
 
 def lm(**optim) -> LitLM:
     torch.manual_seed(0)
-    net = GPT(GPTConfig(vocab_size=50, block_size=8, n_layer=1, n_head=2, n_kv_head=2, d_model=16))
-    return LitLM(net, OptimConfig(lr=1e-3, max_steps=10, **optim))
+    net = GPT(
+        GPTConfig(
+            vocab_size=50, block_size=8, n_layer=1, n_head=2, n_kv_head=2, d_model=16, tie_embeddings=True, dropout=0.0
+        )
+    )
+    return LitLM(net, optim_config(lr=1e-3, max_steps=10, **optim))
 
 
 def test_a_non_finite_loss_stops_training_naming_the_step():

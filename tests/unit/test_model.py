@@ -7,7 +7,17 @@ from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig, apply_ro
 
 def small(**overrides) -> GPTConfig:
     return GPTConfig(
-        **{"vocab_size": 97, "block_size": 16, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "d_model": 32, **overrides}
+        **{
+            "tie_embeddings": True,
+            "dropout": 0.0,
+            "vocab_size": 97,
+            "block_size": 16,
+            "n_layer": 2,
+            "n_head": 4,
+            "n_kv_head": 2,
+            "d_model": 32,
+            **overrides,
+        }
     )
 
 
@@ -56,14 +66,23 @@ def test_classifier_ignores_padding_after_the_last_token(pooling):
 
 def test_invalid_config_names_every_problem():
     with pytest.raises(ValueError) as err:
-        GPTConfig(vocab_size=10, d_model=30, n_head=4, n_kv_head=3)
+        GPTConfig(
+            vocab_size=10, block_size=16, n_layer=1, d_model=30, n_head=4, n_kv_head=3, tie_embeddings=True, dropout=0.0
+        )
     assert "d_model=30" in str(err.value) and "n_kv_head=3" in str(err.value)
 
 
 @pytest.mark.parametrize("tie,n_kv_head", [(True, 4), (False, 2)])
 def test_parameter_count_matches_the_formula(tie, n_kv_head):
     cfg = GPTConfig(
-        vocab_size=300, block_size=32, n_layer=3, n_head=4, n_kv_head=n_kv_head, d_model=64, tie_embeddings=tie
+        vocab_size=300,
+        block_size=32,
+        n_layer=3,
+        n_head=4,
+        n_kv_head=n_kv_head,
+        d_model=64,
+        tie_embeddings=tie,
+        dropout=0.0,
     )
     V, C, L, hidden, kv = 300, 64, 3, cfg.ffn_hidden, n_kv_head * 16
     per_block = 2 * C * C + 2 * C * kv + 3 * C * hidden + 2 * C
@@ -74,12 +93,23 @@ def test_parameter_count_matches_the_formula(tie, n_kv_head):
 def test_gpt2_shape_has_gpt2_small_parameter_count():
     # GPT-2 small: 124M parameters with its 50257-token vocabulary. SwiGLU at 8/3 width, no biases and
     # RoPE instead of learned positions land within one percent of it.
-    cfg = GPTConfig(vocab_size=50257, block_size=1024, n_layer=12, n_head=12, n_kv_head=12, d_model=768)
+    cfg = GPTConfig(
+        vocab_size=50257,
+        block_size=1024,
+        n_layer=12,
+        n_head=12,
+        n_kv_head=12,
+        d_model=768,
+        tie_embeddings=True,
+        dropout=0.0,
+    )
     assert cfg.num_params() == pytest.approx(124.4e6, rel=0.01)
 
 
 def test_flops_per_token_is_six_per_matmul_weight_plus_attention():
-    cfg = GPTConfig(vocab_size=100, block_size=16, n_layer=2, n_head=2, n_kv_head=2, d_model=32)
+    cfg = GPTConfig(
+        vocab_size=100, block_size=16, n_layer=2, n_head=2, n_kv_head=2, d_model=32, tie_embeddings=True, dropout=0.0
+    )
     net = GPT(cfg)
     matmul_weights = sum(p.numel() for n, p in net.named_parameters() if p.dim() == 2)  # tied: counted once
     assert cfg.flops_per_token() == 6 * matmul_weights + 12 * 2 * 32 * 16

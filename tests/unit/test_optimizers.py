@@ -9,11 +9,15 @@ import torch
 from llmpipe.networks.transformer import GPT, GPTClassifier, GPTConfig
 from llmpipe.training.optimizers import MuonAdamW, OptimConfig, build_optimizer, hidden_matrices
 
-CFG = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_kv_head=1, d_model=32)
+from ..conftest import optim_config
+
+CFG = GPTConfig(
+    vocab_size=64, block_size=16, n_layer=2, n_head=2, n_kv_head=1, d_model=32, tie_embeddings=True, dropout=0.0
+)
 
 
 def optim(kind: str, steps: int = 20) -> OptimConfig:
-    return OptimConfig(lr=1e-2, max_steps=steps, warmup_steps=2, optimizer=kind)
+    return optim_config(lr=1e-2, max_steps=steps, warmup_steps=2, optimizer=kind)
 
 
 def test_adamw_decays_matrices_only():
@@ -86,4 +90,4 @@ def test_one_schedule_drives_both_inner_optimizers_and_muon_learns():
 
 def test_an_unknown_optimizer_is_refused_by_name():
     with pytest.raises(ValueError, match="optimizer='sgd' is not one of"):
-        OptimConfig(lr=1e-3, max_steps=1, optimizer="sgd")
+        optim_config(lr=1e-3, max_steps=1, optimizer="sgd")

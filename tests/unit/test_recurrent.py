@@ -9,14 +9,25 @@ from llmpipe.families import arch_names, classifier, family, language_model, mod
 from llmpipe.networks.recurrent import ARCHS, RecurrentConfig
 from llmpipe.registry.export import load_model_dir, save_model_dir
 from llmpipe.registry.inference import generate_text
-from llmpipe.training.lit_module import LitLM, OptimConfig
+from llmpipe.training.lit_module import LitLM
+
+from ..conftest import optim_config
 
 ALL = sorted(ARCHS)
 
 
 def config(arch: str, **overrides) -> RecurrentConfig:
     return RecurrentConfig(
-        **{"vocab_size": 50, "arch": arch, "block_size": 24, "n_layer": 2, "d_model": 32, **overrides}
+        **{
+            "tie_embeddings": True,
+            "dropout": 0.0,
+            "vocab_size": 50,
+            "arch": arch,
+            "block_size": 24,
+            "n_layer": 2,
+            "d_model": 32,
+            **overrides,
+        }
     )
 
 
@@ -61,7 +72,7 @@ def test_the_model_section_picks_the_architecture():
 @pytest.mark.parametrize("arch", ALL)
 def test_each_learns_a_repeating_sequence(arch):
     torch.manual_seed(0)
-    module = LitLM(language_model(config(arch)), OptimConfig(lr=1e-2, max_steps=60))
+    module = LitLM(language_model(config(arch)), optim_config(lr=1e-2, max_steps=60))
     optimizer = module.configure_optimizers()["optimizer"]
     pattern = torch.arange(7).repeat(8)[:25]  # 0..6 over and over: each token predicts the next
     x = torch.stack([pattern.roll(-s) for s in range(8)])

@@ -15,9 +15,20 @@ PAD, EOT = 1, 0
 SENTINELS = list(range(5, 21))
 
 
+SHAPE = {
+    "arch": "t5",
+    "vocab_size": 300,
+    "n_layer": 2,
+    "n_head": 2,
+    "d_model": 32,
+    "tie_embeddings": True,
+    "dropout": 0.0,
+}
+
+
 def tiny(**overrides) -> Seq2Seq:
     torch.manual_seed(0)
-    return Seq2Seq(Seq2SeqConfig(vocab_size=300, block_size=64, n_layer=2, n_head=2, d_model=32, **overrides)).eval()
+    return Seq2Seq(Seq2SeqConfig(**{**SHAPE, "block_size": 64, **overrides})).eval()
 
 
 def ordinary(*shape) -> torch.Tensor:
@@ -73,11 +84,12 @@ def test_relative_buckets_are_exact_near_and_shared_far():
 
 
 def test_the_config_counts_its_parameters_and_refuses_untied_embeddings():
-    cfg = Seq2SeqConfig(vocab_size=300, n_layer=2, n_head=2, d_model=32)
+    cfg = Seq2SeqConfig(**{**SHAPE, "block_size": 256})
     assert cfg.num_params() == sum(p.numel() for p in Seq2Seq(cfg).parameters())
     with pytest.raises(ValueError, match="tie_embeddings"):
-        Seq2SeqConfig(vocab_size=300, tie_embeddings=False)
-    built = model_config({"arch": "t5", "n_layer": 1, "n_head": 2, "n_kv_head": 2, "d_model": 32}, vocab_size=300)
+        Seq2SeqConfig(**{**SHAPE, "block_size": 256, "tie_embeddings": False})
+    section = {"arch": "t5", "block_size": 32, "n_layer": 1, "n_head": 2, "n_kv_head": 2, "d_model": 32}
+    built = model_config({**section, "tie_embeddings": True, "dropout": 0.0}, vocab_size=300)
     assert isinstance(language_model(built), Seq2Seq)
     assert classifier(built, 3).backbone.decoder_layers[0].ffn.ffn_in.weight.requires_grad is False
     with pytest.raises(ValueError, match="pooling"):

@@ -27,7 +27,16 @@ def tokenizer(tmp_path_factory):
 def small(vocab_size: int) -> Seq2SeqConfig:
     # few buckets and a short max_distance, so that short inputs reach the logarithmic and the last buckets
     return Seq2SeqConfig(
-        vocab_size=vocab_size, block_size=32, n_layer=2, n_head=4, d_model=32, num_buckets=8, max_distance=12
+        arch="t5",
+        vocab_size=vocab_size,
+        block_size=32,
+        n_layer=2,
+        n_head=4,
+        d_model=32,
+        num_buckets=8,
+        max_distance=12,
+        tie_embeddings=True,
+        dropout=0.0,
     )
 
 

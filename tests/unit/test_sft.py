@@ -58,9 +58,9 @@ def test_long_pairs_are_cut_and_a_prompt_without_room_is_dropped(tokenizer):
 
 def test_a_template_marker_the_tokenizer_lacks_is_named(tokenizer):
     with pytest.raises(ValueError, match=r"\['<\|system\|>'\], which are not special tokens"):
-        SupervisedSequences([Pair("a", "b", "x")], Template("<|system|>{prompt}"), tokenizer, 16)
+        SupervisedSequences([Pair("a", "b", "x")], Template("<|system|>{prompt}", EOT), tokenizer, 16)
     with pytest.raises(ValueError, match="must hold"):
-        Template("no placeholder")
+        Template("no placeholder", EOT)
 
 
 def test_a_users_pairs_file_and_its_errors(tmp_path):

@@ -5,15 +5,13 @@ of the tokenizer (tokenizer.SPECIAL_TOKENS), so each is one token at training an
 import re
 from dataclasses import dataclass
 
-from llmpipe.data.tokenizer import EOT
-
 
 @dataclass
 class Template:
     """How a pair becomes text: `prompt` holds `{prompt}`; the response follows it, then `end`."""
 
     prompt: str
-    end: str = EOT
+    end: str  # finetune.<task>.template.end (conf/finetune says its default)
 
     def __post_init__(self):
         if self.prompt.count("{prompt}") != 1:

@@ -27,7 +27,6 @@ class Family:
     archs: tuple[str, ...] = ()  # the model.arch names it builds
     config_class: type  # its network's config dataclass
     unused_keys: tuple[str, ...] = ()  # keys of the model section it has no use for (model.n_head for an RNN)
-    keeps_arch = False  # its config holds model.arch (several architectures share the family)
 
     objective = "causal"  # what pretraining teaches it; names its validation scores (val_<objective>_loss)
     bits_per_byte = True  # its loss is nats per next token: validated in bits per byte, like across tokenizers
@@ -44,9 +43,9 @@ class Family:
     def config(self, arch: str, values: dict):
         """Its network's config from the model section's values (arch left out), vocab_size included."""
         values = {k: v for k, v in values.items() if k not in self.unused_keys}
-        if self.keeps_arch:
-            values["arch"] = arch
         known = {f.name for f in fields(self.config_class)}
+        if "arch" in known:  # a config that names its architecture (saved with it in llmpipe.json)
+            values["arch"] = arch
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"invalid model config: model.arch={arch} has no setting {', '.join(unknown)}")

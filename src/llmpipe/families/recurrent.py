@@ -11,7 +11,6 @@ class Recurrent(Family):
     archs = tuple(ARCHS)
     config_class = RecurrentConfig
     unused_keys = ("n_head", "n_kv_head")  # a recurrent model has no attention heads
-    keeps_arch = True
 
     def language_model(self, cfg: RecurrentConfig) -> RecurrentLM:
         return RecurrentLM(cfg)

@@ -34,18 +34,18 @@ from torch import nn
 from llmpipe.networks.shared import checked_pooling, pool, raise_if_invalid
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EncoderConfig:
     vocab_size: int
-    block_size: int = 256  # longest sequence: the number of learned positions
-    n_layer: int = 4
-    n_head: int = 4
-    d_model: int = 256
+    block_size: int  # longest sequence: the number of learned positions
+    n_layer: int
+    n_head: int
+    d_model: int
     norm_eps: float = 1e-12  # BERT's LayerNorm epsilon
-    tie_embeddings: bool = True  # the MLM head's output projection is the token embedding
-    dropout: float = 0.0
+    tie_embeddings: bool  # the MLM head's output projection is the token embedding
+    dropout: float
     init_std: float = 0.02
-    arch: str = "bert"
+    arch: str  # "bert": model.arch, saved with the config
 
     def __post_init__(self):
         problems = []

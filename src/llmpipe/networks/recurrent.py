@@ -46,15 +46,15 @@ ARCHS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}  # weight blocks per matrix: one per gate or candidate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RecurrentConfig:
     vocab_size: int
-    arch: str = "lstm"
-    block_size: int = 256  # training sequence length (the state could carry further; we cut it here)
-    n_layer: int = 2
-    d_model: int = 256
-    tie_embeddings: bool = True
-    dropout: float = 0.0
+    arch: str  # one of ARCHS
+    block_size: int  # training sequence length (the state could carry further; we cut it here)
+    n_layer: int
+    d_model: int
+    tie_embeddings: bool
+    dropout: float
     init_std: float = 0.02
 
     def __post_init__(self):

@@ -45,20 +45,20 @@ from llmpipe.networks.shared import checked_pooling, pool, raise_if_invalid
 IGNORE = -100  # targets that the loss skips (padding)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Seq2SeqConfig:
     vocab_size: int
-    block_size: int = 256  # the longest input and target it trains on (positions are relative: no table)
-    n_layer: int = 2  # layers of the encoder, and as many of the decoder
-    n_head: int = 4
-    d_model: int = 256
+    block_size: int  # the longest input and target it trains on (positions are relative: no table)
+    n_layer: int  # layers of the encoder, and as many of the decoder
+    n_head: int
+    d_model: int
     num_buckets: int = 32  # relative-position buckets per attention direction pair
     max_distance: int = 128  # distances beyond it share the last bucket
     norm_eps: float = 1e-6
-    dropout: float = 0.0
-    tie_embeddings: bool = True  # always: T5 ties the output projection to the token embedding
+    dropout: float
+    tie_embeddings: bool  # always true: T5 ties the output projection to the token embedding
     pad_id: int = 1  # tokenizer.PAD, which the tokenizer reserves at id 1: the decoder's start token
-    arch: str = "t5"
+    arch: str  # "t5": model.arch, saved with the config
 
     def __post_init__(self):
         problems = []

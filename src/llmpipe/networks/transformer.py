@@ -22,19 +22,19 @@ from torch import nn
 from llmpipe.networks.shared import CAUSAL_POOLINGS, checked_pooling, pool, raise_if_invalid
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GPTConfig:
     vocab_size: int
-    block_size: int = 256  # longest sequence the model is trained on
-    n_layer: int = 4
-    n_head: int = 4
-    n_kv_head: int = 4  # fewer than n_head gives grouped-query attention
-    d_model: int = 256
+    block_size: int  # longest sequence the model is trained on
+    n_layer: int
+    n_head: int
+    n_kv_head: int  # fewer than n_head gives grouped-query attention
+    d_model: int
     ffn_multiple_of: int = 64  # the SwiGLU hidden width is rounded up to a multiple of this
     rope_theta: float = 10000.0
     norm_eps: float = 1e-5
-    tie_embeddings: bool = True
-    dropout: float = 0.0
+    tie_embeddings: bool
+    dropout: float
     init_std: float = 0.02
 
     def __post_init__(self):

@@ -16,17 +16,19 @@ from llmpipe.training.schedules import SCHEDULES, warmup_cosine, warmup_stable_d
 OPTIMIZERS = ("adamw", "muon")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OptimConfig:
+    """A training section's optimizer settings (conf/pretrain, conf/finetune say their defaults)."""
+
     lr: float
     max_steps: int
-    warmup_steps: int = 0
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.1
-    betas: tuple[float, float] = (0.9, 0.95)
-    schedule: str = "cosine"  # one of schedules.SCHEDULES
-    decay_fraction: float = 0.2  # wsd only: the share of steps spent decaying
-    optimizer: str = "adamw"  # one of OPTIMIZERS (build_optimizer)
+    warmup_steps: int
+    min_lr_ratio: float
+    weight_decay: float
+    betas: tuple[float, float]
+    schedule: str  # one of schedules.SCHEDULES
+    decay_fraction: float  # wsd only: the share of steps spent decaying
+    optimizer: str  # one of OPTIMIZERS (build_optimizer)
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
