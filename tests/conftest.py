@@ -42,7 +42,7 @@ PIPELINE_FIXTURES = {"tiny_project"}
 LONGEST_FIRST = [
     "test_pipeline", "test_chaos", "test_resume", "test_families_dvc", "test_scaling", "test_large_vocab",
     "test_store", "test_jsonl_folder", "test_book", "test_stage_server", "test_book_split", "test_distributed",
-    "test_stages", "test_clean", "test_seq2seq_family", "test_finetune_tasks", "test_ui",
+    "test_stages", "test_clean", "test_seq2seq_family", "test_finetune_tasks", "test_new_family", "test_ui",
 ]  # fmt: skip  # by their time in a make test of 2026-12-07 (--durations), with the warm runner
 
 
