@@ -11,6 +11,7 @@ The defaults here are those of a left-to-right language model trained on next-to
 transformers config: what a new family gets for free. A family overrides what differs.
 """
 
+from abc import ABC, abstractmethod
 from dataclasses import fields
 
 import numpy as np
@@ -23,7 +24,7 @@ from llmpipe.data.windows import DocumentSequences, RandomWindows, SequentialWin
 from llmpipe.families.objectives import TRAIN, text_windows, whole_window_examples
 
 
-class Family:
+class Family(ABC):
     archs: tuple[str, ...] = ()  # the model.arch names it builds
     config_class: type  # its network's config dataclass
     unused_keys: tuple[str, ...] = ()  # keys of the model section it has no use for (model.n_head for an RNN)
@@ -51,9 +52,9 @@ class Family:
             raise ValueError(f"invalid model config: model.arch={arch} has no setting {', '.join(unknown)}")
         return self.config_class(**values)
 
+    @abstractmethod
     def language_model(self, cfg) -> nn.Module:
         """The network pretraining trains."""
-        raise NotImplementedError
 
     def classifier(self, cfg, num_labels: int, pooling: str) -> nn.Module:
         """The language model's backbone (`.backbone`) under a classification head (`.score`)."""
@@ -124,9 +125,9 @@ class WholeWindowFamily(Family):
     def adaptation_texts(self, texts, eot_id, cfg, task):
         return text_windows(texts, eot_id, cfg.block_size, task)
 
+    @abstractmethod
     def scored_logits(self, net: nn.Module, x: torch.Tensor, y: torch.Tensor, scored: torch.Tensor) -> torch.Tensor:
         """(N, V) logits of the scored targets of its examples (`scored`: a mask over y)."""
-        raise NotImplementedError
 
     def unscored(self, tokenizer) -> tuple[int, ...]:
         """Target ids predicted but not scored in evaluation."""
