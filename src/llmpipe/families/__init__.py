@@ -11,8 +11,8 @@ llmpipe's own (pyproject.toml):
 
 Another package adds a family the same way, in its own pyproject.toml, and it works everywhere
 (pretraining, fine-tuning, export, registry, evaluation) with no edit to llmpipe. The names are read
-from the installed packages' metadata without importing any family (no torch): `llmpipe models`
-and the settings check start fast.
+from the installed packages' metadata without importing any family (no torch); a family's module is
+imported when it is first asked for.
 """
 
 import difflib
