@@ -209,3 +209,28 @@ def test_the_check_finds_a_family_question(tmp_path):
         "compares with 't5'",
         "compares with 'causal'",
     ]
+
+
+def test_a_broken_family_of_another_package_does_not_stop_the_others(tmp_path, monkeypatch):
+    """A family whose module cannot be imported fails when it is asked for, by name; llmpipe's own
+    families are found as before."""
+    site = tmp_path / "site"
+    (site / "broken_family-0.1.dist-info").mkdir(parents=True)
+    (site / "broken_family.py").write_text("import a_module_that_is_not_installed\n")
+    (site / "broken_family-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: broken-family\nVersion: 0.1\n"
+    )
+    entry = "[llmpipe.families]\naaa_broken = broken_family:FAMILY\n"  # first by name
+    (site / "broken_family-0.1.dist-info" / "entry_points.txt").write_text(entry)
+    monkeypatch.syspath_prepend(str(site))
+    families.registered.cache_clear()
+    try:
+        assert "aaa_broken" in families.arch_names()
+        section = {"arch": "transformer", "block_size": 16, "n_layer": 1, "n_head": 2, "n_kv_head": 2, "d_model": 16}
+        cfg = families.model_config({**section, "tie_embeddings": True, "dropout": 0.0}, vocab_size=64)
+        assert families.family_of(cfg) is families.family("transformer")
+        assert type(families.language_model(cfg)).__name__ == "GPT"
+        with pytest.raises(ModuleNotFoundError, match="a_module_that_is_not_installed"):
+            families.family("aaa_broken")
+    finally:
+        families.registered.cache_clear()

@@ -54,7 +54,12 @@ def families() -> list:
 
 
 def family_of(cfg):
-    """The family of a network config (as model_config returned it)."""
+    """The family of a network config (as model_config returned it): the one its `arch` names, where
+    the config holds one, else the one whose config class it is. Only that family is loaded when the
+    name is right, so a broken family of another package does not stop the others."""
+    arch = getattr(cfg, "arch", DEFAULT_ARCH)
+    if arch in registered() and type(cfg) is family(arch).config_class:
+        return family(arch)
     for candidate in families():
         if type(cfg) is candidate.config_class:
             return candidate
