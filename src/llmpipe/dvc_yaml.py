@@ -7,6 +7,7 @@ lists source files by hand, and editing a cleaning rule re-runs clean and what f
 pretraining."""
 
 import ast
+import functools
 import tomllib
 from pathlib import Path
 
@@ -86,11 +87,12 @@ def module_file(module: str) -> Path | None:
 FAMILIES = "llmpipe.families"
 
 
-def family_modules() -> set[str]:
+@functools.cache  # asked once per module that imports llmpipe.families
+def family_modules() -> frozenset[str]:
     """llmpipe's own model families (pyproject.toml's entry points): llmpipe.families loads them by
     name, which no import statement shows, so a stage that asks it for a family depends on them all."""
     project = tomllib.loads((PACKAGE.parents[1] / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    return {value.split(":")[0] for value in project["entry-points"][FAMILIES].values()}
+    return frozenset(value.split(":")[0] for value in project["entry-points"][FAMILIES].values())
 
 
 def imported_modules(path: Path) -> set[str]:

@@ -58,8 +58,9 @@ def family_of(cfg):
     the config holds one, else the one whose config class it is. Only that family is loaded when the
     name is right, so a broken family of another package does not stop the others."""
     arch = getattr(cfg, "arch", DEFAULT_ARCH)
-    if arch in registered() and type(cfg) is family(arch).config_class:
-        return family(arch)
+    named = family(arch) if arch in registered() else None
+    if named is not None and type(cfg) is named.config_class:
+        return named
     for candidate in families():
         if type(cfg) is candidate.config_class:
             return candidate
